@@ -1,0 +1,127 @@
+//! Batching: gathers rows and the offsets they came from until a batch is due.
+//!
+//! A batch is due when it holds `max_rows` records or `max_bytes` of source
+//! payload, when `max_linger` has passed since its first record, or — for low
+//! latency at low rates — when the source has nothing more to give right now
+//! and the sink is idle. Batching never reorders: records of one partition
+//! appear in a batch in offset order, and batches are handed on in order.
+
+use crate::config::BatchConfig;
+use crate::model::{Batch, Row, TopicPartition};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Batcher {
+    max_rows: usize,
+    max_bytes: usize,
+    max_linger: Duration,
+    current: Batch,
+    opened_at: Option<Instant>,
+    next_id: u64,
+}
+
+impl Batcher {
+    pub fn new(cfg: &BatchConfig) -> Self {
+        Self {
+            max_rows: cfg.max_rows,
+            max_bytes: cfg.max_bytes,
+            max_linger: cfg.max_linger,
+            current: Batch {
+                id: 1,
+                ..Batch::default()
+            },
+            opened_at: None,
+            next_id: 2,
+        }
+    }
+
+    /// Adds one consumed record: its offset, its payload size and the rows it became
+    /// (none when filtered out or dead-lettered).
+    pub fn push(&mut self, tp: &TopicPartition, offset: i64, bytes: usize, rows: Vec<Row>) {
+        if self.opened_at.is_none() {
+            self.opened_at = Some(Instant::now());
+        }
+        self.current.track(tp, offset);
+        self.current.bytes += bytes;
+        self.current.records += 1;
+        self.current.rows.extend(rows);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
+    }
+
+    /// Full by size: hand it on now.
+    pub fn is_full(&self) -> bool {
+        self.current.records >= self.max_rows || self.current.bytes >= self.max_bytes
+    }
+
+    /// When the open batch must be handed on at the latest.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.opened_at.map(|t| t + self.max_linger)
+    }
+
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.is_full() || self.deadline().is_some_and(|d| now >= d)
+    }
+
+    /// Takes the open batch, if it holds anything, and opens the next one.
+    pub fn take(&mut self) -> Option<Batch> {
+        if self.current.is_empty() {
+            return None;
+        }
+        self.opened_at = None;
+        let next = Batch {
+            id: self.next_id,
+            ..Batch::default()
+        };
+        self.next_id += 1;
+        Some(std::mem::replace(&mut self.current, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(max_rows: usize) -> BatchConfig {
+        BatchConfig {
+            max_rows,
+            max_bytes: 1000,
+            max_linger: Duration::from_secs(60),
+            ..BatchConfig::default()
+        }
+    }
+
+    #[test]
+    fn batch_is_full_at_max_rows_and_ids_increase() {
+        let mut b = Batcher::new(&cfg(2));
+        let tp = TopicPartition::new("t", 0);
+        b.push(&tp, 0, 10, vec![Row::new()]);
+        assert!(!b.is_full());
+        b.push(&tp, 1, 10, vec![]);
+        assert!(b.is_full());
+        let first = b.take().expect("two records pushed");
+        assert_eq!((first.id, first.records, first.rows.len()), (1, 2, 1));
+        assert!(b.take().is_none());
+        b.push(&tp, 2, 10, vec![]);
+        assert_eq!(b.take().expect("one record").id, 2);
+    }
+
+    #[test]
+    fn batch_is_full_at_max_bytes() {
+        let mut b = Batcher::new(&cfg(100));
+        b.push(&TopicPartition::new("t", 0), 0, 1000, vec![]);
+        assert!(b.is_full());
+    }
+
+    #[test]
+    fn linger_deadline_starts_with_first_record() {
+        let mut b = Batcher::new(&cfg(100));
+        assert!(b.deadline().is_none());
+        b.push(&TopicPartition::new("t", 0), 0, 1, vec![]);
+        let deadline = b.deadline().expect("open batch has a deadline");
+        assert!(!b.is_due(deadline - Duration::from_millis(1)));
+        assert!(b.is_due(deadline));
+    }
+}

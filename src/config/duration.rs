@@ -1,0 +1,13 @@
+//! Human durations ("250ms", "30s", "1m 30s") in config files.
+
+use serde::{Deserialize, Deserializer};
+use std::time::Duration;
+
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); write e.g. \"250ms\" or \"30s\""
+        ))
+    })
+}

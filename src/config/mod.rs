@@ -1,0 +1,175 @@
+//! Configuration: built-in defaults → `config/default.toml` → the file given →
+//! `TIDEMILL__SECTION__KEY` environment variables, deserialised once into
+//! typed structs that reject unknown keys, then validated as a whole.
+//!
+//! Guarantees: a config that loads is complete and consistent (every problem is
+//! reported at once, each naming its key); secrets (database URLs, Kafka client
+//! options) are wrapped in [`Secret`] so `Debug` output never shows them.
+
+mod duration;
+mod pipeline;
+mod secret;
+mod validate;
+
+pub use pipeline::{
+    Backend, BatchConfig, DecodeFormat, KafkaConfig, PipelineConfig, SinkConfig, SinkMode,
+    TransformConfig,
+};
+pub use secret::{redact_url, Secret};
+pub use validate::Problem;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where the project's shipped defaults live, relative to the working directory.
+pub const DEFAULT_FILE: &str = "config/default.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// Pipelines by name; each is one consumer group.
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `pretty` for terminals, `json` for log collectors.
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`); off when empty.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of traces sampled, 0.0..=1.0.
+    pub sampling_ratio: f64,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+            otlp_endpoint: None,
+            sampling_ratio: 1.0,
+            service_name: "tidemill".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// How long SIGTERM may take to flush open batches and commit.
+    #[serde(with = "duration")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: String,
+        source: ::config::ConfigError,
+    },
+    #[error("invalid config: {0}")]
+    Parse(::config::ConfigError),
+    #[error("invalid config:\n{}", render(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Settings {
+    /// Loads and validates the layered configuration. `defaults` is normally
+    /// [`DEFAULT_FILE`]; it is skipped when it does not exist.
+    pub fn load(file: &Path, defaults: Option<&Path>) -> Result<Self, ConfigError> {
+        let settings = Self::load_unvalidated(file, defaults)?;
+        let problems = settings.validate();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Loads without validating, so `tidemill check` can report all problems.
+    pub fn load_unvalidated(file: &Path, defaults: Option<&Path>) -> Result<Self, ConfigError> {
+        if !file.exists() {
+            return Err(ConfigError::Read {
+                path: file.display().to_string(),
+                source: ::config::ConfigError::Message("file not found".into()),
+            });
+        }
+        let mut builder = ::config::Config::builder();
+        if let Some(defaults) = defaults {
+            builder = builder.add_source(::config::File::from(defaults).required(false));
+        }
+        builder = builder.add_source(::config::File::from(file)).add_source(
+            ::config::Environment::with_prefix("TIDEMILL")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("pipelines.*.topics"),
+        );
+        let raw = builder.build().map_err(|source| ConfigError::Read {
+            path: file.display().to_string(),
+            source,
+        })?;
+        raw.try_deserialize().map_err(ConfigError::Parse)
+    }
+
+    /// Parses a TOML string with no other layers (tests, demo).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw = ::config::Config::builder()
+            .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
+            .build()
+            .map_err(ConfigError::Parse)?;
+        let settings: Self = raw.try_deserialize().map_err(ConfigError::Parse)?;
+        let problems = settings.validate();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Every problem in the configuration, each naming its key.
+    pub fn validate(&self) -> Vec<Problem> {
+        validate::settings(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! One pipeline's declaration: source, decode, transforms, sink, batching.
+
+use super::{duration, Secret};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub kafka: KafkaConfig,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group; defaults to `tidemill-<pipeline name>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub format: DecodeFormat,
+    /// Applied in order to each decoded record.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+impl PipelineConfig {
+    pub fn group_id(&self, name: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("tidemill-{name}"))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Where a group with no committed offset starts: `earliest` or `latest`.
+    #[serde(default = "default_offset_reset")]
+    pub auto_offset_reset: String,
+    #[serde(default = "default_session_timeout", with = "duration")]
+    pub session_timeout: Duration,
+    /// Passed to librdkafka as they are (TLS, SASL, tuning). Values are secret.
+    #[serde(default)]
+    pub options: BTreeMap<String, Secret>,
+}
+
+fn default_offset_reset() -> String {
+    "earliest".into()
+}
+
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecodeFormat {
+    #[default]
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
+pub enum TransformConfig {
+    /// A jq expression: each input becomes zero or more outputs.
+    Jq { expr: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkMode {
+    #[default]
+    Insert,
+    Upsert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `postgres://user:password@host/db` or `sqlite://path.db`. Secret.
+    pub url: Secret,
+    /// Target table, optionally schema-qualified (`schema.table`).
+    pub table: String,
+    #[serde(default)]
+    pub mode: SinkMode,
+    /// Columns of the unique key, for `upsert`.
+    #[serde(default)]
+    pub key_columns: Vec<String>,
+    #[serde(default = "default_connections")]
+    pub max_connections: u32,
+    /// First retry delay after a transient database error; doubles up to `retry_max`.
+    #[serde(default = "default_retry_initial", with = "duration")]
+    pub retry_initial: Duration,
+    #[serde(default = "default_retry_max", with = "duration")]
+    pub retry_max: Duration,
+}
+
+impl SinkConfig {
+    /// The database kind, from the URL's scheme.
+    pub fn backend(&self) -> Option<Backend> {
+        let url = self.url.expose();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+fn default_connections() -> u32 {
+    2
+}
+
+fn default_retry_initial() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_retry_max() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// A batch closes at this many records.
+    pub max_rows: usize,
+    /// …or at this many bytes of source payload.
+    pub max_bytes: usize,
+    /// …or this long after its first record arrived.
+    #[serde(with = "duration")]
+    pub max_linger: Duration,
+    /// Batches handed to the sink and not yet acknowledged.
+    pub max_in_flight: usize,
+    /// How long a revocation waits for in-flight batches before dropping them uncommitted.
+    #[serde(with = "duration")]
+    pub revoke_timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 5000,
+            max_bytes: 8 << 20,
+            max_linger: Duration::from_millis(100),
+            max_in_flight: 2,
+            revoke_timeout: Duration::from_secs(20),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[pipelines.orders]
+topics = ["orders"]
+[pipelines.orders.kafka]
+brokers = "127.0.0.1:9092"
+[pipelines.orders.sink]
+url = "postgres://app:s3cret@127.0.0.1/db"
+table = "public.orders"
+"#;
+
+#[test]
+fn minimal_pipeline_gets_defaults() {
+    let s = Settings::from_toml(MINIMAL).expect("valid config");
+    let p = &s.pipelines["orders"];
+    assert_eq!(p.group_id("orders"), "tidemill-orders");
+    assert_eq!(p.batch.max_rows, 5000);
+    assert_eq!(p.batch.max_linger, Duration::from_millis(100));
+    assert_eq!(p.sink.mode, SinkMode::Insert);
+    assert_eq!(s.shutdown.grace, Duration::from_secs(30));
+}
+
+#[test]
+fn debug_output_does_not_leak_the_database_password() {
+    let s = Settings::from_toml(MINIMAL).expect("valid config");
+    let printed = format!("{s:?}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_name() {
+    let text = MINIMAL.replace("table =", "tabel = \"x\"\ntable =");
+    let err = Settings::from_toml(&text).expect_err("unknown field");
+    assert!(err.to_string().contains("tabel"), "{err}");
+}
+
+#[test]
+fn human_durations_parse_and_bad_ones_name_the_problem() {
+    let ok = format!("{MINIMAL}[pipelines.orders.batch]\nmax_linger = \"250ms\"\n");
+    let s = Settings::from_toml(&ok).expect("valid duration");
+    assert_eq!(
+        s.pipelines["orders"].batch.max_linger,
+        Duration::from_millis(250)
+    );
+    let bad = format!("{MINIMAL}[pipelines.orders.batch]\nmax_linger = \"soon\"\n");
+    let err = Settings::from_toml(&bad).expect_err("bad duration");
+    assert!(err.to_string().contains("soon"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_naming_its_key() {
+    let text = r#"
+[pipelines.orders]
+topics = []
+transforms = [{ type = "jq", expr = "{a: " }]
+[pipelines.orders.kafka]
+brokers = ""
+[pipelines.orders.sink]
+url = "oracle://x"
+table = "t"
+mode = "upsert"
+[pipelines.orders.batch]
+max_rows = 0
+"#;
+    let Err(ConfigError::Invalid(problems)) = Settings::from_toml(text) else {
+        panic!("expected validation problems");
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "pipelines.orders.kafka.brokers",
+        "pipelines.orders.topics",
+        "pipelines.orders.transforms[0].expr",
+        "pipelines.orders.sink.url",
+        "pipelines.orders.sink.key_columns",
+        "pipelines.orders.batch.max_rows",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn reserved_kafka_options_cannot_be_overridden() {
+    let text =
+        format!("{MINIMAL}[pipelines.orders.kafka.options]\n\"enable.auto.commit\" = \"true\"\n");
+    let Err(ConfigError::Invalid(problems)) = Settings::from_toml(&text) else {
+        panic!("expected a problem");
+    };
+    assert_eq!(
+        problems[0].key,
+        "pipelines.orders.kafka.options.enable.auto.commit"
+    );
+}
+
+#[test]
+fn layered_file_and_environment_override_defaults() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let defaults = dir.path().join("default.toml");
+    std::fs::write(&defaults, "[shutdown]\ngrace = \"5s\"\n").expect("write defaults");
+    let file = dir.path().join("app.toml");
+    std::fs::write(&file, MINIMAL).expect("write config");
+    let s = Settings::load(&file, Some(&defaults)).expect("valid layered config");
+    assert_eq!(s.shutdown.grace, Duration::from_secs(5));
+}

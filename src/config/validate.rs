@@ -1,0 +1,138 @@
+//! Whole-config validation: every problem at once, each naming its key.
+
+use super::{Backend, PipelineConfig, Settings, SinkMode, TransformConfig};
+use crate::sink::ident::TableName;
+use std::fmt;
+
+/// One configuration problem: the dotted key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+pub(super) fn settings(s: &Settings) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut push = |key: String, message: String| out.push(Problem { key, message });
+    if !(0.0..=1.0).contains(&s.telemetry.sampling_ratio) {
+        push(
+            "telemetry.sampling_ratio".into(),
+            "must be between 0.0 and 1.0".into(),
+        );
+    }
+    if s.pipelines.is_empty() {
+        push(
+            "pipelines".into(),
+            "no pipeline declared; add a [pipelines.NAME] table".into(),
+        );
+    }
+    for (name, p) in &s.pipelines {
+        pipeline(name, p, &mut push);
+    }
+    out
+}
+
+fn pipeline(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
+    let key = |k: &str| format!("pipelines.{name}.{k}");
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        push(
+            format!("pipelines.{name}"),
+            "pipeline names use a-z, 0-9, '_' and '-' only".into(),
+        );
+    }
+    if p.kafka.brokers.trim().is_empty() {
+        push(key("kafka.brokers"), "must name at least one broker".into());
+    }
+    if !matches!(p.kafka.auto_offset_reset.as_str(), "earliest" | "latest") {
+        push(
+            key("kafka.auto_offset_reset"),
+            format!(
+                "`{}` is not one of earliest, latest",
+                p.kafka.auto_offset_reset
+            ),
+        );
+    }
+    for option in p.kafka.options.keys() {
+        if RESERVED_KAFKA_OPTIONS.contains(&option.as_str()) {
+            push(
+                key(&format!("kafka.options.{option}")),
+                "is set by tidemill itself and cannot be overridden".into(),
+            );
+        }
+    }
+    if p.topics.is_empty() || p.topics.iter().any(|t| t.trim().is_empty()) {
+        push(key("topics"), "must list one or more topic names".into());
+    }
+    for (i, t) in p.transforms.iter().enumerate() {
+        let TransformConfig::Jq { expr } = t;
+        if let Err(e) = crate::transform::jq::JqProgram::compile(expr) {
+            push(key(&format!("transforms[{i}].expr")), e.to_string());
+        }
+    }
+    sink(name, p, push);
+    batch(name, p, push);
+}
+
+/// Client settings tidemill owns: overriding them would break its guarantees.
+const RESERVED_KAFKA_OPTIONS: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "partition.assignment.strategy",
+    "bootstrap.servers",
+];
+
+fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
+    let key = |k: &str| format!("pipelines.{name}.sink.{k}");
+    if p.sink.backend().is_none() {
+        push(
+            key("url"),
+            "unsupported scheme; use postgres://, postgresql:// or sqlite:".into(),
+        );
+    }
+    if let Err(e) = TableName::parse(&p.sink.table, p.sink.backend() == Some(Backend::Sqlite)) {
+        push(key("table"), e.to_string());
+    }
+    if p.sink.mode == SinkMode::Upsert && p.sink.key_columns.is_empty() {
+        push(
+            key("key_columns"),
+            "upsert mode needs the columns of a unique key".into(),
+        );
+    }
+    for column in &p.sink.key_columns {
+        if let Err(e) = crate::sink::ident::validate(column) {
+            push(key("key_columns"), e.to_string());
+        }
+    }
+    if p.sink.max_connections == 0 {
+        push(key("max_connections"), "must be at least 1".into());
+    }
+    if p.sink.retry_initial.is_zero() || p.sink.retry_initial > p.sink.retry_max {
+        push(
+            key("retry_initial"),
+            "must be above zero and at most retry_max".into(),
+        );
+    }
+}
+
+fn batch(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
+    let key = |k: &str| format!("pipelines.{name}.batch.{k}");
+    if p.batch.max_rows == 0 {
+        push(key("max_rows"), "must be at least 1".into());
+    }
+    if p.batch.max_bytes == 0 {
+        push(key("max_bytes"), "must be at least 1".into());
+    }
+    if p.batch.max_in_flight == 0 {
+        push(key("max_in_flight"), "must be at least 1".into());
+    }
+}

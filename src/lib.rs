@@ -1,0 +1,28 @@
+//! tidemill: Kafka → transform → database, committing offsets only after the
+//! database has the rows.
+//!
+//! The modules follow the flow of a record:
+//!
+//! 1. [`source`] — consumer group member; polls, and owns the rebalance callbacks;
+//! 2. [`decode`] — payload bytes → JSON;
+//! 3. [`transform`] — pure, synchronous jq steps: JSON → rows;
+//! 4. [`batch`] — rows + offsets → a [`model::Batch`];
+//! 5. [`sink`] — one transaction per batch (PostgreSQL, SQLite), with retries;
+//! 6. [`commit`] — acknowledged batches → Kafka offsets (the only module that moves them).
+//!
+//! [`pipeline`] wires one pipeline; [`model`] holds the messages between stages;
+//! [`config`], [`telemetry`], [`check`] and [`demo`] surround it.
+
+pub mod batch;
+pub mod check;
+pub mod commit;
+pub mod config;
+pub mod decode;
+pub mod demo;
+pub mod model;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod telemetry;
+pub mod transform;

@@ -1,0 +1,144 @@
+//! The messages passed between pipeline stages, in one place.
+//!
+//! Flow: the source turns each Kafka message into a [`Record`]; decode and
+//! transform turn a record into zero or more [`Row`]s; the batcher gathers rows
+//! and the offsets they came from into a [`Batch`]; the sink writes a batch in
+//! one transaction and answers with a [`BatchAck`]; the committer turns acks
+//! into Kafka commits.
+//!
+//! Invariant carried by these types: a batch's [`Batch::offsets`] name every
+//! Kafka offset the batch accounts for — including records that produced no
+//! row (filtered out) — so a commit after the batch's ack never skips a record
+//! that is not yet in the database.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A Kafka topic and partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// Where a record came from: enough to find it again in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka timestamp in milliseconds since the epoch, when the broker has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// One decoded Kafka record. Key, value bytes and headers travel untouched so
+/// a dead letter can carry the original bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub origin: Origin,
+    pub key: Option<Vec<u8>>,
+    /// `None` is a tombstone (a record with a null value).
+    pub value: Option<serde_json::Value>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// One row for the sink: column name → JSON value. Types are converted by the
+/// sink against the target table's own schema.
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// An inclusive range of offsets of one partition accounted for by a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetRange {
+    pub first: i64,
+    pub last: i64,
+}
+
+/// A unit of work for the sink: rows to write in one transaction, and the
+/// offsets that become committable once that transaction has committed.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Monotonic per pipeline; acks name it.
+    pub id: u64,
+    pub rows: Vec<Row>,
+    pub offsets: BTreeMap<TopicPartition, OffsetRange>,
+    /// Approximate size of the source payloads, for batching limits.
+    pub bytes: usize,
+    /// Records accounted for (rows can be more or fewer after transforms).
+    pub records: usize,
+}
+
+impl Batch {
+    /// Accounts for one consumed offset of `tp`.
+    pub fn track(&mut self, tp: &TopicPartition, offset: i64) {
+        match self.offsets.get_mut(tp) {
+            Some(range) => {
+                range.first = range.first.min(offset);
+                range.last = range.last.max(offset);
+            }
+            None => {
+                self.offsets.insert(
+                    tp.clone(),
+                    OffsetRange {
+                        first: offset,
+                        last: offset,
+                    },
+                );
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// `topic/partition:first-last` pairs, for logs and span attributes.
+    pub fn describe_offsets(&self) -> String {
+        let mut out = String::new();
+        for (tp, range) in &self.offsets {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(&format!("{tp}:{}-{}", range.first, range.last));
+        }
+        out
+    }
+}
+
+/// The sink's answer: the batch is durably in the database.
+#[derive(Debug, Clone)]
+pub struct BatchAck {
+    pub id: u64,
+    pub offsets: BTreeMap<TopicPartition, OffsetRange>,
+    pub rows: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_widens_the_range_per_partition() {
+        let mut batch = Batch::default();
+        let tp = TopicPartition::new("t", 0);
+        batch.track(&tp, 5);
+        batch.track(&tp, 7);
+        batch.track(&TopicPartition::new("t", 1), 3);
+        assert_eq!(batch.offsets[&tp], OffsetRange { first: 5, last: 7 });
+        assert_eq!(batch.describe_offsets(), "t/0:5-7,t/1:3-3");
+    }
+}

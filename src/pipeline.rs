@@ -1,0 +1,232 @@
+//! One pipeline, wired: source thread → (decode, transform, batch) → writer
+//! task → acks → commits. See [`crate::source`] for the delivery contract.
+//!
+//! Shutdown: `shutdown` stops the source, which flushes and waits for the
+//! writer; `grace` later the writer is aborted (its unacknowledged batches are
+//! never committed, so they are read again after a restart).
+
+use crate::batch::Batcher;
+use crate::config::{PipelineConfig, Settings};
+use crate::sink::writer::{self, WriterError};
+use crate::sink::{AnySink, SinkError};
+use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
+use crate::stats::Stats;
+use crate::transform::{Chain, TransformError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, Instrument};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pipeline {pipeline}: {source}")]
+    Sink { pipeline: String, source: SinkError },
+    #[error("pipeline {pipeline}: {source}")]
+    Transform {
+        pipeline: String,
+        source: TransformError,
+    },
+    #[error("pipeline {pipeline}: creating the Kafka consumer: {source}")]
+    Consumer {
+        pipeline: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("pipeline {pipeline}: {source}")]
+    Source {
+        pipeline: String,
+        source: SourceError,
+    },
+    #[error("pipeline {pipeline}: {source}")]
+    Writer {
+        pipeline: String,
+        source: WriterError,
+    },
+    #[error("pipeline {pipeline}: a stage panicked: {message}")]
+    Panicked { pipeline: String, message: String },
+}
+
+/// A pipeline ready to run: sink connected and checked, transforms compiled.
+pub struct Pipeline {
+    name: String,
+    cfg: PipelineConfig,
+    sink: AnySink,
+    chain: Chain,
+    pub stats: Arc<Stats>,
+}
+
+impl Pipeline {
+    /// Connects to the database, checks the target table, compiles transforms.
+    pub async fn prepare(name: &str, cfg: &PipelineConfig) -> Result<Self, PipelineError> {
+        let chain = Chain::compile(&cfg.transforms).map_err(|source| PipelineError::Transform {
+            pipeline: name.to_string(),
+            source,
+        })?;
+        let sink = AnySink::open(&cfg.sink)
+            .await
+            .map_err(|source| PipelineError::Sink {
+                pipeline: name.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            name: name.to_string(),
+            cfg: cfg.clone(),
+            sink,
+            chain,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// Runs until `shutdown` fires (then drains within `grace`) or an error stops it.
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), PipelineError> {
+        let Pipeline {
+            name,
+            cfg,
+            sink,
+            chain,
+            stats,
+        } = self;
+        let span = tracing::info_span!("pipeline", pipeline = %name);
+        let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(cfg.batch.max_in_flight);
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let driver = Driver::new(
+            cfg.format,
+            chain,
+            Batcher::new(&cfg.batch),
+            batch_tx,
+            ack_rx,
+            cfg.batch.revoke_timeout,
+            Arc::clone(&stats),
+        );
+        let context = SourceContext {
+            pipeline: name.clone(),
+            driver: Arc::new(Mutex::new(driver)),
+        };
+        let consumer: Consumer = kafka::consumer_config(&name, &cfg)
+            .create_with_context(context)
+            .map_err(|source| PipelineError::Consumer {
+                pipeline: name.clone(),
+                source,
+            })?;
+        // Cancelled when the grace period after shutdown is over, or when a stage fails.
+        let abort = CancellationToken::new();
+        let writer = {
+            let (abort, stats, sink_cfg) = (abort.clone(), Arc::clone(&stats), cfg.sink.clone());
+            let task = async move {
+                match sink {
+                    AnySink::Postgres(s) => {
+                        writer::run(s, sink_cfg, batch_rx, ack_tx, abort, stats).await
+                    }
+                    AnySink::Sqlite(s) => {
+                        writer::run(s, sink_cfg, batch_rx, ack_tx, abort, stats).await
+                    }
+                }
+            };
+            tokio::spawn(task.instrument(span.clone()))
+        };
+        let source = {
+            let (shutdown, topics, span) = (shutdown.clone(), cfg.topics.clone(), span.clone());
+            tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                source::run(consumer, &topics, shutdown, grace)
+            })
+        };
+        let grace_timer = {
+            let (shutdown, abort) = (shutdown.clone(), abort.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+                abort.cancel();
+            })
+        };
+        info!(parent: &span, topics = ?cfg.topics, table = %cfg.sink.table, "pipeline started");
+        let (source_result, writer_result) = supervise(source, writer, &shutdown, &abort).await;
+        grace_timer.abort();
+        let pipeline = name.clone();
+        writer_result.map_err(|source| PipelineError::Writer {
+            pipeline: pipeline.clone(),
+            source,
+        })?;
+        source_result.map_err(|source| PipelineError::Source { pipeline, source })?;
+        info!(parent: &span, "pipeline stopped");
+        Ok(())
+    }
+}
+
+type Joined<T, E> = Result<Result<T, E>, tokio::task::JoinError>;
+
+/// Waits for both stages; when one fails, the other is told to stop.
+async fn supervise(
+    mut source: tokio::task::JoinHandle<Result<(), SourceError>>,
+    mut writer: tokio::task::JoinHandle<Result<(), WriterError>>,
+    shutdown: &CancellationToken,
+    abort: &CancellationToken,
+) -> (Result<(), SourceError>, Result<(), WriterError>) {
+    let flatten_source =
+        |r: Joined<(), SourceError>| r.unwrap_or_else(|e| Err(panicked_source(&e)));
+    let flatten_writer =
+        |r: Joined<(), WriterError>| r.unwrap_or_else(|e| Err(panicked_writer(&e)));
+    tokio::select! {
+        s = &mut source => {
+            let s = flatten_source(s);
+            if s.is_err() {
+                abort.cancel();
+            }
+            let w = flatten_writer(writer.await);
+            (s, w)
+        }
+        w = &mut writer => {
+            let w = flatten_writer(w);
+            // The source notices the writer is gone on its next tick; stop it anyway.
+            shutdown.cancel();
+            let s = flatten_source(source.await);
+            (s, w)
+        }
+    }
+}
+
+fn panicked_source(e: &tokio::task::JoinError) -> SourceError {
+    tracing::error!(error = %e, "source thread panicked");
+    SourceError::WriterGone
+}
+
+fn panicked_writer(e: &tokio::task::JoinError) -> WriterError {
+    tracing::error!(error = %e, "writer task panicked");
+    WriterError::Aborted
+}
+
+/// Runs every pipeline of `settings` until `shutdown`; the first error is returned
+/// after all pipelines stopped.
+pub async fn run_all(
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
+    let mut prepared = Vec::new();
+    for (name, cfg) in &settings.pipelines {
+        prepared.push(Pipeline::prepare(name, cfg).await?);
+    }
+    let grace = settings.shutdown.grace;
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in prepared {
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { p.run(shutdown, grace).await });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| {
+            Err(PipelineError::Panicked {
+                pipeline: "?".into(),
+                message: e.to_string(),
+            })
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "pipeline failed; stopping the others");
+            shutdown.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

@@ -1,0 +1,143 @@
+//! Sink errors, each with where it happened and whether to retry.
+
+use sqlx::error::ErrorKind;
+
+/// What the writer does about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// Connection lost, timeout, serialization failure, deadlock, failover:
+    /// retry the same batch with backoff; nothing is committed meanwhile.
+    Transient,
+    /// The rows themselves are at fault (constraint, invalid value).
+    Data,
+    /// Authentication, missing table, permission: retrying cannot help.
+    Fatal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("connecting to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("reading the schema of table {table}: {source}")]
+    Describe { table: String, source: sqlx::Error },
+    #[error("table {table} does not exist")]
+    MissingTable { table: String },
+    #[error("table {table}: {message}")]
+    Schema { table: String, message: String },
+    #[error("writing batch to {table}: {source}")]
+    Write { table: String, source: sqlx::Error },
+    #[error("row for {table} rejected: {message}")]
+    Row { table: String, message: String },
+}
+
+impl SinkError {
+    pub fn class(&self) -> RetryClass {
+        match self {
+            SinkError::Connect { source, .. }
+            | SinkError::Describe { source, .. }
+            | SinkError::Write { source, .. } => classify(source),
+            SinkError::MissingTable { .. } | SinkError::Schema { .. } => RetryClass::Fatal,
+            SinkError::Row { .. } => RetryClass::Data,
+        }
+    }
+}
+
+/// Classifies a driver error by SQLSTATE (PostgreSQL), result code (SQLite) or kind.
+pub fn classify(err: &sqlx::Error) -> RetryClass {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => RetryClass::Transient,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                classify_sqlstate(&code)
+            } else {
+                classify_sqlite(&code, db.kind())
+            }
+        }
+        _ => RetryClass::Fatal,
+    }
+}
+
+/// SQLite result codes; the primary code is the low byte of an extended code.
+fn classify_sqlite(code: &str, kind: ErrorKind) -> RetryClass {
+    let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(-1);
+    match (primary, kind) {
+        // SQLITE_BUSY, SQLITE_LOCKED.
+        (5 | 6, _) => RetryClass::Transient,
+        (
+            _,
+            ErrorKind::UniqueViolation
+            | ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation
+            | ErrorKind::CheckViolation,
+        ) => RetryClass::Data,
+        // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH.
+        (18..=20, _) => RetryClass::Data,
+        _ => RetryClass::Fatal,
+    }
+}
+
+fn classify_sqlstate(code: &str) -> RetryClass {
+    match code {
+        "40001" | "40P01" | "25006" | "55P03" | "57P01" | "57P02" | "57P03" | "57014" => {
+            RetryClass::Transient
+        }
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("58") => {
+            RetryClass::Transient
+        }
+        c if c.starts_with("22") || c.starts_with("23") => RetryClass::Data,
+        _ => RetryClass::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_sqlstates_are_classified() {
+        for transient in ["40001", "40P01", "08006", "57P01", "53300", "25006"] {
+            assert_eq!(
+                classify_sqlstate(transient),
+                RetryClass::Transient,
+                "{transient}"
+            );
+        }
+        for data in ["23505", "22P02", "22003"] {
+            assert_eq!(classify_sqlstate(data), RetryClass::Data, "{data}");
+        }
+        for fatal in ["28P01", "42P01", "42501"] {
+            assert_eq!(classify_sqlstate(fatal), RetryClass::Fatal, "{fatal}");
+        }
+    }
+
+    #[test]
+    fn sqlite_codes_are_classified() {
+        assert_eq!(
+            classify_sqlite("5", ErrorKind::Other),
+            RetryClass::Transient
+        );
+        assert_eq!(
+            classify_sqlite("517", ErrorKind::Other),
+            RetryClass::Transient
+        );
+        assert_eq!(
+            classify_sqlite("2067", ErrorKind::UniqueViolation),
+            RetryClass::Data
+        );
+        assert_eq!(classify_sqlite("1", ErrorKind::Other), RetryClass::Fatal);
+    }
+
+    #[test]
+    fn io_errors_are_transient() {
+        let err = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(classify(&err), RetryClass::Transient);
+    }
+}

@@ -1,0 +1,82 @@
+//! Sink: writes batches into the target table, one database transaction per batch.
+//!
+//! Contract:
+//! - [`Sink::write`] returns `Ok` only after the batch's transaction committed;
+//!   on any error nothing of the batch is visible (the transaction rolled back).
+//! - Column types come from the target table's own schema, read at start-up:
+//!   each backend hands the batch to the database as one JSON document and lets
+//!   the database convert every field to its column's type (so values are always
+//!   bound parameters, never SQL text). Fields with no matching column are ignored.
+//! - `upsert` keeps the last row per key within a batch, then inserts or
+//!   updates; `insert` appends.
+//! - Errors carry a [`RetryClass`]; the [`writer`] retries transient ones.
+//!
+//! Backends: [`postgres`], [`sqlite`]. MySQL/MariaDB will fit the same trait.
+
+pub mod error;
+pub mod ident;
+pub mod postgres;
+mod prepare;
+pub mod schema;
+pub mod sqlite;
+pub mod writer;
+
+pub use error::{RetryClass, SinkError};
+pub use prepare::{prepare, PreparedBatch};
+
+use crate::config::{Backend, SinkConfig};
+use schema::TableSchema;
+use std::future::Future;
+
+/// A database table that batches are written to.
+pub trait Sink: Send + 'static {
+    /// The target table as read at start-up.
+    fn schema(&self) -> &TableSchema;
+
+    /// Writes one prepared batch in one transaction.
+    fn write(
+        &mut self,
+        batch: &PreparedBatch,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Whether the database answers (health checks, `tidemill check`).
+    fn ping(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// One of the supported backends, chosen by the URL's scheme.
+pub enum AnySink {
+    Postgres(postgres::PostgresSink),
+    Sqlite(sqlite::SqliteSink),
+}
+
+impl AnySink {
+    /// Connects and reads the target table's schema. Problems with the table
+    /// (missing, key columns absent) are `Schema`/`MissingTable` errors.
+    pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
+        let sink = match cfg.backend() {
+            Some(Backend::Postgres) => AnySink::Postgres(postgres::PostgresSink::open(cfg).await?),
+            Some(Backend::Sqlite) => AnySink::Sqlite(sqlite::SqliteSink::open(cfg).await?),
+            None => {
+                return Err(SinkError::Schema {
+                    table: cfg.table.clone(),
+                    message: "unsupported database URL scheme".into(),
+                })
+            }
+        };
+        let problems = sink.schema().check(cfg.mode, &cfg.key_columns);
+        if !problems.is_empty() {
+            return Err(SinkError::Schema {
+                table: cfg.table.clone(),
+                message: problems.join("; "),
+            });
+        }
+        Ok(sink)
+    }
+
+    pub fn schema(&self) -> &TableSchema {
+        match self {
+            AnySink::Postgres(s) => s.schema(),
+            AnySink::Sqlite(s) => s.schema(),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! PostgreSQL: one `INSERT … SELECT … FROM json_populate_recordset(NULL::table, $1)`
+//! per batch, inside a transaction.
+//!
+//! The whole batch travels as a single bound JSON parameter; PostgreSQL converts
+//! each field with its column type's own input function, so the table's schema
+//! decides the types and a value that does not fit is an error, never coerced.
+
+use super::ident::{column_list, on_conflict, TableName};
+use super::schema::{Column, TableSchema};
+use super::{PreparedBatch, Sink, SinkError};
+use crate::config::{redact_url, SinkConfig, SinkMode};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Row as _;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct PostgresSink {
+    pool: PgPool,
+    schema: TableSchema,
+    mode: SinkMode,
+    key_columns: Vec<String>,
+    statements: HashMap<Vec<String>, String>,
+}
+
+impl PostgresSink {
+    pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
+        let pool = connect(cfg).await?;
+        let table = TableName::parse(&cfg.table, false).map_err(|e| SinkError::Schema {
+            table: cfg.table.clone(),
+            message: e.to_string(),
+        })?;
+        let schema = describe(&pool, &table).await?;
+        Ok(Self {
+            pool,
+            schema,
+            mode: cfg.mode,
+            key_columns: cfg.key_columns.clone(),
+            statements: HashMap::new(),
+        })
+    }
+
+    fn statement(&mut self, columns: &[String]) -> &str {
+        let (table, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        self.statements
+            .entry(columns.to_vec())
+            .or_insert_with(|| insert_sql(table, mode, keys, columns))
+    }
+}
+
+async fn connect(cfg: &SinkConfig) -> Result<PgPool, SinkError> {
+    let url = cfg.url.expose();
+    let connect_err = |source| SinkError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let options = PgConnectOptions::from_str(url)
+        .map_err(connect_err)?
+        .application_name("tidemill");
+    PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(connect_err)
+}
+
+/// Builds the batch statement for one set of columns.
+pub fn insert_sql(
+    table: &TableName,
+    mode: SinkMode,
+    keys: &[String],
+    columns: &[String],
+) -> String {
+    let cols = column_list(columns);
+    let t = table.quoted();
+    let mut sql = format!(
+        "INSERT INTO {t} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{t}, $1::json)"
+    );
+    if mode == SinkMode::Upsert {
+        sql.push_str(&on_conflict(keys, columns));
+    }
+    sql
+}
+
+async fn describe(pool: &PgPool, table: &TableName) -> Result<TableSchema, SinkError> {
+    let describe_err = |source| SinkError::Describe {
+        table: table.to_string(),
+        source,
+    };
+    let regclass = table.quoted();
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&regclass)
+        .fetch_one(pool)
+        .await
+        .map_err(describe_err)?;
+    if exists.is_none() {
+        return Err(SinkError::MissingTable {
+            table: table.to_string(),
+        });
+    }
+    let columns = sqlx::query(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.atthasdef \
+         FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 \
+         AND NOT a.attisdropped ORDER BY a.attnum",
+    )
+    .bind(&regclass)
+    .fetch_all(pool)
+    .await
+    .map_err(describe_err)?
+    .into_iter()
+    .map(|r| Column {
+        name: r.get(0),
+        data_type: r.get(1),
+        nullable: r.get(2),
+        has_default: r.get(3),
+    })
+    .collect();
+    let unique_keys: Vec<Vec<String>> = sqlx::query_scalar(
+        "SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_index i \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL \
+         GROUP BY i.indexrelid",
+    )
+    .bind(&regclass)
+    .fetch_all(pool)
+    .await
+    .map_err(describe_err)?;
+    Ok(TableSchema {
+        table: table.clone(),
+        columns,
+        unique_keys,
+    })
+}
+
+impl Sink for PostgresSink {
+    fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    async fn write(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
+        if batch.rows == 0 {
+            return Ok(());
+        }
+        let table = self.schema.table.to_string();
+        let write_err = |source| SinkError::Write {
+            table: table.clone(),
+            source,
+        };
+        let sql = self.statement(&batch.columns).to_string();
+        let mut tx = self.pool.begin().await.map_err(write_err)?;
+        sqlx::query(&sql)
+            .bind(&batch.json)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_err)?;
+        tx.commit().await.map_err(write_err)
+    }
+
+    async fn ping(&self) -> Result<(), SinkError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|source| SinkError::Write {
+                table: self.schema.table.to_string(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_sql_updates_non_key_columns_from_excluded() {
+        let t = TableName::parse("s.t", false).expect("valid");
+        let sql = insert_sql(
+            &t,
+            SinkMode::Upsert,
+            &["id".into()],
+            &["id".into(), "v".into()],
+        );
+        assert_eq!(
+            sql,
+            r#"INSERT INTO "s"."t" ("id", "v") SELECT "id", "v" FROM json_populate_recordset(NULL::"s"."t", $1::json) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v""#
+        );
+    }
+
+    #[test]
+    fn upsert_of_key_only_rows_does_nothing_on_conflict() {
+        let t = TableName::parse("t", false).expect("valid");
+        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &["id".into()]);
+        assert!(sql.ends_with(r#"ON CONFLICT ("id") DO NOTHING"#), "{sql}");
+    }
+}

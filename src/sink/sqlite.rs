@@ -1,0 +1,214 @@
+//! SQLite, the embedded default: one `INSERT … SELECT … FROM json_each(?1)` per
+//! batch, inside a transaction, on a single connection (SQLite has one writer).
+//!
+//! The database is opened in WAL mode with `synchronous = FULL`, so a batch
+//! acknowledged to the committer survives a power loss, not just a crash.
+//! JSON paths for the columns are bound parameters, never SQL text.
+
+use super::ident::{column_list, on_conflict, TableName};
+use super::schema::{Column, TableSchema};
+use super::{PreparedBatch, Sink, SinkError};
+use crate::config::{SinkConfig, SinkMode};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row as _;
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct SqliteSink {
+    pool: SqlitePool,
+    schema: TableSchema,
+    mode: SinkMode,
+    key_columns: Vec<String>,
+    statements: HashMap<Vec<String>, String>,
+}
+
+impl SqliteSink {
+    pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
+        let pool = connect(cfg.url.expose()).await?;
+        let table = TableName::parse(&cfg.table, true).map_err(|e| SinkError::Schema {
+            table: cfg.table.clone(),
+            message: e.to_string(),
+        })?;
+        let schema = describe(&pool, &table).await?;
+        Ok(Self {
+            pool,
+            schema,
+            mode: cfg.mode,
+            key_columns: cfg.key_columns.clone(),
+            statements: HashMap::new(),
+        })
+    }
+}
+
+/// Opens (creating if needed) the database file with durable settings.
+pub async fn connect(url: &str) -> Result<SqlitePool, SinkError> {
+    let connect_err = |source| SinkError::Connect {
+        url: url.to_string(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(connect_err)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5));
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(connect_err)
+}
+
+/// Builds the batch statement; parameter 1 is the JSON array, 2.. are the
+/// JSON paths of `columns`, in order.
+pub fn insert_sql(
+    table: &TableName,
+    mode: SinkMode,
+    keys: &[String],
+    columns: &[String],
+) -> String {
+    let cols = column_list(columns);
+    let values = (0..columns.len())
+        .map(|i| format!("json_extract(value, ?{})", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert clause.
+    let mut sql = format!(
+        "INSERT INTO {} ({cols}) SELECT {values} FROM json_each(?1) WHERE true",
+        table.quoted()
+    );
+    if mode == SinkMode::Upsert {
+        sql.push_str(&on_conflict(keys, columns));
+    }
+    sql
+}
+
+/// A JSON path addressing one top-level key exactly, whatever characters it holds.
+fn json_path(column: &str) -> String {
+    format!(
+        "$.\"{}\"",
+        column.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, SinkError> {
+    let describe_err = |source| SinkError::Describe {
+        table: table.to_string(),
+        source,
+    };
+    let rows = sqlx::query(
+        "SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1) ORDER BY cid",
+    )
+    .bind(&table.name)
+    .fetch_all(pool)
+    .await
+    .map_err(describe_err)?;
+    if rows.is_empty() {
+        return Err(SinkError::MissingTable {
+            table: table.to_string(),
+        });
+    }
+    let mut primary: Vec<String> = Vec::new();
+    let mut columns = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name: String = r.get(0);
+        if r.get::<i64, _>(4) > 0 {
+            primary.push(name.clone());
+        }
+        columns.push(Column {
+            name,
+            data_type: r.get(1),
+            nullable: r.get::<i64, _>(2) == 0,
+            has_default: r.get(3),
+        });
+    }
+    let mut by_index: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let index_rows = sqlx::query(
+        "SELECT il.name, ii.name FROM pragma_index_list(?1) il, pragma_index_info(il.name) ii \
+         WHERE il.\"unique\" = 1 AND il.partial = 0",
+    )
+    .bind(&table.name)
+    .fetch_all(pool)
+    .await
+    .map_err(describe_err)?;
+    for r in index_rows {
+        by_index.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    let mut unique_keys: Vec<Vec<String>> = by_index.into_values().collect();
+    if !primary.is_empty() {
+        unique_keys.push(primary);
+    }
+    for key in &mut unique_keys {
+        key.sort();
+    }
+    Ok(TableSchema {
+        table: table.clone(),
+        columns,
+        unique_keys,
+    })
+}
+
+impl Sink for SqliteSink {
+    fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    async fn write(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
+        if batch.rows == 0 {
+            return Ok(());
+        }
+        let table = self.schema.table.to_string();
+        let write_err = |source| SinkError::Write {
+            table: table.clone(),
+            source,
+        };
+        let (t, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        let sql = self
+            .statements
+            .entry(batch.columns.clone())
+            .or_insert_with(|| insert_sql(t, mode, keys, &batch.columns))
+            .clone();
+        let mut tx = self.pool.begin().await.map_err(write_err)?;
+        let mut query = sqlx::query(&sql).bind(&batch.json);
+        for column in &batch.columns {
+            query = query.bind(json_path(column));
+        }
+        query.execute(&mut *tx).await.map_err(write_err)?;
+        tx.commit().await.map_err(write_err)
+    }
+
+    async fn ping(&self) -> Result<(), SinkError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|source| SinkError::Write {
+                table: self.schema.table.to_string(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_path_quotes_the_key() {
+        assert_eq!(json_path("a.b"), r#"$."a.b""#);
+        assert_eq!(json_path(r#"x"y"#), r#"$."x\"y""#);
+    }
+
+    #[test]
+    fn insert_sql_binds_paths_after_the_document() {
+        let t = TableName::parse("t", true).expect("valid");
+        let sql = insert_sql(&t, SinkMode::Insert, &[], &["a".into(), "b".into()]);
+        assert_eq!(
+            sql,
+            r#"INSERT INTO "t" ("a", "b") SELECT json_extract(value, ?2), json_extract(value, ?3) FROM json_each(?1) WHERE true"#
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! The source thread's state: turns polled messages into batches, hands them
+//! to the writer, and feeds acknowledgements to the committer.
+//!
+//! Backpressure: when the writer's queue is full, the ready batch waits here and
+//! every assigned partition is paused; the thread keeps polling (so it stays in
+//! the group and serves rebalances) and resumes the partitions once the writer
+//! accepted the batch.
+
+use super::rebalance::Consumer;
+use crate::batch::Batcher;
+use crate::commit::Committer;
+use crate::config::DecodeFormat;
+use crate::decode::decode;
+use crate::model::{Batch, BatchAck, TopicPartition};
+use crate::stats::Stats;
+use crate::transform::Chain;
+use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::TopicPartitionList;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{error::TrySendError, Sender};
+use tracing::{debug, info, warn};
+
+/// Why the source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("record {tp}@{offset} cannot be processed: {reason} (no dead-letter topic is configured, so the pipeline stops rather than drop it)")]
+    Poison {
+        tp: TopicPartition,
+        offset: i64,
+        reason: String,
+    },
+    #[error("the writer stopped; see its error")]
+    WriterGone,
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+pub struct Driver {
+    pub(super) format: DecodeFormat,
+    pub(super) chain: Chain,
+    pub(super) batcher: Batcher,
+    pub(super) committer: Committer,
+    /// `None` once the source has finished and let the writer go.
+    pub(super) batches: Option<Sender<Batch>>,
+    pub(super) acks: Receiver<BatchAck>,
+    pub(super) revoke_timeout: Duration,
+    pub(super) stats: Arc<Stats>,
+    /// A batch the writer's queue had no room for yet.
+    pending: Option<Batch>,
+    paused: bool,
+    /// An error met inside a rebalance callback, reported by the poll loop.
+    pub(super) failed: Option<SourceError>,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        format: DecodeFormat,
+        chain: Chain,
+        batcher: Batcher,
+        batches: Sender<Batch>,
+        acks: Receiver<BatchAck>,
+        revoke_timeout: Duration,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            format,
+            chain,
+            batcher,
+            committer: Committer::default(),
+            batches: Some(batches),
+            acks,
+            revoke_timeout,
+            stats,
+            pending: None,
+            paused: false,
+            failed: None,
+        }
+    }
+
+    /// How long the next poll may block: short while a batch is open, so it
+    /// goes out as soon as it is due.
+    pub fn poll_timeout(&self) -> Duration {
+        if self.batcher.is_empty() && self.pending.is_none() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(5)
+        }
+    }
+
+    /// Decodes and transforms one message into the open batch.
+    pub fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), SourceError> {
+        let tp = TopicPartition::new(msg.topic(), msg.partition());
+        if !self.committer.owns(&tp) {
+            debug!(%tp, offset = msg.offset(), "message from a partition not owned, skipped");
+            return Ok(());
+        }
+        Stats::add(&self.stats.records_in, 1);
+        let payload = msg.payload();
+        let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
+        let poison = |reason: String| SourceError::Poison {
+            tp: tp.clone(),
+            offset: msg.offset(),
+            reason,
+        };
+        let rows = match decode(self.format, payload).map_err(|e| poison(e.to_string()))? {
+            None => {
+                Stats::add(&self.stats.tombstones_skipped, 1);
+                Vec::new()
+            }
+            Some(value) => self.chain.apply(value).map_err(|e| poison(e.to_string()))?,
+        };
+        self.batcher.push(&tp, msg.offset(), bytes, rows);
+        Ok(())
+    }
+
+    /// Moves work along: acks → commits; a due batch → the writer.
+    /// `idle` says the last poll found nothing to read.
+    pub fn tick(&mut self, consumer: &Consumer, idle: bool) -> Result<(), SourceError> {
+        self.drain_acks(consumer)?;
+        let sink_idle = self.committer.in_flight(None) == 0;
+        let due = self.batcher.is_due(Instant::now()) || (idle && sink_idle);
+        if self.pending.is_none() && due {
+            self.pending = self.take_batch();
+        }
+        self.send_pending(consumer)
+    }
+
+    fn take_batch(&mut self) -> Option<Batch> {
+        let batch = self.batcher.take()?;
+        self.committer.dispatched(&batch);
+        Some(batch)
+    }
+
+    /// Offers the pending batch to the writer; pauses or resumes the partitions.
+    fn send_pending(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+        let Some(batch) = self.pending.take() else {
+            return Ok(());
+        };
+        let Some(tx) = &self.batches else {
+            return Err(SourceError::WriterGone);
+        };
+        match tx.try_send(batch) {
+            Ok(()) => {
+                if self.paused {
+                    consumer.resume(&consumer.assignment()?)?;
+                    self.paused = false;
+                    debug!("writer caught up; partitions resumed");
+                }
+                Ok(())
+            }
+            Err(TrySendError::Full(batch)) => {
+                self.pending = Some(batch);
+                if !self.paused {
+                    consumer.pause(&consumer.assignment()?)?;
+                    self.paused = true;
+                    debug!("writer queue full; partitions paused");
+                }
+                Ok(())
+            }
+            Err(TrySendError::Closed(_)) => Err(SourceError::WriterGone),
+        }
+    }
+
+    fn drain_acks(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+        let mut any = false;
+        loop {
+            match self.acks.try_recv() {
+                Ok(ack) => {
+                    self.committer.acked(&ack);
+                    any = true;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    if self.committer.in_flight(None) > 0 {
+                        return Err(SourceError::WriterGone);
+                    }
+                    break;
+                }
+            }
+        }
+        if any {
+            // A failed commit stays pending and is retried on the next ack.
+            let _ = self.committer.commit(consumer, CommitMode::Sync);
+        }
+        Ok(())
+    }
+
+    /// Hands on everything open and waits until `done` holds or `deadline` passes.
+    /// Returns whether `done` held.
+    fn drain_until(
+        &mut self,
+        consumer: &Consumer,
+        deadline: Instant,
+        done: impl Fn(&Committer) -> bool,
+    ) -> bool {
+        loop {
+            if self.pending.is_none() {
+                self.pending = self.take_batch();
+            }
+            if self.send_pending(consumer).is_err() {
+                return done(&self.committer);
+            }
+            if done(&self.committer) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            match self
+                .acks
+                .recv_timeout((deadline - now).min(Duration::from_millis(10)))
+            {
+                Ok(ack) => self.committer.acked(&ack),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return done(&self.committer),
+            }
+        }
+    }
+
+    /// Partitions taken: start tracking them (paused too, if the writer is behind).
+    pub fn handle_assign(&mut self, consumer: &Consumer, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            self.committer.assign(tp.clone());
+        }
+        if self.paused {
+            let mut tpl = TopicPartitionList::new();
+            for tp in partitions {
+                tpl.add_partition(&tp.topic, tp.partition);
+            }
+            if let Err(e) = consumer.pause(&tpl) {
+                warn!(error = %e, "could not pause newly assigned partitions");
+            }
+        }
+        info!(partitions = %list(partitions), "partitions assigned");
+    }
+
+    /// Partitions going away: finish and commit their in-flight batches within
+    /// the revoke timeout, then forget them. A lost assignment commits nothing.
+    pub fn handle_revoke(
+        &mut self,
+        consumer: &Consumer,
+        partitions: &[TopicPartition],
+        lost: bool,
+    ) {
+        let completed = if lost || self.batches.is_none() {
+            false
+        } else {
+            let deadline = Instant::now() + self.revoke_timeout;
+            let done = self.drain_until(consumer, deadline, |c| c.in_flight(Some(partitions)) == 0);
+            if let Err(e) = self.committer.commit(consumer, CommitMode::Sync) {
+                warn!(error = %e, "commit on revoke failed; the next owner re-reads those records");
+            }
+            done
+        };
+        for tp in partitions {
+            self.committer.revoke(tp);
+        }
+        if lost {
+            warn!(partitions = %list(partitions), "assignment lost; in-flight batches for it will not be committed");
+        } else if !completed && self.batches.is_some() {
+            warn!(partitions = %list(partitions), "revoke timeout: in-flight batches dropped uncommitted");
+        } else {
+            info!(partitions = %list(partitions), "partitions revoked");
+        }
+    }
+
+    /// Shutdown: hands on the open batch, waits for every ack until `deadline`,
+    /// commits, and lets the writer go. Returns whether everything was committed.
+    pub fn finish(&mut self, consumer: &Consumer, deadline: Instant) -> bool {
+        let done = self.drain_until(consumer, deadline, |c| c.in_flight(None) == 0);
+        let committed = self.committer.commit(consumer, CommitMode::Sync).is_ok();
+        self.batches = None;
+        done && committed && self.pending.is_none()
+    }
+}
+
+fn list(partitions: &[TopicPartition]) -> String {
+    partitions
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,95 @@
+//! Source: one Kafka consumer group member per pipeline, on a thread of its own.
+//!
+//! # Checkpoints and delivery
+//!
+//! - Offsets are never committed automatically. A record's offset is committed
+//!   (by [`crate::commit`]) only after the database transaction holding its
+//!   rows committed, per partition, up to the highest contiguous acknowledged
+//!   offset. Delivery is therefore *at least once*: after a crash the records
+//!   of uncommitted batches are read and written again (idempotent with
+//!   `upsert`).
+//! - Records of one partition are decoded, transformed, batched and written in
+//!   offset order.
+//! - Revocation (cooperative-sticky, incremental) completes and commits the
+//!   revoked partitions' in-flight batches before it returns, or forgets them
+//!   uncommitted; nothing is committed for a partition this member no longer owns.
+//! - A record that cannot be decoded or transformed stops the pipeline with an
+//!   error naming it; its offset is never committed (dead-letter routing is a
+//!   separate stage).
+//! - Shutdown stops polling, hands on the open batch, waits for the writer
+//!   within the grace period, commits, and leaves the group.
+//!
+//! The poll loop runs on a plain thread because librdkafka serves rebalance
+//! callbacks inside `poll`, and a revocation must block until in-flight
+//! batches are done; decoding and transforming (CPU work) stay off the async
+//! runtime too.
+
+mod driver;
+pub mod kafka;
+mod rebalance;
+
+pub use driver::{Driver, SourceError};
+pub use rebalance::{Consumer, SourceContext};
+
+use rdkafka::consumer::Consumer as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Runs the poll loop until `shutdown` fires or an error stops it. `grace`
+/// bounds the final flush.
+pub fn run(
+    consumer: Consumer,
+    topics: &[String],
+    shutdown: CancellationToken,
+    grace: std::time::Duration,
+) -> Result<(), SourceError> {
+    let driver: Arc<Mutex<Driver>> = Arc::clone(&consumer.context().driver);
+    let lock = || {
+        driver
+            .lock()
+            .expect("driver lock poisoned by a panic on this thread")
+    };
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+    let result = poll_loop(&consumer, &shutdown, &lock);
+    let deadline = Instant::now() + grace;
+    let clean = lock().finish(&consumer, deadline);
+    if clean {
+        info!("flushed and committed; leaving the group");
+    } else {
+        warn!(
+            "shutdown grace ran out or the writer stopped; uncommitted records will be read again"
+        );
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    result
+}
+
+fn poll_loop<'a>(
+    consumer: &Consumer,
+    shutdown: &CancellationToken,
+    lock: &impl Fn() -> std::sync::MutexGuard<'a, Driver>,
+) -> Result<(), SourceError> {
+    // Shutdown is checked before every poll; a poll blocks at most 100 ms.
+    while !shutdown.is_cancelled() {
+        let timeout = lock().poll_timeout();
+        // The driver lock must not be held here: rebalance callbacks run inside poll.
+        let polled = consumer.poll(timeout);
+        let mut driver = lock();
+        match polled {
+            None => driver.tick(consumer, true)?,
+            Some(Ok(msg)) => {
+                driver.on_message(&msg)?;
+                driver.tick(consumer, false)?;
+            }
+            Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
+        }
+        if let Some(e) = driver.failed.take() {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
