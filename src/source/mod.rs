@@ -85,7 +85,8 @@ fn poll_loop<'a>(
                 driver.on_message(&msg)?;
                 driver.tick(consumer, false)?;
             }
-            Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
+            // The context already logged client-level errors; this is the per-poll echo.
+            Some(Err(e)) => tracing::debug!(error = %e, "kafka consumer error"),
         }
         if let Some(e) = driver.failed.take() {
             return Err(e);

@@ -1,0 +1,56 @@
+# tidemill — developer and CI entry points. `make help` lists the targets.
+#
+# The test suite needs Kafka, PostgreSQL and MariaDB on 127.0.0.1; `make test`
+# starts them first (scripts/services-up.sh, no Docker needed) and leaves them
+# running. `make services-down` stops them.
+
+CONFIG ?= config/local.toml
+CARGO  ?= cargo
+# python3 with PyYAML (Debian: python3-yaml) for docker-check. The system
+# interpreter has it on Debian; override with PYTHON=... if needed.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/dev/null && { echo $$p; break; }; done)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help build fmt fmt-check lint services-up services-down test demo run check docker-check
+
+help: ## List the targets
+	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN { FS = ":.*## " } { printf "  %-14s %s\n", $$1, $$2 }'
+
+build: ## Build the release binary (target/release/tidemill)
+	$(CARGO) build --release
+
+fmt: ## Format all Rust code
+	$(CARGO) fmt --all
+
+fmt-check: ## Check formatting without changing files
+	$(CARGO) fmt --all -- --check
+
+lint: fmt-check ## fmt-check + clippy with warnings as errors
+	$(CARGO) clippy --all-targets -- -D warnings
+
+services-up: ## Start Kafka, PostgreSQL and MariaDB on 127.0.0.1 (idempotent)
+	scripts/services-up.sh
+
+services-down: ## Stop the services started by services-up
+	scripts/services-down.sh
+
+test: services-up ## Start the services, run all tests, then docker-check
+	$(CARGO) test --all-targets -- --test-threads=4
+	$(MAKE) --no-print-directory docker-check
+
+demo: ## Run the self-contained demo
+	$(CARGO) run --release -- demo
+
+run: ## Run the pipeline (CONFIG=config/local.toml by default)
+	$(CARGO) run --release -- run --config $(CONFIG)
+
+check: ## Validate CONFIG and check connectivity
+	$(CARGO) run --release -- check --config $(CONFIG)
+
+docker-check: ## Sanity-check docker/ files (YAML parses, Dockerfile shape)
+	@test -n "$(PYTHON)" || { echo "docker-check: need python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 1; }
+	$(PYTHON) scripts/docker-check.py

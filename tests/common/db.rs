@@ -1,0 +1,214 @@
+//! Real databases for tests: a fresh PostgreSQL database on the shared server,
+//! a fresh SQLite file, or a private PostgreSQL server a test may stop and start.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, SqlitePool};
+use std::path::PathBuf;
+use std::process::Command;
+
+pub fn admin_url() -> String {
+    std::env::var("TIDEMILL_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://tidemill:tidemill@127.0.0.1:5432/postgres".into())
+}
+
+/// Which database a scenario runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Postgres,
+    Sqlite,
+}
+
+pub enum TestDb {
+    Postgres { url: String, pool: PgPool },
+    Sqlite { url: String, pool: SqlitePool, _dir: tempfile::TempDir },
+}
+
+impl TestDb {
+    pub async fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::Postgres => Self::postgres().await,
+            Kind::Sqlite => Self::sqlite().await,
+        }
+    }
+
+    /// A new database on the shared test server.
+    pub async fn postgres() -> Self {
+        let name = super::unique("tm");
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url())
+            .await
+            .expect("connect to the test PostgreSQL (make services-up)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let url = admin_url().replace("/postgres", &format!("/{name}"));
+        Self::postgres_at(url).await
+    }
+
+    pub async fn postgres_at(url: String) -> Self {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("connect to test database");
+        TestDb::Postgres { url, pool }
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let pool = tidemill::sink::sqlite::connect(&url).await.expect("sqlite");
+        TestDb::Sqlite { url, pool, _dir: dir }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Postgres { url, .. } | TestDb::Sqlite { url, .. } => url,
+        }
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        match self {
+            TestDb::Postgres { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            TestDb::Sqlite { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Rows of two integer columns, e.g. `SELECT id, v FROM t ORDER BY id`.
+    pub async fn pairs(&self, sql: &str) -> Vec<(i64, i64)> {
+        match self {
+            TestDb::Postgres { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
+            TestDb::Sqlite { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// One integer, e.g. `SELECT count(*) FROM t`. `None` when the database is unreachable.
+    pub async fn try_scalar(&self, sql: &str) -> Option<i64> {
+        // PostgreSQL's sum(bigint) is numeric; a cast keeps one decoding path.
+        let sql = &format!("SELECT CAST(({sql}) AS BIGINT)");
+        match self {
+            TestDb::Postgres { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await,
+            TestDb::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .ok()
+    }
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        self.try_scalar(sql).await.unwrap_or_else(|| panic!("{sql} failed"))
+    }
+}
+
+/// A PostgreSQL server of the test's own (Debian's binaries, a temp data
+/// directory, a free port), so the test can stop and start it.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(super::unique("tm_pg"));
+        std::fs::create_dir_all(&dir).expect("data dir");
+        let port = free_port();
+        let root = is_root();
+        if root {
+            run("chown", &["postgres:postgres", dir.to_str().expect("utf-8 path")], false);
+        }
+        let data = dir.join("data");
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, "tidemill\n").expect("password file");
+        if root {
+            run("chown", &["postgres:postgres", pwfile.to_str().expect("utf-8 path")], false);
+        }
+        run(
+            &pg_bin("initdb"),
+            &["-D", data.to_str().expect("utf-8"), "-U", "tidemill", "--pwfile", pwfile.to_str().expect("utf-8"), "-A", "scram-sha-256"],
+            root,
+        );
+        let pg = Self { port, dir };
+        pg.start_server();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://tidemill:tidemill@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl stop -m fast`: every connection is closed, new ones are refused.
+    pub fn stop(&self) {
+        run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-m", "fast", "-w", "stop"], is_root());
+    }
+
+    pub fn start_server(&self) {
+        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {}", self.port, self.dir.display());
+        let log = self.dir.join("log");
+        run(
+            &pg_bin("pg_ctl"),
+            &["-D", &self.data(), "-o", &opts, "-l", log.to_str().expect("utf-8"), "-w", "start"],
+            is_root(),
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(pg_bin("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+        if is_root() {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--", &pg_bin("pg_ctl"), "-D", &self.data(), "-m", "immediate", "stop"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pg_bin(name: &str) -> String {
+    let base = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .max()
+        .expect("a PostgreSQL version directory");
+    base.join("bin").join(name).display().to_string()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(program: &str, args: &[&str], as_postgres: bool) {
+    let output = if as_postgres {
+        Command::new("runuser").args(["-u", "postgres", "--", program]).args(args).output()
+    } else {
+        Command::new(program).args(args).output()
+    }
+    .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

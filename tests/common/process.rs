@@ -1,0 +1,66 @@
+//! The real `tidemill` binary as a child process, for kill/restart scenarios.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct Tidemill {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Tidemill {
+    /// Starts `tidemill run --config <config>`; stderr goes to `<config>.<tag>.log`.
+    pub fn start(config: &Path, tag: &str) -> Self {
+        let log = config.with_extension(format!("{tag}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_tidemill"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn tidemill");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGKILL: no flush, no commit, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        child.wait().expect("wait").success()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Tidemill {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
