@@ -5,49 +5,11 @@ mod common;
 
 use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
-use common::{pipeline_toml, unique, wait_for};
-use std::sync::Arc;
+use common::{pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
-use tidemill::config::Settings;
-use tidemill::pipeline::{Pipeline, PipelineError};
 use tidemill::stats::Stats;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
-
-/// A pipeline running in this process.
-struct Running {
-    shutdown: CancellationToken,
-    handle: JoinHandle<Result<(), PipelineError>>,
-    stats: Arc<Stats>,
-}
-
-impl Running {
-    async fn start(toml: &str) -> Self {
-        let settings = Settings::from_toml(toml).expect("valid test config");
-        let cfg = &settings.pipelines["p"];
-        let pipeline = Pipeline::prepare("p", cfg).await.expect("pipeline prepares");
-        let stats = Arc::clone(&pipeline.stats);
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(pipeline.run(shutdown.clone(), Duration::from_secs(10)));
-        Self { shutdown, handle, stats }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.handle.await.expect("pipeline task").expect("pipeline stops cleanly");
-    }
-}
-
-async fn all_committed(group: &str, topic: &str) -> bool {
-    let (group, topic) = (group.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || {
-        kafka::committed(&group, &topic, PARTITIONS) == kafka::high_watermarks(&topic, PARTITIONS)
-    })
-    .await
-    .expect("offset check")
-}
 
 macro_rules! per_backend {
     ($($scenario:ident),* $(,)?) => {$(
@@ -80,27 +42,43 @@ async fn insert_loads_every_record_exactly_once_and_commits_to_the_end(kind: Kin
         .await;
     let producer = TestProducer::new(&topic);
     for i in 0..N {
-        let value = format!(r#"{{"id":{i},"k":"k{}","v":{},"unmapped":true}}"#, i % 50, i * 3);
+        let value = format!(
+            r#"{{"id":{i},"k":"k{}","v":{},"unmapped":true}}"#,
+            i % 50,
+            i * 3
+        );
         producer.send(Some(&format!("k{}", i % 50)), Some(&value));
     }
     producer.flush();
 
     let running = Running::start(&pipeline_toml(&topic, &group, db.url(), "events", "")).await;
-    wait_for("every record in the table", Duration::from_secs(60), || async {
-        db.try_scalar("SELECT count(*) FROM events").await == Some(N)
-    })
+    wait_for(
+        "every record in the table",
+        Duration::from_secs(60),
+        || async { db.try_scalar("SELECT count(*) FROM events").await == Some(N) },
+    )
     .await;
-    wait_for("offsets committed to the end", Duration::from_secs(30), || {
-        all_committed(&group, &topic)
-    })
+    wait_for(
+        "offsets committed to the end",
+        Duration::from_secs(30),
+        || common::all_committed(&group, &topic, PARTITIONS),
+    )
     .await;
     running.stop().await;
 
     assert_eq!(db.scalar("SELECT count(DISTINCT id) FROM events").await, N);
-    assert_eq!(db.scalar("SELECT count(*) FROM events").await, N, "no duplicates");
-    assert_eq!(db.scalar("SELECT sum(v) FROM events").await, 3 * N * (N - 1) / 2);
     assert_eq!(
-        db.scalar("SELECT count(*) FROM events WHERE note = 'none'").await,
+        db.scalar("SELECT count(*) FROM events").await,
+        N,
+        "no duplicates"
+    );
+    assert_eq!(
+        db.scalar("SELECT sum(v) FROM events").await,
+        3 * N * (N - 1) / 2
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM events WHERE note = 'none'")
+            .await,
         N,
         "columns absent from the records keep their default"
     );
@@ -112,34 +90,44 @@ async fn upsert_keeps_the_last_value_per_key(kind: Kind) {
     let (topic, group) = (unique("upsert"), unique("g"));
     kafka::create_topic(&topic, PARTITIONS).await;
     let db = TestDb::new(kind).await;
-    db.exec("CREATE TABLE latest (k BIGINT PRIMARY KEY, v BIGINT NOT NULL, seen BIGINT)").await;
+    db.exec("CREATE TABLE latest (k BIGINT PRIMARY KEY, v BIGINT NOT NULL, seen BIGINT)")
+        .await;
     let producer = TestProducer::new(&topic);
     for u in 0..UPDATES {
         for k in 0..KEYS {
-            producer.send(Some(&k.to_string()), Some(&format!(r#"{{"k":{k},"v":{u},"seen":{}}}"#, u + 1)));
+            producer.send(
+                Some(&k.to_string()),
+                Some(&format!(r#"{{"k":{k},"v":{u},"seen":{}}}"#, u + 1)),
+            );
         }
     }
     producer.flush();
 
     let extra = "mode = \"upsert\"\nkey_columns = [\"k\"]";
     let running = Running::start(&pipeline_toml(&topic, &group, db.url(), "latest", extra)).await;
-    wait_for("offsets committed to the end", Duration::from_secs(60), || {
-        all_committed(&group, &topic)
-    })
+    wait_for(
+        "offsets committed to the end",
+        Duration::from_secs(60),
+        || common::all_committed(&group, &topic, PARTITIONS),
+    )
     .await;
     running.stop().await;
 
     let rows = db.pairs("SELECT k, v FROM latest ORDER BY k").await;
     let expected: Vec<(i64, i64)> = (0..KEYS).map(|k| (k, UPDATES - 1)).collect();
     assert_eq!(rows, expected);
-    assert_eq!(db.scalar("SELECT sum(seen) FROM latest").await, KEYS * UPDATES);
+    assert_eq!(
+        db.scalar("SELECT sum(seen) FROM latest").await,
+        KEYS * UPDATES
+    );
 }
 
 async fn filtered_records_and_tombstones_still_advance_offsets(kind: Kind) {
     let (topic, group) = (unique("filter"), unique("g"));
     kafka::create_topic(&topic, PARTITIONS).await;
     let db = TestDb::new(kind).await;
-    db.exec("CREATE TABLE kept (id BIGINT PRIMARY KEY, doubled BIGINT)").await;
+    db.exec("CREATE TABLE kept (id BIGINT PRIMARY KEY, doubled BIGINT)")
+        .await;
     let producer = TestProducer::new(&topic);
     for i in 0..400 {
         producer.send(Some(&i.to_string()), Some(&format!(r#"{{"id":{i}}}"#)));
@@ -152,13 +140,18 @@ async fn filtered_records_and_tombstones_still_advance_offsets(kind: Kind) {
     let toml = pipeline_toml(&topic, &group, db.url(), "kept", "")
         + "\n[[pipelines.p.transforms]]\ntype = \"jq\"\nexpr = 'select(.id % 4 == 0) | {id, doubled: (.id * 2)}'\n";
     let running = Running::start(&toml).await;
-    wait_for("offsets committed past filtered records and tombstones", Duration::from_secs(60), || {
-        all_committed(&group, &topic)
-    })
+    wait_for(
+        "offsets committed past filtered records and tombstones",
+        Duration::from_secs(60),
+        || common::all_committed(&group, &topic, PARTITIONS),
+    )
     .await;
     assert_eq!(Stats::get(&running.stats.tombstones_skipped), 40);
     running.stop().await;
 
     assert_eq!(db.scalar("SELECT count(*) FROM kept").await, 100);
-    assert_eq!(db.scalar("SELECT sum(doubled) FROM kept").await, (0..400).filter(|i| i % 4 == 0).map(|i| i * 2).sum::<i64>());
+    assert_eq!(
+        db.scalar("SELECT sum(doubled) FROM kept").await,
+        (0..400).filter(|i| i % 4 == 0).map(|i| i * 2).sum::<i64>()
+    );
 }

@@ -19,8 +19,15 @@ pub enum Kind {
 }
 
 pub enum TestDb {
-    Postgres { url: String, pool: PgPool },
-    Sqlite { url: String, pool: SqlitePool, _dir: tempfile::TempDir },
+    Postgres {
+        url: String,
+        pool: PgPool,
+    },
+    Sqlite {
+        url: String,
+        pool: SqlitePool,
+        _dir: tempfile::TempDir,
+    },
 }
 
 impl TestDb {
@@ -61,7 +68,11 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let pool = tidemill::sink::sqlite::connect(&url).await.expect("sqlite");
-        TestDb::Sqlite { url, pool, _dir: dir }
+        TestDb::Sqlite {
+            url,
+            pool,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -99,7 +110,9 @@ impl TestDb {
     }
 
     pub async fn scalar(&self, sql: &str) -> i64 {
-        self.try_scalar(sql).await.unwrap_or_else(|| panic!("{sql} failed"))
+        self.try_scalar(sql)
+            .await
+            .unwrap_or_else(|| panic!("{sql} failed"))
     }
 }
 
@@ -117,17 +130,34 @@ impl PrivatePostgres {
         let port = free_port();
         let root = is_root();
         if root {
-            run("chown", &["postgres:postgres", dir.to_str().expect("utf-8 path")], false);
+            run(
+                "chown",
+                &["postgres:postgres", dir.to_str().expect("utf-8 path")],
+                false,
+            );
         }
         let data = dir.join("data");
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, "tidemill\n").expect("password file");
         if root {
-            run("chown", &["postgres:postgres", pwfile.to_str().expect("utf-8 path")], false);
+            run(
+                "chown",
+                &["postgres:postgres", pwfile.to_str().expect("utf-8 path")],
+                false,
+            );
         }
         run(
             &pg_bin("initdb"),
-            &["-D", data.to_str().expect("utf-8"), "-U", "tidemill", "--pwfile", pwfile.to_str().expect("utf-8"), "-A", "scram-sha-256"],
+            &[
+                "-D",
+                data.to_str().expect("utf-8"),
+                "-U",
+                "tidemill",
+                "--pwfile",
+                pwfile.to_str().expect("utf-8"),
+                "-A",
+                "scram-sha-256",
+            ],
             root,
         );
         let pg = Self { port, dir };
@@ -136,20 +166,40 @@ impl PrivatePostgres {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://tidemill:tidemill@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://tidemill:tidemill@127.0.0.1:{}/postgres",
+            self.port
+        )
     }
 
     /// `pg_ctl stop -m fast`: every connection is closed, new ones are refused.
     pub fn stop(&self) {
-        run(&pg_bin("pg_ctl"), &["-D", &self.data(), "-m", "fast", "-w", "stop"], is_root());
+        run(
+            &pg_bin("pg_ctl"),
+            &["-D", &self.data(), "-m", "fast", "-w", "stop"],
+            is_root(),
+        );
     }
 
     pub fn start_server(&self) {
-        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {}", self.port, self.dir.display());
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            self.port,
+            self.dir.display()
+        );
         let log = self.dir.join("log");
         run(
             &pg_bin("pg_ctl"),
-            &["-D", &self.data(), "-o", &opts, "-l", log.to_str().expect("utf-8"), "-w", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-w",
+                "start",
+            ],
             is_root(),
         );
     }
@@ -166,7 +216,17 @@ impl Drop for PrivatePostgres {
             .output();
         if is_root() {
             let _ = Command::new("runuser")
-                .args(["-u", "postgres", "--", &pg_bin("pg_ctl"), "-D", &self.data(), "-m", "immediate", "stop"])
+                .args([
+                    "-u",
+                    "postgres",
+                    "--",
+                    &pg_bin("pg_ctl"),
+                    "-D",
+                    &self.data(),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ])
                 .output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -193,7 +253,10 @@ fn is_root() -> bool {
 
 fn run(program: &str, args: &[&str], as_postgres: bool) {
     let output = if as_postgres {
-        Command::new("runuser").args(["-u", "postgres", "--", program]).args(args).output()
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", program])
+            .args(args)
+            .output()
     } else {
         Command::new(program).args(args).output()
     }

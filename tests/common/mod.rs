@@ -9,7 +9,13 @@ pub mod process;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tidemill::config::Settings;
+use tidemill::pipeline::{Pipeline, PipelineError};
+use tidemill::stats::Stats;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// A name no other test (or earlier run) uses: `prefix_<pid>_<n>_<random>`.
 pub fn unique(prefix: &str) -> String {
@@ -33,7 +39,10 @@ where
         if condition().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -66,4 +75,47 @@ max_linger = "50ms"
 "#,
         brokers = kafka::brokers()
     )
+}
+
+/// A pipeline running in this process.
+pub struct Running {
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<Result<(), PipelineError>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Running {
+    pub async fn start(toml: &str) -> Self {
+        let settings = Settings::from_toml(toml).expect("valid test config");
+        let cfg = &settings.pipelines["p"];
+        let pipeline = Pipeline::prepare("p", cfg)
+            .await
+            .expect("pipeline prepares");
+        let stats = Arc::clone(&pipeline.stats);
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(pipeline.run(shutdown.clone(), Duration::from_secs(10)));
+        Self {
+            shutdown,
+            handle,
+            stats,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle
+            .await
+            .expect("pipeline task")
+            .expect("pipeline stops cleanly");
+    }
+}
+
+/// Whether the group committed every partition up to its high watermark.
+pub async fn all_committed(group: &str, topic: &str, partitions: i32) -> bool {
+    let (group, topic) = (group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        kafka::committed(&group, &topic, partitions) == kafka::high_watermarks(&topic, partitions)
+    })
+    .await
+    .expect("offset check")
 }

@@ -1,0 +1,229 @@
+//! Crashes, rebalances and outages against real Kafka and real PostgreSQL:
+//! nothing lost, upserts end exact, nothing committed before it is loaded.
+
+mod common;
+
+use common::db::{PrivatePostgres, TestDb};
+use common::kafka::{self, TestProducer};
+use common::process::Tidemill;
+use common::{all_committed, pipeline_toml, unique, wait_for, Running};
+use std::time::Duration;
+use tidemill::stats::Stats;
+
+const KEYS: i64 = 100;
+
+/// Produces `n` records `{"id", "k", "seq"}` keyed by `k`, in chunks of 500,
+/// pausing between chunks so the stream is still flowing while a test acts.
+fn produce_stream(topic: &str, n: i64, pause: Duration) -> std::thread::JoinHandle<()> {
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let producer = TestProducer::new(&topic);
+        for i in 0..n {
+            let k = i % KEYS;
+            let value = format!(r#"{{"id":{i},"k":{k},"seq":{}}}"#, i / KEYS);
+            producer.send(Some(&k.to_string()), Some(&value));
+            if i % 500 == 499 {
+                producer.flush();
+                std::thread::sleep(pause); // pacing the stream, not synchronisation
+            }
+        }
+        producer.flush();
+    })
+}
+
+fn two_pipelines_toml(topic: &str, log_group: &str, latest_group: &str, url: &str) -> String {
+    let insert = pipeline_toml(topic, log_group, url, "log", "");
+    let upsert = pipeline_toml(
+        topic,
+        latest_group,
+        url,
+        "latest",
+        "mode = \"upsert\"\nkey_columns = [\"k\"]",
+    )
+    .replace("[pipelines.p", "[pipelines.q")
+    .replace("[shutdown]\ngrace = \"10s\"\n", "");
+    insert + &upsert
+}
+
+async fn assert_log_and_latest_complete(db: &TestDb, n: i64) {
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT id) FROM log").await,
+        n,
+        "nothing lost"
+    );
+    assert!(db.scalar("SELECT count(*) FROM log").await >= n);
+    let latest = db.pairs("SELECT k, seq FROM latest ORDER BY k").await;
+    let expected: Vec<(i64, i64)> = (0..KEYS)
+        .map(|k| (k, (n - 1 - ((n - 1 - k) % KEYS)) / KEYS))
+        .collect();
+    assert_eq!(latest, expected, "upsert ends with the last value per key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_then_restart_loses_nothing_and_upsert_ends_exact() {
+    const N: i64 = 20_000;
+    const PARTITIONS: i32 = 4;
+    let (topic, log_group, latest_group) = (unique("kill"), unique("g_log"), unique("g_latest"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE log (id BIGINT NOT NULL, k BIGINT, seq BIGINT)")
+        .await;
+    db.exec("CREATE TABLE latest (k BIGINT PRIMARY KEY, seq BIGINT, id BIGINT)")
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(
+        &config,
+        two_pipelines_toml(&topic, &log_group, &latest_group, db.url()),
+    )
+    .expect("config");
+
+    let producer = produce_stream(&topic, N, Duration::from_millis(100));
+    let mut process = Tidemill::start(&config, "run0");
+    for (round, at_least) in [2_000_i64, 6_000, 11_000].into_iter().enumerate() {
+        wait_for("loading to progress", Duration::from_secs(60), || async {
+            db.try_scalar("SELECT count(*) FROM log").await.unwrap_or(0) >= at_least
+        })
+        .await;
+        process.kill();
+        process = Tidemill::start(&config, &format!("run{}", round + 1));
+    }
+    producer.join().expect("producer thread");
+    wait_for(
+        "both groups committed to the end",
+        Duration::from_secs(120),
+        || async {
+            all_committed(&log_group, &topic, PARTITIONS).await
+                && all_committed(&latest_group, &topic, PARTITIONS).await
+        },
+    )
+    .await;
+    assert!(
+        process.terminate(),
+        "SIGTERM exits 0:\n{}",
+        process.log_text()
+    );
+    assert_log_and_latest_complete(&db, N).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_split_partitions_and_the_survivor_finishes_after_one_stops() {
+    const N: i64 = 12_000;
+    const PARTITIONS: i32 = 6;
+    let (topic, log_group, latest_group) = (unique("pair"), unique("g_log"), unique("g_latest"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE log (id BIGINT NOT NULL, k BIGINT, seq BIGINT)")
+        .await;
+    db.exec("CREATE TABLE latest (k BIGINT PRIMARY KEY, seq BIGINT, id BIGINT)")
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(
+        &config,
+        two_pipelines_toml(&topic, &log_group, &latest_group, db.url()),
+    )
+    .expect("config");
+
+    let mut a = Tidemill::start(&config, "a");
+    let mut b = Tidemill::start(&config, "b");
+    let assigned = format!("partitions assigned partitions={topic}");
+    wait_for(
+        "both members own partitions",
+        Duration::from_secs(60),
+        || async { a.log_text().contains(&assigned) && b.log_text().contains(&assigned) },
+    )
+    .await;
+    let producer = produce_stream(&topic, N, Duration::from_millis(100));
+    wait_for("both members loading", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM log").await.unwrap_or(0) >= N / 3
+    })
+    .await;
+    assert!(
+        b.terminate(),
+        "SIGTERM exits 0 after flushing:\n{}",
+        b.log_text()
+    );
+    assert!(
+        b.log_text().contains("flushed and committed"),
+        "{}",
+        b.log_text()
+    );
+    assert!(a.is_running());
+    producer.join().expect("producer thread");
+    wait_for(
+        "the survivor commits every partition",
+        Duration::from_secs(120),
+        || async {
+            all_committed(&log_group, &topic, PARTITIONS).await
+                && all_committed(&latest_group, &topic, PARTITIONS).await
+        },
+    )
+    .await;
+    assert!(a.terminate(), "{}", a.log_text());
+    assert_log_and_latest_complete(&db, N).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_commits_nothing_unloaded_then_recovers() {
+    const PARTITIONS: i32 = 4;
+    let (topic, group) = (unique("outage"), unique("g"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let server = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .expect("private postgres");
+    let db = TestDb::postgres_at(server.url()).await;
+    db.exec("CREATE TABLE events (id BIGINT PRIMARY KEY, v BIGINT)")
+        .await;
+    let producer = TestProducer::new(&topic);
+    let send = |range: std::ops::Range<i64>| {
+        for i in range {
+            producer.send(
+                Some(&i.to_string()),
+                Some(&format!(r#"{{"id":{i},"v":{i}}}"#)),
+            );
+        }
+        producer.flush();
+    };
+    send(0..1000);
+    let running = Running::start(&pipeline_toml(&topic, &group, db.url(), "events", "")).await;
+    wait_for("first wave committed", Duration::from_secs(60), || {
+        all_committed(&group, &topic, PARTITIONS)
+    })
+    .await;
+    let before = kafka::committed(&group, &topic, PARTITIONS);
+
+    server.stop();
+    send(1000..2000);
+    wait_for(
+        "the writer retrying against the stopped database",
+        Duration::from_secs(60),
+        || async { Stats::get(&running.stats.retries) >= 3 },
+    )
+    .await;
+    assert!(
+        Stats::get(&running.stats.records_in) > 1000,
+        "second wave consumed while the database is down"
+    );
+    assert_eq!(
+        kafka::committed(&group, &topic, PARTITIONS),
+        before,
+        "nothing committed while the database is down"
+    );
+
+    server.start_server();
+    wait_for(
+        "second wave loaded and committed",
+        Duration::from_secs(90),
+        || async {
+            db.try_scalar("SELECT count(*) FROM events").await == Some(2000)
+                && all_committed(&group, &topic, PARTITIONS).await
+        },
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(
+        db.scalar("SELECT sum(v) FROM events").await,
+        1999 * 2000 / 2
+    );
+}
