@@ -10,8 +10,11 @@
 //!   batch ranges, so they do not hold the offset back).
 //! - Nothing is committed for a partition this process does not own: revoked
 //!   partitions are forgotten, and acks for them that arrive later are ignored.
-//! - A failed commit (e.g. `RebalanceInProgress`) is never treated as success;
-//!   the offset stays pending and is retried on the next call.
+//! - A failed commit (e.g. `RebalanceInProgress`) is never treated as success:
+//!   a synchronous commit that fails leaves the offset pending; an asynchronous
+//!   one (the steady-state path, so the poll thread never waits on the broker)
+//!   is reported to [`Committer::commit_failed`], which makes it pending again.
+//!   Either way it is retried on the next call.
 //!
 //! Kafka's committed offset is the *next* offset to read, hence the `+ 1`.
 
@@ -106,7 +109,26 @@ impl Committer {
             .collect()
     }
 
-    /// Commits every pending offset to Kafka. Only successful commits count.
+    /// Whether some offset advanced past what Kafka last accepted.
+    pub fn has_pending(&self) -> bool {
+        !self.pending().is_empty()
+    }
+
+    /// An asynchronous commit of `offsets` failed: make them pending again,
+    /// unless a later commit already moved past them.
+    pub fn commit_failed(&mut self, offsets: &BTreeMap<TopicPartition, i64>) {
+        for (tp, offset) in offsets {
+            if let Some(p) = self.partitions.get_mut(tp) {
+                if p.committed == Some(*offset) {
+                    p.committed = None;
+                }
+            }
+        }
+    }
+
+    /// Commits every pending offset to Kafka. With [`CommitMode::Sync`] only
+    /// successful commits count; with [`CommitMode::Async`] the offsets count
+    /// as committed until [`Committer::commit_failed`] says otherwise.
     pub fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &impl Consumer<C>,
@@ -125,6 +147,7 @@ impl Committer {
                 })?;
         }
         match consumer.commit(&tpl, mode) {
+            // An async commit only fails here when it cannot be queued.
             Ok(()) => {
                 for (tp, next) in &pending {
                     if let Some(p) = self.partitions.get_mut(tp) {
@@ -218,6 +241,24 @@ mod tests {
         assert_eq!(c.pending()[&tp(0)], 5);
         assert_eq!(c.pending()[&tp(1)], 5);
         assert_eq!(c.in_flight(Some(&[tp(1)])), 1);
+    }
+
+    #[test]
+    fn failed_async_commit_becomes_pending_again_unless_superseded() {
+        let mut c = Committer::default();
+        c.assign(tp(0));
+        let (b1, b2) = (batch(1, &[(0, 0, 9)]), batch(2, &[(0, 10, 19)]));
+        c.dispatched(&b1);
+        c.acked(&ack(&b1));
+        c.partitions.get_mut(&tp(0)).expect("owned").committed = Some(10);
+        assert!(!c.has_pending());
+        c.commit_failed(&BTreeMap::from([(tp(0), 10)]));
+        assert_eq!(c.pending()[&tp(0)], 10);
+        c.dispatched(&b2);
+        c.acked(&ack(&b2));
+        c.partitions.get_mut(&tp(0)).expect("owned").committed = Some(20);
+        c.commit_failed(&BTreeMap::from([(tp(0), 10)]));
+        assert!(!c.has_pending(), "a later commit already covers offset 10");
     }
 
     #[test]

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{error::TrySendError, Sender};
 use tracing::{debug, info, warn};
 
+/// How long a full writer queue may block the poll thread before partitions are paused.
+const BACKPRESSURE_WAIT: Duration = Duration::from_millis(500);
+
 /// Why the source stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -51,6 +54,8 @@ pub struct Driver {
     /// A batch the writer's queue had no room for yet.
     pending: Option<Batch>,
     paused: bool,
+    /// To wait on the writer's queue from this (non-async) thread.
+    runtime: tokio::runtime::Handle,
     /// An error met inside a rebalance callback, reported by the poll loop.
     pub(super) failed: Option<SourceError>,
 }
@@ -77,6 +82,7 @@ impl Driver {
             stats,
             pending: None,
             paused: false,
+            runtime: tokio::runtime::Handle::current(),
             failed: None,
         }
     }
@@ -140,19 +146,19 @@ impl Driver {
         let Some(batch) = self.pending.take() else {
             return Ok(());
         };
-        let Some(tx) = &self.batches else {
+        let Some(tx) = self.batches.clone() else {
             return Err(SourceError::WriterGone);
         };
         match tx.try_send(batch) {
-            Ok(()) => {
-                if self.paused {
-                    consumer.resume(&consumer.assignment()?)?;
-                    self.paused = false;
-                    debug!("writer caught up; partitions resumed");
-                }
-                Ok(())
-            }
+            Ok(()) => self.resume_if_paused(consumer),
             Err(TrySendError::Full(batch)) => {
+                // Wait a little for the writer before pausing: pausing drops the
+                // prefetched records, and a resume has to fetch them again.
+                let wait = tokio::time::timeout(BACKPRESSURE_WAIT, tx.reserve());
+                if let Ok(Ok(permit)) = self.runtime.block_on(wait) {
+                    permit.send(batch);
+                    return self.resume_if_paused(consumer);
+                }
                 self.pending = Some(batch);
                 if !self.paused {
                     consumer.pause(&consumer.assignment()?)?;
@@ -163,6 +169,15 @@ impl Driver {
             }
             Err(TrySendError::Closed(_)) => Err(SourceError::WriterGone),
         }
+    }
+
+    fn resume_if_paused(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+        if self.paused {
+            consumer.resume(&consumer.assignment()?)?;
+            self.paused = false;
+            debug!("writer caught up; partitions resumed");
+        }
+        Ok(())
     }
 
     fn drain_acks(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
@@ -182,9 +197,10 @@ impl Driver {
                 }
             }
         }
-        if any {
-            // A failed commit stays pending and is retried on the next ack.
-            let _ = self.committer.commit(consumer, CommitMode::Sync);
+        if any || self.committer.has_pending() {
+            // Async: the poll thread never waits on the broker here. A failure is
+            // reported to the commit callback, which makes the offsets pending again.
+            let _ = self.committer.commit(consumer, CommitMode::Async);
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use crate::model::TopicPartition;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::TopicPartitionList;
 use std::sync::{Arc, Mutex};
 use tracing::{debug, error, info, warn};
@@ -52,6 +52,23 @@ impl ConsumerContext for SourceContext {
             let partitions = partitions(tpl);
             let lost = rdkafka::consumer::Consumer::assignment_lost(consumer);
             self.lock().handle_revoke(consumer, &partitions, lost);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            warn!(pipeline = %self.pipeline, %error, "async offset commit failed; will retry");
+            let failed = offsets
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => {
+                        Some((TopicPartition::new(e.topic(), e.partition()), o))
+                    }
+                    _ => None,
+                })
+                .collect();
+            self.lock().committer.commit_failed(&failed);
         }
     }
 
