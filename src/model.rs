@@ -76,6 +76,9 @@ pub struct Batch {
     pub id: u64,
     pub rows: Vec<Row>,
     pub offsets: BTreeMap<TopicPartition, OffsetRange>,
+    /// Exactly-once mode: the generation this member claimed for each partition
+    /// of the batch; the database refuses the batch if a newer one was claimed.
+    pub generations: BTreeMap<TopicPartition, i64>,
     /// Approximate size of the source payloads, for batching limits.
     pub bytes: usize,
     /// Records accounted for (rows can be more or fewer after transforms).

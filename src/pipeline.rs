@@ -6,7 +6,7 @@
 //! never committed, so they are read again after a restart).
 
 use crate::batch::Batcher;
-use crate::config::{PipelineConfig, Settings};
+use crate::config::{Delivery, PipelineConfig, Settings};
 use crate::sink::writer::{self, WriterError};
 use crate::sink::{AnySink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
@@ -61,12 +61,14 @@ impl Pipeline {
             pipeline: name.to_string(),
             source,
         })?;
-        let sink = AnySink::open(&cfg.sink)
-            .await
-            .map_err(|source| PipelineError::Sink {
-                pipeline: name.to_string(),
-                source,
-            })?;
+        let sink_err = |source| PipelineError::Sink {
+            pipeline: name.to_string(),
+            source,
+        };
+        let sink = AnySink::open(&cfg.sink).await.map_err(sink_err)?;
+        if cfg.delivery == Delivery::ExactlyOnce {
+            sink.offset_store().ensure_table().await.map_err(sink_err)?;
+        }
         Ok(Self {
             name: name.to_string(),
             cfg: cfg.clone(),
@@ -89,7 +91,11 @@ impl Pipeline {
             chain,
             stats,
         } = self;
+        // This run's own stop signal: a failing stage stops this run only.
+        let shutdown = shutdown.child_token();
         let span = tracing::info_span!("pipeline", pipeline = %name);
+        let eos =
+            (cfg.delivery == Delivery::ExactlyOnce).then(|| (name.clone(), sink.offset_store()));
         let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(cfg.batch.max_in_flight);
         let (ack_tx, ack_rx) = std::sync::mpsc::channel();
         let driver = Driver::new(
@@ -100,6 +106,7 @@ impl Pipeline {
             ack_rx,
             cfg.batch.revoke_timeout,
             Arc::clone(&stats),
+            eos.clone(),
         );
         let context = SourceContext {
             pipeline: name.clone(),
@@ -115,13 +122,14 @@ impl Pipeline {
         let abort = CancellationToken::new();
         let writer = {
             let (abort, stats, sink_cfg) = (abort.clone(), Arc::clone(&stats), cfg.sink.clone());
+            let checkpoint = eos.as_ref().map(|(pipeline, _)| pipeline.clone());
             let task = async move {
                 match sink {
                     AnySink::Postgres(s) => {
-                        writer::run(s, sink_cfg, batch_rx, ack_tx, abort, stats).await
+                        writer::run(s, sink_cfg, checkpoint, batch_rx, ack_tx, abort, stats).await
                     }
                     AnySink::Sqlite(s) => {
-                        writer::run(s, sink_cfg, batch_rx, ack_tx, abort, stats).await
+                        writer::run(s, sink_cfg, checkpoint, batch_rx, ack_tx, abort, stats).await
                     }
                 }
             };
@@ -190,12 +198,46 @@ async fn supervise(
 
 fn panicked_source(e: &tokio::task::JoinError) -> SourceError {
     tracing::error!(error = %e, "source thread panicked");
-    SourceError::WriterGone
+    SourceError::Panicked
 }
 
 fn panicked_writer(e: &tokio::task::JoinError) -> WriterError {
     tracing::error!(error = %e, "writer task panicked");
     WriterError::Aborted
+}
+
+impl PipelineError {
+    /// A batch was refused because another member claimed its partitions:
+    /// this member lost its assignment (e.g. it was paused past its session
+    /// timeout) and must rejoin the group from the database's checkpoints.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Writer {
+                source: WriterError::Sink(SinkError::Fenced { .. }),
+                ..
+            }
+        )
+    }
+}
+
+/// Runs a pipeline; when it is fenced, prepares it afresh and rejoins the group.
+async fn run_rejoining(
+    first: Pipeline,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<(), PipelineError> {
+    let (name, cfg) = (first.name.clone(), first.cfg.clone());
+    let mut pipeline = first;
+    loop {
+        match pipeline.run(shutdown.clone(), grace).await {
+            Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
+                tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
+                pipeline = Pipeline::prepare(&name, &cfg).await?;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Runs every pipeline of `settings` until `shutdown`; the first error is returned
@@ -212,7 +254,7 @@ pub async fn run_all(
     let mut tasks = tokio::task::JoinSet::new();
     for p in prepared {
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { p.run(shutdown, grace).await });
+        tasks.spawn(run_rejoining(p, shutdown, grace));
     }
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {

@@ -16,6 +16,10 @@ pub struct PipelineConfig {
     pub group_id: Option<String>,
     #[serde(default)]
     pub format: DecodeFormat,
+    /// `exactly-once` (default): offsets are stored in the database in the same
+    /// transaction as the rows. `at-least-once`: Kafka commits only.
+    #[serde(default)]
+    pub delivery: Delivery,
     /// Applied in order to each decoded record.
     #[serde(default)]
     pub transforms: Vec<TransformConfig>,
@@ -53,6 +57,14 @@ fn default_offset_reset() -> String {
 
 fn default_session_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    #[default]
+    ExactlyOnce,
+    AtLeastOnce,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

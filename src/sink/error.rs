@@ -28,6 +28,11 @@ pub enum SinkError {
     Write { table: String, source: sqlx::Error },
     #[error("row for {table} rejected: {message}")]
     Row { table: String, message: String },
+    #[error("exactly-once checkpoint table: {source}")]
+    Checkpoint { source: sqlx::Error },
+    /// Another member claimed these partitions since this batch was built.
+    #[error("batch fenced: partitions {partitions} were claimed by a newer generation")]
+    Fenced { partitions: String },
 }
 
 impl SinkError {
@@ -35,7 +40,9 @@ impl SinkError {
         match self {
             SinkError::Connect { source, .. }
             | SinkError::Describe { source, .. }
-            | SinkError::Write { source, .. } => classify(source),
+            | SinkError::Write { source, .. }
+            | SinkError::Checkpoint { source } => classify(source),
+            SinkError::Fenced { .. } => RetryClass::Fatal,
             SinkError::MissingTable { .. } | SinkError::Schema { .. } => RetryClass::Fatal,
             SinkError::Row { .. } => RetryClass::Data,
         }

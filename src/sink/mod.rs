@@ -13,6 +13,7 @@
 //!
 //! Backends: [`postgres`], [`sqlite`]. MySQL/MariaDB will fit the same trait.
 
+pub mod checkpoint;
 pub mod error;
 pub mod ident;
 pub mod postgres;
@@ -25,6 +26,7 @@ pub use error::{RetryClass, SinkError};
 pub use prepare::{prepare, PreparedBatch};
 
 use crate::config::{Backend, SinkConfig};
+use checkpoint::{Checkpoint, OffsetStore};
 use schema::TableSchema;
 use std::future::Future;
 
@@ -33,11 +35,16 @@ pub trait Sink: Send + 'static {
     /// The target table as read at start-up.
     fn schema(&self) -> &TableSchema;
 
-    /// Writes one prepared batch in one transaction.
+    /// Writes one prepared batch in one transaction — with its checkpoint in
+    /// exactly-once mode, so rows and offsets commit together or not at all.
     fn write(
         &mut self,
         batch: &PreparedBatch,
+        checkpoint: Option<&Checkpoint>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The exactly-once checkpoint table of this database.
+    fn offset_store(&self) -> OffsetStore;
 
     /// Whether the database answers (health checks, `tidemill check`).
     fn ping(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
@@ -77,6 +84,13 @@ impl AnySink {
         match self {
             AnySink::Postgres(s) => s.schema(),
             AnySink::Sqlite(s) => s.schema(),
+        }
+    }
+
+    pub fn offset_store(&self) -> OffsetStore {
+        match self {
+            AnySink::Postgres(s) => s.offset_store(),
+            AnySink::Sqlite(s) => s.offset_store(),
         }
     }
 }

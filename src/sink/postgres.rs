@@ -5,6 +5,7 @@
 //! each field with its column type's own input function, so the table's schema
 //! decides the types and a value that does not fit is an error, never coerced.
 
+use super::checkpoint::{self, Checkpoint, OffsetStore};
 use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
@@ -138,8 +139,12 @@ impl Sink for PostgresSink {
         &self.schema
     }
 
-    async fn write(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
-        if batch.rows == 0 {
+    async fn write(
+        &mut self,
+        batch: &PreparedBatch,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), SinkError> {
+        if batch.rows == 0 && checkpoint.is_none() {
             return Ok(());
         }
         let table = self.schema.table.to_string();
@@ -147,14 +152,27 @@ impl Sink for PostgresSink {
             table: table.clone(),
             source,
         };
-        let sql = self.statement(&batch.columns).to_string();
         let mut tx = self.pool.begin().await.map_err(write_err)?;
-        sqlx::query(&sql)
-            .bind(&batch.json)
-            .execute(&mut *tx)
-            .await
-            .map_err(write_err)?;
+        if batch.rows > 0 {
+            let sql = self.statement(&batch.columns).to_string();
+            sqlx::query(&sql)
+                .bind(&batch.json)
+                .execute(&mut *tx)
+                .await
+                .map_err(write_err)?;
+        }
+        if let Some(checkpoint) = checkpoint {
+            let table = checkpoint::table_for(&self.schema.table);
+            checkpoint::advance_postgres(&mut tx, &table, checkpoint).await?;
+        }
         tx.commit().await.map_err(write_err)
+    }
+
+    fn offset_store(&self) -> OffsetStore {
+        OffsetStore::Postgres {
+            pool: self.pool.clone(),
+            table: checkpoint::table_for(&self.schema.table),
+        }
     }
 
     async fn ping(&self) -> Result<(), SinkError> {

@@ -5,6 +5,7 @@
 //! acknowledged to the committer survives a power loss, not just a crash.
 //! JSON paths for the columns are bound parameters, never SQL text.
 
+use super::checkpoint::{self, Checkpoint, OffsetStore};
 use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
@@ -156,8 +157,12 @@ impl Sink for SqliteSink {
         &self.schema
     }
 
-    async fn write(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
-        if batch.rows == 0 {
+    async fn write(
+        &mut self,
+        batch: &PreparedBatch,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), SinkError> {
+        if batch.rows == 0 && checkpoint.is_none() {
             return Ok(());
         }
         let table = self.schema.table.to_string();
@@ -172,12 +177,25 @@ impl Sink for SqliteSink {
             .or_insert_with(|| insert_sql(t, mode, keys, &batch.columns))
             .clone();
         let mut tx = self.pool.begin().await.map_err(write_err)?;
-        let mut query = sqlx::query(&sql).bind(&batch.json);
-        for column in &batch.columns {
-            query = query.bind(json_path(column));
+        if batch.rows > 0 {
+            let mut query = sqlx::query(&sql).bind(&batch.json);
+            for column in &batch.columns {
+                query = query.bind(json_path(column));
+            }
+            query.execute(&mut *tx).await.map_err(write_err)?;
         }
-        query.execute(&mut *tx).await.map_err(write_err)?;
+        if let Some(checkpoint) = checkpoint {
+            let table = checkpoint::table_for(&self.schema.table);
+            checkpoint::advance_sqlite(&mut tx, &table, checkpoint).await?;
+        }
         tx.commit().await.map_err(write_err)
+    }
+
+    fn offset_store(&self) -> OffsetStore {
+        OffsetStore::Sqlite {
+            pool: self.pool.clone(),
+            table: checkpoint::table_for(&self.schema.table),
+        }
     }
 
     async fn ping(&self) -> Result<(), SinkError> {

@@ -9,6 +9,7 @@
 //! acknowledged, so its offsets are never committed and the records are
 //! consumed again after a restart.
 
+use super::checkpoint::Checkpoint;
 use super::{prepare, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
 use crate::model::{Batch, BatchAck};
@@ -29,9 +30,11 @@ pub enum WriterError {
 }
 
 /// Runs until the batch channel closes (clean end) or an error stops it.
+/// `pipeline` is set in exactly-once mode: each batch then carries its checkpoint.
 pub async fn run<S: Sink>(
     mut sink: S,
     cfg: SinkConfig,
+    pipeline: Option<String>,
     mut batches: Receiver<Batch>,
     acks: Sender<BatchAck>,
     abort: CancellationToken,
@@ -55,9 +58,18 @@ pub async fn run<S: Sink>(
             records = batch.records,
             rows = batch.rows.len(),
         );
-        write_batch(&mut sink, &cfg, &batch, &mut backoff, &abort, &stats)
-            .instrument(span)
-            .await?;
+        let checkpoint = pipeline.as_ref().map(|p| checkpoint_of(p, &batch));
+        write_batch(
+            &mut sink,
+            &cfg,
+            &batch,
+            checkpoint.as_ref(),
+            &mut backoff,
+            &abort,
+            &stats,
+        )
+        .instrument(span)
+        .await?;
         Stats::add(&stats.rows_loaded, batch.rows.len() as u64);
         Stats::add(&stats.records_done, batch.records as u64);
         Stats::add(&stats.batches, 1);
@@ -73,17 +85,35 @@ pub async fn run<S: Sink>(
     }
 }
 
+/// The offsets a batch advances, under the generations it was built with.
+fn checkpoint_of(pipeline: &str, batch: &Batch) -> Checkpoint {
+    let entries = batch
+        .offsets
+        .iter()
+        .map(|(tp, range)| {
+            let generation = batch.generations.get(tp).copied().unwrap_or(-1);
+            (tp.clone(), range.last + 1, generation)
+        })
+        .collect();
+    Checkpoint {
+        pipeline: pipeline.to_string(),
+        entries,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn write_batch<S: Sink>(
     sink: &mut S,
     cfg: &SinkConfig,
     batch: &Batch,
+    checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
     abort: &CancellationToken,
     stats: &Stats,
 ) -> Result<(), WriterError> {
     let prepared = prepare(sink.schema(), cfg.mode, &cfg.key_columns, &batch.rows)?;
     loop {
-        match sink.write(&prepared).await {
+        match sink.write(&prepared, checkpoint).await {
             Ok(()) => {
                 backoff.reset();
                 tracing::debug!(rows = prepared.rows, "wrote batch");

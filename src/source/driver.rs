@@ -12,11 +12,13 @@ use crate::commit::Committer;
 use crate::config::DecodeFormat;
 use crate::decode::decode;
 use crate::model::{Batch, BatchAck, TopicPartition};
+use crate::sink::checkpoint::OffsetStore;
 use crate::stats::Stats;
 use crate::transform::Chain;
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +41,13 @@ pub enum SourceError {
     WriterGone,
     #[error("kafka consumer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("claiming partitions {partitions} in the checkpoint table: {source}")]
+    Claim {
+        partitions: String,
+        source: crate::sink::SinkError,
+    },
+    #[error("a pipeline stage panicked")]
+    Panicked,
 }
 
 pub struct Driver {
@@ -58,6 +67,15 @@ pub struct Driver {
     runtime: tokio::runtime::Handle,
     /// An error met inside a rebalance callback, reported by the poll loop.
     pub(super) failed: Option<SourceError>,
+    /// Exactly-once mode: the checkpoint table and the generations claimed.
+    eos: Option<Eos>,
+}
+
+/// Exactly-once bookkeeping of the source.
+pub struct Eos {
+    pub pipeline: String,
+    pub store: OffsetStore,
+    pub generations: BTreeMap<TopicPartition, i64>,
 }
 
 impl Driver {
@@ -70,6 +88,7 @@ impl Driver {
         acks: Receiver<BatchAck>,
         revoke_timeout: Duration,
         stats: Arc<Stats>,
+        eos: Option<(String, OffsetStore)>,
     ) -> Self {
         Self {
             format,
@@ -83,6 +102,11 @@ impl Driver {
             pending: None,
             paused: false,
             runtime: tokio::runtime::Handle::current(),
+            eos: eos.map(|(pipeline, store)| Eos {
+                pipeline,
+                store,
+                generations: BTreeMap::new(),
+            }),
             failed: None,
         }
     }
@@ -136,7 +160,14 @@ impl Driver {
     }
 
     fn take_batch(&mut self) -> Option<Batch> {
-        let batch = self.batcher.take()?;
+        let mut batch = self.batcher.take()?;
+        if let Some(eos) = &self.eos {
+            for tp in batch.offsets.keys() {
+                if let Some(g) = eos.generations.get(tp) {
+                    batch.generations.insert(tp.clone(), *g);
+                }
+            }
+        }
         self.committer.dispatched(&batch);
         Some(batch)
     }
@@ -238,6 +269,49 @@ impl Driver {
         }
     }
 
+    /// Exactly-once mode: claims a new generation for each partition and sets
+    /// `tpl` to resume at the database's checkpoint (Kafka's committed offset,
+    /// then `auto.offset.reset`, when there is none). Retried while the database
+    /// is unreachable, up to the revoke timeout; then the pipeline stops.
+    pub fn claim(&mut self, partitions: &[TopicPartition], tpl: &mut TopicPartitionList) {
+        let Some(eos) = &mut self.eos else {
+            return;
+        };
+        let deadline = Instant::now() + self.revoke_timeout;
+        let mut delay = Duration::from_millis(100);
+        let claims = loop {
+            match self
+                .runtime
+                .block_on(eos.store.claim(&eos.pipeline, partitions))
+            {
+                Ok(claims) => break claims,
+                Err(e) if Instant::now() < deadline => {
+                    warn!(error = %e, "claiming partitions failed; retrying");
+                    std::thread::sleep(delay); // retry backoff on the source thread
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(source) => {
+                    self.failed = Some(SourceError::Claim {
+                        partitions: list(partitions),
+                        source,
+                    });
+                    return;
+                }
+            }
+        };
+        for c in claims {
+            if let Some(next) = c.next_offset {
+                if let Err(e) =
+                    tpl.set_partition_offset(&c.tp.topic, c.tp.partition, Offset::Offset(next))
+                {
+                    warn!(tp = %c.tp, error = %e, "cannot set the resume offset");
+                }
+            }
+            debug!(tp = %c.tp, generation = c.generation, next_offset = ?c.next_offset, "claimed partition");
+            eos.generations.insert(c.tp, c.generation);
+        }
+    }
+
     /// Partitions taken: start tracking them (paused too, if the writer is behind).
     pub fn handle_assign(&mut self, consumer: &Consumer, partitions: &[TopicPartition]) {
         for tp in partitions {
@@ -275,6 +349,9 @@ impl Driver {
         };
         for tp in partitions {
             self.committer.revoke(tp);
+            if let Some(eos) = &mut self.eos {
+                eos.generations.remove(tp);
+            }
         }
         if lost {
             warn!(partitions = %list(partitions), "assignment lost; in-flight batches for it will not be committed");

@@ -1,19 +1,21 @@
 //! The consumer context: librdkafka calls it from inside `poll`, on the source
 //! thread, when partitions are assigned or revoked.
 //!
-//! Revocation runs *before* the partitions are given up (`pre_rebalance`): the
+//! Revocation runs *before* the partitions are given up: the
 //! driver hands on the open batch, waits for the in-flight batches to be
 //! acknowledged, commits their offsets, and forgets the partitions — or, when
 //! the assignment was lost (session timeout) or the wait runs out, forgets
-//! them without committing anything. Assignment is handled after the
-//! partitions are taken (`post_rebalance`).
+//! them without committing anything. Assignment claims the partitions first
+//! (exactly-once mode: a new generation and the stored offsets from the
+//! database), then assigns them at those offsets.
 
 use super::driver::Driver;
 use crate::model::TopicPartition;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
 use std::sync::{Arc, Mutex};
 use tracing::{debug, error, info, warn};
@@ -47,11 +49,49 @@ impl ClientContext for SourceContext {
 }
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &Consumer, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let partitions = partitions(tpl);
-            let lost = rdkafka::consumer::Consumer::assignment_lost(consumer);
-            self.lock().handle_revoke(consumer, &partitions, lost);
+    /// Replaces rdkafka's default handler so that, in exactly-once mode, the
+    /// partitions are claimed in the database and assigned *at the stored
+    /// offsets* — before the first record of theirs is fetched.
+    fn rebalance(&self, consumer: &Consumer, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let parts = partitions(tpl);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.lock().claim(&parts, tpl);
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                match assigned {
+                    Ok(()) => self.lock().handle_assign(consumer, &parts),
+                    Err(e) => {
+                        error!(pipeline = %self.pipeline, error = %e, "assigning partitions failed")
+                    }
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                self.lock().handle_revoke(consumer, &parts, lost);
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
+                    error!(pipeline = %self.pipeline, error = %e, "unassigning partitions failed");
+                }
+            }
+            other => {
+                warn!(pipeline = %self.pipeline, error = ?other, "rebalance error");
+                // librdkafka requires the assignment to be dropped on a rebalance error.
+                if let Err(e) = consumer.unassign() {
+                    error!(pipeline = %self.pipeline, error = %e, "unassign after rebalance error failed");
+                }
+            }
         }
     }
 
@@ -69,14 +109,6 @@ impl ConsumerContext for SourceContext {
                 })
                 .collect();
             self.lock().committer.commit_failed(&failed);
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &Consumer, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => self.lock().handle_assign(consumer, &partitions(tpl)),
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!(pipeline = %self.pipeline, error = %e, "rebalance error"),
         }
     }
 }

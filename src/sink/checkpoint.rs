@@ -1,0 +1,181 @@
+//! Exactly-once checkpoints: Kafka offsets stored in the target database, in
+//! the same transaction as the batch's rows.
+//!
+//! Table `tidemill_offsets` (next to the target table) holds, per
+//! (pipeline, topic, partition), the next offset to read and a *generation*.
+//! Each assignment of a partition claims a new generation; a batch advances a
+//! partition's offset only if the generation it was built under is still the
+//! current one. A batch from an older owner (a zombie that lost its assignment
+//! while paused) therefore fails its transaction and is never written
+//! ([`SinkError::Fenced`]). Claims and batch commits are serialised by the
+//! row lock on the checkpoint row, so a claim always sees every batch that
+//! committed before it.
+
+use super::ident::TableName;
+use super::SinkError;
+use crate::model::TopicPartition;
+use sqlx::{PgPool, Row as _, SqlitePool};
+
+pub const TABLE: &str = "tidemill_offsets";
+
+/// One partition's claim: the generation now owned, and where to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub tp: TopicPartition,
+    pub generation: i64,
+    /// `None` when the database has no checkpoint yet (fall back to Kafka's).
+    pub next_offset: Option<i64>,
+}
+
+/// What a batch advances: per partition, the next offset and the generation.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub pipeline: String,
+    pub entries: Vec<(TopicPartition, i64, i64)>,
+}
+
+/// Handle on the checkpoint table; cheap to clone.
+#[derive(Clone)]
+pub enum OffsetStore {
+    Postgres { pool: PgPool, table: String },
+    Sqlite { pool: SqlitePool, table: String },
+}
+
+/// The checkpoint table's quoted name, in the target table's schema.
+pub fn table_for(target: &TableName) -> String {
+    TableName {
+        schema: target.schema.clone(),
+        name: TABLE.into(),
+    }
+    .quoted()
+}
+
+const COLUMNS: &str = "(pipeline TEXT NOT NULL, topic TEXT NOT NULL, partition_id INTEGER NOT NULL, \
+     next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, PRIMARY KEY (pipeline, topic, partition_id))";
+
+impl OffsetStore {
+    /// Creates the checkpoint table if it does not exist.
+    pub async fn ensure_table(&self) -> Result<(), SinkError> {
+        let err = |source| SinkError::Checkpoint { source };
+        match self {
+            OffsetStore::Postgres { pool, table } => {
+                let sql = format!("CREATE TABLE IF NOT EXISTS {table} {COLUMNS}");
+                sqlx::query(&sql).execute(pool).await.map_err(err)?;
+            }
+            OffsetStore::Sqlite { pool, table } => {
+                let sql = format!("CREATE TABLE IF NOT EXISTS {table} {COLUMNS}");
+                sqlx::query(&sql).execute(pool).await.map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims a new generation for each partition and reads its checkpoint.
+    pub async fn claim(
+        &self,
+        pipeline: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Claim>, SinkError> {
+        let mut claims = Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            let sql = format!(
+                "INSERT INTO {t} (pipeline, topic, partition_id, next_offset, generation) VALUES ($1, $2, $3, -1, 1) \
+                 ON CONFLICT (pipeline, topic, partition_id) DO UPDATE SET generation = {t}.generation + 1 \
+                 RETURNING next_offset, generation",
+                t = self.table()
+            );
+            let err = |source| SinkError::Checkpoint { source };
+            let (next, generation): (i64, i64) = match self {
+                OffsetStore::Postgres { pool, .. } => {
+                    let row = sqlx::query(&sql)
+                        .bind(pipeline)
+                        .bind(&tp.topic)
+                        .bind(tp.partition)
+                        .fetch_one(pool)
+                        .await
+                        .map_err(err)?;
+                    (row.get(0), row.get(1))
+                }
+                OffsetStore::Sqlite { pool, .. } => {
+                    let row = sqlx::query(&sql)
+                        .bind(pipeline)
+                        .bind(&tp.topic)
+                        .bind(tp.partition)
+                        .fetch_one(pool)
+                        .await
+                        .map_err(err)?;
+                    (row.get(0), row.get(1))
+                }
+            };
+            claims.push(Claim {
+                tp: tp.clone(),
+                generation,
+                next_offset: (next >= 0).then_some(next),
+            });
+        }
+        Ok(claims)
+    }
+
+    fn table(&self) -> &str {
+        match self {
+            OffsetStore::Postgres { table, .. } | OffsetStore::Sqlite { table, .. } => table,
+        }
+    }
+}
+
+/// The statement advancing one partition's checkpoint under its generation.
+pub fn advance_sql(table: &str) -> String {
+    format!(
+        "UPDATE {table} SET next_offset = $1 WHERE pipeline = $2 AND topic = $3 AND partition_id = $4 AND generation = $5"
+    )
+}
+
+/// Generates `advance_*`: advances every partition of a checkpoint inside a
+/// transaction; a partition claimed by a newer generation fences the batch.
+macro_rules! advance_fn {
+    ($name:ident, $db:ty) => {
+        pub async fn $name(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            table: &str,
+            checkpoint: &Checkpoint,
+        ) -> Result<(), SinkError> {
+            let sql = advance_sql(table);
+            let mut fenced = Vec::new();
+            for (tp, next, generation) in &checkpoint.entries {
+                let done = sqlx::query(&sql)
+                    .bind(*next)
+                    .bind(&checkpoint.pipeline)
+                    .bind(&tp.topic)
+                    .bind(tp.partition)
+                    .bind(*generation)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|source| SinkError::Checkpoint { source })?;
+                if done.rows_affected() != 1 {
+                    fenced.push(tp.to_string());
+                }
+            }
+            if fenced.is_empty() {
+                Ok(())
+            } else {
+                Err(SinkError::Fenced {
+                    partitions: fenced.join(","),
+                })
+            }
+        }
+    };
+}
+
+advance_fn!(advance_postgres, sqlx::Postgres);
+advance_fn!(advance_sqlite, sqlx::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_table_lives_next_to_the_target() {
+        let t = TableName::parse("shop.orders", false).expect("valid");
+        assert_eq!(table_for(&t), r#""shop"."tidemill_offsets""#);
+    }
+}
