@@ -49,8 +49,14 @@ pub struct Committer {
 }
 
 impl Committer {
-    pub fn assign(&mut self, tp: TopicPartition) {
-        self.partitions.entry(tp).or_default();
+    /// Starts tracking a partition. `resume` is the exactly-once checkpoint it
+    /// resumes from: everything before it is in the database, so it is
+    /// committable to Kafka at once (Kafka's offsets may lag after a crash).
+    pub fn assign(&mut self, tp: TopicPartition, resume: Option<i64>) {
+        let progress = self.partitions.entry(tp).or_default();
+        if progress.committable.is_none() {
+            progress.committable = resume;
+        }
     }
 
     /// Forgets a revoked partition: later acks for it are ignored.
@@ -207,7 +213,7 @@ mod tests {
     #[test]
     fn nothing_is_committable_before_the_ack() {
         let mut c = Committer::default();
-        c.assign(tp(0));
+        c.assign(tp(0), None);
         let b = batch(1, &[(0, 0, 9)]);
         c.dispatched(&b);
         assert!(c.pending().is_empty());
@@ -216,9 +222,16 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_checkpoint_is_committable_at_once() {
+        let mut c = Committer::default();
+        c.assign(tp(0), Some(42));
+        assert_eq!(c.pending()[&tp(0)], 42);
+    }
+
+    #[test]
     fn out_of_order_ack_waits_for_earlier_batches() {
         let mut c = Committer::default();
-        c.assign(tp(0));
+        c.assign(tp(0), None);
         let (b1, b2) = (batch(1, &[(0, 0, 9)]), batch(2, &[(0, 10, 19)]));
         c.dispatched(&b1);
         c.dispatched(&b2);
@@ -232,8 +245,8 @@ mod tests {
     #[test]
     fn partitions_advance_independently() {
         let mut c = Committer::default();
-        c.assign(tp(0));
-        c.assign(tp(1));
+        c.assign(tp(0), None);
+        c.assign(tp(1), None);
         let (b1, b2) = (batch(1, &[(0, 0, 4), (1, 0, 4)]), batch(2, &[(1, 5, 9)]));
         c.dispatched(&b1);
         c.dispatched(&b2);
@@ -246,7 +259,7 @@ mod tests {
     #[test]
     fn failed_async_commit_becomes_pending_again_unless_superseded() {
         let mut c = Committer::default();
-        c.assign(tp(0));
+        c.assign(tp(0), None);
         let (b1, b2) = (batch(1, &[(0, 0, 9)]), batch(2, &[(0, 10, 19)]));
         c.dispatched(&b1);
         c.acked(&ack(&b1));
@@ -264,7 +277,7 @@ mod tests {
     #[test]
     fn revoked_partition_is_never_committed() {
         let mut c = Committer::default();
-        c.assign(tp(0));
+        c.assign(tp(0), None);
         let b = batch(1, &[(0, 0, 9)]);
         c.dispatched(&b);
         c.revoke(&tp(0));

@@ -76,6 +76,8 @@ pub struct Eos {
     pub pipeline: String,
     pub store: OffsetStore,
     pub generations: BTreeMap<TopicPartition, i64>,
+    /// The checkpoint each claimed partition resumed from.
+    pub resume: BTreeMap<TopicPartition, i64>,
 }
 
 impl Driver {
@@ -106,6 +108,7 @@ impl Driver {
                 pipeline,
                 store,
                 generations: BTreeMap::new(),
+                resume: BTreeMap::new(),
             }),
             failed: None,
         }
@@ -301,6 +304,7 @@ impl Driver {
         };
         for c in claims {
             if let Some(next) = c.next_offset {
+                eos.resume.insert(c.tp.clone(), next);
                 if let Err(e) =
                     tpl.set_partition_offset(&c.tp.topic, c.tp.partition, Offset::Offset(next))
                 {
@@ -315,7 +319,8 @@ impl Driver {
     /// Partitions taken: start tracking them (paused too, if the writer is behind).
     pub fn handle_assign(&mut self, consumer: &Consumer, partitions: &[TopicPartition]) {
         for tp in partitions {
-            self.committer.assign(tp.clone());
+            let resume = self.eos.as_ref().and_then(|e| e.resume.get(tp).copied());
+            self.committer.assign(tp.clone(), resume);
         }
         if self.paused {
             let mut tpl = TopicPartitionList::new();
@@ -351,6 +356,7 @@ impl Driver {
             self.committer.revoke(tp);
             if let Some(eos) = &mut self.eos {
                 eos.generations.remove(tp);
+                eos.resume.remove(tp);
             }
         }
         if lost {

@@ -1,0 +1,300 @@
+//! Exactly-once delivery against real Kafka and real databases: rows and
+//! offsets commit together, so crashes never duplicate, and a zombie's batch
+//! is fenced by the generation its successor claimed.
+
+mod common;
+
+use common::db::{Kind, TestDb};
+use common::kafka::{self, TestProducer};
+use common::process::Tidemill;
+use common::{all_committed, pipeline_toml, unique, wait_for};
+use std::process::Command;
+use std::time::Duration;
+use tidemill::config::{SinkConfig, SinkMode};
+use tidemill::model::TopicPartition;
+use tidemill::sink::checkpoint::Checkpoint;
+use tidemill::sink::{prepare, AnySink, Sink, SinkError};
+
+macro_rules! per_backend {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario(Kind::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(Kind::Sqlite).await
+            }
+        }
+    )*};
+}
+
+per_backend!(a_batch_from_an_older_generation_is_refused_and_writes_nothing);
+
+async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE t (id BIGINT)").await;
+    let cfg: SinkConfig = toml_sink(db.url());
+    let sink = AnySink::open(&cfg).await.expect("open sink");
+    let store = sink.offset_store();
+    store.ensure_table().await.expect("checkpoint table");
+    let tp = TopicPartition::new("topic", 0);
+    let old = store
+        .claim("p", std::slice::from_ref(&tp))
+        .await
+        .expect("claim")[0]
+        .clone();
+    assert_eq!(old.next_offset, None, "no checkpoint yet");
+    let new = store
+        .claim("p", std::slice::from_ref(&tp))
+        .await
+        .expect("claim again")[0]
+        .clone();
+    assert!(new.generation > old.generation);
+
+    let rows = vec![serde_json::json!({"id": 1})
+        .as_object()
+        .expect("object")
+        .clone()];
+    let checkpoint = |generation| Checkpoint {
+        pipeline: "p".into(),
+        entries: vec![(tp.clone(), 10, generation)],
+    };
+    let result = write(
+        sink,
+        &rows,
+        &checkpoint(old.generation),
+        &checkpoint(new.generation),
+    )
+    .await;
+    let (stale, current) = result;
+    assert!(matches!(stale, Err(SinkError::Fenced { .. })), "{stale:?}");
+    current.expect("the current generation writes");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM t").await,
+        1,
+        "the fenced batch wrote nothing"
+    );
+    let resumed = store
+        .claim("p", std::slice::from_ref(&tp))
+        .await
+        .expect("claim")[0]
+        .clone();
+    assert_eq!(resumed.next_offset, Some(10));
+}
+
+/// Writes the same rows under a stale, then the current checkpoint.
+async fn write(
+    sink: AnySink,
+    rows: &[tidemill::model::Row],
+    stale: &Checkpoint,
+    current: &Checkpoint,
+) -> (Result<(), SinkError>, Result<(), SinkError>) {
+    async fn both<S: Sink>(
+        mut s: S,
+        rows: &[tidemill::model::Row],
+        a: &Checkpoint,
+        b: &Checkpoint,
+    ) -> (Result<(), SinkError>, Result<(), SinkError>) {
+        let prepared = prepare(s.schema(), SinkMode::Insert, &[], rows).expect("prepare");
+        let first = s.write(&prepared, Some(a)).await;
+        let second = s.write(&prepared, Some(b)).await;
+        (first, second)
+    }
+    match sink {
+        AnySink::Postgres(s) => both(s, rows, stale, current).await,
+        AnySink::Sqlite(s) => both(s, rows, stale, current).await,
+    }
+}
+
+fn toml_sink(url: &str) -> SinkConfig {
+    let text = pipeline_toml("t", "g", url, "t", "");
+    let settings = tidemill::config::Settings::from_toml(&text).expect("config");
+    settings.pipelines["p"].sink.clone()
+}
+
+/// Produces `n` records `{"id"}` in chunks, pausing between chunks so the
+/// stream is still flowing while the test acts.
+fn produce_stream(topic: &str, from: i64, to: i64, pause: Duration) -> std::thread::JoinHandle<()> {
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let producer = TestProducer::new(&topic);
+        for i in from..to {
+            producer.send(
+                Some(&(i % 97).to_string()),
+                Some(&format!(r#"{{"id":{i}}}"#)),
+            );
+            if i % 500 == 499 {
+                producer.flush();
+                std::thread::sleep(pause); // pacing the stream, not synchronisation
+            }
+        }
+        producer.flush();
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_mode_stays_exact_through_ten_sigkills() {
+    const N: i64 = 30_000;
+    const PARTITIONS: i32 = 4;
+    let (topic, group) = (unique("eos_kill"), unique("g"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE log (id BIGINT NOT NULL)").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, pipeline_toml(&topic, &group, db.url(), "log", "")).expect("config");
+
+    let producer = produce_stream(&topic, 0, N, Duration::from_millis(100));
+    let mut process = Tidemill::start(&config, "run0");
+    let mut rng = fastrand::Rng::with_seed(11);
+    for round in 1..=10 {
+        let floor = db.try_scalar("SELECT count(*) FROM log").await.unwrap_or(0);
+        let target = floor + rng.i64(200..2_000);
+        wait_for("loading to progress", Duration::from_secs(60), || async {
+            db.try_scalar("SELECT count(*) FROM log").await.unwrap_or(0) >= target.min(N)
+        })
+        .await;
+        process.kill();
+        process = Tidemill::start(&config, &format!("run{round}"));
+    }
+    producer.join().expect("producer thread");
+    wait_for("every record loaded", Duration::from_secs(120), || async {
+        db.try_scalar("SELECT count(*) FROM log").await.unwrap_or(0) >= N
+    })
+    .await;
+    wait_for(
+        "kafka offsets committed to the end",
+        Duration::from_secs(60),
+        || all_committed(&group, &topic, PARTITIONS),
+    )
+    .await;
+    assert!(process.terminate(), "{}", process.log_text());
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM log").await,
+        N,
+        "no duplicates"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT id) FROM log").await,
+        N,
+        "nothing lost"
+    );
+}
+
+/// Blocks inserts into `table` until dropped (a transaction holding a lock).
+struct TableLock {
+    conn: sqlx::PgConnection,
+}
+
+impl TableLock {
+    async fn take(url: &str, table: &str) -> Self {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query("BEGIN")
+            .execute(&mut conn)
+            .await
+            .expect("begin");
+        sqlx::query(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            .execute(&mut conn)
+            .await
+            .expect("lock");
+        Self { conn }
+    }
+
+    async fn release(mut self) {
+        sqlx::query("COMMIT")
+            .execute(&mut self.conn)
+            .await
+            .expect("commit");
+    }
+}
+
+fn signal(process: &Tidemill, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &process.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_paused_past_its_session_timeout_cannot_land_its_batch() {
+    const PARTITIONS: i32 = 2;
+    let (topic, group) = (unique("zombie"), unique("g"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE log (id BIGINT NOT NULL)").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, pipeline_toml(&topic, &group, db.url(), "log", "")).expect("config");
+
+    let mut zombie = Tidemill::start(&config, "zombie");
+    produce_stream(&topic, 0, 1000, Duration::ZERO)
+        .join()
+        .expect("first wave");
+    wait_for("first wave loaded", Duration::from_secs(60), || {
+        all_committed(&group, &topic, PARTITIONS)
+    })
+    .await;
+
+    // The zombie's next batch blocks inside its INSERT; then the zombie is frozen.
+    let lock = TableLock::take(db.url(), "log").await;
+    produce_stream(&topic, 1000, 2000, Duration::ZERO)
+        .join()
+        .expect("second wave");
+    wait_for("the zombie's insert waiting on the lock", Duration::from_secs(30), || async {
+        db.try_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"log\"%'")
+            .await
+            .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    signal(&zombie, "-STOP");
+
+    // A successor takes over once the zombie's session (6 s) times out.
+    let mut successor = Tidemill::start(&config, "successor");
+    let assigned = format!("partitions assigned partitions={topic}");
+    wait_for(
+        "the successor owning partitions",
+        Duration::from_secs(60),
+        || async { successor.log_text().contains(&assigned) },
+    )
+    .await;
+    lock.release().await;
+    wait_for(
+        "the successor loading the second wave",
+        Duration::from_secs(60),
+        || async {
+            db.try_scalar("SELECT count(*) FROM log").await == Some(2000)
+                && all_committed(&group, &topic, PARTITIONS).await
+        },
+    )
+    .await;
+
+    signal(&zombie, "-CONT");
+    wait_for(
+        "the zombie's batch fenced",
+        Duration::from_secs(60),
+        || async { zombie.log_text().contains("fenced") },
+    )
+    .await;
+    produce_stream(&topic, 2000, 3000, Duration::ZERO)
+        .join()
+        .expect("third wave");
+    wait_for("third wave loaded", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM log").await == Some(3000)
+            && all_committed(&group, &topic, PARTITIONS).await
+    })
+    .await;
+    assert!(zombie.terminate(), "{}", zombie.log_text());
+    assert!(successor.terminate(), "{}", successor.log_text());
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM log").await,
+        3000,
+        "the zombie's batch did not land"
+    );
+    assert_eq!(db.scalar("SELECT count(DISTINCT id) FROM log").await, 3000);
+}
