@@ -7,7 +7,7 @@
 //! appear in a batch in offset order, and batches are handed on in order.
 
 use crate::config::BatchConfig;
-use crate::model::{Batch, Row, TopicPartition};
+use crate::model::{Batch, RawRecord, Row, TopicPartition};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -36,19 +36,36 @@ impl Batcher {
     }
 
     /// Adds one consumed record: its offset, its payload size and the rows it became
-    /// (none when filtered out or dead-lettered).
-    pub fn push(&mut self, tp: &TopicPartition, offset: i64, bytes: usize, rows: Vec<Row>) {
+    /// (none when filtered out or dead-lettered). `raw` travels with its rows.
+    pub fn push(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        bytes: usize,
+        rows: Vec<Row>,
+        raw: impl FnOnce() -> RawRecord,
+    ) {
         if self.opened_at.is_none() {
             self.opened_at = Some(Instant::now());
         }
         self.current.track(tp, offset);
         self.current.bytes += bytes;
         self.current.records += 1;
-        self.current.rows.extend(rows);
+        if !rows.is_empty() {
+            let source = self.current.raw.len();
+            self.current.raw.push(raw());
+            self.current.row_source.extend(std::iter::repeat_n(source, rows.len()));
+            self.current.rows.extend(rows);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.current.is_empty()
+    }
+
+    /// Payload bytes in the open batch.
+    pub fn bytes(&self) -> usize {
+        self.current.bytes
     }
 
     /// Full by size: hand it on now.
@@ -84,6 +101,20 @@ impl Batcher {
 mod tests {
     use super::*;
 
+    fn raw() -> RawRecord {
+        RawRecord {
+            origin: crate::model::Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                timestamp_ms: None,
+            },
+            key: None,
+            value: Some(b"{}".to_vec()),
+            headers: vec![],
+        }
+    }
+
     fn cfg(max_rows: usize) -> BatchConfig {
         BatchConfig {
             max_rows,
@@ -97,21 +128,22 @@ mod tests {
     fn batch_is_full_at_max_rows_and_ids_increase() {
         let mut b = Batcher::new(&cfg(2));
         let tp = TopicPartition::new("t", 0);
-        b.push(&tp, 0, 10, vec![Row::new()]);
+        b.push(&tp, 0, 10, vec![Row::new()], raw);
         assert!(!b.is_full());
-        b.push(&tp, 1, 10, vec![]);
+        b.push(&tp, 1, 10, vec![], raw);
         assert!(b.is_full());
         let first = b.take().expect("two records pushed");
         assert_eq!((first.id, first.records, first.rows.len()), (1, 2, 1));
+        assert_eq!((first.raw.len(), first.row_source.clone()), (1, vec![0]));
         assert!(b.take().is_none());
-        b.push(&tp, 2, 10, vec![]);
+        b.push(&tp, 2, 10, vec![], raw);
         assert_eq!(b.take().expect("one record").id, 2);
     }
 
     #[test]
     fn batch_is_full_at_max_bytes() {
         let mut b = Batcher::new(&cfg(100));
-        b.push(&TopicPartition::new("t", 0), 0, 1000, vec![]);
+        b.push(&TopicPartition::new("t", 0), 0, 1000, vec![], raw);
         assert!(b.is_full());
     }
 
@@ -119,7 +151,7 @@ mod tests {
     fn linger_deadline_starts_with_first_record() {
         let mut b = Batcher::new(&cfg(100));
         assert!(b.deadline().is_none());
-        b.push(&TopicPartition::new("t", 0), 0, 1, vec![]);
+        b.push(&TopicPartition::new("t", 0), 0, 1, vec![], raw);
         let deadline = b.deadline().expect("open batch has a deadline");
         assert!(!b.is_due(deadline - Duration::from_millis(1)));
         assert!(b.is_due(deadline));

@@ -203,6 +203,7 @@ mod tests {
             id: b.id,
             offsets: b.offsets.clone(),
             rows: 0,
+            bytes: 0,
         }
     }
 

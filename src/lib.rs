@@ -17,6 +17,7 @@ pub mod batch;
 pub mod check;
 pub mod commit;
 pub mod config;
+pub mod dead_letter;
 pub mod decode;
 pub mod demo;
 pub mod model;

@@ -46,14 +46,15 @@ pub struct Origin {
     pub timestamp_ms: Option<i64>,
 }
 
-/// One decoded Kafka record. Key, value bytes and headers travel untouched so
-/// a dead letter can carry the original bytes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+/// A consumed record as it arrived — key, value bytes and headers untouched —
+/// kept with the rows it became so a row the database rejects can be
+/// dead-lettered with its original bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
     pub origin: Origin,
     pub key: Option<Vec<u8>>,
     /// `None` is a tombstone (a record with a null value).
-    pub value: Option<serde_json::Value>,
+    pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
@@ -75,6 +76,10 @@ pub struct Batch {
     /// Monotonic per pipeline; acks name it.
     pub id: u64,
     pub rows: Vec<Row>,
+    /// For each row, the index of the record it came from in `raw`.
+    pub row_source: Vec<usize>,
+    /// The records that produced rows.
+    pub raw: Vec<RawRecord>,
     pub offsets: BTreeMap<TopicPartition, OffsetRange>,
     /// Exactly-once mode: the generation this member claimed for each partition
     /// of the batch; the database refuses the batch if a newer one was claimed.
@@ -128,6 +133,8 @@ pub struct BatchAck {
     pub id: u64,
     pub offsets: BTreeMap<TopicPartition, OffsetRange>,
     pub rows: usize,
+    /// The batch's payload bytes, released from the in-flight budget.
+    pub bytes: usize,
 }
 
 #[cfg(test)]

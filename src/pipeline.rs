@@ -6,8 +6,9 @@
 //! never committed, so they are read again after a restart).
 
 use crate::batch::Batcher;
+use crate::dead_letter::DeadLetters;
 use crate::config::{Delivery, PipelineConfig, Settings};
-use crate::sink::writer::{self, WriterError};
+use crate::sink::writer::{self, WriterContext, WriterError};
 use crate::sink::{AnySink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
 use crate::stats::Stats;
@@ -26,7 +27,7 @@ pub enum PipelineError {
         pipeline: String,
         source: TransformError,
     },
-    #[error("pipeline {pipeline}: creating the Kafka consumer: {source}")]
+    #[error("pipeline {pipeline}: creating a Kafka client: {source}")]
     Consumer {
         pipeline: String,
         source: rdkafka::error::KafkaError,
@@ -51,6 +52,7 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     sink: AnySink,
     chain: Chain,
+    dead_letters: Option<Arc<DeadLetters>>,
     pub stats: Arc<Stats>,
 }
 
@@ -69,11 +71,26 @@ impl Pipeline {
         if cfg.delivery == Delivery::ExactlyOnce {
             sink.offset_store().ensure_table().await.map_err(sink_err)?;
         }
+        let dead_letters = match &cfg.dead_letter {
+            None => None,
+            Some(dl) => {
+                let kafka_err = |source| PipelineError::Consumer {
+                    pipeline: name.to_string(),
+                    source,
+                };
+                if dl.create {
+                    kafka::ensure_topic(cfg, &dl.topic).await.map_err(kafka_err)?;
+                }
+                let producer = DeadLetters::new(&kafka::client_config(cfg), &dl.topic, name).map_err(kafka_err)?;
+                Some(Arc::new(producer))
+            }
+        };
         Ok(Self {
             name: name.to_string(),
             cfg: cfg.clone(),
             sink,
             chain,
+            dead_letters,
             stats: Arc::new(Stats::default()),
         })
     }
@@ -89,6 +106,7 @@ impl Pipeline {
             cfg,
             sink,
             chain,
+            dead_letters,
             stats,
         } = self;
         // This run's own stop signal: a failing stage stops this run only.
@@ -107,6 +125,9 @@ impl Pipeline {
             cfg.batch.revoke_timeout,
             Arc::clone(&stats),
             eos.clone(),
+            dead_letters.clone(),
+            shutdown.clone(),
+            cfg.batch.max_in_flight_bytes,
         );
         let context = SourceContext {
             pipeline: name.clone(),
@@ -121,16 +142,17 @@ impl Pipeline {
         // Cancelled when the grace period after shutdown is over, or when a stage fails.
         let abort = CancellationToken::new();
         let writer = {
-            let (abort, stats, sink_cfg) = (abort.clone(), Arc::clone(&stats), cfg.sink.clone());
-            let checkpoint = eos.as_ref().map(|(pipeline, _)| pipeline.clone());
+            let ctx = WriterContext {
+                cfg: cfg.sink.clone(),
+                pipeline: eos.as_ref().map(|(pipeline, _)| pipeline.clone()),
+                dead_letters: dead_letters.clone(),
+                abort: abort.clone(),
+                stats: Arc::clone(&stats),
+            };
             let task = async move {
                 match sink {
-                    AnySink::Postgres(s) => {
-                        writer::run(s, sink_cfg, checkpoint, batch_rx, ack_tx, abort, stats).await
-                    }
-                    AnySink::Sqlite(s) => {
-                        writer::run(s, sink_cfg, checkpoint, batch_rx, ack_tx, abort, stats).await
-                    }
+                    AnySink::Postgres(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
+                    AnySink::Sqlite(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
                 }
             };
             tokio::spawn(task.instrument(span.clone()))

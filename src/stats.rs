@@ -14,6 +14,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Tombstones skipped (deletes are not enabled).
     pub tombstones_skipped: AtomicU64,
+    /// Records sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
     /// Database writes retried after a transient error.
     pub retries: AtomicU64,
 }

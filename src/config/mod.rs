@@ -12,7 +12,7 @@ mod secret;
 mod validate;
 
 pub use pipeline::{
-    Backend, BatchConfig, DecodeFormat, Delivery, KafkaConfig, PipelineConfig, SinkConfig,
+    Backend, BatchConfig, DeadLetterConfig, DecodeFormat, Delivery, KafkaConfig, PipelineConfig, SinkConfig,
     SinkMode, TransformConfig,
 };
 pub use secret::{redact_url, Secret};

@@ -26,6 +26,23 @@ pub struct PipelineConfig {
     pub sink: SinkConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Where records that cannot be loaded go. Without it, such a record stops
+    /// the pipeline (nothing is ever dropped).
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    pub topic: String,
+    /// Create the topic at start-up if it does not exist.
+    #[serde(default = "default_true")]
+    pub create: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl PipelineConfig {
@@ -154,6 +171,8 @@ pub struct BatchConfig {
     pub max_linger: Duration,
     /// Batches handed to the sink and not yet acknowledged.
     pub max_in_flight: usize,
+    /// Payload bytes consumed and not yet acknowledged; above it, partitions pause.
+    pub max_in_flight_bytes: usize,
     /// How long a revocation waits for in-flight batches before dropping them uncommitted.
     #[serde(with = "duration")]
     pub revoke_timeout: Duration,
@@ -166,6 +185,7 @@ impl Default for BatchConfig {
             max_bytes: 8 << 20,
             max_linger: Duration::from_millis(100),
             max_in_flight: 2,
+            max_in_flight_bytes: 64 << 20,
             revoke_timeout: Duration::from_secs(20),
         }
     }

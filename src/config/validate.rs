@@ -78,6 +78,14 @@ fn pipeline(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String
             push(key(&format!("transforms[{i}].expr")), e.to_string());
         }
     }
+    if let Some(dl) = &p.dead_letter {
+        if dl.topic.trim().is_empty() || p.topics.contains(&dl.topic) {
+            push(
+                key("dead_letter.topic"),
+                "must name a topic other than the ones consumed".into(),
+            );
+        }
+    }
     sink(name, p, push);
     batch(name, p, push);
 }
@@ -131,6 +139,12 @@ fn batch(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) 
     }
     if p.batch.max_bytes == 0 {
         push(key("max_bytes"), "must be at least 1".into());
+    }
+    if p.batch.max_in_flight_bytes < p.batch.max_bytes {
+        push(
+            key("max_in_flight_bytes"),
+            "must be at least batch.max_bytes".into(),
+        );
     }
     if p.batch.max_in_flight == 0 {
         push(key("max_in_flight"), "must be at least 1".into());

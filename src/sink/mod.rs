@@ -16,6 +16,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod ident;
+pub mod isolate;
 pub mod postgres;
 mod prepare;
 pub mod schema;
@@ -42,6 +43,10 @@ pub trait Sink: Send + 'static {
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Writes the batch in a transaction that is always rolled back: whether
+    /// the database would accept these rows (used to isolate bad rows).
+    fn trial(&mut self, batch: &PreparedBatch) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// The exactly-once checkpoint table of this database.
     fn offset_store(&self) -> OffsetStore;

@@ -134,15 +134,14 @@ async fn describe(pool: &PgPool, table: &TableName) -> Result<TableSchema, SinkE
     })
 }
 
-impl Sink for PostgresSink {
-    fn schema(&self) -> &TableSchema {
-        &self.schema
-    }
-
-    async fn write(
+impl PostgresSink {
+    /// One transaction: the rows, then the checkpoint; committed, or rolled
+    /// back when `commit` is false (a trial that only tells whether it would pass).
+    async fn transact(
         &mut self,
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
+        commit: bool,
     ) -> Result<(), SinkError> {
         if batch.rows == 0 && checkpoint.is_none() {
             return Ok(());
@@ -165,7 +164,29 @@ impl Sink for PostgresSink {
             let table = checkpoint::table_for(&self.schema.table);
             checkpoint::advance_postgres(&mut tx, &table, checkpoint).await?;
         }
-        tx.commit().await.map_err(write_err)
+        if commit {
+            tx.commit().await.map_err(write_err)
+        } else {
+            tx.rollback().await.map_err(write_err)
+        }
+    }
+}
+
+impl Sink for PostgresSink {
+    fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    async fn write(
+        &mut self,
+        batch: &PreparedBatch,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), SinkError> {
+        self.transact(batch, checkpoint, true).await
+    }
+
+    async fn trial(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
+        self.transact(batch, None, false).await
     }
 
     fn offset_store(&self) -> OffsetStore {

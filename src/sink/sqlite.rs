@@ -152,15 +152,14 @@ async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, S
     })
 }
 
-impl Sink for SqliteSink {
-    fn schema(&self) -> &TableSchema {
-        &self.schema
-    }
-
-    async fn write(
+impl SqliteSink {
+    /// One transaction: the rows, then the checkpoint; committed, or rolled
+    /// back when `commit` is false (a trial that only tells whether it would pass).
+    async fn transact(
         &mut self,
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
+        commit: bool,
     ) -> Result<(), SinkError> {
         if batch.rows == 0 && checkpoint.is_none() {
             return Ok(());
@@ -188,7 +187,29 @@ impl Sink for SqliteSink {
             let table = checkpoint::table_for(&self.schema.table);
             checkpoint::advance_sqlite(&mut tx, &table, checkpoint).await?;
         }
-        tx.commit().await.map_err(write_err)
+        if commit {
+            tx.commit().await.map_err(write_err)
+        } else {
+            tx.rollback().await.map_err(write_err)
+        }
+    }
+}
+
+impl Sink for SqliteSink {
+    fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    async fn write(
+        &mut self,
+        batch: &PreparedBatch,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), SinkError> {
+        self.transact(batch, checkpoint, true).await
+    }
+
+    async fn trial(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
+        self.transact(batch, None, false).await
     }
 
     fn offset_store(&self) -> OffsetStore {

@@ -10,7 +10,9 @@
 //! consumed again after a restart.
 
 use super::checkpoint::Checkpoint;
+use super::isolate::isolate;
 use super::{prepare, RetryClass, Sink, SinkError};
+use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::config::SinkConfig;
 use crate::model::{Batch, BatchAck};
 use crate::stats::Stats;
@@ -30,22 +32,18 @@ pub enum WriterError {
 }
 
 /// Runs until the batch channel closes (clean end) or an error stops it.
-/// `pipeline` is set in exactly-once mode: each batch then carries its checkpoint.
 pub async fn run<S: Sink>(
     mut sink: S,
-    cfg: SinkConfig,
-    pipeline: Option<String>,
+    ctx: WriterContext,
     mut batches: Receiver<Batch>,
     acks: Sender<BatchAck>,
-    abort: CancellationToken,
-    stats: Arc<Stats>,
 ) -> Result<(), WriterError> {
-    let mut backoff = Backoff::new(cfg.retry_initial, cfg.retry_max);
+    let mut backoff = Backoff::new(ctx.cfg.retry_initial, ctx.cfg.retry_max);
     loop {
         let batch = tokio::select! {
             // Abort first: once the grace period is over, queued batches are left unacknowledged.
             biased;
-            _ = abort.cancelled() => return Err(WriterError::Aborted),
+            _ = ctx.abort.cancelled() => return Err(WriterError::Aborted),
             batch = batches.recv() => match batch {
                 Some(batch) => batch,
                 None => return Ok(()),
@@ -58,25 +56,17 @@ pub async fn run<S: Sink>(
             records = batch.records,
             rows = batch.rows.len(),
         );
-        let checkpoint = pipeline.as_ref().map(|p| checkpoint_of(p, &batch));
-        write_batch(
-            &mut sink,
-            &cfg,
-            &batch,
-            checkpoint.as_ref(),
-            &mut backoff,
-            &abort,
-            &stats,
-        )
-        .instrument(span)
-        .await?;
-        Stats::add(&stats.rows_loaded, batch.rows.len() as u64);
-        Stats::add(&stats.records_done, batch.records as u64);
-        Stats::add(&stats.batches, 1);
+        let loaded = write_batch(&mut sink, &ctx, &batch, &mut backoff)
+            .instrument(span)
+            .await?;
+        Stats::add(&ctx.stats.rows_loaded, loaded as u64);
+        Stats::add(&ctx.stats.records_done, batch.records as u64);
+        Stats::add(&ctx.stats.batches, 1);
         let ack = BatchAck {
             id: batch.id,
             offsets: batch.offsets,
-            rows: batch.rows.len(),
+            rows: loaded,
+            bytes: batch.bytes,
         };
         if acks.send(ack).is_err() {
             // The source has stopped; nothing is left to commit.
@@ -101,37 +91,112 @@ fn checkpoint_of(pipeline: &str, batch: &Batch) -> Checkpoint {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the writer needs besides the sink.
+pub struct WriterContext {
+    pub cfg: SinkConfig,
+    /// Exactly-once mode: each batch then carries its checkpoint.
+    pub pipeline: Option<String>,
+    pub dead_letters: Option<Arc<DeadLetters>>,
+    pub abort: CancellationToken,
+    pub stats: Arc<Stats>,
+}
+
+/// Writes one batch; returns the number of rows loaded. Data errors are
+/// isolated and the refused rows dead-lettered (when a dead-letter topic is
+/// configured) before the rest commits with the batch's checkpoint.
 async fn write_batch<S: Sink>(
     sink: &mut S,
-    cfg: &SinkConfig,
+    ctx: &WriterContext,
     batch: &Batch,
-    checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
-    abort: &CancellationToken,
-    stats: &Stats,
-) -> Result<(), WriterError> {
-    let prepared = prepare(sink.schema(), cfg.mode, &cfg.key_columns, &batch.rows)?;
+) -> Result<usize, WriterError> {
+    let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
+    let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
-        match sink.write(&prepared, checkpoint).await {
+        let prepared = match &subset {
+            None => prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, &batch.rows),
+            Some(keep) => {
+                let rows: Vec<_> = keep.iter().map(|&i| batch.rows[i].clone()).collect();
+                prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, &rows)
+            }
+        };
+        let result = match prepared {
+            Ok(p) => sink.write(&p, checkpoint.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(()) => {
                 backoff.reset();
-                tracing::debug!(rows = prepared.rows, "wrote batch");
-                return Ok(());
+                let rows = subset.as_ref().map_or(batch.rows.len(), Vec::len);
+                tracing::debug!(rows, "wrote batch");
+                return Ok(rows);
             }
             Err(e) if e.class() == RetryClass::Transient => {
                 let delay = backoff.next_delay();
-                Stats::add(&stats.retries, 1);
+                Stats::add(&ctx.stats.retries, 1);
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient database error; retrying batch");
                 tokio::select! {
                     // Abort first: a database that stays away must not hold shutdown hostage.
                     biased;
-                    _ = abort.cancelled() => return Err(WriterError::Aborted),
+                    _ = ctx.abort.cancelled() => return Err(WriterError::Aborted),
                     _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) if e.class() == RetryClass::Data && ctx.dead_letters.is_some() => {
+                warn!(error = %e, "the database refused rows; isolating them");
+                let candidates: Vec<usize> = subset.clone().unwrap_or_else(|| (0..batch.rows.len()).collect());
+                let isolated = isolate(sink, &ctx.cfg, &batch.rows, &candidates).await;
+                match isolated {
+                    Ok(isolated) => {
+                        dead_letter_rows(ctx, batch, &isolated.bad).await?;
+                        subset = Some(isolated.good);
+                    }
+                    // A transient error while isolating: retry the batch from the top.
+                    Err(e) if e.class() == RetryClass::Transient => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Sends the records behind the refused rows to the dead-letter topic, once
+/// per record, retrying until the broker has them (or shutdown aborts).
+async fn dead_letter_rows(ctx: &WriterContext, batch: &Batch, bad: &[(usize, String)]) -> Result<(), WriterError> {
+    let Some(dlq) = &ctx.dead_letters else {
+        return Ok(());
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let letters: Vec<Letter> = bad
+        .iter()
+        .filter(|(row, _)| seen.insert(batch.row_source[*row]))
+        .map(|(row, message)| Letter {
+            record: batch.raw[batch.row_source[*row]].clone(),
+            reason: Reason::Data,
+            message: message.clone(),
+        })
+        .collect();
+    let letters = Arc::new(letters);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let (dlq, batch_letters) = (Arc::clone(dlq), Arc::clone(&letters));
+        let sent = tokio::task::spawn_blocking(move || dlq.send(&batch_letters)).await;
+        match sent {
+            Ok(Ok(())) => {
+                Stats::add(&ctx.stats.dead_lettered, letters.len() as u64);
+                return Ok(());
+            }
+            Ok(Err(e)) => warn!(error = %e, "dead-letter write failed; the batch waits and retries"),
+            Err(e) => warn!(error = %e, "dead-letter task failed; retrying"),
+        }
+        tokio::select! {
+            // Abort first: shutdown must not wait on an unreachable dead-letter topic.
+            biased;
+            _ = ctx.abort.cancelled() => return Err(WriterError::Aborted),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

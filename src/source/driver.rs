@@ -11,7 +11,10 @@ use crate::batch::Batcher;
 use crate::commit::Committer;
 use crate::config::DecodeFormat;
 use crate::decode::decode;
-use crate::model::{Batch, BatchAck, TopicPartition};
+use crate::dead_letter::{DeadLetters, Letter, Reason};
+use crate::model::{Batch, BatchAck, Origin, RawRecord, TopicPartition};
+use rdkafka::message::Headers;
+use tokio_util::sync::CancellationToken;
 use crate::sink::checkpoint::OffsetStore;
 use crate::stats::Stats;
 use crate::transform::Chain;
@@ -48,6 +51,8 @@ pub enum SourceError {
     },
     #[error("a pipeline stage panicked")]
     Panicked,
+    #[error(transparent)]
+    DeadLetter(#[from] crate::dead_letter::DeadLetterError),
 }
 
 pub struct Driver {
@@ -69,6 +74,11 @@ pub struct Driver {
     pub(super) failed: Option<SourceError>,
     /// Exactly-once mode: the checkpoint table and the generations claimed.
     eos: Option<Eos>,
+    dead_letters: Option<Arc<DeadLetters>>,
+    shutdown: CancellationToken,
+    /// Payload bytes handed to the writer and not yet acknowledged.
+    in_flight_bytes: usize,
+    max_in_flight_bytes: usize,
 }
 
 /// Exactly-once bookkeeping of the source.
@@ -91,6 +101,9 @@ impl Driver {
         revoke_timeout: Duration,
         stats: Arc<Stats>,
         eos: Option<(String, OffsetStore)>,
+        dead_letters: Option<Arc<DeadLetters>>,
+        shutdown: CancellationToken,
+        max_in_flight_bytes: usize,
     ) -> Self {
         Self {
             format,
@@ -104,6 +117,10 @@ impl Driver {
             pending: None,
             paused: false,
             runtime: tokio::runtime::Handle::current(),
+            dead_letters,
+            shutdown,
+            in_flight_bytes: 0,
+            max_in_flight_bytes,
             eos: eos.map(|(pipeline, store)| Eos {
                 pipeline,
                 store,
@@ -124,7 +141,9 @@ impl Driver {
         }
     }
 
-    /// Decodes and transforms one message into the open batch.
+    /// Decodes and transforms one message into the open batch. A record that
+    /// fails either is dead-lettered first (its offset then counts as done), or
+    /// stops the pipeline when no dead-letter topic is configured.
     pub fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), SourceError> {
         let tp = TopicPartition::new(msg.topic(), msg.partition());
         if !self.committer.owns(&tp) {
@@ -134,20 +153,53 @@ impl Driver {
         Stats::add(&self.stats.records_in, 1);
         let payload = msg.payload();
         let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
-        let poison = |reason: String| SourceError::Poison {
-            tp: tp.clone(),
-            offset: msg.offset(),
-            reason,
-        };
-        let rows = match decode(self.format, payload).map_err(|e| poison(e.to_string()))? {
-            None => {
+        let outcome = match decode(self.format, payload) {
+            Err(e) => Err((Reason::Decode, e.to_string())),
+            Ok(None) => {
                 Stats::add(&self.stats.tombstones_skipped, 1);
+                Ok(Vec::new())
+            }
+            Ok(Some(value)) => self
+                .chain
+                .apply(value)
+                .map_err(|e| (Reason::Transform, e.to_string())),
+        };
+        let rows = match outcome {
+            Ok(rows) => rows,
+            Err((reason, message)) => {
+                self.dead_letter(raw_record(msg), reason, message)?;
                 Vec::new()
             }
-            Some(value) => self.chain.apply(value).map_err(|e| poison(e.to_string()))?,
         };
-        self.batcher.push(&tp, msg.offset(), bytes, rows);
+        self.batcher.push(&tp, msg.offset(), bytes, rows, || raw_record(msg));
         Ok(())
+    }
+
+    /// Sends one letter, retrying with backoff until the broker has it.
+    fn dead_letter(&mut self, record: RawRecord, reason: Reason, message: String) -> Result<(), SourceError> {
+        let Some(dlq) = &self.dead_letters else {
+            return Err(SourceError::Poison {
+                tp: TopicPartition::new(&record.origin.topic, record.origin.partition),
+                offset: record.origin.offset,
+                reason: message,
+            });
+        };
+        let letter = [Letter { record, reason, message }];
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match dlq.send(&letter) {
+                Ok(()) => {
+                    Stats::add(&self.stats.dead_lettered, 1);
+                    return Ok(());
+                }
+                Err(e) if !self.shutdown.is_cancelled() => {
+                    warn!(error = %e, "dead-letter write failed; the pipeline waits and retries");
+                    std::thread::sleep(delay); // retry backoff on the source thread
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(SourceError::DeadLetter(e)),
+            }
+        }
     }
 
     /// Moves work along: acks → commits; a due batch → the writer.
@@ -159,11 +211,27 @@ impl Driver {
         if self.pending.is_none() && due {
             self.pending = self.take_batch();
         }
-        self.send_pending(consumer)
+        self.send_pending(consumer)?;
+        self.enforce_byte_budget(consumer)
+    }
+
+    /// Pauses every partition while more than `max_in_flight_bytes` of payload
+    /// is consumed and not yet in the database; resumes below it.
+    fn enforce_byte_budget(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+        let over = self.in_flight_bytes + self.batcher.bytes() > self.max_in_flight_bytes;
+        if over && !self.paused {
+            consumer.pause(&consumer.assignment()?)?;
+            self.paused = true;
+            debug!(bytes = self.in_flight_bytes, "in-flight byte budget reached; partitions paused");
+        } else if !over && self.pending.is_none() {
+            self.resume_if_paused(consumer)?;
+        }
+        Ok(())
     }
 
     fn take_batch(&mut self) -> Option<Batch> {
         let mut batch = self.batcher.take()?;
+        self.in_flight_bytes += batch.bytes;
         if let Some(eos) = &self.eos {
             for tp in batch.offsets.keys() {
                 if let Some(g) = eos.generations.get(tp) {
@@ -219,6 +287,7 @@ impl Driver {
         loop {
             match self.acks.try_recv() {
                 Ok(ack) => {
+                    self.in_flight_bytes = self.in_flight_bytes.saturating_sub(ack.bytes);
                     self.committer.acked(&ack);
                     any = true;
                 }
@@ -265,7 +334,10 @@ impl Driver {
                 .acks
                 .recv_timeout((deadline - now).min(Duration::from_millis(10)))
             {
-                Ok(ack) => self.committer.acked(&ack),
+                Ok(ack) => {
+                    self.in_flight_bytes = self.in_flight_bytes.saturating_sub(ack.bytes);
+                    self.committer.acked(&ack);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return done(&self.committer),
             }
@@ -375,6 +447,29 @@ impl Driver {
         let committed = self.committer.commit(consumer, CommitMode::Sync).is_ok();
         self.batches = None;
         done && committed && self.pending.is_none()
+    }
+}
+
+/// The message as it arrived, for dead letters.
+fn raw_record(msg: &BorrowedMessage<'_>) -> RawRecord {
+    let headers = msg
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    RawRecord {
+        origin: Origin {
+            topic: msg.topic().to_string(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
+        },
+        key: msg.key().map(<[u8]>::to_vec),
+        value: msg.payload().map(<[u8]>::to_vec),
+        headers,
     }
 }
 

@@ -8,9 +8,8 @@ use rdkafka::ClientConfig;
 /// guarantees rest on (manual offsets, cooperative assignment); the rest can
 /// be overridden through `kafka.options`.
 pub fn consumer_config(name: &str, p: &PipelineConfig) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &p.kafka.brokers)
-        .set("group.id", p.group_id(name))
+    let mut cfg = client_config(p);
+    cfg.set("group.id", p.group_id(name))
         .set("client.id", format!("tidemill-{name}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -21,9 +20,40 @@ pub fn consumer_config(name: &str, p: &PipelineConfig) -> ClientConfig {
             "session.timeout.ms",
             p.kafka.session_timeout.as_millis().to_string(),
         )
+        // New topics and added partitions are noticed within seconds, not minutes.
+        .set("topic.metadata.refresh.interval.ms", "5000")
         .set_log_level(RDKafkaLogLevel::Warning);
     for (key, value) in &p.kafka.options {
         cfg.set(key, value.expose());
     }
     cfg
+}
+
+/// Brokers plus the pass-through options (TLS, SASL): for the dead-letter
+/// producer and admin calls.
+pub fn client_config(p: &PipelineConfig) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &p.kafka.brokers);
+    for (key, value) in &p.kafka.options {
+        cfg.set(key, value.expose());
+    }
+    cfg
+}
+
+/// Creates `topic` with one partition unless it exists.
+pub async fn ensure_topic(p: &PipelineConfig, topic: &str) -> Result<(), rdkafka::error::KafkaError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(p).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(-1))], &options)
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(rdkafka::error::KafkaError::AdminOp(code)),
+        }
+    }
+    Ok(())
 }

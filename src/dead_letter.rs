@@ -1,0 +1,165 @@
+//! Dead letters: a record that cannot be loaded goes to the pipeline's
+//! dead-letter topic with its original key, value bytes and headers, plus
+//! headers saying why (`tidemill.error.class`, `tidemill.error.message`,
+//! `tidemill.pipeline`, `tidemill.source.topic`/`.partition`/`.offset`,
+//! `tidemill.time`).
+//!
+//! Guarantee: [`DeadLetters::send`] returns `Ok` only after the broker
+//! acknowledged every letter (`acks=all`, idempotent producer). Callers count a
+//! record's offset as done only after that, and retry — never drop — while the
+//! topic cannot be written. Delivery to the dead-letter topic is at least once.
+
+use crate::model::RawRecord;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Why a record was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Decode,
+    Transform,
+    /// The database refused the row (constraint, invalid value for the column type).
+    Data,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Decode => "decode",
+            Reason::Transform => "transform",
+            Reason::Data => "data",
+        }
+    }
+}
+
+/// One record to dead-letter and why.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    pub record: RawRecord,
+    pub reason: Reason,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("dead-letter topic {topic}: {message}")]
+    Delivery { topic: String, message: String },
+}
+
+/// Collects delivery failures reported by librdkafka.
+#[derive(Default)]
+pub struct DeliveryLog {
+    failures: Mutex<Vec<String>>,
+}
+
+impl ClientContext for DeliveryLog {}
+
+impl ProducerContext for DeliveryLog {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failures
+                .lock()
+                .expect("delivery log lock poisoned by a panic in a delivery callback")
+                .push(e.to_string());
+        }
+    }
+}
+
+pub struct DeadLetters {
+    producer: ThreadedProducer<DeliveryLog>,
+    topic: String,
+    pipeline: String,
+    timeout: Duration,
+}
+
+impl DeadLetters {
+    pub fn new(client: &ClientConfig, topic: &str, pipeline: &str) -> Result<Self, rdkafka::error::KafkaError> {
+        let mut cfg = client.clone();
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", "10000");
+        Ok(Self {
+            producer: cfg.create_with_context(DeliveryLog::default())?,
+            topic: topic.to_string(),
+            pipeline: pipeline.to_string(),
+            timeout: Duration::from_secs(15),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Produces every letter and waits until the broker acknowledged all of them.
+    pub fn send(&self, letters: &[Letter]) -> Result<(), DeadLetterError> {
+        let fail = |message: String| DeadLetterError::Delivery {
+            topic: self.topic.clone(),
+            message,
+        };
+        for letter in letters {
+            let headers = self.headers(letter);
+            let r = &letter.record;
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).headers(headers);
+            if let Some(key) = &r.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(value) = &r.value {
+                record = record.payload(value.as_slice());
+            }
+            if let Some(ts) = r.origin.timestamp_ms {
+                record = record.timestamp(ts);
+            }
+            self.producer.send(record).map_err(|(e, _)| fail(e.to_string()))?;
+        }
+        self.producer.flush(self.timeout).map_err(|e| fail(e.to_string()))?;
+        let failures = std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .failures
+                .lock()
+                .expect("delivery log lock poisoned by a panic in a delivery callback"),
+        );
+        match failures.first() {
+            None => Ok(()),
+            Some(first) => Err(fail(format!("{} letter(s) not delivered: {first}", failures.len()))),
+        }
+    }
+
+    fn headers(&self, letter: &Letter) -> OwnedHeaders {
+        let o = &letter.record.origin;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let ours = [
+            ("tidemill.error.class", letter.reason.as_str().to_string()),
+            ("tidemill.error.message", letter.message.clone()),
+            ("tidemill.pipeline", self.pipeline.clone()),
+            ("tidemill.source.topic", o.topic.clone()),
+            ("tidemill.source.partition", o.partition.to_string()),
+            ("tidemill.source.offset", o.offset.to_string()),
+            ("tidemill.time", now_ms.to_string()),
+        ];
+        let mut headers = OwnedHeaders::new_with_capacity(letter.record.headers.len() + ours.len());
+        for (key, value) in &letter.record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: value.as_deref(),
+            });
+        }
+        for (key, value) in &ours {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        headers
+    }
+}
