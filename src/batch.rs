@@ -54,7 +54,9 @@ impl Batcher {
         if !rows.is_empty() {
             let source = self.current.raw.len();
             self.current.raw.push(raw());
-            self.current.row_source.extend(std::iter::repeat_n(source, rows.len()));
+            self.current
+                .row_source
+                .extend(std::iter::repeat_n(source, rows.len()));
             self.current.rows.extend(rows);
         }
     }

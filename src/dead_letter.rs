@@ -78,7 +78,11 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(client: &ClientConfig, topic: &str, pipeline: &str) -> Result<Self, rdkafka::error::KafkaError> {
+    pub fn new(
+        client: &ClientConfig,
+        topic: &str,
+        pipeline: &str,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
         let mut cfg = client.clone();
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -105,7 +109,8 @@ impl DeadLetters {
         for letter in letters {
             let headers = self.headers(letter);
             let r = &letter.record;
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).headers(headers);
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.topic).headers(headers);
             if let Some(key) = &r.key {
                 record = record.key(key.as_slice());
             }
@@ -115,9 +120,13 @@ impl DeadLetters {
             if let Some(ts) = r.origin.timestamp_ms {
                 record = record.timestamp(ts);
             }
-            self.producer.send(record).map_err(|(e, _)| fail(e.to_string()))?;
+            self.producer
+                .send(record)
+                .map_err(|(e, _)| fail(e.to_string()))?;
         }
-        self.producer.flush(self.timeout).map_err(|e| fail(e.to_string()))?;
+        self.producer
+            .flush(self.timeout)
+            .map_err(|e| fail(e.to_string()))?;
         let failures = std::mem::take(
             &mut *self
                 .producer
@@ -128,7 +137,10 @@ impl DeadLetters {
         );
         match failures.first() {
             None => Ok(()),
-            Some(first) => Err(fail(format!("{} letter(s) not delivered: {first}", failures.len()))),
+            Some(first) => Err(fail(format!(
+                "{} letter(s) not delivered: {first}",
+                failures.len()
+            ))),
         }
     }
 

@@ -6,8 +6,8 @@
 //! never committed, so they are read again after a restart).
 
 use crate::batch::Batcher;
-use crate::dead_letter::DeadLetters;
 use crate::config::{Delivery, PipelineConfig, Settings};
+use crate::dead_letter::DeadLetters;
 use crate::sink::writer::{self, WriterContext, WriterError};
 use crate::sink::{AnySink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
@@ -79,9 +79,12 @@ impl Pipeline {
                     source,
                 };
                 if dl.create {
-                    kafka::ensure_topic(cfg, &dl.topic).await.map_err(kafka_err)?;
+                    kafka::ensure_topic(cfg, &dl.topic)
+                        .await
+                        .map_err(kafka_err)?;
                 }
-                let producer = DeadLetters::new(&kafka::client_config(cfg), &dl.topic, name).map_err(kafka_err)?;
+                let producer = DeadLetters::new(&kafka::client_config(cfg), &dl.topic, name)
+                    .map_err(kafka_err)?;
                 Some(Arc::new(producer))
             }
         };

@@ -12,8 +12,8 @@ mod secret;
 mod validate;
 
 pub use pipeline::{
-    Backend, BatchConfig, DeadLetterConfig, DecodeFormat, Delivery, KafkaConfig, PipelineConfig, SinkConfig,
-    SinkMode, TransformConfig,
+    Backend, BatchConfig, DeadLetterConfig, DecodeFormat, Delivery, KafkaConfig, PipelineConfig,
+    SinkConfig, SinkMode, TransformConfig,
 };
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;

@@ -34,7 +34,10 @@ pub async fn isolate<S: Sink>(
     loop {
         let Some(mut failure) = trial(sink, cfg, rows, &accepted, rest).await? else {
             accepted.extend_from_slice(rest);
-            return Ok(Isolated { good: accepted, bad });
+            return Ok(Isolated {
+                good: accepted,
+                bad,
+            });
         };
         // Invariant: accepted + rest[..lo] passes; accepted + rest[..hi] fails with `failure`.
         let (mut lo, mut hi) = (0, rest.len());
@@ -65,7 +68,11 @@ async fn trial<S: Sink>(
     if more.is_empty() {
         return Ok(None);
     }
-    let subset: Vec<Row> = accepted.iter().chain(more).map(|&i| rows[i].clone()).collect();
+    let subset: Vec<Row> = accepted
+        .iter()
+        .chain(more)
+        .map(|&i| rows[i].clone())
+        .collect();
     let result = match prepare(sink.schema(), cfg.mode, &cfg.key_columns, &subset) {
         Ok(prepared) => sink.trial(&prepared).await,
         Err(e) => Err(e),

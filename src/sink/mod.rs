@@ -46,7 +46,10 @@ pub trait Sink: Send + 'static {
 
     /// Writes the batch in a transaction that is always rolled back: whether
     /// the database would accept these rows (used to isolate bad rows).
-    fn trial(&mut self, batch: &PreparedBatch) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn trial(
+        &mut self,
+        batch: &PreparedBatch,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// The exactly-once checkpoint table of this database.
     fn offset_store(&self) -> OffsetStore;

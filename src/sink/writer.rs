@@ -12,8 +12,8 @@
 use super::checkpoint::Checkpoint;
 use super::isolate::isolate;
 use super::{prepare, RetryClass, Sink, SinkError};
-use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::config::SinkConfig;
+use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::model::{Batch, BatchAck};
 use crate::stats::Stats;
 use std::sync::mpsc::Sender;
@@ -114,7 +114,12 @@ async fn write_batch<S: Sink>(
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
         let prepared = match &subset {
-            None => prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, &batch.rows),
+            None => prepare(
+                sink.schema(),
+                ctx.cfg.mode,
+                &ctx.cfg.key_columns,
+                &batch.rows,
+            ),
             Some(keep) => {
                 let rows: Vec<_> = keep.iter().map(|&i| batch.rows[i].clone()).collect();
                 prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, &rows)
@@ -144,7 +149,9 @@ async fn write_batch<S: Sink>(
             }
             Err(e) if e.class() == RetryClass::Data && ctx.dead_letters.is_some() => {
                 warn!(error = %e, "the database refused rows; isolating them");
-                let candidates: Vec<usize> = subset.clone().unwrap_or_else(|| (0..batch.rows.len()).collect());
+                let candidates: Vec<usize> = subset
+                    .clone()
+                    .unwrap_or_else(|| (0..batch.rows.len()).collect());
                 let isolated = isolate(sink, &ctx.cfg, &batch.rows, &candidates).await;
                 match isolated {
                     Ok(isolated) => {
@@ -163,7 +170,11 @@ async fn write_batch<S: Sink>(
 
 /// Sends the records behind the refused rows to the dead-letter topic, once
 /// per record, retrying until the broker has them (or shutdown aborts).
-async fn dead_letter_rows(ctx: &WriterContext, batch: &Batch, bad: &[(usize, String)]) -> Result<(), WriterError> {
+async fn dead_letter_rows(
+    ctx: &WriterContext,
+    batch: &Batch,
+    bad: &[(usize, String)],
+) -> Result<(), WriterError> {
     let Some(dlq) = &ctx.dead_letters else {
         return Ok(());
     };
@@ -187,7 +198,9 @@ async fn dead_letter_rows(ctx: &WriterContext, batch: &Batch, bad: &[(usize, Str
                 Stats::add(&ctx.stats.dead_lettered, letters.len() as u64);
                 return Ok(());
             }
-            Ok(Err(e)) => warn!(error = %e, "dead-letter write failed; the batch waits and retries"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "dead-letter write failed; the batch waits and retries")
+            }
             Err(e) => warn!(error = %e, "dead-letter task failed; retrying"),
         }
         tokio::select! {

@@ -10,15 +10,14 @@ use super::rebalance::Consumer;
 use crate::batch::Batcher;
 use crate::commit::Committer;
 use crate::config::DecodeFormat;
-use crate::decode::decode;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
+use crate::decode::decode;
 use crate::model::{Batch, BatchAck, Origin, RawRecord, TopicPartition};
-use rdkafka::message::Headers;
-use tokio_util::sync::CancellationToken;
 use crate::sink::checkpoint::OffsetStore;
 use crate::stats::Stats;
 use crate::transform::Chain;
 use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::message::Headers;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -26,6 +25,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{error::TrySendError, Sender};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// How long a full writer queue may block the poll thread before partitions are paused.
@@ -171,12 +171,18 @@ impl Driver {
                 Vec::new()
             }
         };
-        self.batcher.push(&tp, msg.offset(), bytes, rows, || raw_record(msg));
+        self.batcher
+            .push(&tp, msg.offset(), bytes, rows, || raw_record(msg));
         Ok(())
     }
 
     /// Sends one letter, retrying with backoff until the broker has it.
-    fn dead_letter(&mut self, record: RawRecord, reason: Reason, message: String) -> Result<(), SourceError> {
+    fn dead_letter(
+        &mut self,
+        record: RawRecord,
+        reason: Reason,
+        message: String,
+    ) -> Result<(), SourceError> {
         let Some(dlq) = &self.dead_letters else {
             return Err(SourceError::Poison {
                 tp: TopicPartition::new(&record.origin.topic, record.origin.partition),
@@ -184,7 +190,11 @@ impl Driver {
                 reason: message,
             });
         };
-        let letter = [Letter { record, reason, message }];
+        let letter = [Letter {
+            record,
+            reason,
+            message,
+        }];
         let mut delay = Duration::from_millis(100);
         loop {
             match dlq.send(&letter) {
@@ -222,7 +232,10 @@ impl Driver {
         if over && !self.paused {
             consumer.pause(&consumer.assignment()?)?;
             self.paused = true;
-            debug!(bytes = self.in_flight_bytes, "in-flight byte budget reached; partitions paused");
+            debug!(
+                bytes = self.in_flight_bytes,
+                "in-flight byte budget reached; partitions paused"
+            );
         } else if !over && self.pending.is_none() {
             self.resume_if_paused(consumer)?;
         }

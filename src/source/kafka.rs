@@ -41,13 +41,19 @@ pub fn client_config(p: &PipelineConfig) -> ClientConfig {
 }
 
 /// Creates `topic` with one partition unless it exists.
-pub async fn ensure_topic(p: &PipelineConfig, topic: &str) -> Result<(), rdkafka::error::KafkaError> {
+pub async fn ensure_topic(
+    p: &PipelineConfig,
+    topic: &str,
+) -> Result<(), rdkafka::error::KafkaError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::types::RDKafkaErrorCode;
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(p).create()?;
     let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
     let results = admin
-        .create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(-1))], &options)
+        .create_topics(
+            &[NewTopic::new(topic, 1, TopicReplication::Fixed(-1))],
+            &options,
+        )
         .await?;
     for result in results {
         match result {
