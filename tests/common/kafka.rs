@@ -12,13 +12,22 @@ pub fn brokers() -> String {
 }
 
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&brokers(), name, partitions, &[]).await
+}
+
+/// Creates a topic on `brokers` with topic-level `config` entries.
+pub async fn create_topic_on(brokers: &str, name: &str, partitions: i32, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .expect("admin client");
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        topic = topic.set(k, v);
+    }
     let results = admin
         .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &[topic],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
         .await
@@ -35,8 +44,13 @@ pub struct TestProducer {
 
 impl TestProducer {
     pub fn new(topic: &str) -> Self {
+        Self::on(&brokers(), topic)
+    }
+
+    pub fn on(brokers: &str, topic: &str) -> Self {
         let inner = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", brokers)
+            .set("message.max.bytes", "8000000")
             .set("linger.ms", "5")
             .set("enable.idempotence", "true")
             .create()
@@ -72,16 +86,45 @@ impl TestProducer {
         }
     }
 
+    /// Sends one record to an explicit partition.
+    pub fn send_to(&self, partition: i32, key: &str, value: &str) {
+        let record: BaseRecord<'_, str, str> = BaseRecord::to(&self.topic)
+            .partition(partition)
+            .key(key)
+            .payload(value);
+        self.inner.send(record).map_err(|(e, _)| e).expect("send");
+    }
+
     /// Waits until every record sent so far is acknowledged by the broker.
     pub fn flush(&self) {
         self.inner.flush(Duration::from_secs(30)).expect("flush");
     }
 }
 
+/// Adds partitions to a topic, up to `total`.
+pub async fn add_partitions(topic: &str, total: usize) {
+    use rdkafka::admin::NewPartitions;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_partitions(&[NewPartitions::new(topic, total)], &AdminOptions::new())
+        .await
+        .expect("create_partitions request");
+    for r in results {
+        r.expect("partitions added");
+    }
+}
+
 /// Per partition: the group's committed offset (next to read), or -1 when none.
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    committed_on(&brokers(), group, topic, partitions)
+}
+
+pub fn committed_on(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .create()
         .expect("consumer");

@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod kafka;
+pub mod private_kafka;
 pub mod process;
 
 use std::future::Future;

@@ -1,0 +1,174 @@
+//! Kafka-side faults: a broker restart mid-run, a topic that does not exist
+//! yet, partitions added while running, records over the fetch and batch limits.
+
+mod common;
+
+use common::db::TestDb;
+use common::kafka::{self, TestProducer};
+use common::private_kafka::PrivateKafka;
+use common::{all_committed, pipeline_toml, unique, wait_for, Running};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_run_loses_and_duplicates_nothing() {
+    let mut broker = tokio::task::spawn_blocking(PrivateKafka::start)
+        .await
+        .expect("private kafka");
+    let brokers = broker.brokers();
+    let (topic, group) = (unique("restart"), unique("g"));
+    kafka::create_topic_on(&brokers, &topic, 3, &[]).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE log (id BIGINT NOT NULL)").await;
+    let send = |range: std::ops::Range<i64>| {
+        let producer = TestProducer::on(&brokers, &topic);
+        for i in range {
+            producer.send(
+                Some(&(i % 31).to_string()),
+                Some(&format!(r#"{{"id":{i}}}"#)),
+            );
+        }
+        producer.flush();
+    };
+    send(0..3000);
+    let toml =
+        pipeline_toml(&topic, &group, db.url(), "log", "").replace(&kafka::brokers(), &brokers);
+    let running = Running::start(&toml).await;
+    wait_for("first wave loaded", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM log").await == Some(3000)
+    })
+    .await;
+
+    let mut broker = tokio::task::spawn_blocking(move || {
+        broker.stop_broker();
+        broker.start_broker();
+        broker
+    })
+    .await
+    .expect("restart broker");
+    send(3000..6000);
+    wait_for(
+        "second wave loaded after the restart",
+        Duration::from_secs(120),
+        || async { db.try_scalar("SELECT count(*) FROM log").await == Some(6000) },
+    )
+    .await;
+    let committed_to_end = || {
+        let (b, g, t) = (brokers.clone(), group.clone(), topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let high: Vec<i64> = (0..3).map(|p| high_watermark(&b, &t, p)).collect();
+                kafka::committed_on(&b, &g, &t, 3) == high
+            })
+            .await
+            .expect("offset check")
+        }
+    };
+    wait_for(
+        "offsets committed on the restarted broker",
+        Duration::from_secs(60),
+        committed_to_end,
+    )
+    .await;
+    running.stop().await;
+    broker.stop_broker();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM log").await,
+        6000,
+        "no duplicates"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT id) FROM log").await,
+        6000,
+        "nothing lost"
+    );
+}
+
+fn high_watermark(brokers: &str, topic: &str, partition: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("watermarks")
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_after_start_and_partitions_added_later_are_consumed() {
+    let (topic, group) = (unique("late"), unique("g"));
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, p INT)")
+        .await;
+    let running = Running::start(&pipeline_toml(&topic, &group, db.url(), "t", "")).await;
+
+    kafka::create_topic(&topic, 2).await;
+    let producer = TestProducer::new(&topic);
+    for i in 0..100 {
+        producer.send_to(i % 2, "k", &format!(r#"{{"id":{i},"p":{}}}"#, i % 2));
+    }
+    producer.flush();
+    wait_for(
+        "records of the late topic loaded",
+        Duration::from_secs(60),
+        || async { db.try_scalar("SELECT count(*) FROM t").await == Some(100) },
+    )
+    .await;
+
+    kafka::add_partitions(&topic, 4).await;
+    // The producer learns of the new partitions on its own metadata refresh.
+    let producer = TestProducer::new(&topic);
+    for i in 100..200 {
+        producer.send_to(i % 4, "k", &format!(r#"{{"id":{i},"p":{}}}"#, i % 4));
+    }
+    producer.flush();
+    wait_for(
+        "records of the added partitions loaded",
+        Duration::from_secs(60),
+        || async { db.try_scalar("SELECT count(*) FROM t WHERE p >= 2").await == Some(50) },
+    )
+    .await;
+    wait_for("every partition committed", Duration::from_secs(30), || {
+        all_committed(&group, &topic, 4)
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(db.scalar("SELECT count(*) FROM t").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_larger_than_the_fetch_and_batch_limits_still_loads() {
+    let (topic, group) = (unique("big"), unique("g"));
+    kafka::create_topic_on(
+        &kafka::brokers(),
+        &topic,
+        1,
+        &[("max.message.bytes", "4000000")],
+    )
+    .await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, doc TEXT)")
+        .await;
+    let producer = TestProducer::new(&topic);
+    let big = "z".repeat(3_000_000);
+    producer.send(None, Some(r#"{"id":1,"doc":"small"}"#));
+    producer.send(None, Some(&format!(r#"{{"id":2,"doc":"{big}"}}"#)));
+    producer.send(None, Some(r#"{"id":3,"doc":"small"}"#));
+    producer.flush();
+    let toml = pipeline_toml(&topic, &group, db.url(), "t", "").replace(
+        "max_rows = 500",
+        "max_rows = 500\nmax_bytes = 1000000\nmax_in_flight_bytes = 1000000",
+    );
+    let running = Running::start(&toml).await;
+    wait_for("all three loaded", Duration::from_secs(60), || {
+        all_committed(&group, &topic, 1)
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(db.scalar("SELECT count(*) FROM t").await, 3);
+    assert_eq!(
+        db.scalar("SELECT length(doc) FROM t WHERE id = 2").await,
+        3_000_000
+    );
+}
