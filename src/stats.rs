@@ -16,6 +16,8 @@ pub struct Stats {
     pub tombstones_skipped: AtomicU64,
     /// Records sent to the dead-letter topic.
     pub dead_lettered: AtomicU64,
+    /// Dead-letter writes that failed and are being retried (the pipeline waits).
+    pub dead_letter_retries: AtomicU64,
     /// Database writes retried after a transient error.
     pub retries: AtomicU64,
 }

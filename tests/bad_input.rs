@@ -171,3 +171,58 @@ async fn every_good_record_loads_once_and_every_bad_one_is_dead_lettered_with_it
         assert!(letter.header("tidemill.source.offset").is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_dead_letter_topic_stops_the_pipeline_advancing_until_it_is_fixed() {
+    let (topic, group, dlq) = (unique("stuck"), unique("g"), unique("dlq"));
+    kafka::create_topic(&topic, 1).await;
+    // Too small for the letter: the broker refuses it until the limit is raised.
+    kafka::create_topic_on(&kafka::brokers(), &dlq, 1, &[("max.message.bytes", "100")]).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY)").await;
+    let producer = TestProducer::new(&topic);
+    for id in 0..10 {
+        producer.send(None, Some(&format!(r#"{{"id":{id}}}"#)));
+    }
+    producer.send(
+        None,
+        Some(&format!(r#"{{"id": not json {}"#, "x".repeat(300))),
+    );
+    for id in 10..20 {
+        producer.send(None, Some(&format!(r#"{{"id":{id}}}"#)));
+    }
+    producer.flush();
+    let toml = pipeline_toml(&topic, &group, db.url(), "t", "")
+        + &format!("\n[pipelines.p.dead_letter]\ntopic = \"{dlq}\"\n");
+    let running = Running::start(&toml).await;
+    wait_for(
+        "the dead-letter write failing repeatedly",
+        Duration::from_secs(60),
+        || async { Stats::get(&running.stats.dead_letter_retries) >= 2 },
+    )
+    .await;
+    let committed = kafka::committed(&group, &topic, 1)[0];
+    assert!(
+        committed <= 10,
+        "nothing committed past the undeliverable record: {committed}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM t WHERE id >= 10").await,
+        0,
+        "nothing after it loaded"
+    );
+
+    kafka::alter_topic(&dlq, "max.message.bytes", "1000000").await;
+    wait_for(
+        "the pipeline advancing again",
+        Duration::from_secs(60),
+        || all_committed(&group, &topic, 1),
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(db.scalar("SELECT count(*) FROM t").await, 20);
+    let letters = tokio::task::spawn_blocking(move || kafka::read_all(&dlq, 1))
+        .await
+        .expect("read dlq");
+    assert_eq!(letters[0].header("tidemill.error.class"), Some("decode"));
+}

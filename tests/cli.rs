@@ -121,3 +121,22 @@ async fn environment_overrides_the_file() {
     assert!(!out.status.success());
     assert!(text(&out).contains("from_env"), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn a_fatal_database_error_exits_non_zero_with_a_clear_message() {
+    let topic = unique("fatal");
+    kafka::create_topic(&topic, 1).await;
+    let url = common::db::admin_url().replace("tidemill:tidemill@", "tidemill:wrong-secret@");
+    let (_dir, path) = write_config(&pipeline_toml(&topic, "g", &url, "t", ""));
+    let out = tidemill(&["run", "--config", &path], &[]);
+    assert!(!out.status.success());
+    let report = text(&out);
+    assert!(
+        report.contains("password authentication failed"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("wrong-secret"),
+        "password leaked: {report}"
+    );
+}

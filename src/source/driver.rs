@@ -53,6 +53,10 @@ pub enum SourceError {
     Panicked,
     #[error(transparent)]
     DeadLetter(#[from] crate::dead_letter::DeadLetterError),
+    #[error(
+        "kafka holds records this consumer cannot read ({0}); stopping rather than skipping them"
+    )]
+    Unreadable(rdkafka::error::KafkaError),
 }
 
 pub struct Driver {
@@ -203,6 +207,7 @@ impl Driver {
                     return Ok(());
                 }
                 Err(e) if !self.shutdown.is_cancelled() => {
+                    Stats::add(&self.stats.dead_letter_retries, 1);
                     warn!(error = %e, "dead-letter write failed; the pipeline waits and retries");
                     std::thread::sleep(delay); // retry backoff on the source thread
                     delay = (delay * 2).min(Duration::from_secs(5));

@@ -13,9 +13,11 @@
 //! - Revocation (cooperative-sticky, incremental) completes and commits the
 //!   revoked partitions' in-flight batches before it returns, or forgets them
 //!   uncommitted; nothing is committed for a partition this member no longer owns.
-//! - A record that cannot be decoded or transformed stops the pipeline with an
-//!   error naming it; its offset is never committed (dead-letter routing is a
-//!   separate stage).
+//! - A record that cannot be decoded or transformed goes to the dead-letter
+//!   topic first (its offset counts as done only once the broker has the
+//!   letter); without a dead-letter topic it stops the pipeline, uncommitted.
+//! - Records Kafka itself cannot hand over (corrupt, or an unknown compression
+//!   codec) stop the pipeline: librdkafka would skip them without an offset.
 //! - Shutdown stops polling, hands on the open batch, waits for the writer
 //!   within the grace period, commits, and leaves the group.
 //!
@@ -68,6 +70,24 @@ pub fn run(
     result
 }
 
+/// Whether a consumer error means records exist that cannot be read (corrupt,
+/// or compressed with a codec this build lacks). librdkafka would skip them and
+/// reports no offset, so they cannot be dead-lettered: the pipeline stops
+/// instead, before anything after them is committed.
+pub fn unreadable_records(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e,
+        rdkafka::error::KafkaError::MessageConsumption(
+            Code::BadMessage
+                | Code::BadCompression
+                | Code::InvalidMessage
+                | Code::UnsupportedCompressionType
+                | Code::InvalidRecord
+        )
+    )
+}
+
 fn poll_loop<'a>(
     consumer: &Consumer,
     shutdown: &CancellationToken,
@@ -85,6 +105,7 @@ fn poll_loop<'a>(
                 driver.on_message(&msg)?;
                 driver.tick(consumer, false)?;
             }
+            Some(Err(e)) if unreadable_records(&e) => return Err(SourceError::Unreadable(e)),
             // The context already logged client-level errors; this is the per-poll echo.
             Some(Err(e)) => tracing::debug!(error = %e, "kafka consumer error"),
         }
@@ -93,4 +114,35 @@ fn poll_loop<'a>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn unreadable_records_stop_the_pipeline_but_broker_hiccups_do_not() {
+        for code in [
+            Code::BadCompression,
+            Code::UnsupportedCompressionType,
+            Code::BadMessage,
+        ] {
+            assert!(
+                unreadable_records(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::BrokerTransportFailure,
+            Code::AllBrokersDown,
+            Code::UnknownTopicOrPartition,
+        ] {
+            assert!(
+                !unreadable_records(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+    }
 }

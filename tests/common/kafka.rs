@@ -101,6 +101,25 @@ impl TestProducer {
     }
 }
 
+/// Sets one topic-level config entry.
+pub async fn alter_topic(topic: &str, key: &str, value: &str) {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let results = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value)],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("alter_configs request");
+    for r in results {
+        r.expect("config altered");
+    }
+}
+
 /// Adds partitions to a topic, up to `total`.
 pub async fn add_partitions(topic: &str, total: usize) {
     use rdkafka::admin::NewPartitions;

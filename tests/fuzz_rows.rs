@@ -1,0 +1,99 @@
+//! Property tests (proptest) of the JSON → row path: decode, transform and
+//! prepare never panic, whatever the bytes; objects survive it unchanged; and a
+//! prepared batch is exactly the JSON the database will be given.
+
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use tidemill::config::{DecodeFormat, SinkMode, TransformConfig};
+use tidemill::sink::ident::TableName;
+use tidemill::sink::prepare;
+use tidemill::sink::schema::{Column, TableSchema};
+use tidemill::transform::Chain;
+
+fn json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e300f64..1e300).prop_map(Value::from),
+        ".{0,20}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,8}", inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn object() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::btree_map("[a-c]{1,2}|.{0,6}", json(), 0..8)
+        .prop_map(|m| m.into_iter().collect())
+}
+
+fn schema() -> TableSchema {
+    let col = |name: &str| Column {
+        name: name.into(),
+        data_type: "jsonb".into(),
+        nullable: true,
+        has_default: false,
+    };
+    TableSchema {
+        table: TableName::parse("t", false).expect("valid"),
+        columns: ["a", "b", "c", "ab"].iter().map(|c| col(c)).collect(),
+        unique_keys: vec![vec!["a".into()]],
+    }
+}
+
+proptest! {
+    // 500 cases per property in `make test`; PROPTEST_CASES=20000 for a long run.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500)
+    ))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = tidemill::decode::decode(DecodeFormat::Json, Some(&bytes));
+    }
+
+    #[test]
+    fn objects_survive_decode_and_identity_transform_unchanged(obj in object()) {
+        let bytes = serde_json::to_vec(&obj).expect("serialise");
+        let value = tidemill::decode::decode(DecodeFormat::Json, Some(&bytes)).expect("valid JSON").expect("not a tombstone");
+        let rows = Chain::default().apply(value).expect("object");
+        prop_assert_eq!(rows, vec![obj]);
+    }
+
+    #[test]
+    fn jq_steps_never_panic_on_arbitrary_values(v in json()) {
+        let chain = Chain::compile(&[TransformConfig::Jq { expr: "{a: .a, b: (.b // 0), c: (.. | numbers)?}".into() }]).expect("compiles");
+        let _ = chain.apply(v);
+    }
+
+    #[test]
+    fn prepared_json_is_exactly_the_rows_kept(rows in prop::collection::vec(object(), 0..20), upsert in any::<bool>()) {
+        let mode = if upsert { SinkMode::Upsert } else { SinkMode::Insert };
+        let keys = if upsert { vec!["a".to_string()] } else { vec![] };
+        match prepare(&schema(), mode, &keys, &rows) {
+            Ok(p) => {
+                let parsed: Vec<Map<String, Value>> = serde_json::from_str(&p.json).expect("prepared JSON parses");
+                prop_assert_eq!(parsed.len(), p.rows);
+                for row in &parsed {
+                    prop_assert!(rows.contains(row), "prepared row not from the input");
+                }
+                for column in &p.columns {
+                    prop_assert!(parsed.iter().any(|r| r.contains_key(column)));
+                }
+                if !upsert {
+                    prop_assert_eq!(parsed, rows);
+                }
+            }
+            Err(e) => {
+                // Refused batches are data errors naming a reason, never panics.
+                prop_assert_eq!(e.class(), tidemill::sink::RetryClass::Data);
+            }
+        }
+    }
+}
