@@ -13,22 +13,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use tidemill::stats::Stats;
 
-macro_rules! per_backend {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Kind::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Kind::Sqlite).await
-            }
-        }
-    )*};
-}
-
 per_backend!(every_good_record_loads_once_and_every_bad_one_is_dead_lettered_with_its_reason);
 
 fn ddl(kind: Kind) -> &'static str {

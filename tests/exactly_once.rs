@@ -15,22 +15,6 @@ use tidemill::model::TopicPartition;
 use tidemill::sink::checkpoint::Checkpoint;
 use tidemill::sink::{prepare, AnySink, Sink, SinkError};
 
-macro_rules! per_backend {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Kind::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Kind::Sqlite).await
-            }
-        }
-    )*};
-}
-
 per_backend!(a_batch_from_an_older_generation_is_refused_and_writes_nothing);
 
 async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Kind) {

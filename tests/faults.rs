@@ -59,42 +59,75 @@ async fn assert_log_and_latest_complete(db: &TestDb, n: i64) {
     assert_eq!(latest, expected, "upsert ends with the last value per key");
 }
 
+/// A topic, a database with `log` (insert) and `latest` (upsert by `k`), and a
+/// config file with one pipeline for each, in groups of their own.
+struct LogAndLatest {
+    topic: String,
+    log_group: String,
+    latest_group: String,
+    db: TestDb,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LogAndLatest {
+    async fn new(prefix: &str, partitions: i32) -> Self {
+        let (topic, log_group, latest_group) =
+            (unique(prefix), unique("g_log"), unique("g_latest"));
+        kafka::create_topic(&topic, partitions).await;
+        let db = TestDb::postgres().await;
+        db.exec("CREATE TABLE log (id BIGINT NOT NULL, k BIGINT, seq BIGINT)")
+            .await;
+        db.exec("CREATE TABLE latest (k BIGINT PRIMARY KEY, seq BIGINT, id BIGINT)")
+            .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("tidemill.toml");
+        std::fs::write(
+            &config,
+            two_pipelines_toml(&topic, &log_group, &latest_group, db.url()),
+        )
+        .expect("config");
+        Self {
+            topic,
+            log_group,
+            latest_group,
+            db,
+            config,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_loses_nothing_and_upsert_ends_exact() {
     const N: i64 = 20_000;
     const PARTITIONS: i32 = 4;
-    let (topic, log_group, latest_group) = (unique("kill"), unique("g_log"), unique("g_latest"));
-    kafka::create_topic(&topic, PARTITIONS).await;
-    let db = TestDb::postgres().await;
-    db.exec("CREATE TABLE log (id BIGINT NOT NULL, k BIGINT, seq BIGINT)")
-        .await;
-    db.exec("CREATE TABLE latest (k BIGINT PRIMARY KEY, seq BIGINT, id BIGINT)")
-        .await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("tidemill.toml");
-    std::fs::write(
-        &config,
-        two_pipelines_toml(&topic, &log_group, &latest_group, db.url()),
-    )
-    .expect("config");
+    let bed = LogAndLatest::new("kill", PARTITIONS).await;
+    let (topic, log_group, latest_group, db, config) = (
+        &bed.topic,
+        &bed.log_group,
+        &bed.latest_group,
+        &bed.db,
+        &bed.config,
+    );
 
-    let producer = produce_stream(&topic, N, Duration::from_millis(100));
-    let mut process = Tidemill::start(&config, "run0");
+    let producer = produce_stream(topic, N, Duration::from_millis(100));
+    let mut process = Tidemill::start(config, "run0");
     for (round, at_least) in [2_000_i64, 6_000, 11_000].into_iter().enumerate() {
         wait_for("loading to progress", Duration::from_secs(60), || async {
             db.try_scalar("SELECT count(*) FROM log").await.unwrap_or(0) >= at_least
         })
         .await;
         process.kill();
-        process = Tidemill::start(&config, &format!("run{}", round + 1));
+        process = Tidemill::start(config, &format!("run{}", round + 1));
     }
     producer.join().expect("producer thread");
     wait_for(
         "both groups committed to the end",
         Duration::from_secs(120),
         || async {
-            all_committed(&log_group, &topic, PARTITIONS).await
-                && all_committed(&latest_group, &topic, PARTITIONS).await
+            all_committed(log_group, topic, PARTITIONS).await
+                && all_committed(latest_group, topic, PARTITIONS).await
         },
     )
     .await;
@@ -103,38 +136,36 @@ async fn sigkill_mid_stream_then_restart_loses_nothing_and_upsert_ends_exact() {
         "SIGTERM exits 0:\n{}",
         process.log_text()
     );
-    assert_log_and_latest_complete(&db, N).await;
+    assert_log_and_latest_complete(db, N).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_split_partitions_and_the_survivor_finishes_after_one_stops() {
     const N: i64 = 12_000;
     const PARTITIONS: i32 = 6;
-    let (topic, log_group, latest_group) = (unique("pair"), unique("g_log"), unique("g_latest"));
-    kafka::create_topic(&topic, PARTITIONS).await;
-    let db = TestDb::postgres().await;
-    db.exec("CREATE TABLE log (id BIGINT NOT NULL, k BIGINT, seq BIGINT)")
-        .await;
-    db.exec("CREATE TABLE latest (k BIGINT PRIMARY KEY, seq BIGINT, id BIGINT)")
-        .await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("tidemill.toml");
-    std::fs::write(
-        &config,
-        two_pipelines_toml(&topic, &log_group, &latest_group, db.url()),
-    )
-    .expect("config");
+    let bed = LogAndLatest::new("pair", PARTITIONS).await;
+    let (topic, log_group, latest_group, db, config) = (
+        &bed.topic,
+        &bed.log_group,
+        &bed.latest_group,
+        &bed.db,
+        &bed.config,
+    );
 
-    let mut a = Tidemill::start(&config, "a");
-    let mut b = Tidemill::start(&config, "b");
+    let mut a = Tidemill::start(config, "a");
+    let mut b = Tidemill::start(config, "b");
     let assigned = format!("partitions assigned partitions={topic}");
-    wait_for(
-        "both members own partitions",
-        Duration::from_secs(60),
-        || async { a.log_text().contains(&assigned) && b.log_text().contains(&assigned) },
-    )
-    .await;
-    let producer = produce_stream(&topic, N, Duration::from_millis(100));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !(a.log_text().contains(&assigned) && b.log_text().contains(&assigned)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both members should own partitions.\n--- a ---\n{}\n--- b ---\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let producer = produce_stream(topic, N, Duration::from_millis(100));
     wait_for("both members loading", Duration::from_secs(60), || async {
         db.try_scalar("SELECT count(*) FROM log").await.unwrap_or(0) >= N / 3
     })
@@ -155,13 +186,13 @@ async fn two_processes_split_partitions_and_the_survivor_finishes_after_one_stop
         "the survivor commits every partition",
         Duration::from_secs(120),
         || async {
-            all_committed(&log_group, &topic, PARTITIONS).await
-                && all_committed(&latest_group, &topic, PARTITIONS).await
+            all_committed(log_group, topic, PARTITIONS).await
+                && all_committed(latest_group, topic, PARTITIONS).await
         },
     )
     .await;
     assert!(a.terminate(), "{}", a.log_text());
-    assert_log_and_latest_complete(&db, N).await;
+    assert_log_and_latest_complete(db, N).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

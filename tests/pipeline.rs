@@ -11,22 +11,6 @@ use tidemill::stats::Stats;
 
 const PARTITIONS: i32 = 4;
 
-macro_rules! per_backend {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Kind::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Kind::Sqlite).await
-            }
-        }
-    )*};
-}
-
 per_backend!(
     insert_loads_every_record_exactly_once_and_commits_to_the_end,
     upsert_keeps_the_last_value_per_key,

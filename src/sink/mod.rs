@@ -36,26 +36,36 @@ pub trait Sink: Send + 'static {
     /// The target table as read at start-up.
     fn schema(&self) -> &TableSchema;
 
+    /// One transaction: the rows, then the checkpoint; committed, or rolled
+    /// back when `commit` is false.
+    fn transact(
+        &mut self,
+        batch: &PreparedBatch,
+        checkpoint: Option<&Checkpoint>,
+        commit: bool,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
     /// Writes one prepared batch in one transaction — with its checkpoint in
     /// exactly-once mode, so rows and offsets commit together or not at all.
     fn write(
         &mut self,
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.transact(batch, checkpoint, true)
+    }
 
     /// Writes the batch in a transaction that is always rolled back: whether
     /// the database would accept these rows (used to isolate bad rows).
     fn trial(
         &mut self,
         batch: &PreparedBatch,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.transact(batch, None, false)
+    }
 
     /// The exactly-once checkpoint table of this database.
     fn offset_store(&self) -> OffsetStore;
-
-    /// Whether the database answers (health checks, `tidemill check`).
-    fn ping(&self) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// One of the supported backends, chosen by the URL's scheme.

@@ -134,7 +134,7 @@ async fn describe(pool: &PgPool, table: &TableName) -> Result<TableSchema, SinkE
     })
 }
 
-impl PostgresSink {
+impl Sink for PostgresSink {
     /// One transaction: the rows, then the checkpoint; committed, or rolled
     /// back when `commit` is false (a trial that only tells whether it would pass).
     async fn transact(
@@ -170,23 +170,9 @@ impl PostgresSink {
             tx.rollback().await.map_err(write_err)
         }
     }
-}
 
-impl Sink for PostgresSink {
     fn schema(&self) -> &TableSchema {
         &self.schema
-    }
-
-    async fn write(
-        &mut self,
-        batch: &PreparedBatch,
-        checkpoint: Option<&Checkpoint>,
-    ) -> Result<(), SinkError> {
-        self.transact(batch, checkpoint, true).await
-    }
-
-    async fn trial(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
-        self.transact(batch, None, false).await
     }
 
     fn offset_store(&self) -> OffsetStore {
@@ -194,17 +180,6 @@ impl Sink for PostgresSink {
             pool: self.pool.clone(),
             table: checkpoint::table_for(&self.schema.table),
         }
-    }
-
-    async fn ping(&self) -> Result<(), SinkError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|source| SinkError::Write {
-                table: self.schema.table.to_string(),
-                source,
-            })
     }
 }
 

@@ -152,7 +152,7 @@ async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, S
     })
 }
 
-impl SqliteSink {
+impl Sink for SqliteSink {
     /// One transaction: the rows, then the checkpoint; committed, or rolled
     /// back when `commit` is false (a trial that only tells whether it would pass).
     async fn transact(
@@ -193,23 +193,9 @@ impl SqliteSink {
             tx.rollback().await.map_err(write_err)
         }
     }
-}
 
-impl Sink for SqliteSink {
     fn schema(&self) -> &TableSchema {
         &self.schema
-    }
-
-    async fn write(
-        &mut self,
-        batch: &PreparedBatch,
-        checkpoint: Option<&Checkpoint>,
-    ) -> Result<(), SinkError> {
-        self.transact(batch, checkpoint, true).await
-    }
-
-    async fn trial(&mut self, batch: &PreparedBatch) -> Result<(), SinkError> {
-        self.transact(batch, None, false).await
     }
 
     fn offset_store(&self) -> OffsetStore {
@@ -217,17 +203,6 @@ impl Sink for SqliteSink {
             pool: self.pool.clone(),
             table: checkpoint::table_for(&self.schema.table),
         }
-    }
-
-    async fn ping(&self) -> Result<(), SinkError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|source| SinkError::Write {
-                table: self.schema.table.to_string(),
-                source,
-            })
     }
 }
 

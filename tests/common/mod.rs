@@ -3,6 +3,25 @@
 //! database, so tests run in parallel.
 #![allow(dead_code)]
 
+/// Runs an `async fn scenario(kind: Kind)` once per backend, as
+/// `scenario::postgres` and `scenario::sqlite`.
+#[macro_export]
+macro_rules! per_backend {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario(Kind::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(Kind::Sqlite).await
+            }
+        }
+    )*};
+}
+
 pub mod db;
 pub mod kafka;
 pub mod private_kafka;
