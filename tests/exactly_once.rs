@@ -282,3 +282,49 @@ async fn a_zombie_paused_past_its_session_timeout_cannot_land_its_batch() {
     );
     assert_eq!(db.scalar("SELECT count(DISTINCT id) FROM log").await, 3000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_starting_together_all_get_the_checkpoint_table() {
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE t (id BIGINT)").await;
+    let cfg = toml_sink(db.url());
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(AnySink::open(&cfg).await.expect("open sink").offset_store());
+    }
+    let results = futures_join_all(stores.iter().map(|s| s.ensure_table())).await;
+    for r in results {
+        r.expect("every member sees the table created");
+    }
+}
+
+/// Runs the futures concurrently on this task and collects their outputs.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}

@@ -54,20 +54,32 @@ const COLUMNS: &str = "(pipeline TEXT NOT NULL, topic TEXT NOT NULL, partition_i
      next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, PRIMARY KEY (pipeline, topic, partition_id))";
 
 impl OffsetStore {
-    /// Creates the checkpoint table if it does not exist.
+    /// Creates the checkpoint table if it does not exist. Members starting
+    /// together may race on the `CREATE` (PostgreSQL can then report a unique
+    /// violation in its catalog): a failure is fine if the table now exists.
     pub async fn ensure_table(&self) -> Result<(), SinkError> {
-        let err = |source| SinkError::Checkpoint { source };
-        match self {
-            OffsetStore::Postgres { pool, table } => {
-                let sql = format!("CREATE TABLE IF NOT EXISTS {table} {COLUMNS}");
-                sqlx::query(&sql).execute(pool).await.map_err(err)?;
+        let create = format!("CREATE TABLE IF NOT EXISTS {} {COLUMNS}", self.table());
+        let probe = format!("SELECT 1 FROM {} LIMIT 0", self.table());
+        let created = match self {
+            OffsetStore::Postgres { pool, .. } => {
+                sqlx::query(&create).execute(pool).await.map(|_| ())
             }
-            OffsetStore::Sqlite { pool, table } => {
-                let sql = format!("CREATE TABLE IF NOT EXISTS {table} {COLUMNS}");
-                sqlx::query(&sql).execute(pool).await.map_err(err)?;
+            OffsetStore::Sqlite { pool, .. } => {
+                sqlx::query(&create).execute(pool).await.map(|_| ())
             }
+        };
+        let Err(source) = created else {
+            return Ok(());
+        };
+        let exists = match self {
+            OffsetStore::Postgres { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
+            OffsetStore::Sqlite { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
+        };
+        if exists {
+            Ok(())
+        } else {
+            Err(SinkError::Checkpoint { source })
         }
-        Ok(())
     }
 
     /// Claims a new generation for each partition and reads its checkpoint.
