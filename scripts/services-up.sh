@@ -104,6 +104,11 @@ KAFKA_PID=""
 kafka_start() {
     local pid cluster_id
 
+    # The jars are needed even when a broker is reused: tests start private
+    # brokers of their own from them (tests/common/private_kafka.rs).
+    mkdir -p "$KAFKA_DIR" "$KAFKA_LOGS"
+    kafka_fetch_libs
+
     if kafka_answers; then
         if pid="$(read_pid "$KAFKA_PID_FILE" kafka.Kafka)"; then
             log "kafka: already running (pid $pid) on $KAFKA_BOOTSTRAP, reusing it"
@@ -113,8 +118,7 @@ kafka_start() {
         return
     fi
 
-    mkdir -p "$KAFKA_DIR" "$KAFKA_DATA" "$KAFKA_LOGS"
-    kafka_fetch_libs
+    mkdir -p "$KAFKA_DATA"
 
     # (Re)write the configuration every time so edits to the templates apply.
     sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" "$REPO_ROOT/scripts/kafka/server.properties" >"$KAFKA_PROPS"

@@ -11,8 +11,15 @@ pub struct PrivateKafka {
     child: Option<Child>,
 }
 
+/// The broker's jars, as `make services-up` fetches them.
 fn libs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".services/kafka/libs")
+    let libs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".services/kafka/libs");
+    assert!(
+        libs.join(".").exists() && std::fs::read_dir(&libs).is_ok_and(|mut d| d.next().is_some()),
+        "no Kafka jars in {}: run `make services-up` first",
+        libs.display()
+    );
+    libs
 }
 
 impl PrivateKafka {
@@ -44,7 +51,11 @@ impl PrivateKafka {
             .stderr(Stdio::null())
             .status()
             .expect("run StorageTool (make services-up fetches the jars)");
-        assert!(status.success(), "formatting private Kafka storage failed");
+        assert!(
+            status.success(),
+            "formatting private Kafka storage in {} failed",
+            dir.display()
+        );
         let mut kafka = Self {
             port,
             dir,
