@@ -20,6 +20,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod decode;
 pub mod demo;
+pub mod health;
 pub mod model;
 pub mod pipeline;
 pub mod sink;

@@ -252,13 +252,22 @@ async fn run_rejoining(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> Result<(), PipelineError> {
-    let (name, cfg) = (first.name.clone(), first.cfg.clone());
+    let (name, cfg, stats) = (
+        first.name.clone(),
+        first.cfg.clone(),
+        Arc::clone(&first.stats),
+    );
     let mut pipeline = first;
     loop {
         match pipeline.run(shutdown.clone(), grace).await {
             Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
                 tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
                 pipeline = Pipeline::prepare(&name, &cfg).await?;
+                // The counters go on across rejoins (health and metrics read them).
+                pipeline.stats = Arc::clone(&stats);
+                stats
+                    .assigned_partitions
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
             }
             other => return other,
         }
@@ -276,6 +285,18 @@ pub async fn run_all(
         prepared.push(Pipeline::prepare(name, cfg).await?);
     }
     let grace = settings.shutdown.grace;
+    if let Some(addr) = settings.health.listen {
+        let registry: crate::health::Registry = prepared
+            .iter()
+            .map(|p| (p.name.clone(), Arc::clone(&p.stats)))
+            .collect();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, Arc::new(registry), shutdown).await {
+                tracing::error!(%addr, error = %e, "health and metrics server stopped");
+            }
+        });
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for p in prepared {
         let shutdown = shutdown.clone();

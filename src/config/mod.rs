@@ -33,6 +33,8 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
     /// Pipelines by name; each is one consumer group.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
@@ -86,6 +88,13 @@ impl Default for ShutdownConfig {
             grace: Duration::from_secs(30),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Address for `/livez`, `/readyz` and `/metrics`, e.g. `0.0.0.0:9464`; off when unset.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Why a configuration could not be loaded.

@@ -16,6 +16,7 @@ use crate::config::SinkConfig;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::model::{Batch, BatchAck};
 use crate::stats::Stats;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,9 +57,13 @@ pub async fn run<S: Sink>(
             records = batch.records,
             rows = batch.rows.len(),
         );
+        let started = std::time::Instant::now();
         let loaded = write_batch(&mut sink, &ctx, &batch, &mut backoff)
             .instrument(span)
             .await?;
+        ctx.stats
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
         Stats::add(&ctx.stats.rows_loaded, loaded as u64);
         Stats::add(&ctx.stats.records_done, batch.records as u64);
         Stats::add(&ctx.stats.batches, 1);
@@ -132,6 +137,7 @@ async fn write_batch<S: Sink>(
         match result {
             Ok(()) => {
                 backoff.reset();
+                ctx.stats.sink_failing.store(false, Ordering::Relaxed);
                 let rows = subset.as_ref().map_or(batch.rows.len(), Vec::len);
                 tracing::debug!(rows, "wrote batch");
                 return Ok(rows);
@@ -139,6 +145,7 @@ async fn write_batch<S: Sink>(
             Err(e) if e.class() == RetryClass::Transient => {
                 let delay = backoff.next_delay();
                 Stats::add(&ctx.stats.retries, 1);
+                ctx.stats.sink_failing.store(true, Ordering::Relaxed);
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient database error; retrying batch");
                 tokio::select! {
                     // Abort first: a database that stays away must not hold shutdown hostage.

@@ -99,6 +99,10 @@ fn poll_loop<'a>(
         // The driver lock must not be held here: rebalance callbacks run inside poll.
         let polled = consumer.poll(timeout);
         let mut driver = lock();
+        driver
+            .stats
+            .heartbeat_ms
+            .store(crate::stats::now_ms(), std::sync::atomic::Ordering::Relaxed);
         match polled {
             None => driver.tick(consumer, true)?,
             Some(Ok(msg)) => {

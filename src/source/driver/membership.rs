@@ -6,6 +6,7 @@ use super::{Driver, SourceError};
 use crate::commit::Committer;
 use crate::model::TopicPartition;
 use crate::source::rebalance::Consumer;
+use crate::stats::Stats;
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::mpsc::RecvTimeoutError;
@@ -108,6 +109,10 @@ impl Driver {
                 warn!(error = %e, "could not pause newly assigned partitions");
             }
         }
+        self.stats
+            .joined
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Stats::add(&self.stats.assigned_partitions, partitions.len() as u64);
         info!(partitions = %list(partitions), "partitions assigned");
     }
 
@@ -129,6 +134,10 @@ impl Driver {
             }
             done
         };
+        self.stats.assigned_partitions.fetch_sub(
+            (partitions.len() as u64).min(Stats::get(&self.stats.assigned_partitions)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for tp in partitions {
             self.committer.revoke(tp);
             if let Some(eos) = &mut self.eos {
