@@ -110,10 +110,13 @@ fn verdict<'a>(
     (status, "text/plain; charset=utf-8", body)
 }
 
+/// A counter's name, help text and reader.
+type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
+
 /// Renders every pipeline's counters in the Prometheus text format.
 pub fn metrics(registry: &Registry) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&Stats) -> u64); 7] = [
+    let counters: [Counter; 7] = [
         (
             "tidemill_records_in_total",
             "Records consumed from Kafka.",
