@@ -18,10 +18,13 @@ pub struct Batcher {
     current: Batch,
     opened_at: Option<Instant>,
     next_id: u64,
+    /// Keep each record's original bytes with its rows (only needed to
+    /// dead-letter rows the database refuses).
+    keep_raw: bool,
 }
 
 impl Batcher {
-    pub fn new(cfg: &BatchConfig) -> Self {
+    pub fn new(cfg: &BatchConfig, keep_raw: bool) -> Self {
         Self {
             max_rows: cfg.max_rows,
             max_bytes: cfg.max_bytes,
@@ -32,6 +35,7 @@ impl Batcher {
             },
             opened_at: None,
             next_id: 2,
+            keep_raw,
         }
     }
 
@@ -51,14 +55,14 @@ impl Batcher {
         self.current.track(tp, offset);
         self.current.bytes += bytes;
         self.current.records += 1;
-        if !rows.is_empty() {
+        if self.keep_raw && !rows.is_empty() {
             let source = self.current.raw.len();
             self.current.raw.push(raw());
             self.current
                 .row_source
                 .extend(std::iter::repeat_n(source, rows.len()));
-            self.current.rows.extend(rows);
         }
+        self.current.rows.extend(rows);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -128,7 +132,7 @@ mod tests {
 
     #[test]
     fn batch_is_full_at_max_rows_and_ids_increase() {
-        let mut b = Batcher::new(&cfg(2));
+        let mut b = Batcher::new(&cfg(2), true);
         let tp = TopicPartition::new("t", 0);
         b.push(&tp, 0, 10, vec![Row::new()], raw);
         assert!(!b.is_full());
@@ -143,15 +147,26 @@ mod tests {
     }
 
     #[test]
+    fn original_bytes_are_kept_only_when_asked() {
+        let mut b = Batcher::new(&cfg(10), false);
+        b.push(&TopicPartition::new("t", 0), 0, 10, vec![Row::new()], raw);
+        let batch = b.take().expect("one record");
+        assert_eq!(
+            (batch.rows.len(), batch.raw.len(), batch.row_source.len()),
+            (1, 0, 0)
+        );
+    }
+
+    #[test]
     fn batch_is_full_at_max_bytes() {
-        let mut b = Batcher::new(&cfg(100));
+        let mut b = Batcher::new(&cfg(100), true);
         b.push(&TopicPartition::new("t", 0), 0, 1000, vec![], raw);
         assert!(b.is_full());
     }
 
     #[test]
     fn linger_deadline_starts_with_first_record() {
-        let mut b = Batcher::new(&cfg(100));
+        let mut b = Batcher::new(&cfg(100), true);
         assert!(b.deadline().is_none());
         b.push(&TopicPartition::new("t", 0), 0, 1, vec![], raw);
         let deadline = b.deadline().expect("open batch has a deadline");

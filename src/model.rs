@@ -76,9 +76,10 @@ pub struct Batch {
     /// Monotonic per pipeline; acks name it.
     pub id: u64,
     pub rows: Vec<Row>,
-    /// For each row, the index of the record it came from in `raw`.
+    /// For each row, the index of the record it came from in `raw` (kept only
+    /// when a dead-letter topic is configured; empty otherwise).
     pub row_source: Vec<usize>,
-    /// The records that produced rows.
+    /// The records that produced rows (same condition).
     pub raw: Vec<RawRecord>,
     pub offsets: BTreeMap<TopicPartition, OffsetRange>,
     /// Exactly-once mode: the generation this member claimed for each partition

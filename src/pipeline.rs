@@ -122,7 +122,7 @@ impl Pipeline {
         let driver = Driver::new(
             cfg.format,
             chain,
-            Batcher::new(&cfg.batch),
+            Batcher::new(&cfg.batch, cfg.dead_letter.is_some()),
             batch_tx,
             ack_rx,
             cfg.batch.revoke_timeout,

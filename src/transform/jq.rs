@@ -163,7 +163,10 @@ mod tests {
     use serde_json::json;
 
     fn run(expr: &str, input: Value) -> Vec<Value> {
-        JqProgram::compile(expr).unwrap().run(input).unwrap()
+        JqProgram::compile(expr)
+            .expect("test expression compiles")
+            .run(input)
+            .expect("test expression runs")
     }
 
     /// The error message for `expr` run on `{"a": "s"}`, compile-time or runtime.
@@ -246,9 +249,9 @@ mod tests {
     fn program_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<JqProgram>();
-        let prog = JqProgram::compile(".x").unwrap();
+        let prog = JqProgram::compile(".x").expect("compiles");
         let out = std::thread::scope(|s| s.spawn(|| prog.run(json!({"x": 1}))).join());
-        assert_eq!(out.unwrap().unwrap(), [json!(1)]);
+        assert_eq!(out.expect("thread finished").expect("runs"), [json!(1)]);
         assert_eq!(format!("{prog:?}"), r#"JqProgram(".x")"#);
         assert_eq!(prog.expr(), ".x");
     }
