@@ -7,7 +7,7 @@
 //! appear in a batch in offset order, and batches are handed on in order.
 
 use crate::config::BatchConfig;
-use crate::model::{Batch, RawRecord, Row, TopicPartition};
+use crate::model::{Batch, RawRecord, Row, RowMeta, TopicPartition};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -21,10 +21,13 @@ pub struct Batcher {
     /// Keep each record's original bytes with its rows (only needed to
     /// dead-letter rows the database refuses).
     keep_raw: bool,
+    /// Keep each row's origin (partition, offset, timestamp, Kafka key), for
+    /// the stateful transforms that run in the writer.
+    keep_meta: bool,
 }
 
 impl Batcher {
-    pub fn new(cfg: &BatchConfig, keep_raw: bool) -> Self {
+    pub fn new(cfg: &BatchConfig, keep_raw: bool, keep_meta: bool) -> Self {
         Self {
             max_rows: cfg.max_rows,
             max_bytes: cfg.max_bytes,
@@ -36,11 +39,13 @@ impl Batcher {
             opened_at: None,
             next_id: 2,
             keep_raw,
+            keep_meta,
         }
     }
 
     /// Adds one consumed record: its offset, its payload size and the rows it became
-    /// (none when filtered out or dead-lettered). `raw` travels with its rows.
+    /// (none when filtered out or dead-lettered). `raw` travels with its rows,
+    /// and so does `meta` — the record's (timestamp, Kafka key) — when kept.
     pub fn push(
         &mut self,
         tp: &TopicPartition,
@@ -48,6 +53,7 @@ impl Batcher {
         bytes: usize,
         rows: Vec<Row>,
         raw: impl FnOnce() -> RawRecord,
+        meta: impl FnOnce() -> (Option<i64>, serde_json::Value),
     ) {
         if self.opened_at.is_none() {
             self.opened_at = Some(Instant::now());
@@ -55,18 +61,43 @@ impl Batcher {
         self.current.track(tp, offset);
         self.current.bytes += bytes;
         self.current.records += 1;
+        let mut raw_index = None;
         if self.keep_raw && !rows.is_empty() {
             let source = self.current.raw.len();
+            raw_index = u32::try_from(source).ok();
             self.current.raw.push(raw());
             self.current
                 .row_source
                 .extend(std::iter::repeat_n(source, rows.len()));
+        }
+        if self.keep_meta && !rows.is_empty() {
+            let part = self.current.part_index(tp);
+            let (timestamp_ms, key) = meta();
+            let m = RowMeta {
+                part,
+                offset,
+                timestamp_ms,
+                key,
+                raw: raw_index,
+            };
+            self.current.meta.extend(std::iter::repeat_n(m, rows.len()));
         }
         self.current.rows.extend(rows);
     }
 
     pub fn is_empty(&self) -> bool {
         self.current.is_empty()
+    }
+
+    /// Reports an idle partition in the open batch (opening one if needed),
+    /// so the writer advances its watermark.
+    pub fn mark_idle(&mut self, tp: &TopicPartition, idle_ms: i64) {
+        if self.opened_at.is_none() {
+            self.opened_at = Some(Instant::now());
+        }
+        self.current.part_index(tp);
+        self.current.idle.retain(|(p, _)| p != tp);
+        self.current.idle.push((tp.clone(), idle_ms));
     }
 
     /// Payload bytes in the open batch.
@@ -121,6 +152,10 @@ mod tests {
         }
     }
 
+    fn no_meta() -> (Option<i64>, serde_json::Value) {
+        (None, serde_json::Value::Null)
+    }
+
     fn cfg(max_rows: usize) -> BatchConfig {
         BatchConfig {
             max_rows,
@@ -132,24 +167,31 @@ mod tests {
 
     #[test]
     fn batch_is_full_at_max_rows_and_ids_increase() {
-        let mut b = Batcher::new(&cfg(2), true);
+        let mut b = Batcher::new(&cfg(2), true, false);
         let tp = TopicPartition::new("t", 0);
-        b.push(&tp, 0, 10, vec![Row::new()], raw);
+        b.push(&tp, 0, 10, vec![Row::new()], raw, no_meta);
         assert!(!b.is_full());
-        b.push(&tp, 1, 10, vec![], raw);
+        b.push(&tp, 1, 10, vec![], raw, no_meta);
         assert!(b.is_full());
         let first = b.take().expect("two records pushed");
         assert_eq!((first.id, first.records, first.rows.len()), (1, 2, 1));
         assert_eq!((first.raw.len(), first.row_source.clone()), (1, vec![0]));
         assert!(b.take().is_none());
-        b.push(&tp, 2, 10, vec![], raw);
+        b.push(&tp, 2, 10, vec![], raw, no_meta);
         assert_eq!(b.take().expect("one record").id, 2);
     }
 
     #[test]
     fn original_bytes_are_kept_only_when_asked() {
-        let mut b = Batcher::new(&cfg(10), false);
-        b.push(&TopicPartition::new("t", 0), 0, 10, vec![Row::new()], raw);
+        let mut b = Batcher::new(&cfg(10), false, false);
+        b.push(
+            &TopicPartition::new("t", 0),
+            0,
+            10,
+            vec![Row::new()],
+            raw,
+            no_meta,
+        );
         let batch = b.take().expect("one record");
         assert_eq!(
             (batch.rows.len(), batch.raw.len(), batch.row_source.len()),
@@ -158,17 +200,39 @@ mod tests {
     }
 
     #[test]
+    fn meta_follows_each_row_when_kept() {
+        let mut b = Batcher::new(&cfg(10), true, true);
+        let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        b.push(&t1, 7, 1, vec![Row::new(), Row::new()], raw, || {
+            (Some(5), "k".into())
+        });
+        b.push(&t0, 3, 1, vec![Row::new()], raw, no_meta);
+        let batch = b.take().expect("records");
+        assert_eq!(batch.partitions, vec![t1, t0]);
+        let parts: Vec<(u32, i64, Option<u32>)> = batch
+            .meta
+            .iter()
+            .map(|m| (m.part, m.offset, m.raw))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![(0, 7, Some(0)), (0, 7, Some(0)), (1, 3, Some(1))]
+        );
+        assert_eq!(batch.meta[0].key, serde_json::json!("k"));
+    }
+
+    #[test]
     fn batch_is_full_at_max_bytes() {
-        let mut b = Batcher::new(&cfg(100), true);
-        b.push(&TopicPartition::new("t", 0), 0, 1000, vec![], raw);
+        let mut b = Batcher::new(&cfg(100), true, false);
+        b.push(&TopicPartition::new("t", 0), 0, 1000, vec![], raw, no_meta);
         assert!(b.is_full());
     }
 
     #[test]
     fn linger_deadline_starts_with_first_record() {
-        let mut b = Batcher::new(&cfg(100), true);
+        let mut b = Batcher::new(&cfg(100), true, false);
         assert!(b.deadline().is_none());
-        b.push(&TopicPartition::new("t", 0), 0, 1, vec![], raw);
+        b.push(&TopicPartition::new("t", 0), 0, 1, vec![], raw, no_meta);
         let deadline = b.deadline().expect("open batch has a deadline");
         assert!(!b.is_due(deadline - Duration::from_millis(1)));
         assert!(b.is_due(deadline));

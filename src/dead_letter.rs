@@ -23,6 +23,8 @@ pub enum Reason {
     Transform,
     /// The database refused the row (constraint, invalid value for the column type).
     Data,
+    /// The record arrived after its event-time window closed.
+    Late,
 }
 
 impl Reason {
@@ -31,6 +33,7 @@ impl Reason {
             Reason::Decode => "decode",
             Reason::Transform => "transform",
             Reason::Data => "data",
+            Reason::Late => "late",
         }
     }
 }

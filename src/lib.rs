@@ -25,6 +25,7 @@ pub mod model;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stats;
 pub mod telemetry;
 pub mod transform;

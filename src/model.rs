@@ -89,6 +89,27 @@ pub struct Batch {
     pub bytes: usize,
     /// Records accounted for (rows can be more or fewer after transforms).
     pub records: usize,
+    /// For each row, where it came from (kept only when the pipeline has
+    /// stateful transforms, which run in the writer; empty otherwise).
+    pub meta: Vec<RowMeta>,
+    /// The partitions `meta` and `idle` refer to, by index.
+    pub partitions: Vec<TopicPartition>,
+    /// Owned partitions that had no record for a while: (partition, ms idle).
+    /// Their watermarks advance; their checkpoints are fenced but not moved.
+    pub idle: Vec<(TopicPartition, i64)>,
+}
+
+/// Where a row came from, for the stateful transforms that run in the writer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowMeta {
+    /// Index into [`Batch::partitions`].
+    pub part: u32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    /// The Kafka key (a string; `0x…` hex when not UTF-8), or null.
+    pub key: serde_json::Value,
+    /// Index into [`Batch::raw`], when raw records are kept.
+    pub raw: Option<u32>,
 }
 
 impl Batch {
@@ -112,7 +133,19 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.offsets.is_empty() && self.idle.is_empty()
+    }
+
+    /// The index of a partition in [`Batch::partitions`], adding it if new.
+    pub fn part_index(&mut self, tp: &TopicPartition) -> u32 {
+        let i = match self.partitions.iter().position(|p| p == tp) {
+            Some(i) => i,
+            None => {
+                self.partitions.push(tp.clone());
+                self.partitions.len() - 1
+            }
+        };
+        u32::try_from(i).expect("a batch holds fewer than 2^32 partitions")
     }
 
     /// `topic/partition:first-last` pairs, for logs and span attributes.

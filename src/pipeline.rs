@@ -11,6 +11,7 @@ use crate::dead_letter::DeadLetters;
 use crate::sink::writer::{self, WriterContext, WriterError};
 use crate::sink::{AnySink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
+use crate::state::{Engine, Registry, StateError};
 use crate::stats::Stats;
 use crate::transform::{Chain, TransformError};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,11 @@ pub enum PipelineError {
         pipeline: String,
         source: WriterError,
     },
+    #[error("pipeline {pipeline}: {source}")]
+    State {
+        pipeline: String,
+        source: StateError,
+    },
     #[error("pipeline {pipeline}: a stage panicked: {message}")]
     Panicked { pipeline: String, message: String },
 }
@@ -52,6 +58,9 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     sink: AnySink,
     chain: Chain,
+    /// The stateful tail of the transforms (run by the writer), if any.
+    engine: Option<Engine>,
+    registry: Arc<Registry>,
     dead_letters: Option<Arc<DeadLetters>>,
     pub stats: Arc<Stats>,
 }
@@ -59,9 +68,22 @@ pub struct Pipeline {
 impl Pipeline {
     /// Connects to the database, checks the target table, compiles transforms.
     pub async fn prepare(name: &str, cfg: &PipelineConfig) -> Result<Self, PipelineError> {
-        let chain = Chain::compile(&cfg.transforms).map_err(|source| PipelineError::Transform {
-            pipeline: name.to_string(),
-            source,
+        Self::prepare_with(name, cfg, Arc::new(Registry::default())).await
+    }
+
+    /// Like [`Pipeline::prepare`], with custom keyed operators available to
+    /// config as `{ type = "operator", name = "…" }`.
+    pub async fn prepare_with(
+        name: &str,
+        cfg: &PipelineConfig,
+        registry: Arc<Registry>,
+    ) -> Result<Self, PipelineError> {
+        let split = stateless_prefix(cfg);
+        let chain = Chain::compile(&cfg.transforms[..split]).map_err(|source| {
+            PipelineError::Transform {
+                pipeline: name.to_string(),
+                source,
+            }
         })?;
         let sink_err = |source| PipelineError::Sink {
             pipeline: name.to_string(),
@@ -71,6 +93,25 @@ impl Pipeline {
         if cfg.delivery == Delivery::ExactlyOnce {
             sink.offset_store().ensure_table().await.map_err(sink_err)?;
         }
+        let engine = if split < cfg.transforms.len() {
+            let store = sink.state_store();
+            store.ensure_table().await.map_err(sink_err)?;
+            let engine = Engine::new(
+                name,
+                &cfg.transforms[split..],
+                split,
+                cfg.state.cache_entries,
+                &registry,
+                store,
+            )
+            .map_err(|source| PipelineError::State {
+                pipeline: name.to_string(),
+                source,
+            })?;
+            Some(engine)
+        } else {
+            None
+        };
         let dead_letters = match &cfg.dead_letter {
             None => None,
             Some(dl) => {
@@ -93,6 +134,8 @@ impl Pipeline {
             cfg: cfg.clone(),
             sink,
             chain,
+            engine,
+            registry,
             dead_letters,
             stats: Arc::new(Stats::default()),
         })
@@ -109,6 +152,8 @@ impl Pipeline {
             cfg,
             sink,
             chain,
+            engine,
+            registry: _,
             dead_letters,
             stats,
         } = self;
@@ -122,7 +167,7 @@ impl Pipeline {
         let driver = Driver::new(
             cfg.format,
             chain,
-            Batcher::new(&cfg.batch, cfg.dead_letter.is_some()),
+            Batcher::new(&cfg.batch, cfg.dead_letter.is_some(), engine.is_some()),
             batch_tx,
             ack_rx,
             cfg.batch.revoke_timeout,
@@ -131,7 +176,8 @@ impl Pipeline {
             dead_letters.clone(),
             shutdown.clone(),
             cfg.batch.max_in_flight_bytes,
-        );
+        )
+        .with_idle_timeout(idle_timeout(&cfg));
         let context = SourceContext {
             pipeline: name.clone(),
             driver: Arc::new(Mutex::new(driver)),
@@ -151,6 +197,7 @@ impl Pipeline {
                 dead_letters: dead_letters.clone(),
                 abort: abort.clone(),
                 stats: Arc::clone(&stats),
+                engine,
             };
             let task = async move {
                 match sink {
@@ -187,6 +234,28 @@ impl Pipeline {
         info!(parent: &span, "pipeline stopped");
         Ok(())
     }
+}
+
+/// How many leading transforms are stateless (they run on the source thread;
+/// the rest, from the first keyed step on, run in the writer).
+pub fn stateless_prefix(cfg: &PipelineConfig) -> usize {
+    cfg.transforms
+        .iter()
+        .position(|t| t.is_keyed())
+        .unwrap_or(cfg.transforms.len())
+}
+
+/// The shortest idle timeout of the pipeline's windows, if it has any.
+fn idle_timeout(cfg: &PipelineConfig) -> Option<Duration> {
+    cfg.transforms
+        .iter()
+        .filter_map(|t| match t {
+            crate::config::TransformConfig::Aggregate(a) => {
+                a.window.as_ref().map(|w| w.idle_timeout)
+            }
+            _ => None,
+        })
+        .min()
 }
 
 type Joined<T, E> = Result<Result<T, E>, tokio::task::JoinError>;
@@ -252,17 +321,18 @@ async fn run_rejoining(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> Result<(), PipelineError> {
-    let (name, cfg, stats) = (
+    let (name, cfg, stats, registry) = (
         first.name.clone(),
         first.cfg.clone(),
         Arc::clone(&first.stats),
+        Arc::clone(&first.registry),
     );
     let mut pipeline = first;
     loop {
         match pipeline.run(shutdown.clone(), grace).await {
             Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
                 tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
-                pipeline = Pipeline::prepare(&name, &cfg).await?;
+                pipeline = Pipeline::prepare_with(&name, &cfg, Arc::clone(&registry)).await?;
                 // The counters go on across rejoins (health and metrics read them).
                 pipeline.stats = Arc::clone(&stats);
                 stats
@@ -280,9 +350,18 @@ pub async fn run_all(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> Result<(), PipelineError> {
+    run_all_with(settings, shutdown, Arc::new(Registry::default())).await
+}
+
+/// [`run_all`] with custom keyed operators (see `examples/custom_operator.rs`).
+pub async fn run_all_with(
+    settings: &Settings,
+    shutdown: CancellationToken,
+    registry: Arc<Registry>,
+) -> Result<(), PipelineError> {
     let mut prepared = Vec::new();
     for (name, cfg) in &settings.pipelines {
-        prepared.push(Pipeline::prepare(name, cfg).await?);
+        prepared.push(Pipeline::prepare_with(name, cfg, Arc::clone(&registry)).await?);
     }
     let grace = settings.shutdown.grace;
     if let Some(addr) = settings.health.listen {

@@ -31,6 +31,11 @@ pub struct Stats {
     pub sink_failing: AtomicBool,
     /// Batch write durations (database transaction, retries included).
     pub batch_seconds: Histogram,
+    /// Records refused by a window as late.
+    pub records_late: AtomicU64,
+    /// Keyed-state lookups served by the cache, and loaded from the database.
+    pub state_cache_hits: AtomicU64,
+    pub state_loads: AtomicU64,
 }
 
 /// Upper bounds of the batch-duration buckets, in seconds.

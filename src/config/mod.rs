@@ -9,11 +9,14 @@
 mod duration;
 mod pipeline;
 mod secret;
+mod transform;
 mod validate;
+mod validate_transforms;
 
 pub use pipeline::{
-    Backend, BatchConfig, DeadLetterConfig, DecodeFormat, Delivery, KafkaConfig, PipelineConfig,
-    SinkConfig, SinkMode, TransformConfig,
+    AggregateConfig, Backend, BatchConfig, DeadLetterConfig, DecodeFormat, DedupConfig, Delivery,
+    EmitMode, KafkaConfig, LatePolicy, PipelineConfig, SinkConfig, SinkMode, StateConfig,
+    TimeFormat, TransformConfig, WindowConfig, WindowKind,
 };
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;

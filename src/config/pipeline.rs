@@ -1,5 +1,6 @@
 //! One pipeline's declaration: source, decode, transforms, sink, batching.
 
+pub use super::transform::*;
 use super::{duration, Secret};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -26,6 +27,9 @@ pub struct PipelineConfig {
     pub sink: SinkConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Keyed state of the stateful transforms.
+    #[serde(default)]
+    pub state: StateConfig,
     /// Where records that cannot be loaded go. Without it, such a record stops
     /// the pipeline (nothing is ever dropped).
     #[serde(default)]
@@ -89,13 +93,6 @@ pub enum Delivery {
 pub enum DecodeFormat {
     #[default]
     Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
-pub enum TransformConfig {
-    /// A jq expression: each input becomes zero or more outputs.
-    Jq { expr: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

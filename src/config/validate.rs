@@ -1,6 +1,6 @@
 //! Whole-config validation: every problem at once, each naming its key.
 
-use super::{Backend, PipelineConfig, Settings, SinkMode, TransformConfig};
+use super::{Backend, PipelineConfig, Settings, SinkMode};
 use crate::sink::ident::TableName;
 use std::fmt;
 
@@ -72,12 +72,7 @@ fn pipeline(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String
     if p.topics.is_empty() || p.topics.iter().any(|t| t.trim().is_empty()) {
         push(key("topics"), "must list one or more topic names".into());
     }
-    for (i, t) in p.transforms.iter().enumerate() {
-        let TransformConfig::Jq { expr } = t;
-        if let Err(e) = crate::transform::jq::JqProgram::compile(expr) {
-            push(key(&format!("transforms[{i}].expr")), e.to_string());
-        }
-    }
+    super::validate_transforms::transforms(name, p, push);
     if let Some(dl) = &p.dead_letter {
         if dl.topic.trim().is_empty() || p.topics.contains(&dl.topic) {
             push(

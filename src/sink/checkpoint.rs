@@ -27,11 +27,13 @@ pub struct Claim {
     pub next_offset: Option<i64>,
 }
 
-/// What a batch advances: per partition, the next offset and the generation.
+/// What a batch advances: per partition, the next offset (`None`: only
+/// check the generation — an idle partition whose state moved) and the
+/// generation it was built under.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     pub pipeline: String,
-    pub entries: Vec<(TopicPartition, i64, i64)>,
+    pub entries: Vec<(TopicPartition, Option<i64>, i64)>,
 }
 
 /// Handle on the checkpoint table; cheap to clone.
@@ -138,7 +140,7 @@ impl OffsetStore {
 /// The statement advancing one partition's checkpoint under its generation.
 pub fn advance_sql(table: &str) -> String {
     format!(
-        "UPDATE {table} SET next_offset = $1 WHERE pipeline = $2 AND topic = $3 AND partition_id = $4 AND generation = $5"
+        "UPDATE {table} SET next_offset = COALESCE($1, next_offset) WHERE pipeline = $2 AND topic = $3 AND partition_id = $4 AND generation = $5"
     )
 }
 

@@ -30,6 +30,10 @@ pub enum SinkError {
     Row { table: String, message: String },
     #[error("exactly-once checkpoint table: {source}")]
     Checkpoint { source: sqlx::Error },
+    #[error("keyed state table: {source}")]
+    State { source: sqlx::Error },
+    #[error("state of operator {operator} cannot be read: {message} (if its state format changed, give the operator a new name to start afresh)")]
+    StateFormat { operator: String, message: String },
     /// Another member claimed these partitions since this batch was built.
     #[error("batch fenced: partitions {partitions} were claimed by a newer generation")]
     Fenced { partitions: String },
@@ -41,8 +45,9 @@ impl SinkError {
             SinkError::Connect { source, .. }
             | SinkError::Describe { source, .. }
             | SinkError::Write { source, .. }
-            | SinkError::Checkpoint { source } => classify(source),
-            SinkError::Fenced { .. } => RetryClass::Fatal,
+            | SinkError::Checkpoint { source }
+            | SinkError::State { source } => classify(source),
+            SinkError::Fenced { .. } | SinkError::StateFormat { .. } => RetryClass::Fatal,
             SinkError::MissingTable { .. } | SinkError::Schema { .. } => RetryClass::Fatal,
             SinkError::Row { .. } => RetryClass::Data,
         }

@@ -27,6 +27,7 @@ pub use error::{RetryClass, SinkError};
 pub use prepare::{prepare, PreparedBatch};
 
 use crate::config::{Backend, SinkConfig};
+use crate::state::{StateStore, StateWrites};
 use checkpoint::{Checkpoint, OffsetStore};
 use schema::TableSchema;
 use std::future::Future;
@@ -36,23 +37,26 @@ pub trait Sink: Send + 'static {
     /// The target table as read at start-up.
     fn schema(&self) -> &TableSchema;
 
-    /// One transaction: the rows, then the checkpoint; committed, or rolled
-    /// back when `commit` is false.
+    /// One transaction: the rows, the keyed state, then the checkpoint;
+    /// committed, or rolled back when `commit` is false.
     fn transact(
         &mut self,
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
+        state: Option<&StateWrites>,
         commit: bool,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
-    /// Writes one prepared batch in one transaction — with its checkpoint in
-    /// exactly-once mode, so rows and offsets commit together or not at all.
+    /// Writes one prepared batch in one transaction — with its checkpoint and
+    /// state in exactly-once mode, so rows, state and offsets commit together
+    /// or not at all.
     fn write(
         &mut self,
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
+        state: Option<&StateWrites>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.transact(batch, checkpoint, true)
+        self.transact(batch, checkpoint, state, true)
     }
 
     /// Writes the batch in a transaction that is always rolled back: whether
@@ -61,11 +65,14 @@ pub trait Sink: Send + 'static {
         &mut self,
         batch: &PreparedBatch,
     ) -> impl Future<Output = Result<(), SinkError>> + Send {
-        self.transact(batch, None, false)
+        self.transact(batch, None, None, false)
     }
 
     /// The exactly-once checkpoint table of this database.
     fn offset_store(&self) -> OffsetStore;
+
+    /// The keyed-state table of this database.
+    fn state_store(&self) -> StateStore;
 }
 
 /// One of the supported backends, chosen by the URL's scheme.
@@ -109,6 +116,13 @@ impl AnySink {
         match self {
             AnySink::Postgres(s) => s.offset_store(),
             AnySink::Sqlite(s) => s.offset_store(),
+        }
+    }
+
+    pub fn state_store(&self) -> StateStore {
+        match self {
+            AnySink::Postgres(s) => s.state_store(),
+            AnySink::Sqlite(s) => s.state_store(),
         }
     }
 }

@@ -10,6 +10,7 @@ use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{redact_url, SinkConfig, SinkMode};
+use crate::state::store::{self, StateStore, StateWrites};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row as _;
 use std::collections::HashMap;
@@ -141,9 +142,10 @@ impl Sink for PostgresSink {
         &mut self,
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
+        state: Option<&StateWrites>,
         commit: bool,
     ) -> Result<(), SinkError> {
-        if batch.rows == 0 && checkpoint.is_none() {
+        if batch.rows == 0 && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
             return Ok(());
         }
         let table = self.schema.table.to_string();
@@ -160,6 +162,10 @@ impl Sink for PostgresSink {
                 .await
                 .map_err(write_err)?;
         }
+        if let Some(state) = state {
+            let table = store::table_for(&self.schema.table);
+            store::write_postgres(&mut tx, &table, state).await?;
+        }
         if let Some(checkpoint) = checkpoint {
             let table = checkpoint::table_for(&self.schema.table);
             checkpoint::advance_postgres(&mut tx, &table, checkpoint).await?;
@@ -173,6 +179,13 @@ impl Sink for PostgresSink {
 
     fn schema(&self) -> &TableSchema {
         &self.schema
+    }
+
+    fn state_store(&self) -> StateStore {
+        StateStore::Postgres {
+            pool: self.pool.clone(),
+            table: store::table_for(&self.schema.table),
+        }
     }
 
     fn offset_store(&self) -> OffsetStore {

@@ -10,6 +10,7 @@ use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{SinkConfig, SinkMode};
+use crate::state::store::{self, StateStore, StateWrites};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -159,9 +160,10 @@ impl Sink for SqliteSink {
         &mut self,
         batch: &PreparedBatch,
         checkpoint: Option<&Checkpoint>,
+        state: Option<&StateWrites>,
         commit: bool,
     ) -> Result<(), SinkError> {
-        if batch.rows == 0 && checkpoint.is_none() {
+        if batch.rows == 0 && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
             return Ok(());
         }
         let table = self.schema.table.to_string();
@@ -183,6 +185,10 @@ impl Sink for SqliteSink {
             }
             query.execute(&mut *tx).await.map_err(write_err)?;
         }
+        if let Some(state) = state {
+            let table = store::table_for(&self.schema.table);
+            store::write_sqlite(&mut tx, &table, state).await?;
+        }
         if let Some(checkpoint) = checkpoint {
             let table = checkpoint::table_for(&self.schema.table);
             checkpoint::advance_sqlite(&mut tx, &table, checkpoint).await?;
@@ -196,6 +202,13 @@ impl Sink for SqliteSink {
 
     fn schema(&self) -> &TableSchema {
         &self.schema
+    }
+
+    fn state_store(&self) -> StateStore {
+        StateStore::Sqlite {
+            pool: self.pool.clone(),
+            table: store::table_for(&self.schema.table),
+        }
     }
 
     fn offset_store(&self) -> OffsetStore {

@@ -14,7 +14,8 @@ use super::isolate::isolate;
 use super::{prepare, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
-use crate::model::{Batch, BatchAck};
+use crate::model::{Batch, BatchAck, Origin, RawRecord, Row, TopicPartition};
+use crate::state::{Engine, RowOrigin, StateWrites};
 use crate::stats::Stats;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
@@ -30,16 +31,22 @@ pub enum WriterError {
     Sink(#[from] SinkError),
     #[error("shutdown grace period ran out while retrying a batch")]
     Aborted,
+    #[error("a record cannot be processed ({reason}): {message} (no dead-letter topic is configured, so the pipeline stops rather than drop it)")]
+    Poison {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// Runs until the batch channel closes (clean end) or an error stops it.
 pub async fn run<S: Sink>(
     mut sink: S,
-    ctx: WriterContext,
+    mut ctx: WriterContext,
     mut batches: Receiver<Batch>,
     acks: Sender<BatchAck>,
 ) -> Result<(), WriterError> {
     let mut backoff = Backoff::new(ctx.cfg.retry_initial, ctx.cfg.retry_max);
+    let mut engine = ctx.engine.take();
     loop {
         let batch = tokio::select! {
             // Abort first: once the grace period is over, queued batches are left unacknowledged.
@@ -58,7 +65,7 @@ pub async fn run<S: Sink>(
             rows = batch.rows.len(),
         );
         let started = std::time::Instant::now();
-        let loaded = write_batch(&mut sink, &ctx, &batch, &mut backoff)
+        let loaded = write_batch(&mut sink, &ctx, engine.as_mut(), &batch, &mut backoff)
             .instrument(span)
             .await?;
         ctx.stats
@@ -85,9 +92,11 @@ fn checkpoint_of(pipeline: &str, batch: &Batch) -> Checkpoint {
     let entries = batch
         .offsets
         .iter()
-        .map(|(tp, range)| {
+        .map(|(tp, range)| (tp, Some(range.last + 1)))
+        .chain(batch.idle.iter().map(|(tp, _)| (tp, None)))
+        .map(|(tp, next)| {
             let generation = batch.generations.get(tp).copied().unwrap_or(-1);
-            (tp.clone(), range.last + 1, generation)
+            (tp.clone(), next, generation)
         })
         .collect();
     Checkpoint {
@@ -104,65 +113,153 @@ pub struct WriterContext {
     pub dead_letters: Option<Arc<DeadLetters>>,
     pub abort: CancellationToken,
     pub stats: Arc<Stats>,
+    /// The stateful tail of the transforms, applied here before each write.
+    pub engine: Option<Engine>,
 }
 
-/// Writes one batch; returns the number of rows loaded. Data errors are
+/// A batch's output: rows, where each came from, the state it changes.
+struct Output {
+    rows: Vec<Row>,
+    origins: Vec<Source>,
+    writes: Option<StateWrites>,
+}
+
+/// Where an output row (or a refused record) came from, for dead letters.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Index into the batch's raw records.
+    Raw(usize),
+    /// A row the state emitted with no record kept: (partition index, offset).
+    Emitted(u32, i64),
+}
+
+/// Writes one batch; returns the number of rows loaded. The stateful tail
+/// runs first (records it refuses are dead-lettered); data errors are
 /// isolated and the refused rows dead-lettered (when a dead-letter topic is
-/// configured) before the rest commits with the batch's checkpoint.
+/// configured) before the rest commits with the batch's checkpoint and state.
 async fn write_batch<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
+    engine: Option<&mut Engine>,
     batch: &Batch,
     backoff: &mut Backoff,
 ) -> Result<usize, WriterError> {
     let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
+    let Some(engine) = engine else {
+        let output = Output {
+            rows: batch.rows.clone(),
+            origins: batch.row_source.iter().map(|&i| Source::Raw(i)).collect(),
+            writes: None,
+        };
+        return write_rows(sink, ctx, batch, &output, checkpoint.as_ref(), backoff).await;
+    };
+    let output = loop {
+        match apply_tail(engine, ctx, batch).await {
+            Ok(output) => break output,
+            Err(WriterError::Sink(e)) if e.class() == RetryClass::Transient => {
+                engine.rollback();
+                retry_wait(ctx, backoff, &e).await?;
+            }
+            Err(e) => {
+                engine.rollback();
+                return Err(e);
+            }
+        }
+    };
+    match write_rows(sink, ctx, batch, &output, checkpoint.as_ref(), backoff).await {
+        Ok(rows) => {
+            engine.commit(&batch.partitions);
+            Ok(rows)
+        }
+        Err(e) => {
+            engine.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// Runs the stateful tail and dead-letters the records it refused.
+async fn apply_tail(
+    engine: &mut Engine,
+    ctx: &WriterContext,
+    batch: &Batch,
+) -> Result<Output, WriterError> {
+    let applied = engine.apply(batch).await?;
+    Stats::add(&ctx.stats.state_loads, applied.loads);
+    Stats::add(&ctx.stats.state_cache_hits, applied.hits);
+    let source = |o: &RowOrigin| match o.raw {
+        Some(i) => Source::Raw(i as usize),
+        None => Source::Emitted(o.part, o.offset),
+    };
+    let late = applied.rejected.iter().filter(|r| r.late).count();
+    Stats::add(&ctx.stats.records_late, late as u64);
+    let refused: Vec<(Source, Reason, String)> = applied
+        .rejected
+        .iter()
+        .map(|r| {
+            let reason = if r.late {
+                Reason::Late
+            } else {
+                Reason::Transform
+            };
+            (source(&r.origin), reason, r.message.clone())
+        })
+        .collect();
+    dead_letter(ctx, batch, &refused).await?;
+    Ok(Output {
+        origins: applied.origins.iter().map(source).collect(),
+        rows: applied.rows,
+        writes: Some(applied.writes),
+    })
+}
+
+/// Writes rows (with the checkpoint and state) in one transaction, retrying
+/// transient errors and isolating refused rows.
+async fn write_rows<S: Sink>(
+    sink: &mut S,
+    ctx: &WriterContext,
+    batch: &Batch,
+    output: &Output,
+    checkpoint: Option<&Checkpoint>,
+    backoff: &mut Backoff,
+) -> Result<usize, WriterError> {
+    let rows = &output.rows;
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
         let prepared = match &subset {
-            None => prepare(
-                sink.schema(),
-                ctx.cfg.mode,
-                &ctx.cfg.key_columns,
-                &batch.rows,
-            ),
+            None => prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, rows),
             Some(keep) => {
-                let rows: Vec<_> = keep.iter().map(|&i| batch.rows[i].clone()).collect();
-                prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, &rows)
+                let kept: Vec<_> = keep.iter().map(|&i| rows[i].clone()).collect();
+                prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, &kept)
             }
         };
         let result = match prepared {
-            Ok(p) => sink.write(&p, checkpoint.as_ref()).await,
+            Ok(p) => sink.write(&p, checkpoint, output.writes.as_ref()).await,
             Err(e) => Err(e),
         };
         match result {
             Ok(()) => {
                 backoff.reset();
                 ctx.stats.sink_failing.store(false, Ordering::Relaxed);
-                let rows = subset.as_ref().map_or(batch.rows.len(), Vec::len);
+                let rows = subset.as_ref().map_or(rows.len(), Vec::len);
                 tracing::debug!(rows, "wrote batch");
                 return Ok(rows);
             }
-            Err(e) if e.class() == RetryClass::Transient => {
-                let delay = backoff.next_delay();
-                Stats::add(&ctx.stats.retries, 1);
-                ctx.stats.sink_failing.store(true, Ordering::Relaxed);
-                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient database error; retrying batch");
-                tokio::select! {
-                    // Abort first: a database that stays away must not hold shutdown hostage.
-                    biased;
-                    _ = ctx.abort.cancelled() => return Err(WriterError::Aborted),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
+            Err(e) if e.class() == RetryClass::Transient => retry_wait(ctx, backoff, &e).await?,
             Err(e) if e.class() == RetryClass::Data && ctx.dead_letters.is_some() => {
                 warn!(error = %e, "the database refused rows; isolating them");
-                let candidates: Vec<usize> = subset
-                    .clone()
-                    .unwrap_or_else(|| (0..batch.rows.len()).collect());
-                let isolated = isolate(sink, &ctx.cfg, &batch.rows, &candidates).await;
-                match isolated {
+                let candidates: Vec<usize> =
+                    subset.clone().unwrap_or_else(|| (0..rows.len()).collect());
+                match isolate(sink, &ctx.cfg, rows, &candidates).await {
                     Ok(isolated) => {
-                        dead_letter_rows(ctx, batch, &isolated.bad).await?;
+                        let refused: Vec<(Source, Reason, String)> = isolated
+                            .bad
+                            .iter()
+                            .map(|(row, message)| {
+                                (output.origins[*row], Reason::Data, message.clone())
+                            })
+                            .collect();
+                        dead_letter(ctx, batch, &refused).await?;
                         subset = Some(isolated.good);
                     }
                     // A transient error while isolating: retry the batch from the top.
@@ -175,26 +272,88 @@ async fn write_batch<S: Sink>(
     }
 }
 
-/// Sends the records behind the refused rows to the dead-letter topic, once
-/// per record, retrying until the broker has them (or shutdown aborts).
-async fn dead_letter_rows(
+/// Counts a transient failure and waits out the backoff (or shutdown's abort).
+async fn retry_wait(
+    ctx: &WriterContext,
+    backoff: &mut Backoff,
+    e: &SinkError,
+) -> Result<(), WriterError> {
+    let delay = backoff.next_delay();
+    Stats::add(&ctx.stats.retries, 1);
+    ctx.stats.sink_failing.store(true, Ordering::Relaxed);
+    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient database error; retrying batch");
+    tokio::select! {
+        // Abort first: a database that stays away must not hold shutdown hostage.
+        biased;
+        _ = ctx.abort.cancelled() => Err(WriterError::Aborted),
+        _ = tokio::time::sleep(delay) => Ok(()),
+    }
+}
+
+/// Sends refused records to the dead-letter topic, once per record, retrying
+/// until the broker has them (or shutdown aborts). Without a dead-letter
+/// topic, a refused record stops the pipeline rather than being dropped.
+async fn dead_letter(
     ctx: &WriterContext,
     batch: &Batch,
-    bad: &[(usize, String)],
+    refused: &[(Source, Reason, String)],
 ) -> Result<(), WriterError> {
-    let Some(dlq) = &ctx.dead_letters else {
+    if refused.is_empty() {
         return Ok(());
+    }
+    let Some(dlq) = &ctx.dead_letters else {
+        let (_, reason, message) = &refused[0];
+        return Err(WriterError::Poison {
+            reason: reason.as_str(),
+            message: message.clone(),
+        });
     };
     let mut seen = std::collections::BTreeSet::new();
-    let letters: Vec<Letter> = bad
+    let letters: Vec<Letter> = refused
         .iter()
-        .filter(|(row, _)| seen.insert(batch.row_source[*row]))
-        .map(|(row, message)| Letter {
-            record: batch.raw[batch.row_source[*row]].clone(),
-            reason: Reason::Data,
+        .filter(|(source, ..)| match source {
+            Source::Raw(i) => seen.insert(*i),
+            Source::Emitted(..) => true,
+        })
+        .map(|(source, reason, message)| Letter {
+            record: record_of(batch, *source),
+            reason: *reason,
             message: message.clone(),
         })
         .collect();
+    send_letters(ctx, dlq, letters).await
+}
+
+/// The record behind a source: kept bytes, or an empty record naming the partition.
+fn record_of(batch: &Batch, source: Source) -> RawRecord {
+    match source {
+        Source::Raw(i) => batch.raw[i].clone(),
+        Source::Emitted(part, offset) => {
+            let tp = batch
+                .partitions
+                .get(part as usize)
+                .cloned()
+                .unwrap_or_else(|| TopicPartition::new("", -1));
+            RawRecord {
+                origin: Origin {
+                    topic: tp.topic,
+                    partition: tp.partition,
+                    offset,
+                    timestamp_ms: None,
+                },
+                key: None,
+                value: None,
+                headers: Vec::new(),
+            }
+        }
+    }
+}
+
+async fn send_letters(
+    ctx: &WriterContext,
+    dlq: &Arc<DeadLetters>,
+    letters: Vec<Letter>,
+) -> Result<(), WriterError> {
     let letters = Arc::new(letters);
     let mut delay = Duration::from_millis(100);
     loop {

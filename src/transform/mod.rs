@@ -16,6 +16,8 @@ use serde_json::Value;
 pub enum TransformError {
     #[error(transparent)]
     Jq(#[from] jq::JqError),
+    #[error("keyed step {0} cannot run on the source thread")]
+    Keyed(String),
     #[error("a row must be a JSON object, got {0}")]
     NotAnObject(&'static str),
 }
@@ -27,12 +29,16 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Compiles every step; the first error names the expression.
+    /// Compiles every step; the first error names the expression. Keyed
+    /// steps do not belong here (they run in the writer: [`crate::state`]).
     pub fn compile(configs: &[TransformConfig]) -> Result<Self, TransformError> {
         let steps = configs
             .iter()
             .map(|c| match c {
-                TransformConfig::Jq { expr } => jq::JqProgram::compile(expr),
+                TransformConfig::Jq { expr } => {
+                    jq::JqProgram::compile(expr).map_err(TransformError::from)
+                }
+                keyed => Err(TransformError::Keyed(format!("{keyed:?}"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { steps })

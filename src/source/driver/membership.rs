@@ -99,6 +99,9 @@ impl Driver {
         for tp in partitions {
             let resume = self.eos.as_ref().and_then(|e| e.resume.get(tp).copied());
             self.committer.assign(tp.clone(), resume);
+            if let Some(idle) = &mut self.idle {
+                idle.assigned(tp, Instant::now());
+            }
         }
         if self.paused {
             let mut tpl = TopicPartitionList::new();
@@ -140,6 +143,9 @@ impl Driver {
         );
         for tp in partitions {
             self.committer.revoke(tp);
+            if let Some(idle) = &mut self.idle {
+                idle.revoked(tp);
+            }
             if let Some(eos) = &mut self.eos {
                 eos.generations.remove(tp);
                 eos.resume.remove(tp);

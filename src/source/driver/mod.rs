@@ -7,6 +7,7 @@
 //! accepted the batch.
 
 use super::rebalance::Consumer;
+mod idle;
 mod membership;
 
 use crate::batch::Batcher;
@@ -85,6 +86,8 @@ pub struct Driver {
     /// Payload bytes handed to the writer and not yet acknowledged.
     in_flight_bytes: usize,
     max_in_flight_bytes: usize,
+    /// With event-time windows: which partitions have gone quiet.
+    pub(super) idle: Option<idle::IdleClock>,
 }
 
 /// Exactly-once bookkeeping of the source.
@@ -134,7 +137,14 @@ impl Driver {
                 resume: BTreeMap::new(),
             }),
             failed: None,
+            idle: None,
         }
+    }
+
+    /// Reports partitions idle for `timeout` to the writer (windows close on them).
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle = timeout.map(idle::IdleClock::new);
+        self
     }
 
     /// How long the next poll may block: short while a batch is open, so it
@@ -157,6 +167,9 @@ impl Driver {
             return Ok(());
         }
         Stats::add(&self.stats.records_in, 1);
+        if let Some(idle) = &mut self.idle {
+            idle.record(&tp, Instant::now());
+        }
         let payload = msg.payload();
         let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
         let outcome = match decode(self.format, payload) {
@@ -177,8 +190,19 @@ impl Driver {
                 Vec::new()
             }
         };
-        self.batcher
-            .push(&tp, msg.offset(), bytes, rows, || raw_record(msg));
+        self.batcher.push(
+            &tp,
+            msg.offset(),
+            bytes,
+            rows,
+            || raw_record(msg),
+            || {
+                (
+                    msg.timestamp().to_millis(),
+                    crate::state::kafka_key(msg.key()),
+                )
+            },
+        );
         Ok(())
     }
 
@@ -224,6 +248,13 @@ impl Driver {
     pub fn tick(&mut self, consumer: &Consumer, idle: bool) -> Result<(), SourceError> {
         self.drain_acks(consumer)?;
         let sink_idle = self.committer.in_flight(None) == 0;
+        if self.pending.is_none() {
+            if let Some(clock) = &mut self.idle {
+                for (tp, ms) in clock.due(Instant::now()) {
+                    self.batcher.mark_idle(&tp, ms);
+                }
+            }
+        }
         let due = self.batcher.is_due(Instant::now()) || (idle && sink_idle);
         if self.pending.is_none() && due {
             self.pending = self.take_batch();
@@ -253,7 +284,11 @@ impl Driver {
         let mut batch = self.batcher.take()?;
         self.in_flight_bytes += batch.bytes;
         if let Some(eos) = &self.eos {
-            for tp in batch.offsets.keys() {
+            for tp in batch
+                .offsets
+                .keys()
+                .chain(batch.idle.iter().map(|(tp, _)| tp))
+            {
                 if let Some(g) = eos.generations.get(tp) {
                     batch.generations.insert(tp.clone(), *g);
                 }

@@ -1,0 +1,86 @@
+//! Idle partitions: when a pipeline has event-time windows, a partition that
+//! had no record for the idle timeout is reported in the next batch (an empty
+//! one if need be), so its watermark advances with the wall clock and its
+//! windows close.
+
+use crate::model::TopicPartition;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct IdleClock {
+    timeout: Duration,
+    last_record: HashMap<TopicPartition, Instant>,
+    last_report: Instant,
+}
+
+impl IdleClock {
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            last_record: HashMap::new(),
+            last_report: Instant::now(),
+        }
+    }
+
+    pub fn assigned(&mut self, tp: &TopicPartition, now: Instant) {
+        self.last_record.insert(tp.clone(), now);
+    }
+
+    pub fn revoked(&mut self, tp: &TopicPartition) {
+        self.last_record.remove(tp);
+    }
+
+    pub fn record(&mut self, tp: &TopicPartition, now: Instant) {
+        if let Some(t) = self.last_record.get_mut(tp) {
+            *t = now;
+        }
+    }
+
+    /// Partitions idle past the timeout, with how long (ms); reported at most
+    /// every half timeout.
+    pub fn due(&mut self, now: Instant) -> Vec<(TopicPartition, i64)> {
+        if now.duration_since(self.last_report) < self.timeout / 2 {
+            return Vec::new();
+        }
+        self.last_report = now;
+        self.last_record
+            .iter()
+            .filter_map(|(tp, t)| {
+                let idle = now.duration_since(*t);
+                (idle >= self.timeout).then(|| {
+                    (
+                        tp.clone(),
+                        i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_only_partitions_idle_past_the_timeout() {
+        let start = Instant::now();
+        let mut clock = IdleClock::new(Duration::from_secs(10));
+        let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        clock.assigned(&a, start);
+        clock.assigned(&b, start);
+        clock.record(&b, start + Duration::from_secs(8));
+        let due = clock.due(start + Duration::from_secs(12));
+        assert_eq!(due, vec![(a.clone(), 12_000)]);
+        assert!(
+            clock.due(start + Duration::from_secs(13)).is_empty(),
+            "rate-limited"
+        );
+        clock.revoked(&a);
+        assert!(clock
+            .due(start + Duration::from_secs(30))
+            .iter()
+            .all(|(tp, _)| tp == &b));
+    }
+}

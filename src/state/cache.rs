@@ -1,0 +1,136 @@
+//! The bounded in-memory cache of committed state, per partition and tagged
+//! with the generation it was read under.
+//!
+//! Holds only what the database holds (entries enter after their transaction
+//! committed), including known-absent keys (`None`), so a new key costs one
+//! load. Over capacity, entries the last batch did not touch are evicted.
+
+use crate::model::TopicPartition;
+use std::collections::HashMap;
+
+pub struct Partition<S> {
+    generation: i64,
+    entries: HashMap<String, (Option<S>, u64)>,
+}
+
+pub struct Cache<S> {
+    capacity: usize,
+    len: usize,
+    /// Batches committed so far: an entry's stamp is the last batch that used it.
+    clock: u64,
+    partitions: HashMap<TopicPartition, Partition<S>>,
+}
+
+impl<S: Clone> Cache<S> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            len: 0,
+            clock: 0,
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// Drops a partition's entries if it was claimed under another generation since.
+    pub fn check_generation(&mut self, tp: &TopicPartition, generation: i64) {
+        let stale = self
+            .partitions
+            .get(tp)
+            .is_some_and(|p| p.generation != generation);
+        if stale {
+            if let Some(p) = self.partitions.remove(tp) {
+                self.len -= p.entries.len();
+            }
+        }
+        self.partitions
+            .entry(tp.clone())
+            .or_insert_with(|| Partition {
+                generation,
+                entries: HashMap::new(),
+            });
+    }
+
+    /// `Some(state)` when cached (the state itself may be known-absent).
+    pub fn get(&self, tp: &TopicPartition, key: &str) -> Option<&Option<S>> {
+        self.partitions.get(tp)?.entries.get(key).map(|(s, _)| s)
+    }
+
+    /// Stores committed state, stamped as used by the current batch.
+    pub fn put(&mut self, tp: &TopicPartition, key: String, state: Option<S>) {
+        let Some(p) = self.partitions.get_mut(tp) else {
+            return; // partition not claimed by this writer: nothing to cache
+        };
+        if p.entries.insert(key, (state, self.clock)).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Ends a committed batch: evicts down to 90% of capacity when over it,
+    /// keeping what this batch used.
+    pub fn end_batch(&mut self) {
+        let clock = self.clock;
+        self.clock += 1;
+        if self.len <= self.capacity {
+            return;
+        }
+        let target = self.capacity - self.capacity / 10;
+        for p in self.partitions.values_mut() {
+            if self.len <= target {
+                break;
+            }
+            let before = p.entries.len();
+            let mut excess = self.len - target;
+            p.entries.retain(|_, (_, used)| {
+                if excess > 0 && *used < clock {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.len -= before - p.entries.len();
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_generation_drops_the_partition() {
+        let tp = TopicPartition::new("t", 0);
+        let mut c: Cache<i64> = Cache::new(10);
+        c.check_generation(&tp, 1);
+        c.put(&tp, "a".into(), Some(1));
+        c.check_generation(&tp, 1);
+        assert_eq!(c.get(&tp, "a"), Some(&Some(1)));
+        c.check_generation(&tp, 2);
+        assert_eq!(c.get(&tp, "a"), None);
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn eviction_keeps_the_last_batch_and_respects_capacity() {
+        let tp = TopicPartition::new("t", 0);
+        let mut c: Cache<i64> = Cache::new(10);
+        c.check_generation(&tp, 1);
+        for i in 0..8 {
+            c.put(&tp, format!("old{i}"), Some(i));
+        }
+        c.end_batch();
+        for i in 0..8 {
+            c.put(&tp, format!("new{i}"), None);
+        }
+        c.end_batch();
+        assert!(c.len() <= 10, "{}", c.len());
+        for i in 0..8 {
+            assert!(c.get(&tp, &format!("new{i}")).is_some());
+        }
+    }
+}

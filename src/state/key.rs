@@ -1,0 +1,98 @@
+//! State keys: the Kafka record key, or the values of the `key` step's fields.
+
+use crate::model::Row;
+use serde_json::Value;
+
+/// Where a stateful step's key comes from, and the output columns it fills.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeySpec {
+    /// The Kafka record key (as a string), written to column `key`.
+    #[default]
+    KafkaKey,
+    /// These fields of the record, written back under their own names.
+    Fields(Vec<String>),
+}
+
+impl KeySpec {
+    /// The key of a record, or why it has none.
+    pub fn of(&self, row: &Row, kafka_key: &Value) -> Result<Value, String> {
+        match self {
+            KeySpec::KafkaKey if kafka_key.is_null() => {
+                Err("the record has no Kafka key; declare a `key` step with fields".into())
+            }
+            KeySpec::KafkaKey => Ok(kafka_key.clone()),
+            KeySpec::Fields(fields) => fields
+                .iter()
+                .map(|f| match row.get(f) {
+                    None | Some(Value::Null) => Err(format!("key field `{f}` is missing or null")),
+                    Some(v) => Ok(v.clone()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+        }
+    }
+
+    /// Adds the key's columns to an output row.
+    pub fn fill(&self, key: &Value, row: &mut Row) {
+        match (self, key) {
+            (KeySpec::Fields(fields), Value::Array(values)) => {
+                for (f, v) in fields.iter().zip(values) {
+                    row.insert(f.clone(), v.clone());
+                }
+            }
+            _ => {
+                row.insert("key".into(), key.clone());
+            }
+        }
+    }
+}
+
+/// A Kafka key as a JSON value: its text when UTF-8, else `0x` and hex digits.
+pub fn kafka_key(bytes: Option<&[u8]>) -> Value {
+    match bytes {
+        None => Value::Null,
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) => Value::String(s.to_string()),
+            Err(_) => {
+                let mut hex = String::with_capacity(2 + 2 * b.len());
+                hex.push_str("0x");
+                for byte in b {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                Value::String(hex)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_keys_round_trip_into_output_columns() {
+        let spec = KeySpec::Fields(vec!["user".into(), "region".into()]);
+        let row = json!({"user": "u1", "region": 7, "x": 1});
+        let row = row.as_object().expect("object");
+        let key = spec.of(row, &Value::Null).expect("fields present");
+        assert_eq!(key, json!(["u1", 7]));
+        let mut out = Row::new();
+        spec.fill(&key, &mut out);
+        assert_eq!(Value::Object(out), json!({"user": "u1", "region": 7}));
+    }
+
+    #[test]
+    fn missing_keys_are_errors() {
+        let spec = KeySpec::Fields(vec!["user".into()]);
+        assert!(spec.of(&Row::new(), &Value::Null).is_err());
+        assert!(KeySpec::KafkaKey.of(&Row::new(), &Value::Null).is_err());
+    }
+
+    #[test]
+    fn binary_kafka_keys_become_hex() {
+        assert_eq!(kafka_key(Some(b"ab")), json!("ab"));
+        assert_eq!(kafka_key(Some(&[0xff, 0x01])), json!("0xff01"));
+        assert_eq!(kafka_key(None), Value::Null);
+    }
+}

@@ -1,0 +1,525 @@
+//! Runs one [`KeyedOperator`] over a batch: working copies of the batch's
+//! states, the partitions' watermarks, and what to write back.
+
+use super::cache::Cache;
+use super::engine::{Item, Rejected};
+use super::operator::{Context, KeyedOperator, OperatorError};
+use super::store::{Loaded, OpWrites};
+use super::KeySpec;
+use crate::model::{Row, TopicPartition};
+use crate::sink::SinkError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// The reserved state key of a partition's watermark (never valid JSON, so
+/// it cannot collide with a record's key, which is stored as JSON text).
+pub const MARK_KEY: &str = "#watermark";
+
+/// A partition's event-time progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// Highest event time seen.
+    pub max: i64,
+    /// Floor set by idleness (wall-clock advance).
+    pub floor: i64,
+}
+
+impl Default for Mark {
+    fn default() -> Self {
+        Self {
+            max: i64::MIN,
+            floor: i64::MIN,
+        }
+    }
+}
+
+impl Mark {
+    pub fn watermark(&self, lateness: i64) -> i64 {
+        self.max.saturating_sub(lateness).max(self.floor)
+    }
+}
+
+/// A state being worked on in the current batch.
+struct Work<S> {
+    key: Value,
+    state: Option<S>,
+    dirty: bool,
+    touched: bool,
+    /// The last record that touched it: (offset, raw index), for emitted rows.
+    last: (i64, Option<u32>),
+}
+
+/// A stateful step as the engine drives it (object-safe, synchronous).
+pub trait Stage: Send + Sync {
+    fn name(&self) -> &str;
+    /// Drops cached state of partitions claimed anew since it was cached.
+    fn begin(&mut self, parts: &[TopicPartition], generations: &BTreeMap<TopicPartition, i64>);
+    /// Computes each item's key; returns the (partition, key) pairs to load.
+    fn prepare(
+        &mut self,
+        items: &[Item],
+        parts: &[TopicPartition],
+    ) -> Vec<(TopicPartition, String)>;
+    /// Keys the last `prepare` found in the cache.
+    fn hits(&self) -> u64;
+    fn install(
+        &mut self,
+        requested: &[(TopicPartition, String)],
+        loaded: Vec<Loaded>,
+        parts: &[TopicPartition],
+    ) -> Result<(), SinkError>;
+    fn process(
+        &mut self,
+        items: Vec<Item>,
+        idle: &[(u32, i64)],
+        rejected: &mut Vec<Rejected>,
+    ) -> Vec<Item>;
+    /// Partitions whose watermark moved, with it: states due by then must be loaded.
+    fn due(&self) -> Vec<(u32, i64)>;
+    fn fire_due(
+        &mut self,
+        part: u32,
+        watermark: i64,
+        loaded: Vec<(String, String)>,
+        parts: &[TopicPartition],
+    ) -> Result<Vec<Item>, SinkError>;
+    fn writes(&self, parts: &[TopicPartition]) -> Result<OpWrites, SinkError>;
+    fn commit(&mut self, parts: &[TopicPartition]);
+    fn rollback(&mut self);
+}
+
+pub struct Runner<O: KeyedOperator> {
+    name: String,
+    op: O,
+    /// Key columns added to emitted rows.
+    key_columns: KeySpec,
+    /// The operator's own key (dedup by field) instead of the item's.
+    key_from: Option<KeySpec>,
+    cache: Cache<O::State>,
+    marks_cache: HashMap<TopicPartition, (i64, Mark)>,
+    working: HashMap<(u32, String), Work<O::State>>,
+    marks: HashMap<u32, (Mark, bool)>,
+    keys: Vec<Result<(Value, String), String>>,
+    /// The generation of each partition of the current batch.
+    generations: HashMap<TopicPartition, i64>,
+    hits: u64,
+}
+
+impl<O: KeyedOperator> Runner<O> {
+    pub fn new(
+        name: String,
+        op: O,
+        key_columns: KeySpec,
+        key_from: Option<KeySpec>,
+        capacity: usize,
+    ) -> Self {
+        Self {
+            name,
+            op,
+            key_columns,
+            key_from,
+            cache: Cache::new(capacity),
+            marks_cache: HashMap::new(),
+            working: HashMap::new(),
+            marks: HashMap::new(),
+            keys: Vec::new(),
+            generations: HashMap::new(),
+            hits: 0,
+        }
+    }
+
+    fn decode(&self, key: &str, json: &str) -> Result<O::State, SinkError> {
+        serde_json::from_str(json).map_err(|e| SinkError::StateFormat {
+            operator: self.name.clone(),
+            message: format!("key {key}: {e}"),
+        })
+    }
+
+    fn part_of(parts: &[TopicPartition], tp: &TopicPartition) -> Option<u32> {
+        parts
+            .iter()
+            .position(|p| p == tp)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    fn context<'a>(
+        &'a self,
+        key: &'a Value,
+        t: i64,
+        wm: i64,
+        out: &'a mut Vec<Row>,
+    ) -> Context<'a> {
+        Context {
+            key,
+            key_columns: &self.key_columns,
+            event_time: t,
+            watermark: wm,
+            out,
+        }
+    }
+
+    fn emitted(
+        rows: Vec<Row>,
+        part: u32,
+        (offset, raw): (i64, Option<u32>),
+        kafka_ts: Option<i64>,
+        key: &Value,
+    ) -> impl Iterator<Item = Item> + '_ {
+        rows.into_iter().map(move |row| Item {
+            row,
+            part,
+            offset,
+            kafka_ts,
+            key: key.clone(),
+            raw,
+        })
+    }
+
+    /// Folds one item into its key's working state.
+    fn process_one(
+        &mut self,
+        item: Item,
+        key: (Value, String),
+        idle_marks: &mut Vec<Item>,
+        rejected: &mut Vec<Rejected>,
+    ) {
+        let t = if self.op.uses_time() {
+            match self.op.event_time(&item.row, item.kafka_ts) {
+                Ok(t) => t,
+                Err(e) => return rejected.push(Rejected::of(&item, e)),
+            }
+        } else {
+            0
+        };
+        let lateness = self.op.allowed_lateness_ms();
+        let wm = self
+            .marks
+            .get(&item.part)
+            .map_or(i64::MIN, |(m, _)| m.watermark(lateness));
+        let slot = (item.part, key.1);
+        let Some(mut work) = self.working.remove(&slot) else {
+            return rejected.push(Rejected::of(
+                &item,
+                OperatorError::Record("state not loaded".into()),
+            ));
+        };
+        let mut out = Vec::new();
+        let result = {
+            let mut cx = self.context(&work.key, t, wm, &mut out);
+            self.op.process(&mut cx, &mut work.state, &item.row)
+        };
+        match result {
+            Ok(()) => {
+                work.dirty = true;
+                work.touched = true;
+                work.last = (item.offset, item.raw);
+                idle_marks.extend(Self::emitted(
+                    out,
+                    item.part,
+                    work.last,
+                    item.kafka_ts,
+                    &work.key,
+                ));
+                if self.op.uses_time() {
+                    let (mark, dirty) = self
+                        .marks
+                        .entry(item.part)
+                        .or_insert((Mark::default(), false));
+                    if t > mark.max {
+                        mark.max = t;
+                        *dirty = true;
+                    }
+                }
+            }
+            Err(e) => rejected.push(Rejected::of(&item, e)),
+        }
+        self.working.insert(slot, work);
+    }
+}
+
+impl<O: KeyedOperator> Stage for Runner<O> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    fn begin(&mut self, parts: &[TopicPartition], generations: &BTreeMap<TopicPartition, i64>) {
+        for tp in parts {
+            let g = generations.get(tp).copied().unwrap_or(-1);
+            self.generations.insert(tp.clone(), g);
+            self.cache.check_generation(tp, g);
+            if self
+                .marks_cache
+                .get(tp)
+                .is_some_and(|(cached, _)| *cached != g)
+            {
+                self.marks_cache.remove(tp);
+            }
+        }
+    }
+
+    fn prepare(
+        &mut self,
+        items: &[Item],
+        parts: &[TopicPartition],
+    ) -> Vec<(TopicPartition, String)> {
+        self.keys = items
+            .iter()
+            .map(|item| {
+                let key = match &self.key_from {
+                    Some(spec) => spec.of(&item.row, &Value::Null)?,
+                    None => KeySpec::KafkaKey.of(&item.row, &item.key)?,
+                };
+                let text = serde_json::to_string(&key).map_err(|e| e.to_string())?;
+                Ok((key, text))
+            })
+            .collect();
+        let mut misses = Vec::new();
+        self.hits = 0;
+        for (item, key) in items.iter().zip(&self.keys) {
+            let Ok((value, text)) = key else { continue };
+            let slot = (item.part, text.clone());
+            if self.working.contains_key(&slot) {
+                continue;
+            }
+            let tp = &parts[item.part as usize];
+            match self.cache.get(tp, text) {
+                Some(cached) => {
+                    self.hits += 1;
+                    let state = cached.clone();
+                    self.working.insert(
+                        slot,
+                        Work {
+                            key: value.clone(),
+                            state,
+                            dirty: false,
+                            touched: false,
+                            last: (-1, None),
+                        },
+                    );
+                }
+                None => {
+                    self.working.insert(
+                        slot,
+                        Work {
+                            key: value.clone(),
+                            state: None,
+                            dirty: false,
+                            touched: false,
+                            last: (-1, None),
+                        },
+                    );
+                    misses.push((tp.clone(), text.clone()));
+                }
+            }
+        }
+        if self.op.uses_time() {
+            for (i, tp) in parts.iter().enumerate() {
+                match self.marks_cache.get(tp) {
+                    Some((_, mark)) => {
+                        self.marks.insert(i as u32, (*mark, false));
+                    }
+                    None => misses.push((tp.clone(), MARK_KEY.to_string())),
+                }
+            }
+        }
+        misses
+    }
+
+    fn install(
+        &mut self,
+        _requested: &[(TopicPartition, String)],
+        loaded: Vec<Loaded>,
+        parts: &[TopicPartition],
+    ) -> Result<(), SinkError> {
+        for (tp, key, json) in loaded {
+            let Some(part) = Self::part_of(parts, &tp) else {
+                continue;
+            };
+            if key == MARK_KEY {
+                let mark: Mark =
+                    serde_json::from_str(&json).map_err(|e| SinkError::StateFormat {
+                        operator: self.name.clone(),
+                        message: format!("watermark: {e}"),
+                    })?;
+                self.marks.insert(part, (mark, false));
+            } else {
+                let state = self.decode(&key, &json)?;
+                if let Some(work) = self.working.get_mut(&(part, key)) {
+                    work.state = Some(state);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        items: Vec<Item>,
+        idle: &[(u32, i64)],
+        rejected: &mut Vec<Rejected>,
+    ) -> Vec<Item> {
+        let keys = std::mem::take(&mut self.keys);
+        let mut out = Vec::with_capacity(items.len());
+        for (item, key) in items.into_iter().zip(keys) {
+            match key {
+                Ok(key) => self.process_one(item, key, &mut out, rejected),
+                Err(message) => rejected.push(Rejected::of(&item, OperatorError::Record(message))),
+            }
+        }
+        for (part, idle_ms) in idle {
+            if let Some((mark, dirty)) = self.marks.get_mut(part) {
+                let floor = mark.max.saturating_add(*idle_ms);
+                if mark.max > i64::MIN && floor > mark.floor {
+                    mark.floor = floor;
+                    *dirty = true;
+                }
+            }
+        }
+        let lateness = self.op.allowed_lateness_ms();
+        let touched: Vec<(u32, String)> = self
+            .working
+            .iter()
+            .filter(|(_, w)| w.touched)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for slot in touched {
+            let Some(mut work) = self.working.remove(&slot) else {
+                continue;
+            };
+            let wm = self
+                .marks
+                .get(&slot.0)
+                .map_or(i64::MIN, |(m, _)| m.watermark(lateness));
+            let mut rows = Vec::new();
+            {
+                let mut cx = self.context(&work.key, wm, wm, &mut rows);
+                self.op.touched(&mut cx, &mut work.state);
+            }
+            work.touched = false;
+            out.extend(Self::emitted(rows, slot.0, work.last, None, &work.key));
+            self.working.insert(slot, work);
+        }
+        out
+    }
+
+    fn due(&self) -> Vec<(u32, i64)> {
+        let lateness = self.op.allowed_lateness_ms();
+        self.marks
+            .iter()
+            .filter(|(_, (m, _))| m.max > i64::MIN)
+            .map(|(part, (m, _))| (*part, m.watermark(lateness)))
+            .collect()
+    }
+
+    fn fire_due(
+        &mut self,
+        part: u32,
+        wm: i64,
+        loaded: Vec<(String, String)>,
+        parts: &[TopicPartition],
+    ) -> Result<Vec<Item>, SinkError> {
+        let tp = &parts[part as usize];
+        for (key, json) in loaded {
+            let slot = (part, key);
+            if self.working.contains_key(&slot) {
+                continue;
+            }
+            let state = match self.cache.get(tp, &slot.1) {
+                Some(cached) => cached.clone(),
+                None => Some(self.decode(&slot.1, &json)?),
+            };
+            let value: Value =
+                serde_json::from_str(&slot.1).map_err(|e| SinkError::StateFormat {
+                    operator: self.name.clone(),
+                    message: format!("key {}: {e}", slot.1),
+                })?;
+            self.working.insert(
+                slot,
+                Work {
+                    key: value,
+                    state,
+                    dirty: false,
+                    touched: false,
+                    last: (-1, None),
+                },
+            );
+        }
+        let due: Vec<(u32, String)> = self
+            .working
+            .iter()
+            .filter(|((p, _), w)| {
+                *p == part
+                    && w.state
+                        .as_ref()
+                        .and_then(|s| self.op.due_at(s))
+                        .is_some_and(|d| d <= wm)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for slot in due {
+            let Some(mut work) = self.working.remove(&slot) else {
+                continue;
+            };
+            let mut rows = Vec::new();
+            {
+                let mut cx = self.context(&work.key, wm, wm, &mut rows);
+                self.op.on_due(&mut cx, &mut work.state);
+            }
+            work.dirty = true;
+            out.extend(Self::emitted(rows, part, work.last, None, &work.key));
+            self.working.insert(slot, work);
+        }
+        Ok(out)
+    }
+
+    fn writes(&self, parts: &[TopicPartition]) -> Result<OpWrites, SinkError> {
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        let encode = |e: serde_json::Error| SinkError::StateFormat {
+            operator: self.name.clone(),
+            message: e.to_string(),
+        };
+        for ((part, key), work) in self.working.iter().filter(|(_, w)| w.dirty) {
+            let tp = &parts[*part as usize];
+            match &work.state {
+                Some(s) => upserts.push(json!({"t": tp.topic, "p": tp.partition, "k": key, "s": serde_json::to_string(s).map_err(encode)?, "d": self.op.due_at(s)})),
+                None => deletes.push(json!({"t": tp.topic, "p": tp.partition, "k": key})),
+            }
+        }
+        for (part, (mark, dirty)) in &self.marks {
+            if *dirty {
+                let tp = &parts[*part as usize];
+                upserts.push(json!({"t": tp.topic, "p": tp.partition, "k": MARK_KEY, "s": serde_json::to_string(mark).map_err(encode)?, "d": null}));
+            }
+        }
+        Ok(OpWrites {
+            operator: self.name.clone(),
+            upserts: serde_json::to_string(&upserts).map_err(encode)?,
+            deletes: serde_json::to_string(&deletes).map_err(encode)?,
+        })
+    }
+
+    fn commit(&mut self, parts: &[TopicPartition]) {
+        for ((part, key), work) in self.working.drain() {
+            self.cache.put(&parts[part as usize], key, work.state);
+        }
+        for (part, (mark, _)) in self.marks.drain() {
+            let tp = &parts[part as usize];
+            let generation = self.generations.get(tp).copied().unwrap_or(-1);
+            self.marks_cache.insert(tp.clone(), (generation, mark));
+        }
+        self.cache.end_batch();
+    }
+
+    fn rollback(&mut self) {
+        self.working.clear();
+        self.marks.clear();
+        self.keys.clear();
+    }
+}
