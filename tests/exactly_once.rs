@@ -44,7 +44,7 @@ async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Ki
         .clone()];
     let checkpoint = |generation| Checkpoint {
         pipeline: "p".into(),
-        entries: vec![(tp.clone(), 10, generation)],
+        entries: vec![(tp.clone(), Some(10), generation)],
     };
     let result = write(
         sink,
@@ -83,8 +83,8 @@ async fn write(
         b: &Checkpoint,
     ) -> (Result<(), SinkError>, Result<(), SinkError>) {
         let prepared = prepare(s.schema(), SinkMode::Insert, &[], rows).expect("prepare");
-        let first = s.write(&prepared, Some(a)).await;
-        let second = s.write(&prepared, Some(b)).await;
+        let first = s.write(&prepared, Some(a), None).await;
+        let second = s.write(&prepared, Some(b), None).await;
         (first, second)
     }
     match sink {

@@ -65,8 +65,9 @@ impl<S: Clone> Cache<S> {
         }
     }
 
-    /// Ends a committed batch: evicts down to 90% of capacity when over it,
-    /// keeping what this batch used.
+    /// Ends a committed batch: over capacity, evicts down to 90% of it —
+    /// entries older batches used first, then any (all are committed state,
+    /// so evicting costs a reload, never correctness).
     pub fn end_batch(&mut self) {
         let clock = self.clock;
         self.clock += 1;
@@ -74,21 +75,23 @@ impl<S: Clone> Cache<S> {
             return;
         }
         let target = self.capacity - self.capacity / 10;
-        for p in self.partitions.values_mut() {
-            if self.len <= target {
-                break;
-            }
-            let before = p.entries.len();
-            let mut excess = self.len - target;
-            p.entries.retain(|_, (_, used)| {
-                if excess > 0 && *used < clock {
-                    excess -= 1;
-                    false
-                } else {
-                    true
+        for keep_current in [true, false] {
+            for p in self.partitions.values_mut() {
+                if self.len <= target {
+                    return;
                 }
-            });
-            self.len -= before - p.entries.len();
+                let before = p.entries.len();
+                let mut excess = self.len - target;
+                p.entries.retain(|_, (_, used)| {
+                    if excess > 0 && (!keep_current || *used < clock) {
+                        excess -= 1;
+                        false
+                    } else {
+                        true
+                    }
+                });
+                self.len -= before - p.entries.len();
+            }
         }
     }
 
@@ -116,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn eviction_keeps_the_last_batch_and_respects_capacity() {
+    fn eviction_prefers_older_entries_and_respects_capacity() {
         let tp = TopicPartition::new("t", 0);
         let mut c: Cache<i64> = Cache::new(10);
         c.check_generation(&tp, 1);
@@ -132,5 +135,10 @@ mod tests {
         for i in 0..8 {
             assert!(c.get(&tp, &format!("new{i}")).is_some());
         }
+        for i in 0..20 {
+            c.put(&tp, format!("more{i}"), None);
+        }
+        c.end_batch();
+        assert_eq!(c.len(), 9, "down to 90% of capacity, even from one batch");
     }
 }

@@ -98,6 +98,15 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Rows of four integer columns.
+    pub async fn quads(&self, sql: &str) -> Vec<(i64, i64, i64, i64)> {
+        match self {
+            TestDb::Postgres { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
+            TestDb::Sqlite { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// One integer, e.g. `SELECT count(*) FROM t`. `None` when the database is unreachable.
     pub async fn try_scalar(&self, sql: &str) -> Option<i64> {
         // PostgreSQL's sum(bigint) is numeric; a cast keeps one decoding path.

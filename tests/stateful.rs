@@ -1,0 +1,195 @@
+//! Keyed stateful transforms against real Kafka and real databases: running
+//! totals, tumbling windows and dedup equal an independent computation over
+//! the same input, across restarts (state is read back from the database)
+//! and with a cache far smaller than the key space.
+
+mod common;
+
+use common::db::{Kind, TestDb};
+use common::events::{self, Event};
+use common::kafka::{self, TestProducer};
+use common::{all_committed, pipeline_toml, unique, wait_for, Running};
+use std::time::Duration;
+use tidemill::stats::Stats;
+
+per_backend!(
+    running_totals_equal_an_independent_computation_across_a_restart,
+    tumbling_windows_emit_each_final_row_once_and_dead_letter_late_records,
+    dedup_drops_every_repeat_within_the_ttl,
+);
+
+const TOTALS: &str = r#"
+[[pipelines.p.transforms]]
+type = "key"
+fields = ["user_id"]
+
+[[pipelines.p.transforms]]
+type = "aggregate"
+name = "totals"
+columns = { n = "count()", total = "sum(amount)" }
+"#;
+
+fn produce(topic: &str, events: &[Event]) {
+    let producer = TestProducer::new(topic);
+    for e in events {
+        producer.send(Some(&e.key()), Some(&e.json()));
+    }
+    producer.flush();
+}
+
+async fn running_totals_equal_an_independent_computation_across_a_restart(kind: Kind) {
+    const N: i64 = 3_000;
+    let (topic, group) = (unique("totals"), unique("g"));
+    kafka::create_topic(&topic, 3).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE totals (user_id BIGINT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL)").await;
+    let sink = r#"mode = "upsert"
+key_columns = ["user_id"]"#;
+    // A cache of 5 keys for 40 users: most lookups miss and load from the database.
+    let toml = format!(
+        "{}\n[pipelines.p.state]\ncache_entries = 5\n{TOTALS}",
+        pipeline_toml(&topic, &group, db.url(), "totals", sink)
+    );
+    let all: Vec<Event> = (0..N).map(|i| events::event(i, 40)).collect();
+    let (first, second) = all.split_at(N as usize / 2);
+
+    let running = Running::start(&toml).await;
+    produce(&topic, first);
+    wait_for("first half committed", Duration::from_secs(60), || {
+        all_committed(&group, &topic, 3)
+    })
+    .await;
+    let loads = Stats::get(&running.stats.state_loads);
+    running.stop().await;
+    assert!(
+        loads > 40,
+        "a small cache loads misses from the database ({loads} loads)"
+    );
+
+    // A new process: every state comes back from the database.
+    let running = Running::start(&toml).await;
+    produce(&topic, second);
+    wait_for("second half committed", Duration::from_secs(60), || {
+        all_committed(&group, &topic, 3)
+    })
+    .await;
+    running.stop().await;
+    let got = db
+        .pairs("SELECT user_id * 1000000 + n, total FROM totals ORDER BY user_id")
+        .await;
+    assert_eq!(got, events::totals(&all));
+}
+
+async fn tumbling_windows_emit_each_final_row_once_and_dead_letter_late_records(kind: Kind) {
+    const N: i64 = 3_000;
+    let (topic, group, dlq) = (unique("windows"), unique("g"), unique("dlq"));
+    kafka::create_topic(&topic, 3).await;
+    let db = TestDb::new(kind).await;
+    db.exec(
+        "CREATE TABLE per_second (user_id BIGINT NOT NULL, window_start BIGINT NOT NULL, \
+         window_end BIGINT NOT NULL, n BIGINT NOT NULL, total BIGINT NOT NULL, PRIMARY KEY (user_id, window_start))",
+    )
+    .await;
+    let toml = format!(
+        r#"{}
+[pipelines.p.dead_letter]
+topic = "{dlq}"
+
+[[pipelines.p.transforms]]
+type = "key"
+fields = ["user_id"]
+
+[[pipelines.p.transforms]]
+type = "aggregate"
+name = "per_second"
+columns = {{ n = "count()", total = "sum(amount)" }}
+window = {{ kind = "tumbling", size = "1s", time_field = "ts", idle_timeout = "1s" }}
+"#,
+        pipeline_toml(&topic, &group, db.url(), "per_second", "")
+    );
+    let all: Vec<Event> = (0..N).map(|i| events::event(i, 20)).collect();
+    let expected = events::tumbling(&all, 1000);
+
+    let running = Running::start(&toml).await;
+    produce(&topic, &all);
+    // The last windows close when the partitions go idle (idle_timeout), not by a newer record.
+    wait_for(
+        "every window closed and written",
+        Duration::from_secs(60),
+        || async {
+            db.try_scalar("SELECT count(*) FROM per_second").await == Some(expected.len() as i64)
+        },
+    )
+    .await;
+    let late = Event {
+        ts: events::BASE_MS,
+        ..all[5]
+    };
+    produce(&topic, &[late]);
+    wait_for(
+        "the late record dead-lettered",
+        Duration::from_secs(30),
+        || async { Stats::get(&running.stats.dead_lettered) == 1 },
+    )
+    .await;
+    wait_for("everything committed", Duration::from_secs(30), || {
+        all_committed(&group, &topic, 3)
+    })
+    .await;
+    assert_eq!(Stats::get(&running.stats.records_late), 1);
+    running.stop().await;
+
+    let got = db
+        .quads(
+            "SELECT user_id, window_start, n, total FROM per_second ORDER BY user_id, window_start",
+        )
+        .await;
+    assert_eq!(got, expected, "one final row per window, exact");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM per_second WHERE window_end - window_start <> 1000")
+            .await,
+        0
+    );
+    let letters = tokio::task::spawn_blocking(move || kafka::read_all(&dlq, 1))
+        .await
+        .expect("read");
+    assert_eq!(letters[0].header("tidemill.error.class"), Some("late"));
+    assert_eq!(letters[0].value.as_deref(), Some(late.json().as_bytes()));
+}
+
+async fn dedup_drops_every_repeat_within_the_ttl(kind: Kind) {
+    const N: i64 = 1_000;
+    let (topic, group) = (unique("dedup"), unique("g"));
+    kafka::create_topic(&topic, 2).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE seen (event_id BIGINT NOT NULL, user_id BIGINT NOT NULL)")
+        .await;
+    let toml = format!(
+        r#"{}
+[pipelines.p.state]
+cache_entries = 100
+
+[[pipelines.p.transforms]]
+type = "dedup"
+field = "event_id"
+ttl = "1h"
+"#,
+        pipeline_toml(&topic, &group, db.url(), "seen", "")
+    );
+    let all: Vec<Event> = (0..N).map(|i| events::event(i, 10)).collect();
+    let running = Running::start(&toml).await;
+    // Every event twice in a row, then the whole stream again (repeats across batches).
+    let doubled: Vec<Event> = all.iter().flat_map(|e| [*e, *e]).collect();
+    produce(&topic, &doubled);
+    produce(&topic, &all);
+    wait_for("everything committed", Duration::from_secs(60), || {
+        all_committed(&group, &topic, 2)
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(db.scalar("SELECT count(*) FROM seen").await, N);
+    assert_eq!(
+        db.scalar("SELECT count(DISTINCT event_id) FROM seen").await,
+        N
+    );
+}
