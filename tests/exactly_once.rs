@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::db::TableLock;
 use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
-use common::process::Tidemill;
+use common::process::{signal, Tidemill};
 use common::{all_committed, pipeline_toml, unique, wait_for};
-use std::process::Command;
 use std::time::Duration;
 use tidemill::config::{SinkConfig, SinkMode};
 use tidemill::model::TopicPartition;
@@ -166,42 +166,6 @@ async fn insert_mode_stays_exact_through_ten_sigkills() {
         N,
         "nothing lost"
     );
-}
-
-/// Blocks inserts into `table` until dropped (a transaction holding a lock).
-struct TableLock {
-    conn: sqlx::PgConnection,
-}
-
-impl TableLock {
-    async fn take(url: &str, table: &str) -> Self {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::query("BEGIN")
-            .execute(&mut conn)
-            .await
-            .expect("begin");
-        sqlx::query(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"))
-            .execute(&mut conn)
-            .await
-            .expect("lock");
-        Self { conn }
-    }
-
-    async fn release(mut self) {
-        sqlx::query("COMMIT")
-            .execute(&mut self.conn)
-            .await
-            .expect("commit");
-    }
-}
-
-fn signal(process: &Tidemill, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &process.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -284,3 +284,31 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Blocks inserts into `table` until dropped (a transaction holding a lock).
+pub struct TableLock {
+    conn: sqlx::PgConnection,
+}
+
+impl TableLock {
+    pub async fn take(url: &str, table: &str) -> Self {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query("BEGIN")
+            .execute(&mut conn)
+            .await
+            .expect("begin");
+        sqlx::query(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            .execute(&mut conn)
+            .await
+            .expect("lock");
+        Self { conn }
+    }
+
+    pub async fn release(mut self) {
+        sqlx::query("COMMIT")
+            .execute(&mut self.conn)
+            .await
+            .expect("commit");
+    }
+}

@@ -68,3 +68,12 @@ impl Drop for Tidemill {
         self.kill();
     }
 }
+
+/// Sends a signal (`-STOP`, `-CONT`, …) to the process.
+pub fn signal(process: &Tidemill, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &process.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}

@@ -1,7 +1,9 @@
 //! Idle partitions: when a pipeline has event-time windows, a partition that
 //! had no record for the idle timeout is reported in the next batch (an empty
 //! one if need be), so its watermark advances with the wall clock and its
-//! windows close.
+//! windows close. Silence counts only while records can flow: while the
+//! pipeline is paused for backpressure or a batch waits for the writer, the
+//! clock is held, so a backlog is never mistaken for an idle topic.
 
 use crate::model::TopicPartition;
 use std::collections::HashMap;
@@ -33,6 +35,14 @@ impl IdleClock {
 
     pub fn record(&mut self, tp: &TopicPartition, now: Instant) {
         if let Some(t) = self.last_record.get_mut(tp) {
+            *t = now;
+        }
+    }
+
+    /// Consumption is held back (paused, or a batch waits for the writer):
+    /// silence now says nothing about the topic, so no partition counts as idle.
+    pub fn held(&mut self, now: Instant) {
+        for t in self.last_record.values_mut() {
             *t = now;
         }
     }

@@ -248,8 +248,10 @@ impl Driver {
     pub fn tick(&mut self, consumer: &Consumer, idle: bool) -> Result<(), SourceError> {
         self.drain_acks(consumer)?;
         let sink_idle = self.committer.in_flight(None) == 0;
-        if self.pending.is_none() {
-            if let Some(clock) = &mut self.idle {
+        if let Some(clock) = &mut self.idle {
+            if self.pending.is_some() || self.paused {
+                clock.held(Instant::now());
+            } else {
                 for (tp, ms) in clock.due(Instant::now()) {
                     self.batcher.mark_idle(&tp, ms);
                 }
