@@ -10,12 +10,15 @@ use common::events::{self, Event};
 use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
+use tidemill::model::Row;
+use tidemill::state::{Context, KeyedOperator, OperatorError, Registry};
 use tidemill::stats::Stats;
 
 per_backend!(
     running_totals_equal_an_independent_computation_across_a_restart,
     tumbling_windows_emit_each_final_row_once_and_dead_letter_late_records,
     dedup_drops_every_repeat_within_the_ttl,
+    a_custom_operator_keeps_its_own_state_across_a_restart,
 );
 
 const TOTALS: &str = r#"
@@ -191,5 +194,72 @@ ttl = "1h"
     assert_eq!(
         db.scalar("SELECT count(DISTINCT event_id) FROM seen").await,
         N
+    );
+}
+
+/// A user's operator through the public API: the largest amount per key.
+#[derive(Clone)]
+struct MaxAmount;
+
+impl KeyedOperator for MaxAmount {
+    type State = i64;
+
+    fn process(
+        &self,
+        _cx: &mut Context<'_>,
+        state: &mut Option<i64>,
+        record: &Row,
+    ) -> Result<(), OperatorError> {
+        let amount = record["amount"]
+            .as_i64()
+            .ok_or_else(|| OperatorError::Record("amount".into()))?;
+        *state = Some(state.map_or(amount, |m| m.max(amount)));
+        Ok(())
+    }
+
+    fn touched(&self, cx: &mut Context<'_>, state: &mut Option<i64>) {
+        let mut row = Row::new();
+        row.insert("best".into(), (*state).into());
+        cx.emit(row);
+    }
+}
+
+async fn a_custom_operator_keeps_its_own_state_across_a_restart(kind: Kind) {
+    const N: i64 = 1_000;
+    let (topic, group) = (unique("custom"), unique("g"));
+    kafka::create_topic(&topic, 2).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE best (user_id BIGINT PRIMARY KEY, best BIGINT NOT NULL)")
+        .await;
+    let sink = "mode = \"upsert\"\nkey_columns = [\"user_id\"]";
+    let toml = format!(
+        "{}\n[[pipelines.p.transforms]]\ntype = \"key\"\nfields = [\"user_id\"]\n\n[[pipelines.p.transforms]]\ntype = \"operator\"\nname = \"max_amount\"\n",
+        pipeline_toml(&topic, &group, db.url(), "best", sink)
+    );
+    let registry = || {
+        let mut r = Registry::default();
+        r.register("max_amount", MaxAmount);
+        r
+    };
+    let all: Vec<Event> = (0..N).map(|i| events::event(i, 10)).collect();
+    for half in all.chunks(N as usize / 2) {
+        let running = Running::start_with(&toml, registry()).await;
+        produce(&topic, half);
+        wait_for("committed", Duration::from_secs(60), || {
+            all_committed(&group, &topic, 2)
+        })
+        .await;
+        running.stop().await;
+    }
+    let mut expected = std::collections::BTreeMap::new();
+    for e in &all {
+        let best = expected.entry(e.user).or_insert(i64::MIN);
+        *best = (*best).max(e.amount);
+    }
+    let expected: Vec<(i64, i64)> = expected.into_iter().collect();
+    assert_eq!(
+        db.pairs("SELECT user_id, best FROM best ORDER BY user_id")
+            .await,
+        expected
     );
 }

@@ -102,3 +102,85 @@ fn layered_file_and_environment_override_defaults() {
     let s = Settings::load(&file, Some(&defaults)).expect("valid layered config");
     assert_eq!(s.shutdown.grace, Duration::from_secs(5));
 }
+
+/// The problems validation reports for a config that parses.
+fn problems(text: &str) -> Vec<Problem> {
+    match Settings::from_toml(text) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(problems)) => problems,
+        Err(e) => panic!("does not parse: {e}"),
+    }
+}
+
+/// A pipeline with `sink_extra` in its sink table, `top` in its own, then `steps`.
+fn stateful(top: &str, sink_extra: &str, steps: &str) -> String {
+    format!(
+        r#"
+[pipelines.orders]
+topics = ["orders"]
+{top}
+[pipelines.orders.kafka]
+brokers = "127.0.0.1:9092"
+[pipelines.orders.sink]
+url = "postgres://app:s3cret@127.0.0.1/db"
+table = "public.orders"
+{sink_extra}
+{steps}"#
+    )
+}
+
+const TOTALS: &str = r#"
+[[pipelines.orders.transforms]]
+type = "key"
+fields = ["customer"]
+[[pipelines.orders.transforms]]
+type = "aggregate"
+name = "spend"
+columns = { n = "count()", total = "sum(amount)" }
+"#;
+
+#[test]
+fn stateful_steps_parse_and_running_totals_need_upsert() {
+    let found = problems(&stateful("", "", TOTALS));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, "pipelines.orders.transforms[1]");
+    assert!(found[0].message.contains("upsert"), "{}", found[0]);
+    let upsert = "mode = \"upsert\"\nkey_columns = [\"customer\"]";
+    assert!(problems(&stateful("", upsert, TOTALS)).is_empty());
+}
+
+#[test]
+fn bad_aggregates_and_windows_name_their_keys() {
+    let steps = r#"
+[[pipelines.orders.transforms]]
+type = "aggregate"
+columns = { x = "median(amount)" }
+window = { kind = "hopping", size = "10s", slide = "20s" }
+[[pipelines.orders.transforms]]
+type = "aggregate"
+columns = { n = "count()" }
+window = { kind = "session", emit = "update" }
+"#;
+    let found = problems(&stateful("delivery = \"at-least-once\"", "", steps));
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    for expected in [
+        "pipelines.orders.transforms[0].columns.x",
+        "pipelines.orders.transforms[0].window.slide",
+        "pipelines.orders.transforms[1].window.gap",
+        "pipelines.orders.transforms[1].window.emit",
+        "pipelines.orders.delivery",
+    ] {
+        assert!(keys.contains(&expected), "{expected} not in {found:?}");
+    }
+}
+
+#[test]
+fn unknown_keys_inside_a_stateful_step_are_rejected() {
+    let text = stateful(
+        "",
+        "",
+        &TOTALS.replace("name = \"spend\"", "nmae = \"spend\""),
+    );
+    let err = Settings::from_toml(&text).expect_err("unknown field");
+    assert!(err.to_string().contains("nmae"), "{err}");
+}

@@ -164,11 +164,10 @@ impl Acc {
                 };
                 *a = Acc::SumFloat(f(a) + f(b));
             }
-            (Acc::Value(kept), Acc::Value(Some(v))) => {
-                // `first` keeps the earlier window's value; the others fold the later one in.
-                if func != Func::First || kept.is_none() {
-                    let _ = fold_value(func, kept, v);
-                }
+            // `first` keeps the earlier window's value; the others fold the later one in.
+            (Acc::Value(kept), Acc::Value(Some(v))) if func != Func::First || kept.is_none() => {
+                // Both values were accepted by `fold`, so they compare; nothing to report.
+                let _ = fold_value(func, kept, v);
             }
             _ => {}
         }

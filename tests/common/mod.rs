@@ -107,9 +107,14 @@ pub struct Running {
 
 impl Running {
     pub async fn start(toml: &str) -> Self {
+        Self::start_with(toml, tidemill::state::Registry::default()).await
+    }
+
+    /// With custom keyed operators registered.
+    pub async fn start_with(toml: &str, registry: tidemill::state::Registry) -> Self {
         let settings = Settings::from_toml(toml).expect("valid test config");
         let cfg = &settings.pipelines["p"];
-        let pipeline = Pipeline::prepare("p", cfg)
+        let pipeline = Pipeline::prepare_with("p", cfg, Arc::new(registry))
             .await
             .expect("pipeline prepares");
         let stats = Arc::clone(&pipeline.stats);
