@@ -3,7 +3,13 @@
 # 1,000,000, 8 partitions) → tidemill (release build) → PostgreSQL, then the
 # rows loaded and the records/s from the pipeline's start to its last commit.
 #
-#   scripts/load-1m.sh [RECORDS] [MODE]      MODE: insert (default) | upsert
+#   scripts/load-1m.sh [RECORDS] [MODE]      MODE: insert (default) | upsert | state
+#
+# MODE=state: after the insert run, a second process keys the same records by
+# event_id (one key per record: RECORDS distinct keys) and keeps a running
+# count and sum per key with a 10,000-entry state cache; the script then
+# checks every key against PostgreSQL's own GROUP BY over the inserted rows and
+# prints the stateful process's peak RSS (VmHWM).
 #
 # Needs `make services-up`. Leaves the topic and the database behind for
 # inspection (names printed).
@@ -42,24 +48,63 @@ $extra
 max_rows = 5000
 TOML
 
-start_ns=$(date +%s%N)
-RUST_LOG=warn target/release/tidemill run --config "$work/load.toml" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-deadline=$((SECONDS + 600))
-while :; do
-    count=$(psql -qtAX "$db_url" -c "SELECT count(*) FROM events")
-    [[ $count -ge $records ]] && break
-    if ((SECONDS > deadline)); then
-        echo "load-1m: timed out with $count rows" >&2
-        exit 1
-    fi
-    sleep 0.2 # polling interval
-done
-end_ns=$(date +%s%N)
-kill -TERM $pid
-wait $pid
-trap - EXIT
-secs=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
-rate=$(awk -v n="$count" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
-echo "load-1m: mode=$mode rows=$count in ${secs}s from process start = $rate records/s (topic/db $run_id)"
+# run CONFIG TABLE EXPECTED: runs tidemill until TABLE holds EXPECTED rows; sets secs, count, peak_kb.
+run() {
+    local config=$1 table=$2 expected=$3
+    start_ns=$(date +%s%N)
+    RUST_LOG=warn target/release/tidemill run --config "$config" &
+    pid=$!
+    trap 'kill $pid 2>/dev/null || true' EXIT
+    deadline=$((SECONDS + 900))
+    while :; do
+        count=$(psql -qtAX "$db_url" -c "SELECT count(*) FROM $table")
+        [[ $count -ge $expected ]] && break
+        if ((SECONDS > deadline)); then
+            echo "load-1m: timed out with $count rows in $table" >&2
+            exit 1
+        fi
+        sleep 0.2 # polling interval
+    done
+    end_ns=$(date +%s%N)
+    peak_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+    kill -TERM $pid
+    wait $pid
+    trap - EXIT
+    secs=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+    rate=$(awk -v n="$count" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
+}
+
+run "$work/load.toml" events "$records"
+echo "load-1m: mode=${mode/state/insert} rows=$count in ${secs}s from process start = $rate records/s, peak RSS $((peak_kb / 1024)) MiB (topic/db $run_id)"
+
+if [[ $mode == state ]]; then
+    psql -qX "$db_url" -c "CREATE TABLE totals (event_id bigint PRIMARY KEY, n bigint NOT NULL, total numeric(14,2) NOT NULL)"
+    cat > "$work/state.toml" <<TOML
+[pipelines.state]
+topics = ["$run_id"]
+group_id = "${run_id}_state"
+[pipelines.state.kafka]
+brokers = "$brokers"
+[pipelines.state.sink]
+url = "$db_url"
+table = "totals"
+mode = "upsert"
+key_columns = ["event_id"]
+[pipelines.state.batch]
+max_rows = 5000
+[pipelines.state.state]
+cache_entries = 10000
+[[pipelines.state.transforms]]
+type = "key"
+fields = ["event_id"]
+[[pipelines.state.transforms]]
+type = "aggregate"
+name = "per_event"
+columns = { n = "count()", total = "sum(amount)" }
+TOML
+    run "$work/state.toml" totals "$records"
+    wrong=$(psql -qtAX "$db_url" -c "SELECT count(*) FROM (SELECT event_id, count(*) AS n, sum(amount) AS total FROM events GROUP BY event_id) e FULL JOIN totals t USING (event_id) WHERE e.n IS DISTINCT FROM t.n OR e.total IS DISTINCT FROM t.total")
+    states=$(psql -qtAX "$db_url" -c "SELECT count(*) FROM tidemill_state WHERE operator = 'per_event'")
+    echo "load-1m: mode=state keys=$count states=$states mismatches=$wrong in ${secs}s = $rate records/s, peak RSS $((peak_kb / 1024)) MiB (cache_entries 10000)"
+    [[ $wrong -eq 0 ]] || exit 1
+fi

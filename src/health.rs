@@ -116,7 +116,7 @@ type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
 /// Renders every pipeline's counters in the Prometheus text format.
 pub fn metrics(registry: &Registry) -> String {
     let mut out = String::new();
-    let counters: [Counter; 7] = [
+    let counters: [Counter; 10] = [
         (
             "tidemill_records_in_total",
             "Records consumed from Kafka.",
@@ -149,6 +149,21 @@ pub fn metrics(registry: &Registry) -> String {
             "tidemill_db_retries_total",
             "Database writes retried after a transient error.",
             |s| Stats::get(&s.retries),
+        ),
+        (
+            "tidemill_records_late_total",
+            "Records refused by an event-time window as late.",
+            |s| Stats::get(&s.records_late),
+        ),
+        (
+            "tidemill_state_cache_hits_total",
+            "Keyed-state lookups served by the in-memory cache.",
+            |s| Stats::get(&s.state_cache_hits),
+        ),
+        (
+            "tidemill_state_loads_total",
+            "Keyed-state lookups loaded from the database (cache misses).",
+            |s| Stats::get(&s.state_loads),
         ),
     ];
     for (name, help, get) in counters {
