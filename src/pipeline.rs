@@ -180,14 +180,22 @@ impl Pipeline {
         .with_idle_timeout(idle_timeout(&cfg));
         let context = SourceContext {
             pipeline: name.clone(),
+            high_watermarks: Arc::clone(&driver.high_watermarks),
             driver: Arc::new(Mutex::new(driver)),
         };
-        let consumer: Consumer = kafka::consumer_config(&name, &cfg)
-            .create_with_context(context)
-            .map_err(|source| PipelineError::Consumer {
-                pipeline: name.clone(),
-                source,
-            })?;
+        let mut client = kafka::consumer_config(&name, &cfg);
+        if let Some(timeout) = idle_timeout(&cfg) {
+            // Idle detection reads partitions' high watermarks from the statistics.
+            let interval = (timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(1));
+            client.set("statistics.interval.ms", interval.as_millis().to_string());
+        }
+        let consumer: Consumer =
+            client
+                .create_with_context(context)
+                .map_err(|source| PipelineError::Consumer {
+                    pipeline: name.clone(),
+                    source,
+                })?;
         // Cancelled when the grace period after shutdown is over, or when a stage fails.
         let abort = CancellationToken::new();
         let writer = {

@@ -120,8 +120,9 @@ pub struct WindowConfig {
     /// Watermark = highest event time seen on the partition − this.
     #[serde(default, with = "duration")]
     pub allowed_lateness: Duration,
-    /// A partition with no records for this long advances its watermark with
-    /// the wall clock, so its windows close.
+    /// A partition read to its end with no records for this long advances its
+    /// watermark with the wall clock (lagging it by this timeout), so its
+    /// windows close.
     #[serde(default = "default_idle_timeout", with = "duration")]
     pub idle_timeout: Duration,
     #[serde(default)]

@@ -9,7 +9,7 @@
 //! (exactly-once mode: a new generation and the stored offsets from the
 //! database), then assigns them at those offsets.
 
-use super::driver::Driver;
+use super::driver::{Driver, HighWatermarks};
 use crate::model::TopicPartition;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -23,6 +23,8 @@ use tracing::{debug, error, info, warn};
 pub struct SourceContext {
     pub pipeline: String,
     pub driver: Arc<Mutex<Driver>>,
+    /// Filled from librdkafka's statistics (when enabled): per partition, the high watermark.
+    pub high_watermarks: HighWatermarks,
 }
 
 pub type Consumer = BaseConsumer<SourceContext>;
@@ -40,6 +42,20 @@ impl ClientContext for SourceContext {
                 info!(pipeline, fac, message, "librdkafka")
             }
             RDKafkaLogLevel::Debug => debug!(pipeline, fac, message, "librdkafka"),
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut highs = self
+            .high_watermarks
+            .lock()
+            .expect("high-watermark map poisoned by a panic in the statistics callback");
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                if partition >= 0 && p.hi_offset >= 0 {
+                    highs.insert(TopicPartition::new(topic.clone(), partition), p.hi_offset);
+                }
+            }
         }
     }
 

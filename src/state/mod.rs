@@ -18,8 +18,8 @@
 //! - Time: each operator keeps a watermark per partition (highest event time
 //!   − allowed lateness, also stored in the state table); states whose
 //!   `due_at` the watermark passed are handed to `on_due` (windows close,
-//!   dedup entries expire). A partition idle past the idle timeout advances
-//!   with the wall clock.
+//!   dedup entries expire). A partition read to its end and silent past the
+//!   idle timeout advances with the wall clock, lagging it by that timeout.
 
 pub mod aggregate;
 mod cache;

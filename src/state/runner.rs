@@ -372,8 +372,13 @@ impl<O: KeyedOperator> Stage for Runner<O> {
             }
         }
         for (part, idle_ms) in idle {
+            let Some(timeout) = self.op.idle_timeout_ms() else {
+                continue;
+            };
             if let Some((mark, dirty)) = self.marks.get_mut(part) {
-                let floor = mark.max.saturating_add(*idle_ms);
+                // Idle past the timeout, the watermark follows the wall clock,
+                // `timeout` behind it: a record arriving now is not late.
+                let floor = mark.max.saturating_add(*idle_ms - timeout);
                 if mark.max > i64::MIN && floor > mark.floor {
                     mark.floor = floor;
                     *dirty = true;

@@ -1,7 +1,10 @@
 //! Idle partitions: when a pipeline has event-time windows, a partition that
 //! had no record for the idle timeout is reported in the next batch (an empty
 //! one if need be), so its watermark advances with the wall clock and its
-//! windows close. Silence counts only while records can flow: while the
+//! windows close. A partition counts as idle only when it is read to its end
+//! (the next offset to read reached the high watermark librdkafka last
+//! reported in its statistics) — a backlog is never idleness. Silence counts
+//! only while records can flow: while the
 //! pipeline is paused for backpressure or a batch waits for the writer, the
 //! clock is held, so a backlog is never mistaken for an idle topic.
 
@@ -13,6 +16,8 @@ use std::time::{Duration, Instant};
 pub struct IdleClock {
     timeout: Duration,
     last_record: HashMap<TopicPartition, Instant>,
+    /// The next offset this member will read, per partition, when known.
+    next: HashMap<TopicPartition, i64>,
     last_report: Instant,
 }
 
@@ -21,22 +26,36 @@ impl IdleClock {
         Self {
             timeout,
             last_record: HashMap::new(),
+            next: HashMap::new(),
             last_report: Instant::now(),
         }
     }
 
-    pub fn assigned(&mut self, tp: &TopicPartition, now: Instant) {
+    /// `resume`: the offset the partition was assigned at, when known.
+    pub fn assigned(&mut self, tp: &TopicPartition, now: Instant, resume: Option<i64>) {
         self.last_record.insert(tp.clone(), now);
+        match resume {
+            Some(next) => self.next.insert(tp.clone(), next),
+            None => self.next.remove(tp),
+        };
     }
 
     pub fn revoked(&mut self, tp: &TopicPartition) {
         self.last_record.remove(tp);
+        self.next.remove(tp);
     }
 
-    pub fn record(&mut self, tp: &TopicPartition, now: Instant) {
+    pub fn record(&mut self, tp: &TopicPartition, now: Instant, offset: i64) {
         if let Some(t) = self.last_record.get_mut(tp) {
             *t = now;
+            self.next.insert(tp.clone(), offset + 1);
         }
+    }
+
+    /// The next offset to read, when known: a partition is idle only if this
+    /// reached the partition's end (nothing is waiting to be read).
+    pub fn next_offset(&self, tp: &TopicPartition) -> Option<i64> {
+        self.next.get(tp).copied()
     }
 
     /// Consumption is held back (paused, or a batch waits for the writer):
@@ -78,9 +97,14 @@ mod tests {
         let start = Instant::now();
         let mut clock = IdleClock::new(Duration::from_secs(10));
         let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
-        clock.assigned(&a, start);
-        clock.assigned(&b, start);
-        clock.record(&b, start + Duration::from_secs(8));
+        clock.assigned(&a, start, Some(5));
+        clock.assigned(&b, start, None);
+        assert_eq!(clock.next_offset(&b), None);
+        clock.record(&b, start + Duration::from_secs(8), 41);
+        assert_eq!(
+            (clock.next_offset(&a), clock.next_offset(&b)),
+            (Some(5), Some(42))
+        );
         let due = clock.due(start + Duration::from_secs(12));
         assert_eq!(due, vec![(a.clone(), 12_000)]);
         assert!(

@@ -100,7 +100,7 @@ impl Driver {
             let resume = self.eos.as_ref().and_then(|e| e.resume.get(tp).copied());
             self.committer.assign(tp.clone(), resume);
             if let Some(idle) = &mut self.idle {
-                idle.assigned(tp, Instant::now());
+                idle.assigned(tp, Instant::now(), resume);
             }
         }
         if self.paused {

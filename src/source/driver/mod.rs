@@ -88,7 +88,12 @@ pub struct Driver {
     max_in_flight_bytes: usize,
     /// With event-time windows: which partitions have gone quiet.
     pub(super) idle: Option<idle::IdleClock>,
+    /// Per partition, the high watermark from librdkafka's statistics.
+    pub high_watermarks: HighWatermarks,
 }
+
+/// Shared with the consumer context, which fills it from librdkafka's statistics.
+pub type HighWatermarks = Arc<std::sync::Mutex<std::collections::HashMap<TopicPartition, i64>>>;
 
 /// Exactly-once bookkeeping of the source.
 pub struct Eos {
@@ -138,6 +143,7 @@ impl Driver {
             }),
             failed: None,
             idle: None,
+            high_watermarks: HighWatermarks::default(),
         }
     }
 
@@ -168,7 +174,7 @@ impl Driver {
         }
         Stats::add(&self.stats.records_in, 1);
         if let Some(idle) = &mut self.idle {
-            idle.record(&tp, Instant::now());
+            idle.record(&tp, Instant::now(), msg.offset());
         }
         let payload = msg.payload();
         let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
@@ -253,7 +259,9 @@ impl Driver {
                 clock.held(Instant::now());
             } else {
                 for (tp, ms) in clock.due(Instant::now()) {
-                    self.batcher.mark_idle(&tp, ms);
+                    if read_to_end(&self.high_watermarks, &tp, clock.next_offset(&tp)) {
+                        self.batcher.mark_idle(&tp, ms);
+                    }
                 }
             }
         }
@@ -364,6 +372,18 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Whether nothing is waiting to be read on the partition: the next offset
+/// reached the high watermark librdkafka last reported. Unknown counts as not
+/// read to the end.
+fn read_to_end(highs: &HighWatermarks, tp: &TopicPartition, next: Option<i64>) -> bool {
+    let high = highs
+        .lock()
+        .expect("high-watermark map poisoned by a panic in the statistics callback")
+        .get(tp)
+        .copied();
+    matches!((next, high), (Some(next), Some(high)) if next >= high)
 }
 
 /// The message as it arrived, for dead letters.
