@@ -12,7 +12,7 @@ use crate::model::TopicPartition;
 use crate::sink::ident::TableName;
 use crate::sink::SinkError;
 use serde_json::json;
-use sqlx::{PgPool, Row as _, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 pub const TABLE: &str = "tidemill_state";
 
@@ -130,7 +130,7 @@ impl StateStore {
             message: e.to_string(),
         })?;
         let t = self.table();
-        let rows = match self {
+        let rows: Vec<(String, i32, String, String)> = match self {
             StateStore::Postgres { pool, .. } => {
                 let sql = format!(
                     "SELECT s.topic, s.partition_id, s.state_key, s.state FROM {t} s \
@@ -138,22 +138,8 @@ impl StateStore {
                      ON s.topic = k.t AND s.partition_id = k.p AND s.state_key = k.k \
                      WHERE s.pipeline = $1 AND s.operator = $2"
                 );
-                let rows = sqlx::query(&sql)
-                    .bind(pipeline)
-                    .bind(operator)
-                    .bind(&doc)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?;
-                rows.iter()
-                    .map(|r| {
-                        (
-                            TopicPartition::new(r.get::<String, _>(0), r.get::<i32, _>(1)),
-                            r.get(2),
-                            r.get(3),
-                        )
-                    })
-                    .collect()
+                let query = sqlx::query_as(&sql).bind(pipeline).bind(operator).bind(&doc);
+                query.fetch_all(pool).await
             }
             StateStore::Sqlite { pool, .. } => {
                 let sql = format!(
@@ -161,24 +147,17 @@ impl StateStore {
                      JOIN {t} s ON s.pipeline = ?1 AND s.operator = ?2 AND s.topic = json_extract(j.value, '$.t') \
                      AND s.partition_id = json_extract(j.value, '$.p') AND s.state_key = json_extract(j.value, '$.k')"
                 );
-                let rows = sqlx::query(&sql)
-                    .bind(pipeline)
-                    .bind(operator)
-                    .bind(&doc)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?;
-                rows.iter()
-                    .map(|r| {
-                        (
-                            TopicPartition::new(r.get::<String, _>(0), r.get::<i32, _>(1)),
-                            r.get(2),
-                            r.get(3),
-                        )
-                    })
-                    .collect()
+                let query = sqlx::query_as(&sql).bind(pipeline).bind(operator).bind(&doc);
+                query.fetch_all(pool).await
             }
-        };
+        }
+        .map_err(err)?;
+        let rows = rows
+            .into_iter()
+            .map(|(topic, partition, key, state)| {
+                (TopicPartition::new(topic, partition), key, state)
+            })
+            .collect();
         Ok(rows)
     }
 
@@ -196,31 +175,18 @@ impl StateStore {
              AND partition_id = $4 AND due_at <= $5"
         );
         let rows = match self {
-            StateStore::Postgres { pool, .. } => sqlx::query(&sql)
-                .bind(pipeline)
-                .bind(operator)
-                .bind(&tp.topic)
-                .bind(tp.partition)
-                .bind(watermark)
-                .fetch_all(pool)
-                .await
-                .map_err(err)?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect(),
-            StateStore::Sqlite { pool, .. } => sqlx::query(&sql)
-                .bind(pipeline)
-                .bind(operator)
-                .bind(&tp.topic)
-                .bind(tp.partition)
-                .bind(watermark)
-                .fetch_all(pool)
-                .await
-                .map_err(err)?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect(),
-        };
+            StateStore::Postgres { pool, .. } => {
+                let query = sqlx::query_as(&sql).bind(pipeline).bind(operator);
+                let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
+                query.fetch_all(pool).await
+            }
+            StateStore::Sqlite { pool, .. } => {
+                let query = sqlx::query_as(&sql).bind(pipeline).bind(operator);
+                let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
+                query.fetch_all(pool).await
+            }
+        }
+        .map_err(err)?;
         Ok(rows)
     }
 }
