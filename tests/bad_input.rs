@@ -17,7 +17,7 @@ per_backend!(every_good_record_loads_once_and_every_bad_one_is_dead_lettered_wit
 
 fn ddl(kind: Kind) -> &'static str {
     match kind {
-        Kind::Postgres => "CREATE TABLE items (id BIGINT PRIMARY KEY, qty INT NOT NULL CHECK (qty >= 0), name VARCHAR(20), doc TEXT)",
+        Kind::Postgres | Kind::MariaDb => "CREATE TABLE items (id BIGINT PRIMARY KEY, qty INT NOT NULL CHECK (qty >= 0), name VARCHAR(20), doc TEXT)",
         // STRICT: SQLite then refuses values of the wrong type, as PostgreSQL does.
         Kind::Sqlite => "CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0), name TEXT CHECK (length(name) <= 20), doc TEXT) STRICT",
     }

@@ -90,6 +90,7 @@ async fn write(
     match sink {
         AnySink::Postgres(s) => both(s, rows, stale, current).await,
         AnySink::Sqlite(s) => both(s, rows, stale, current).await,
+        AnySink::MySql(s) => both(s, rows, stale, current).await,
     }
 }
 
