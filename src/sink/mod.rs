@@ -19,6 +19,8 @@ pub mod ident;
 pub mod isolate;
 pub mod mysql;
 mod mysql_values;
+mod pg_binary;
+mod pg_copy;
 pub mod postgres;
 mod prepare;
 pub mod schema;
