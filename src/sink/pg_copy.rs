@@ -3,8 +3,10 @@
 //!
 //! Contract:
 //! - insert mode copies straight into the target table; upsert mode copies
-//!   into a temporary staging table (`LIKE` the target, with its defaults,
-//!   dropped at commit) and then runs one `INSERT … SELECT … ON CONFLICT`.
+//!   into a temporary staging table (`LIKE` the target, with its defaults;
+//!   one per connection, emptied at commit, gone with a rollback of the
+//!   transaction that created it) and then runs one
+//!   `INSERT … SELECT … ON CONFLICT`.
 //! - [`payload`] encodes a batch only when every column's type and every value
 //!   has an exact binary encoding ([`pg_binary`](super::pg_binary)); otherwise
 //!   it says why, and the caller uses the statement path for that batch.
@@ -77,8 +79,11 @@ pub async fn load(
     let target = match mode {
         SinkMode::Insert => table.quoted(),
         SinkMode::Upsert => {
+            // Kept per connection and emptied at commit: creating and dropping
+            // it in every batch churns the catalog and measured slower.
             let create = format!(
-                "CREATE TEMP TABLE {STAGE} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP",
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                STAGE.trim_start_matches("pg_temp."),
                 table.quoted()
             );
             sqlx::query(&create)
