@@ -24,7 +24,7 @@ use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{redact_url, SinkConfig, SinkMode};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor as _, Row as _};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ pub struct MySqlSink {
     key_columns: Vec<String>,
     /// Byte budget of one statement's parameters (half of `max_allowed_packet`).
     packet_budget: usize,
+    /// Statement text per (columns, rows); row counts are powers of two.
+    statements: HashMap<(Vec<String>, usize), String>,
 }
 
 impl MySqlSink {
@@ -65,7 +67,15 @@ impl MySqlSink {
             mode: cfg.mode,
             key_columns: cfg.key_columns.clone(),
             packet_budget: usize::try_from(max_packet / 2).unwrap_or(1 << 20),
+            statements: HashMap::new(),
         })
+    }
+
+    fn statement(&mut self, columns: &[String], rows: usize) -> &str {
+        let (table, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        self.statements
+            .entry((columns.to_vec(), rows))
+            .or_insert_with(|| insert_sql(table, mode, keys, columns, rows))
     }
 }
 
@@ -208,17 +218,8 @@ impl Sink for MySqlSink {
         };
         let rows = parse_rows(&self.schema.table, batch)?;
         let mut tx = self.pool.begin().await.map_err(write_err)?;
-        let mut full_sql: Option<(usize, String)> = None;
         for chunk in chunks(&rows, &batch.columns, self.packet_budget) {
-            let sql = match &full_sql {
-                Some((n, sql)) if *n == chunk.len() => sql.clone(),
-                _ => {
-                    let (t, keys) = (&self.schema.table, &self.key_columns);
-                    let sql = insert_sql(t, self.mode, keys, &batch.columns, chunk.len());
-                    full_sql = Some((chunk.len(), sql.clone()));
-                    sql
-                }
-            };
+            let sql = self.statement(&batch.columns, chunk.len()).to_string();
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 for column in &batch.columns {

@@ -29,22 +29,28 @@ pub fn parse_rows(table: &TableName, batch: &PreparedBatch) -> Result<Vec<Row>, 
     })
 }
 
-/// Splits `rows` into consecutive slices, each one statement.
+/// Splits `rows` into consecutive slices, each one statement. Each slice's
+/// length is a power of two, so a stream of batches reuses a handful of
+/// prepared statements instead of preparing one per distinct batch size.
 pub fn chunks<'r>(rows: &'r [Row], columns: &[String], budget: usize) -> Vec<&'r [Row]> {
     let max_rows = (MAX_PLACEHOLDERS / columns.len().max(1)).max(1);
     let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, row) in rows.iter().enumerate() {
-        let size = row_size(row, columns);
-        let full = i - start >= max_rows || (i > start && bytes + size > budget);
-        if full {
-            out.push(&rows[start..i]);
-            (start, bytes) = (i, 0);
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.len() && end - start < max_rows {
+            let size = row_size(&rows[end], columns);
+            if end > start && bytes + size > budget {
+                break;
+            }
+            bytes += size;
+            end += 1;
         }
-        bytes += size;
-    }
-    if start < rows.len() {
-        out.push(&rows[start..]);
+        let len = end - start;
+        let len = 1 << (usize::BITS - 1 - len.leading_zeros()); // largest power of two ≤ len
+        out.push(&rows[start..start + len]);
+        start += len;
     }
     out
 }
@@ -99,12 +105,22 @@ mod tests {
             .collect()
     }
 
+    fn rows_of(n: usize) -> Vec<Row> {
+        rows(n, "")
+    }
+
     #[test]
     fn chunks_respect_the_byte_budget() {
         let cols = vec!["a".to_string(), "b".to_string()];
         let rows = rows(10, &"x".repeat(100)); // 10 + 111 bytes each
         let sizes: Vec<usize> = chunks(&rows, &cols, 500).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, vec![4, 4, 2]);
+        let rows = rows_of(13);
+        let sizes: Vec<usize> = chunks(&rows, &cols, usize::MAX)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, vec![8, 4, 1], "powers of two");
     }
 
     #[test]
@@ -115,7 +131,7 @@ mod tests {
             .iter()
             .map(|c| c.len())
             .collect();
-        assert_eq!(sizes, vec![65, 65, 65, 5]);
+        assert_eq!(sizes, vec![64, 64, 64, 8]);
         assert!(sizes.iter().all(|n| n * cols.len() <= MAX_PLACEHOLDERS));
     }
 
