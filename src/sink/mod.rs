@@ -14,6 +14,7 @@
 //! Backends: [`postgres`], [`mysql`] (MySQL and MariaDB), [`sqlite`].
 
 pub mod checkpoint;
+mod columnar;
 pub mod error;
 pub mod ident;
 pub mod isolate;

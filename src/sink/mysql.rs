@@ -17,8 +17,9 @@
 //! - Identifiers are quoted with backticks ([`Dialect::MySql`]).
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
+use super::columnar::Columnar;
 use super::ident::{Dialect, TableName};
-use super::mysql_values::{chunks, parse_rows, push_value};
+use super::mysql_values::{chunks, push_value};
 use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{redact_url, SinkConfig, SinkMode};
@@ -216,15 +217,17 @@ impl Sink for MySqlSink {
             table: table.clone(),
             source,
         };
-        let rows = parse_rows(&self.schema.table, batch)?;
+        let data = Columnar::decode(batch).map_err(|e| SinkError::Row {
+            table: table.clone(),
+            message: format!("cannot decode the prepared rows: {e}"),
+        })?;
         let mut tx = self.pool.begin().await.map_err(write_err)?;
-        for chunk in chunks(&rows, &batch.columns, self.packet_budget) {
-            let sql = self.statement(&batch.columns, chunk.len()).to_string();
+        for chunk in chunks(&data, self.packet_budget) {
+            let rows = chunk.len() / data.width.max(1);
+            let sql = self.statement(&batch.columns, rows).to_string();
             let mut query = sqlx::query(&sql);
-            for row in chunk {
-                for column in &batch.columns {
-                    query = push_value(query, row.get(column));
-                }
+            for value in chunk {
+                query = push_value(query, value);
             }
             query.execute(&mut *tx).await.map_err(write_err)?;
         }

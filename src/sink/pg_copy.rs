@@ -14,13 +14,13 @@
 //!   ([`SinkError::Row`]) whose message carries PostgreSQL's `COPY` context,
 //!   which names the line and the column.
 
+use super::columnar::Columnar;
 use super::error::classify;
 use super::ident::{column_list, on_conflict, TableName};
 use super::pg_binary::{encode, PgType};
 use super::schema::TableSchema;
 use super::{PreparedBatch, RetryClass, SinkError};
 use crate::config::SinkMode;
-use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -42,18 +42,17 @@ pub fn payload(
     types: &[PgType],
     batch: &PreparedBatch,
 ) -> Result<Result<Vec<u8>, String>, SinkError> {
-    let rows: Vec<Map<String, Value>> =
-        serde_json::from_str(&batch.json).map_err(|e| SinkError::Row {
-            table: table.to_string(),
-            message: format!("cannot decode the prepared rows: {e}"),
-        })?;
+    let data = Columnar::decode(batch).map_err(|e| SinkError::Row {
+        table: table.to_string(),
+        message: format!("cannot decode the prepared rows: {e}"),
+    })?;
     let mut out = Vec::with_capacity(batch.json.len() + HEADER.len() + 2);
     out.extend_from_slice(HEADER);
     let fields = i16::try_from(types.len()).unwrap_or(i16::MAX);
-    for (n, row) in rows.iter().enumerate() {
+    for (n, row) in data.rows().enumerate() {
         out.extend_from_slice(&fields.to_be_bytes());
-        for (column, ty) in batch.columns.iter().zip(types) {
-            if let Err(reason) = encode(*ty, row.get(column), &mut out) {
+        for ((column, ty), value) in batch.columns.iter().zip(types).zip(row) {
+            if let Err(reason) = encode(*ty, Some(value), &mut out) {
                 return Ok(Err(format!("column `{column}`, row {n}: {reason}")));
             }
         }
