@@ -78,17 +78,7 @@ pub async fn load(
     let target = match mode {
         SinkMode::Insert => table.quoted(),
         SinkMode::Upsert => {
-            // Kept per connection and emptied at commit: creating and dropping
-            // it in every batch churns the catalog and measured slower.
-            let create = format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-                STAGE.trim_start_matches("pg_temp."),
-                table.quoted()
-            );
-            sqlx::query(&create)
-                .execute(&mut *conn)
-                .await
-                .map_err(write_err)?;
+            ensure_stage(conn, table).await.map_err(write_err)?;
             STAGE.to_string()
         }
     };
@@ -110,6 +100,27 @@ pub async fn load(
             .execute(&mut *conn)
             .await
             .map_err(write_err)?;
+    }
+    Ok(())
+}
+
+/// Creates this connection's staging table unless it exists. It is kept per
+/// connection and emptied at commit (creating and dropping it in every batch
+/// churns the catalog and measured slower); a rollback of the transaction
+/// that created it removes it. Checked first rather than `IF NOT EXISTS`,
+/// whose notice would be logged for every batch.
+async fn ensure_stage(conn: &mut PgConnection, table: &TableName) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(STAGE)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        let create = format!(
+            "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+            STAGE.trim_start_matches("pg_temp."),
+            table.quoted()
+        );
+        sqlx::query(&create).execute(&mut *conn).await?;
     }
     Ok(())
 }
