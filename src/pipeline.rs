@@ -211,6 +211,7 @@ impl Pipeline {
                 match sink {
                     AnySink::Postgres(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
                     AnySink::Sqlite(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
+                    AnySink::MySql(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
                 }
             };
             tokio::spawn(task.instrument(span.clone()))

@@ -17,7 +17,7 @@ per_backend!(every_good_record_loads_once_and_every_bad_one_is_dead_lettered_wit
 
 fn ddl(kind: Kind) -> &'static str {
     match kind {
-        Kind::Postgres => "CREATE TABLE items (id BIGINT PRIMARY KEY, qty INT NOT NULL CHECK (qty >= 0), name VARCHAR(20), doc TEXT)",
+        Kind::Postgres | Kind::MariaDb => "CREATE TABLE items (id BIGINT PRIMARY KEY, qty INT NOT NULL CHECK (qty >= 0), name VARCHAR(20), doc TEXT)",
         // STRICT: SQLite then refuses values of the wrong type, as PostgreSQL does.
         Kind::Sqlite => "CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0), name TEXT CHECK (length(name) <= 20), doc TEXT) STRICT",
     }
@@ -39,6 +39,16 @@ fn send_bytes(topic: &str, key: Option<&[u8]>, value: &[u8]) {
 async fn every_good_record_loads_once_and_every_bad_one_is_dead_lettered_with_its_reason(
     kind: Kind,
 ) {
+    bad_input_scenario(kind, "").await
+}
+
+/// The same stream through PostgreSQL's `COPY` path (every batch qualifies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_postgres_copy_every_good_record_loads_once_and_every_bad_one_is_dead_lettered() {
+    bad_input_scenario(Kind::Postgres, "copy_threshold = 1").await
+}
+
+async fn bad_input_scenario(kind: Kind, sink_extra: &str) {
     let (topic, group, dlq) = (unique("bad"), unique("g"), unique("dlq"));
     kafka::create_topic(&topic, 1).await;
     let db = TestDb::new(kind).await;
@@ -99,7 +109,7 @@ async fn every_good_record_loads_once_and_every_bad_one_is_dead_lettered_with_it
     }
     producer.flush();
 
-    let toml = pipeline_toml(&topic, &group, db.url(), "items", "")
+    let toml = pipeline_toml(&topic, &group, db.url(), "items", sink_extra)
         + &format!("\n[pipelines.p.dead_letter]\ntopic = \"{dlq}\"\n");
     let running = Running::start(&toml).await;
     wait_for("every offset committed", Duration::from_secs(60), || {

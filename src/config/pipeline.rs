@@ -107,12 +107,15 @@ pub enum SinkMode {
 pub enum Backend {
     Postgres,
     Sqlite,
+    /// MySQL or MariaDB (`mysql://` or `mariadb://`).
+    MySql,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// `postgres://user:password@host/db` or `sqlite://path.db`. Secret.
+    /// `postgres://user:password@host/db`, `mysql://…`, `mariadb://…` or
+    /// `sqlite://path.db`. Secret.
     pub url: Secret,
     /// Target table, optionally schema-qualified (`schema.table`).
     pub table: String,
@@ -128,6 +131,10 @@ pub struct SinkConfig {
     pub retry_initial: Duration,
     #[serde(default = "default_retry_max", with = "duration")]
     pub retry_max: Duration,
+    /// PostgreSQL: batches of at least this many rows load through `COPY`
+    /// (binary), smaller ones through one statement; 0 disables `COPY`.
+    #[serde(default = "default_copy_threshold")]
+    pub copy_threshold: usize,
 }
 
 impl SinkConfig {
@@ -138,6 +145,8 @@ impl SinkConfig {
             Some(Backend::Postgres)
         } else if url.starts_with("sqlite:") {
             Some(Backend::Sqlite)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Some(Backend::MySql)
         } else {
             None
         }
@@ -146,6 +155,10 @@ impl SinkConfig {
 
 fn default_connections() -> u32 {
     2
+}
+
+fn default_copy_threshold() -> usize {
+    1000
 }
 
 fn default_retry_initial() -> Duration {

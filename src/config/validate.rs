@@ -99,7 +99,8 @@ fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
     if p.sink.backend().is_none() {
         push(
             key("url"),
-            "unsupported scheme; use postgres://, postgresql:// or sqlite:".into(),
+            "unsupported scheme; use postgres://, postgresql://, mysql://, mariadb:// or sqlite:"
+                .into(),
         );
     }
     if let Err(e) = TableName::parse(&p.sink.table, p.sink.backend() == Some(Backend::Sqlite)) {

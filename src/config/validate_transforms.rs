@@ -20,8 +20,11 @@ pub(super) fn transforms(name: &str, p: &PipelineConfig, push: &mut impl FnMut(S
                     format!("`{state}` names another stateful step too; names must be unique"),
                 );
             }
-            if state.is_empty() || state.len() > 100 {
-                push(key(i, ".name"), "must be 1 to 100 characters".into());
+            if state.is_empty() || state.chars().count() > 64 {
+                push(
+                    key(i, ".name"),
+                    "must be 1 to 64 characters (the state table's operator column)".into(),
+                );
             }
         }
         match t {

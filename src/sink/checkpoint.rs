@@ -11,10 +11,10 @@
 //! row lock on the checkpoint row, so a claim always sees every batch that
 //! committed before it.
 
-use super::ident::TableName;
+use super::ident::{Dialect, TableName};
 use super::SinkError;
 use crate::model::TopicPartition;
-use sqlx::{PgPool, Row as _, SqlitePool};
+use sqlx::{MySqlPool, PgPool, Row as _, SqlitePool};
 
 pub const TABLE: &str = "tidemill_offsets";
 
@@ -41,28 +41,45 @@ pub struct Checkpoint {
 pub enum OffsetStore {
     Postgres { pool: PgPool, table: String },
     Sqlite { pool: SqlitePool, table: String },
+    MySql { pool: MySqlPool, table: String },
 }
 
 /// The checkpoint table's quoted name, in the target table's schema.
 pub fn table_for(target: &TableName) -> String {
+    table_for_in(target, Dialect::Ansi)
+}
+
+/// [`table_for`] quoted in `dialect`.
+pub fn table_for_in(target: &TableName, dialect: Dialect) -> String {
     TableName {
         schema: target.schema.clone(),
         name: TABLE.into(),
     }
-    .quoted()
+    .quoted_in(dialect)
 }
 
 const COLUMNS: &str = "(pipeline TEXT NOT NULL, topic TEXT NOT NULL, partition_id INTEGER NOT NULL, \
      next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, PRIMARY KEY (pipeline, topic, partition_id))";
+
+/// MySQL cannot index TEXT in a primary key: VARCHAR(255) (Kafka topic names
+/// have at most 249 characters), and InnoDB for the transactions.
+const MYSQL_COLUMNS: &str = "(pipeline VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT NULL, \
+     partition_id INTEGER NOT NULL, next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, \
+     PRIMARY KEY (pipeline, topic, partition_id)) ENGINE = InnoDB";
 
 impl OffsetStore {
     /// Creates the checkpoint table if it does not exist. Members starting
     /// together may race on the `CREATE` (PostgreSQL can then report a unique
     /// violation in its catalog): a failure is fine if the table now exists.
     pub async fn ensure_table(&self) -> Result<(), SinkError> {
-        let create = format!("CREATE TABLE IF NOT EXISTS {} {COLUMNS}", self.table());
+        let columns = match self {
+            OffsetStore::MySql { .. } => MYSQL_COLUMNS,
+            _ => COLUMNS,
+        };
+        let create = format!("CREATE TABLE IF NOT EXISTS {} {columns}", self.table());
         let probe = format!("SELECT 1 FROM {} LIMIT 0", self.table());
         let created = match self {
+            OffsetStore::MySql { pool, .. } => sqlx::query(&create).execute(pool).await.map(|_| ()),
             OffsetStore::Postgres { pool, .. } => {
                 sqlx::query(&create).execute(pool).await.map(|_| ())
             }
@@ -74,6 +91,7 @@ impl OffsetStore {
             return Ok(());
         };
         let exists = match self {
+            OffsetStore::MySql { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
             OffsetStore::Postgres { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
             OffsetStore::Sqlite { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
         };
@@ -90,51 +108,108 @@ impl OffsetStore {
         pipeline: &str,
         partitions: &[TopicPartition],
     ) -> Result<Vec<Claim>, SinkError> {
-        let mut claims = Vec::with_capacity(partitions.len());
-        for tp in partitions {
-            let sql = format!(
-                "INSERT INTO {t} (pipeline, topic, partition_id, next_offset, generation) VALUES ($1, $2, $3, -1, 1) \
-                 ON CONFLICT (pipeline, topic, partition_id) DO UPDATE SET generation = {t}.generation + 1 \
-                 RETURNING next_offset, generation",
-                t = self.table()
-            );
-            let err = |source| SinkError::Checkpoint { source };
-            let (next, generation): (i64, i64) = match self {
-                OffsetStore::Postgres { pool, .. } => {
-                    let row = sqlx::query(&sql)
-                        .bind(pipeline)
-                        .bind(&tp.topic)
-                        .bind(tp.partition)
-                        .fetch_one(pool)
-                        .await
-                        .map_err(err)?;
-                    (row.get(0), row.get(1))
-                }
-                OffsetStore::Sqlite { pool, .. } => {
-                    let row = sqlx::query(&sql)
-                        .bind(pipeline)
-                        .bind(&tp.topic)
-                        .bind(tp.partition)
-                        .fetch_one(pool)
-                        .await
-                        .map_err(err)?;
-                    (row.get(0), row.get(1))
-                }
-            };
-            claims.push(Claim {
-                tp: tp.clone(),
-                generation,
-                next_offset: (next >= 0).then_some(next),
-            });
+        match self {
+            OffsetStore::Postgres { pool, table } => {
+                claim_postgres(pool, table, pipeline, partitions).await
+            }
+            OffsetStore::Sqlite { pool, table } => {
+                claim_sqlite(pool, table, pipeline, partitions).await
+            }
+            OffsetStore::MySql { pool, table } => {
+                claim_mysql(pool, table, pipeline, partitions).await
+            }
         }
-        Ok(claims)
     }
 
     fn table(&self) -> &str {
         match self {
-            OffsetStore::Postgres { table, .. } | OffsetStore::Sqlite { table, .. } => table,
+            OffsetStore::Postgres { table, .. }
+            | OffsetStore::Sqlite { table, .. }
+            | OffsetStore::MySql { table, .. } => table,
         }
     }
+}
+
+/// Generates `claim_*` for databases with `ON CONFLICT … RETURNING`.
+macro_rules! claim_fn {
+    ($name:ident, $db:ty) => {
+        async fn $name(
+            pool: &sqlx::Pool<$db>,
+            table: &str,
+            pipeline: &str,
+            partitions: &[TopicPartition],
+        ) -> Result<Vec<Claim>, SinkError> {
+            let sql = format!(
+                "INSERT INTO {table} (pipeline, topic, partition_id, next_offset, generation) VALUES ($1, $2, $3, -1, 1) \
+                 ON CONFLICT (pipeline, topic, partition_id) DO UPDATE SET generation = {table}.generation + 1 \
+                 RETURNING next_offset, generation"
+            );
+            let mut claims = Vec::with_capacity(partitions.len());
+            for tp in partitions {
+                let row = sqlx::query(&sql)
+                    .bind(pipeline)
+                    .bind(&tp.topic)
+                    .bind(tp.partition)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(|source| SinkError::Checkpoint { source })?;
+                let (next, generation): (i64, i64) = (row.get(0), row.get(1));
+                claims.push(Claim {
+                    tp: tp.clone(),
+                    generation,
+                    next_offset: (next >= 0).then_some(next),
+                });
+            }
+            Ok(claims)
+        }
+    };
+}
+
+claim_fn!(claim_postgres, sqlx::Postgres);
+claim_fn!(claim_sqlite, sqlx::Sqlite);
+
+/// MySQL has no `RETURNING`: the upsert claims, then a `SELECT` in the same
+/// transaction reads the row it holds locked.
+async fn claim_mysql(
+    pool: &MySqlPool,
+    table: &str,
+    pipeline: &str,
+    partitions: &[TopicPartition],
+) -> Result<Vec<Claim>, SinkError> {
+    let err = |source| SinkError::Checkpoint { source };
+    let upsert = format!(
+        "INSERT INTO {table} (pipeline, topic, partition_id, next_offset, generation) VALUES (?, ?, ?, -1, 1) \
+         ON DUPLICATE KEY UPDATE generation = generation + 1"
+    );
+    let select = format!(
+        "SELECT next_offset, generation FROM {table} WHERE pipeline = ? AND topic = ? AND partition_id = ?"
+    );
+    let mut tx = pool.begin().await.map_err(err)?;
+    let mut claims = Vec::with_capacity(partitions.len());
+    for tp in partitions {
+        sqlx::query(&upsert)
+            .bind(pipeline)
+            .bind(&tp.topic)
+            .bind(tp.partition)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let row = sqlx::query(&select)
+            .bind(pipeline)
+            .bind(&tp.topic)
+            .bind(tp.partition)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        let (next, generation): (i64, i64) = (row.get(0), row.get(1));
+        claims.push(Claim {
+            tp: tp.clone(),
+            generation,
+            next_offset: (next >= 0).then_some(next),
+        });
+    }
+    tx.commit().await.map_err(err)?;
+    Ok(claims)
 }
 
 /// The statement advancing one partition's checkpoint under its generation.
@@ -144,16 +219,25 @@ pub fn advance_sql(table: &str) -> String {
     )
 }
 
+/// [`advance_sql`] with MySQL's `?` placeholders. sqlx connects with
+/// `CLIENT_FOUND_ROWS`, so a matched row counts as affected even when its
+/// offset is unchanged; only a newer generation makes it 0.
+pub fn advance_sql_mysql(table: &str) -> String {
+    format!(
+        "UPDATE {table} SET next_offset = COALESCE(?, next_offset) WHERE pipeline = ? AND topic = ? AND partition_id = ? AND generation = ?"
+    )
+}
+
 /// Generates `advance_*`: advances every partition of a checkpoint inside a
 /// transaction; a partition claimed by a newer generation fences the batch.
 macro_rules! advance_fn {
-    ($name:ident, $db:ty) => {
+    ($name:ident, $db:ty, $sql:ident) => {
         pub async fn $name(
             tx: &mut sqlx::Transaction<'_, $db>,
             table: &str,
             checkpoint: &Checkpoint,
         ) -> Result<(), SinkError> {
-            let sql = advance_sql(table);
+            let sql = $sql(table);
             let mut fenced = Vec::new();
             for (tp, next, generation) in &checkpoint.entries {
                 let done = sqlx::query(&sql)
@@ -180,8 +264,9 @@ macro_rules! advance_fn {
     };
 }
 
-advance_fn!(advance_postgres, sqlx::Postgres);
-advance_fn!(advance_sqlite, sqlx::Sqlite);
+advance_fn!(advance_postgres, sqlx::Postgres, advance_sql);
+advance_fn!(advance_sqlite, sqlx::Sqlite, advance_sql);
+advance_fn!(advance_mysql, sqlx::MySql, advance_sql_mysql);
 
 #[cfg(test)]
 mod tests {

@@ -54,7 +54,8 @@ impl SinkError {
     }
 }
 
-/// Classifies a driver error by SQLSTATE (PostgreSQL), result code (SQLite) or kind.
+/// Classifies a driver error by SQLSTATE (PostgreSQL), error number (MySQL,
+/// MariaDB), result code (SQLite) or kind.
 pub fn classify(err: &sqlx::Error) -> RetryClass {
     match err {
         sqlx::Error::Io(_)
@@ -69,6 +70,8 @@ pub fn classify(err: &sqlx::Error) -> RetryClass {
                 .is_some()
             {
                 classify_sqlstate(&code)
+            } else if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                classify_mysql(my.number())
             } else {
                 classify_sqlite(&code, db.kind())
             }
@@ -92,6 +95,24 @@ fn classify_sqlite(code: &str, kind: ErrorKind) -> RetryClass {
         ) => RetryClass::Data,
         // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH.
         (18..=20, _) => RetryClass::Data,
+        _ => RetryClass::Fatal,
+    }
+}
+
+/// MySQL/MariaDB server error numbers (shared by both unless noted).
+fn classify_mysql(number: u16) -> RetryClass {
+    match number {
+        // Lock wait timeout, deadlock, too many connections, server shutting down,
+        // query interrupted, read-only (failover), gone away / lost (client codes),
+        // connection killed (MariaDB 1927), WSREP not ready.
+        1205 | 1213 | 1040 | 1053 | 1317 | 1290 | 1836 | 2006 | 2013 | 1927 | 1047 | 1158
+        | 1159 | 1160 | 1161 | 4031 => RetryClass::Transient,
+        // Duplicate key, column cannot be null, out of range, data too long,
+        // incorrect value, truncated/incorrect value (1292), CHECK (MySQL 3819,
+        // MariaDB 4025), foreign key (1451, 1452), field without default (1364),
+        // invalid JSON (3140), incorrect string value, division by zero, packet too large.
+        1062 | 1048 | 1264 | 1406 | 1366 | 1292 | 3819 | 4025 | 1451 | 1452 | 1364 | 3140
+        | 1265 | 1367 | 1411 | 1365 | 1263 | 1153 | 1586 | 1557 => RetryClass::Data,
         _ => RetryClass::Fatal,
     }
 }
@@ -145,6 +166,24 @@ mod tests {
             RetryClass::Data
         );
         assert_eq!(classify_sqlite("1", ErrorKind::Other), RetryClass::Fatal);
+    }
+
+    #[test]
+    fn mysql_numbers_are_classified() {
+        for transient in [1213, 1205, 2006, 2013, 1927, 1040] {
+            assert_eq!(
+                classify_mysql(transient),
+                RetryClass::Transient,
+                "{transient}"
+            );
+        }
+        for data in [1062, 1048, 1264, 1406, 1366, 3819, 1292, 4025] {
+            assert_eq!(classify_mysql(data), RetryClass::Data, "{data}");
+        }
+        // Access denied, unknown table, unknown database, table access denied.
+        for fatal in [1045, 1146, 1049, 1142] {
+            assert_eq!(classify_mysql(fatal), RetryClass::Fatal, "{fatal}");
+        }
     }
 
     #[test]

@@ -33,18 +33,42 @@ pub fn validate(name: &str) -> Result<(), IdentError> {
     Ok(())
 }
 
+/// How a database quotes identifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL, SQLite: `"a""b"`.
+    Ansi,
+    /// MySQL, MariaDB: `` `a``b` `` (independent of `ANSI_QUOTES`).
+    MySql,
+}
+
+impl Dialect {
+    /// Quotes `name`; the quote character inside it is doubled.
+    pub fn quote(self, name: &str) -> String {
+        match self {
+            Dialect::Ansi => format!("\"{}\"", name.replace('"', "\"\"")),
+            Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+        }
+    }
+
+    /// `q(a), q(b)` for a column list.
+    pub fn column_list(self, columns: &[String]) -> String {
+        columns
+            .iter()
+            .map(|c| self.quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Quotes an identifier ANSI-style (PostgreSQL, SQLite): `"a""b"`.
 pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    Dialect::Ansi.quote(name)
 }
 
 /// `"a", "b"` for a column list.
 pub fn column_list(columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ")
+    Dialect::Ansi.column_list(columns)
 }
 
 /// The upsert clause shared by PostgreSQL and SQLite: update every non-key
@@ -97,11 +121,17 @@ impl TableName {
         })
     }
 
-    /// The quoted, possibly qualified name for SQL text.
+    /// The quoted, possibly qualified name for SQL text (ANSI quotes).
     pub fn quoted(&self) -> String {
+        self.quoted_in(Dialect::Ansi)
+    }
+
+    /// The quoted, possibly qualified name in `dialect` (on MySQL the
+    /// "schema" is the database).
+    pub fn quoted_in(&self, dialect: Dialect) -> String {
         match &self.schema {
-            Some(schema) => format!("{}.{}", quote(schema), quote(&self.name)),
-            None => quote(&self.name),
+            Some(schema) => format!("{}.{}", dialect.quote(schema), dialect.quote(&self.name)),
+            None => dialect.quote(&self.name),
         }
     }
 }
@@ -125,6 +155,16 @@ mod tests {
             quote(r#"a"; drop table x; --"#),
             r#""a""; drop table x; --""#
         );
+    }
+
+    #[test]
+    fn mysql_quote_doubles_backticks() {
+        assert_eq!(
+            Dialect::MySql.quote("a`; drop table x; --"),
+            "`a``; drop table x; --`"
+        );
+        let t = TableName::parse("db.t`x", false).expect("valid");
+        assert_eq!(t.quoted_in(Dialect::MySql), "`db`.`t``x`");
     }
 
     #[test]

@@ -11,12 +11,17 @@
 //!   updates; `insert` appends.
 //! - Errors carry a [`RetryClass`]; the [`writer`] retries transient ones.
 //!
-//! Backends: [`postgres`], [`sqlite`]. MySQL/MariaDB will fit the same trait.
+//! Backends: [`postgres`], [`mysql`] (MySQL and MariaDB), [`sqlite`].
 
 pub mod checkpoint;
+mod columnar;
 pub mod error;
 pub mod ident;
 pub mod isolate;
+pub mod mysql;
+mod mysql_values;
+mod pg_binary;
+mod pg_copy;
 pub mod postgres;
 mod prepare;
 pub mod schema;
@@ -79,6 +84,7 @@ pub trait Sink: Send + 'static {
 pub enum AnySink {
     Postgres(postgres::PostgresSink),
     Sqlite(sqlite::SqliteSink),
+    MySql(mysql::MySqlSink),
 }
 
 impl AnySink {
@@ -88,6 +94,7 @@ impl AnySink {
         let sink = match cfg.backend() {
             Some(Backend::Postgres) => AnySink::Postgres(postgres::PostgresSink::open(cfg).await?),
             Some(Backend::Sqlite) => AnySink::Sqlite(sqlite::SqliteSink::open(cfg).await?),
+            Some(Backend::MySql) => AnySink::MySql(mysql::MySqlSink::open(cfg).await?),
             None => {
                 return Err(SinkError::Schema {
                     table: cfg.table.clone(),
@@ -109,6 +116,7 @@ impl AnySink {
         match self {
             AnySink::Postgres(s) => s.schema(),
             AnySink::Sqlite(s) => s.schema(),
+            AnySink::MySql(s) => s.schema(),
         }
     }
 
@@ -116,6 +124,7 @@ impl AnySink {
         match self {
             AnySink::Postgres(s) => s.offset_store(),
             AnySink::Sqlite(s) => s.offset_store(),
+            AnySink::MySql(s) => s.offset_store(),
         }
     }
 
@@ -123,6 +132,7 @@ impl AnySink {
         match self {
             AnySink::Postgres(s) => s.state_store(),
             AnySink::Sqlite(s) => s.state_store(),
+            AnySink::MySql(s) => s.state_store(),
         }
     }
 }

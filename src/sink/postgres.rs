@@ -1,12 +1,19 @@
 //! PostgreSQL: one `INSERT … SELECT … FROM json_populate_recordset(NULL::table, $1)`
-//! per batch, inside a transaction.
+//! per batch, inside a transaction; batches of `copy_threshold` rows or more
+//! go through binary `COPY` instead ([`pg_copy`](super::pg_copy)).
 //!
-//! The whole batch travels as a single bound JSON parameter; PostgreSQL converts
-//! each field with its column type's own input function, so the table's schema
-//! decides the types and a value that does not fit is an error, never coerced.
+//! On the statement path the whole batch travels as a single bound JSON
+//! parameter; PostgreSQL converts each field with its column type's own input
+//! function, so the table's schema decides the types and a value that does not
+//! fit is an error, never coerced. The `COPY` path encodes only values whose
+//! binary form is exactly what that input function would produce; a batch with
+//! any other value or column type takes the statement path, so the result
+//! never depends on the path.
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
 use super::ident::{column_list, on_conflict, TableName};
+use super::pg_binary::PgType;
+use super::pg_copy;
 use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{redact_url, SinkConfig, SinkMode};
@@ -23,6 +30,9 @@ pub struct PostgresSink {
     mode: SinkMode,
     key_columns: Vec<String>,
     statements: HashMap<Vec<String>, String>,
+    /// Batches of at least this many rows use `COPY`; 0: never.
+    copy_threshold: usize,
+    copy_types: HashMap<Vec<String>, Option<Vec<PgType>>>,
 }
 
 impl PostgresSink {
@@ -39,7 +49,36 @@ impl PostgresSink {
             mode: cfg.mode,
             key_columns: cfg.key_columns.clone(),
             statements: HashMap::new(),
+            copy_threshold: cfg.copy_threshold,
+            copy_types: HashMap::new(),
         })
+    }
+
+    /// Whether `batch` would load through `COPY` (diagnostics and tests).
+    pub fn takes_copy(&mut self, batch: &PreparedBatch) -> bool {
+        matches!(self.copy_payload(batch), Ok(Some(_)))
+    }
+
+    /// The batch's binary `COPY` data when the bulk path applies to it.
+    fn copy_payload(&mut self, batch: &PreparedBatch) -> Result<Option<Vec<u8>>, SinkError> {
+        if self.copy_threshold == 0 || batch.rows < self.copy_threshold {
+            return Ok(None);
+        }
+        let schema = &self.schema;
+        let types = self
+            .copy_types
+            .entry(batch.columns.clone())
+            .or_insert_with(|| pg_copy::column_types(schema, &batch.columns));
+        let Some(types) = types else {
+            return Ok(None);
+        };
+        match pg_copy::payload(&self.schema.table, types, batch)? {
+            Ok(data) => Ok(Some(data)),
+            Err(reason) => {
+                tracing::debug!(%reason, "batch takes the statement path");
+                Ok(None)
+            }
+        }
     }
 
     fn statement(&mut self, columns: &[String]) -> &str {
@@ -153,8 +192,12 @@ impl Sink for PostgresSink {
             table: table.clone(),
             source,
         };
+        let copy = self.copy_payload(batch)?;
         let mut tx = self.pool.begin().await.map_err(write_err)?;
-        if batch.rows > 0 {
+        if let Some(data) = copy {
+            let (t, keys) = (&self.schema.table, &self.key_columns);
+            pg_copy::load(&mut tx, t, self.mode, keys, &batch.columns, data).await?;
+        } else if batch.rows > 0 {
             let sql = self.statement(&batch.columns).to_string();
             sqlx::query(&sql)
                 .bind(&batch.json)

@@ -65,7 +65,7 @@ pub async fn connect(url: &str) -> Result<SqlitePool, SinkError> {
 }
 
 /// Builds the batch statement; parameter 1 is the JSON array, 2.. are the
-/// JSON paths of `columns`, in order.
+/// JSON paths of `columns`, in order ([`column_param`]).
 pub fn insert_sql(
     table: &TableName,
     mode: SinkMode,
@@ -73,13 +73,24 @@ pub fn insert_sql(
     columns: &[String],
 ) -> String {
     let cols = column_list(columns);
-    let values = (0..columns.len())
-        .map(|i| format!("json_extract(value, ?{})", i + 2))
+    let values = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if path_safe(c) {
+                format!("json_extract(r.value, ?{})", i + 2)
+            } else {
+                format!(
+                    "(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?{})",
+                    i + 2
+                )
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ");
     // `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert clause.
     let mut sql = format!(
-        "INSERT INTO {} ({cols}) SELECT {values} FROM json_each(?1) WHERE true",
+        "INSERT INTO {} ({cols}) SELECT {values} FROM json_each(?1) AS r WHERE true",
         table.quoted()
     );
     if mode == SinkMode::Upsert {
@@ -88,12 +99,20 @@ pub fn insert_sql(
     sql
 }
 
-/// A JSON path addressing one top-level key exactly, whatever characters it holds.
-fn json_path(column: &str) -> String {
-    format!(
-        "$.\"{}\"",
-        column.replace('\\', "\\\\").replace('"', "\\\"")
-    )
+/// Whether SQLite's JSON path parser reads `$."column"` as exactly this key:
+/// a `"` would end the label early, and a backslash does not match itself.
+fn path_safe(column: &str) -> bool {
+    !column.contains(['"', '\\'])
+}
+
+/// The parameter that selects `column` in the statement: a JSON path, or the
+/// key itself when no path can address it (see [`path_safe`]).
+fn column_param(column: &str) -> String {
+    if path_safe(column) {
+        format!("$.\"{column}\"")
+    } else {
+        column.to_string()
+    }
 }
 
 async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, SinkError> {
@@ -181,7 +200,7 @@ impl Sink for SqliteSink {
         if batch.rows > 0 {
             let mut query = sqlx::query(&sql).bind(&batch.json);
             for column in &batch.columns {
-                query = query.bind(json_path(column));
+                query = query.bind(column_param(column));
             }
             query.execute(&mut *tx).await.map_err(write_err)?;
         }
@@ -224,9 +243,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_path_quotes_the_key() {
-        assert_eq!(json_path("a.b"), r#"$."a.b""#);
-        assert_eq!(json_path(r#"x"y"#), r#"$."x\"y""#);
+    fn a_key_is_addressed_by_path_or_by_itself() {
+        assert_eq!(column_param("a.b"), r#"$."a.b""#);
+        assert_eq!(column_param(r"x\y"), r"x\y");
+        assert_eq!(column_param(r#"x"y"#), r#"x"y"#);
     }
 
     #[test]
@@ -235,7 +255,17 @@ mod tests {
         let sql = insert_sql(&t, SinkMode::Insert, &[], &["a".into(), "b".into()]);
         assert_eq!(
             sql,
-            r#"INSERT INTO "t" ("a", "b") SELECT json_extract(value, ?2), json_extract(value, ?3) FROM json_each(?1) WHERE true"#
+            r#"INSERT INTO "t" ("a", "b") SELECT json_extract(r.value, ?2), json_extract(r.value, ?3) FROM json_each(?1) AS r WHERE true"#
+        );
+    }
+
+    #[test]
+    fn a_key_with_a_double_quote_is_matched_by_name() {
+        let t = TableName::parse("t", true).expect("valid");
+        let sql = insert_sql(&t, SinkMode::Insert, &[], &[r#"a"b"#.into()]);
+        assert!(
+            sql.contains("(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?2)"),
+            "{sql}"
         );
     }
 }

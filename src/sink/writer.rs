@@ -251,6 +251,9 @@ async fn write_rows<S: Sink>(
                 let candidates: Vec<usize> =
                     subset.clone().unwrap_or_else(|| (0..rows.len()).collect());
                 match isolate(sink, &ctx.cfg, rows, &candidates).await {
+                    // The rows all pass on their own: what the database refuses is
+                    // not a row (e.g. the batch's state); retrying cannot help.
+                    Ok(isolated) if isolated.bad.is_empty() => return Err(e.into()),
                     Ok(isolated) => {
                         let refused: Vec<(Source, Reason, String)> = isolated
                             .bad

@@ -181,6 +181,11 @@ impl Engine {
                 }
             });
         }
+        for step in &mut steps {
+            if let Step::Keyed(stage) = step {
+                stage.limit_keys(store.max_key_chars());
+            }
+        }
         Ok(Self {
             pipeline: pipeline.to_string(),
             steps,

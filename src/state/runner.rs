@@ -63,6 +63,8 @@ pub trait Stage: Send + Sync {
     ) -> Vec<(TopicPartition, String)>;
     /// Keys the last `prepare` found in the cache.
     fn hits(&self) -> u64;
+    /// Refuses (as a record error) keys longer than the state table holds.
+    fn limit_keys(&mut self, max_chars: usize);
     fn install(
         &mut self,
         requested: &[(TopicPartition, String)],
@@ -104,6 +106,7 @@ pub struct Runner<O: KeyedOperator> {
     /// The generation of each partition of the current batch.
     generations: HashMap<TopicPartition, i64>,
     hits: u64,
+    max_key_chars: usize,
 }
 
 impl<O: KeyedOperator> Runner<O> {
@@ -126,6 +129,7 @@ impl<O: KeyedOperator> Runner<O> {
             keys: Vec::new(),
             generations: HashMap::new(),
             hits: 0,
+            max_key_chars: usize::MAX,
         }
     }
 
@@ -247,6 +251,10 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         self.hits
     }
 
+    fn limit_keys(&mut self, max_chars: usize) {
+        self.max_key_chars = max_chars;
+    }
+
     fn begin(&mut self, parts: &[TopicPartition], generations: &BTreeMap<TopicPartition, i64>) {
         for tp in parts {
             let g = generations.get(tp).copied().unwrap_or(-1);
@@ -275,6 +283,13 @@ impl<O: KeyedOperator> Stage for Runner<O> {
                     None => KeySpec::KafkaKey.of(&item.row, &item.key)?,
                 };
                 let text = serde_json::to_string(&key).map_err(|e| e.to_string())?;
+                let chars = text.chars().count();
+                if chars > self.max_key_chars {
+                    return Err(format!(
+                        "the state key is {chars} characters; this database's state table holds at most {}",
+                        self.max_key_chars
+                    ));
+                }
                 Ok((key, text))
             })
             .collect();

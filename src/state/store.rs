@@ -8,11 +8,13 @@
 //! ([`write_postgres`], [`write_sqlite`]), as one statement per operator for
 //! upserts and one for deletes, whatever the number of keys.
 
+use crate::config::Backend;
 use crate::model::TopicPartition;
+use crate::sink::ident::Dialect;
 use crate::sink::ident::TableName;
 use crate::sink::SinkError;
 use serde_json::json;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{MySqlPool, PgPool, SqlitePool};
 
 pub const TABLE: &str = "tidemill_state";
 
@@ -21,16 +23,31 @@ pub const TABLE: &str = "tidemill_state";
 pub enum StateStore {
     Postgres { pool: PgPool, table: String },
     Sqlite { pool: SqlitePool, table: String },
+    MySql { pool: MySqlPool, table: String },
 }
+
+/// MySQL/MariaDB index keys are bounded (3072 bytes on InnoDB): the state key
+/// column holds at most this many characters there.
+pub const MYSQL_MAX_KEY_CHARS: usize = 255;
 
 /// The state table's quoted name, in the target table's schema.
 pub fn table_for(target: &TableName) -> String {
+    table_for_in(target, Dialect::Ansi)
+}
+
+/// [`table_for`] quoted for `dialect`.
+pub fn table_for_in(target: &TableName, dialect: Dialect) -> String {
     TableName {
         schema: target.schema.clone(),
         name: TABLE.into(),
     }
-    .quoted()
+    .quoted_in(dialect)
 }
+
+/// Shape of a MySQL `JSON_TABLE` over the key documents.
+const MYSQL_KEYS: &str =
+    "JSON_TABLE(?, '$[*]' COLUMNS (t VARCHAR(249) PATH '$.t', p INT PATH '$.p', \
+     k VARCHAR(255) PATH '$.k'))";
 
 /// One loaded state row.
 pub type Loaded = (TopicPartition, String, String);
@@ -65,48 +82,64 @@ fn err(source: sqlx::Error) -> SinkError {
 impl StateStore {
     fn table(&self) -> &str {
         match self {
-            StateStore::Postgres { table, .. } | StateStore::Sqlite { table, .. } => table,
+            StateStore::Postgres { table, .. }
+            | StateStore::Sqlite { table, .. }
+            | StateStore::MySql { table, .. } => table,
+        }
+    }
+
+    /// The longest state key (JSON text, in characters) this table holds.
+    pub fn max_key_chars(&self) -> usize {
+        match self {
+            StateStore::MySql { .. } => MYSQL_MAX_KEY_CHARS,
+            _ => usize::MAX,
         }
     }
 
     /// Creates the table and its `due_at` index if missing (race-tolerant).
     pub async fn ensure_table(&self) -> Result<(), SinkError> {
         let t = self.table();
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, operator TEXT NOT NULL, topic TEXT NOT NULL, \
-             partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, \
-             PRIMARY KEY (pipeline, operator, topic, partition_id, state_key))"
-        );
-        // The index is created in the table's own schema (PostgreSQL) or database (SQLite).
-        let index = format!(
-            "CREATE INDEX IF NOT EXISTS \"{TABLE}_due\" ON {t} (pipeline, operator, topic, partition_id, due_at)"
-        );
-        for sql in [create, index] {
-            let done = match self {
-                StateStore::Postgres { pool, .. } => {
-                    sqlx::query(&sql).execute(pool).await.map(|_| ())
-                }
-                StateStore::Sqlite { pool, .. } => {
-                    sqlx::query(&sql).execute(pool).await.map(|_| ())
-                }
-            };
-            if let Err(source) = done {
+        let statements = match self {
+            StateStore::MySql { .. } => vec![format!(
+                "CREATE TABLE IF NOT EXISTS {t} (pipeline VARCHAR(64) NOT NULL, operator VARCHAR(64) NOT NULL, \
+                 topic VARCHAR(249) NOT NULL, partition_id INT NOT NULL, state_key VARCHAR({MYSQL_MAX_KEY_CHARS}) NOT NULL, \
+                 state LONGTEXT NOT NULL, due_at BIGINT, PRIMARY KEY (pipeline, operator, topic, partition_id, state_key), \
+                 KEY {TABLE}_due (pipeline, operator, topic, partition_id, due_at)) \
+                 ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
+            )],
+            _ => vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, operator TEXT NOT NULL, topic TEXT NOT NULL, \
+                     partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, \
+                     PRIMARY KEY (pipeline, operator, topic, partition_id, state_key))"
+                ),
+                // In the table's own schema (PostgreSQL) or database (SQLite).
+                format!(
+                    "CREATE INDEX IF NOT EXISTS \"{TABLE}_due\" ON {t} (pipeline, operator, topic, partition_id, due_at)"
+                ),
+            ],
+        };
+        for sql in statements {
+            if let Err(source) = self.execute(&sql).await {
                 // Members starting together race on the catalog: fine if the table now exists.
-                let probe = format!("SELECT 1 FROM {t} LIMIT 0");
-                let exists = match self {
-                    StateStore::Postgres { pool, .. } => {
-                        sqlx::query(&probe).execute(pool).await.is_ok()
-                    }
-                    StateStore::Sqlite { pool, .. } => {
-                        sqlx::query(&probe).execute(pool).await.is_ok()
-                    }
-                };
-                if !exists {
+                if self
+                    .execute(&format!("SELECT 1 FROM {t} LIMIT 0"))
+                    .await
+                    .is_err()
+                {
                     return Err(err(source));
                 }
             }
         }
         Ok(())
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            StateStore::Postgres { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            StateStore::Sqlite { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            StateStore::MySql { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
     }
 
     /// Loads the state of these keys of one operator, in one query.
@@ -150,6 +183,16 @@ impl StateStore {
                 let query = sqlx::query_as(&sql).bind(pipeline).bind(operator).bind(&doc);
                 query.fetch_all(pool).await
             }
+            StateStore::MySql { pool, .. } => {
+                let sql = format!(
+                    // CONVERT: sqlx reads utf8mb4_bin columns as VARBINARY.
+                    "SELECT CONVERT(s.topic USING utf8mb4), s.partition_id, CONVERT(s.state_key USING utf8mb4), \
+                     CONVERT(s.state USING utf8mb4) FROM {t} s WHERE s.pipeline = ? \
+                     AND s.operator = ? AND (s.topic, s.partition_id, s.state_key) IN (SELECT j.t, j.p, j.k FROM {MYSQL_KEYS} AS j)"
+                );
+                let query = sqlx::query_as(&sql).bind(pipeline).bind(operator).bind(&doc);
+                query.fetch_all(pool).await
+            }
         }
         .map_err(err)?;
         let rows = rows
@@ -170,9 +213,24 @@ impl StateStore {
         watermark: i64,
     ) -> Result<Vec<(String, String)>, SinkError> {
         let t = self.table();
+        // Positional placeholders: `$n` on PostgreSQL and SQLite, `?` on MySQL.
+        let p: Vec<String> = (1..=5)
+            .map(|i| match self {
+                StateStore::MySql { .. } => "?".to_string(),
+                _ => format!("${i}"),
+            })
+            .collect();
+        let columns = match self {
+            // sqlx reads utf8mb4_bin columns as VARBINARY.
+            StateStore::MySql { .. } => {
+                "CONVERT(state_key USING utf8mb4), CONVERT(state USING utf8mb4)"
+            }
+            _ => "state_key, state",
+        };
         let sql = format!(
-            "SELECT state_key, state FROM {t} WHERE pipeline = $1 AND operator = $2 AND topic = $3 \
-             AND partition_id = $4 AND due_at <= $5"
+            "SELECT {columns} FROM {t} WHERE pipeline = {} AND operator = {} AND topic = {} \
+             AND partition_id = {} AND due_at <= {}",
+            p[0], p[1], p[2], p[3], p[4]
         );
         let rows = match self {
             StateStore::Postgres { pool, .. } => {
@@ -185,6 +243,11 @@ impl StateStore {
                 let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
                 query.fetch_all(pool).await
             }
+            StateStore::MySql { pool, .. } => {
+                let query = sqlx::query_as(&sql).bind(pipeline).bind(operator);
+                let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
+                query.fetch_all(pool).await
+            }
         }
         .map_err(err)?;
         Ok(rows)
@@ -192,8 +255,22 @@ impl StateStore {
 }
 
 /// Statements writing one operator's changes; parameters: pipeline, operator, document.
-fn statements(table: &str, postgres: bool) -> (String, String) {
-    if postgres {
+fn statements(table: &str, dialect: Backend) -> (String, String) {
+    if dialect == Backend::MySql {
+        return (
+            format!(
+                "INSERT INTO {table} (pipeline, operator, topic, partition_id, state_key, state, due_at) \
+                 SELECT ?, ?, j.t, j.p, j.k, j.s, j.d FROM JSON_TABLE(?, '$[*]' COLUMNS (t VARCHAR(249) PATH '$.t', \
+                 p INT PATH '$.p', k VARCHAR(255) PATH '$.k', s LONGTEXT PATH '$.s', d BIGINT PATH '$.d')) AS j \
+                 ON DUPLICATE KEY UPDATE state = VALUES(state), due_at = VALUES(due_at)"
+            ),
+            format!(
+                "DELETE FROM {table} WHERE pipeline = ? AND operator = ? AND (topic, partition_id, state_key) IN \
+                 (SELECT j.t, j.p, j.k FROM {MYSQL_KEYS} AS j)"
+            ),
+        );
+    }
+    if dialect == Backend::Postgres {
         (
             format!(
                 "INSERT INTO {table} (pipeline, operator, topic, partition_id, state_key, state, due_at) \
@@ -225,13 +302,13 @@ fn statements(table: &str, postgres: bool) -> (String, String) {
 
 /// Generates `write_*`: applies a batch's state changes inside its transaction.
 macro_rules! write_fn {
-    ($name:ident, $db:ty, $postgres:expr) => {
+    ($name:ident, $db:ty, $backend:expr) => {
         pub async fn $name(
             tx: &mut sqlx::Transaction<'_, $db>,
             table: &str,
             writes: &StateWrites,
         ) -> Result<(), SinkError> {
-            let (upsert, delete) = statements(table, $postgres);
+            let (upsert, delete) = statements(table, $backend);
             for op in &writes.ops {
                 for (sql, doc) in [(&upsert, &op.upserts), (&delete, &op.deletes)] {
                     if doc.len() <= 2 {
@@ -251,5 +328,6 @@ macro_rules! write_fn {
     };
 }
 
-write_fn!(write_postgres, sqlx::Postgres, true);
-write_fn!(write_sqlite, sqlx::Sqlite, false);
+write_fn!(write_postgres, sqlx::Postgres, Backend::Postgres);
+write_fn!(write_sqlite, sqlx::Sqlite, Backend::Sqlite);
+write_fn!(write_mysql, sqlx::MySql, Backend::MySql);

@@ -1,8 +1,10 @@
-//! Real databases for tests: a fresh PostgreSQL database on the shared server,
-//! a fresh SQLite file, or a private PostgreSQL server a test may stop and start.
+//! Real databases for tests: a fresh PostgreSQL or MariaDB database on the
+//! shared server, a fresh SQLite file, or a private PostgreSQL server a test
+//! may stop and start.
 
+use sqlx::mysql::MySqlPoolOptions;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{MySqlPool, PgPool, SqlitePool};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -11,11 +13,17 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://tidemill:tidemill@127.0.0.1:5432/postgres".into())
 }
 
+pub fn mysql_admin_url() -> String {
+    std::env::var("TIDEMILL_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://tidemill:tidemill@127.0.0.1:3306/mysql".into())
+}
+
 /// Which database a scenario runs against.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Postgres,
     Sqlite,
+    MariaDb,
 }
 
 pub enum TestDb {
@@ -28,6 +36,10 @@ pub enum TestDb {
         pool: SqlitePool,
         _dir: tempfile::TempDir,
     },
+    MySql {
+        url: String,
+        pool: MySqlPool,
+    },
 }
 
 impl TestDb {
@@ -35,6 +47,50 @@ impl TestDb {
         match kind {
             Kind::Postgres => Self::postgres().await,
             Kind::Sqlite => Self::sqlite().await,
+            Kind::MariaDb => Self::mariadb().await,
+        }
+    }
+
+    /// A new database on the shared MariaDB server.
+    pub async fn mariadb() -> Self {
+        let name = super::unique("tm");
+        let admin = MySqlPoolOptions::new()
+            .max_connections(1)
+            .connect(&mysql_admin_url())
+            .await
+            .expect("connect to the test MariaDB (make services-up)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let admin_url = mysql_admin_url();
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
+        let pool = MySqlPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("connect to test database");
+        TestDb::MySql { url, pool }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            TestDb::Postgres { .. } => Kind::Postgres,
+            TestDb::Sqlite { .. } => Kind::Sqlite,
+            TestDb::MySql { .. } => Kind::MariaDb,
+        }
+    }
+
+    /// Rewrites the few spellings the tests use that MySQL/MariaDB spell
+    /// differently: `CAST(… AS BIGINT)` is `CAST(… AS SIGNED)` there.
+    pub fn dialect(&self, sql: &str) -> String {
+        match self {
+            TestDb::MySql { .. } => sql.replace(" AS BIGINT)", " AS SIGNED)"),
+            _ => sql.to_string(),
         }
     }
 
@@ -77,12 +133,16 @@ impl TestDb {
 
     pub fn url(&self) -> &str {
         match self {
-            TestDb::Postgres { url, .. } | TestDb::Sqlite { url, .. } => url,
+            TestDb::Postgres { url, .. }
+            | TestDb::Sqlite { url, .. }
+            | TestDb::MySql { url, .. } => url,
         }
     }
 
     pub async fn exec(&self, sql: &str) {
+        let sql = &self.dialect(sql);
         match self {
+            TestDb::MySql { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
             TestDb::Postgres { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
             TestDb::Sqlite { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
         }
@@ -91,7 +151,9 @@ impl TestDb {
 
     /// Rows of two integer columns, e.g. `SELECT id, v FROM t ORDER BY id`.
     pub async fn pairs(&self, sql: &str) -> Vec<(i64, i64)> {
+        let sql = &self.dialect(sql);
         match self {
+            TestDb::MySql { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
             TestDb::Postgres { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
             TestDb::Sqlite { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
         }
@@ -100,7 +162,9 @@ impl TestDb {
 
     /// Rows of four integer columns.
     pub async fn quads(&self, sql: &str) -> Vec<(i64, i64, i64, i64)> {
+        let sql = &self.dialect(sql);
         match self {
+            TestDb::MySql { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
             TestDb::Postgres { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
             TestDb::Sqlite { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
         }
@@ -110,8 +174,9 @@ impl TestDb {
     /// One integer, e.g. `SELECT count(*) FROM t`. `None` when the database is unreachable.
     pub async fn try_scalar(&self, sql: &str) -> Option<i64> {
         // PostgreSQL's sum(bigint) is numeric; a cast keeps one decoding path.
-        let sql = &format!("SELECT CAST(({sql}) AS BIGINT)");
+        let sql = &self.dialect(&format!("SELECT CAST(({sql}) AS BIGINT)"));
         match self {
+            TestDb::MySql { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await,
             TestDb::Postgres { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await,
             TestDb::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await,
         }

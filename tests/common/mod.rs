@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 /// Runs an `async fn scenario(kind: Kind)` once per backend, as
-/// `scenario::postgres` and `scenario::sqlite`.
+/// `scenario::postgres`, `scenario::mariadb` and `scenario::sqlite`.
 #[macro_export]
 macro_rules! per_backend {
     ($($scenario:ident),* $(,)?) => {$(
@@ -13,6 +13,10 @@ macro_rules! per_backend {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 super::$scenario(Kind::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                super::$scenario(Kind::MariaDb).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {

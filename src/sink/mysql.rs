@@ -1,0 +1,294 @@
+//! MySQL and MariaDB: multi-row `INSERT … VALUES (?, …), (?, …)` statements,
+//! all of a batch's in one transaction.
+//!
+//! Contract:
+//! - Every value is a bound parameter, bound by its JSON type (string, integer,
+//!   float, bool, null; objects and arrays as JSON text); the server converts it
+//!   to the column's type. Each connection runs with `STRICT_ALL_TABLES` added
+//!   to its `sql_mode` and `time_zone = '+00:00'`, so a value that does not fit
+//!   its column is an error (a data error), never silently truncated.
+//! - A batch is split into statements that each stay under the server's
+//!   `max_allowed_packet` (read at start-up) and the protocol's 65,535
+//!   placeholders; they all run in the batch's one transaction.
+//! - Upsert is `ON DUPLICATE KEY UPDATE c = VALUES(c)`: understood by MariaDB
+//!   and MySQL (8.0.20+ deprecates `VALUES()` in favour of a row alias, which
+//!   MariaDB does not support, and still runs it). MySQL matches *any* unique
+//!   key of the table here, not only `key_columns`.
+//! - Identifiers are quoted with backticks ([`Dialect::MySql`]).
+
+use super::checkpoint::{self, Checkpoint, OffsetStore};
+use super::columnar::Columnar;
+use super::ident::{Dialect, TableName};
+use super::mysql_values::{chunks, push_value};
+use super::schema::{Column, TableSchema};
+use super::{PreparedBatch, Sink, SinkError};
+use crate::config::{redact_url, SinkConfig, SinkMode};
+use crate::state::store::{self, StateStore, StateWrites};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{Executor as _, Row as _};
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+const Q: Dialect = Dialect::MySql;
+
+/// Run on every new connection: refuse silent truncation, store times in UTC.
+const SESSION_SETUP: &str =
+    "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES'), \
+     time_zone = '+00:00'";
+
+pub struct MySqlSink {
+    pool: MySqlPool,
+    schema: TableSchema,
+    mode: SinkMode,
+    key_columns: Vec<String>,
+    /// Byte budget of one statement's parameters (half of `max_allowed_packet`).
+    packet_budget: usize,
+    /// Statement text per (columns, rows); row counts are powers of two.
+    statements: HashMap<(Vec<String>, usize), String>,
+}
+
+impl MySqlSink {
+    pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
+        let pool = connect(cfg).await?;
+        let table = TableName::parse(&cfg.table, false).map_err(|e| SinkError::Schema {
+            table: cfg.table.clone(),
+            message: e.to_string(),
+        })?;
+        let schema = describe(&pool, &table).await?;
+        let max_packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+            .fetch_one(&pool)
+            .await
+            .map_err(|source| SinkError::Describe {
+                table: table.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            pool,
+            schema,
+            mode: cfg.mode,
+            key_columns: cfg.key_columns.clone(),
+            packet_budget: usize::try_from(max_packet / 2).unwrap_or(1 << 20),
+            statements: HashMap::new(),
+        })
+    }
+
+    fn statement(&mut self, columns: &[String], rows: usize) -> &str {
+        let (table, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        self.statements
+            .entry((columns.to_vec(), rows))
+            .or_insert_with(|| insert_sql(table, mode, keys, columns, rows))
+    }
+}
+
+async fn connect(cfg: &SinkConfig) -> Result<MySqlPool, SinkError> {
+    let url = cfg.url.expose();
+    let connect_err = |source| SinkError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let options = MySqlConnectOptions::from_str(url).map_err(connect_err)?;
+    MySqlPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move { conn.execute(SESSION_SETUP).await.map(|_| ()) })
+        })
+        .connect_with(options)
+        .await
+        .map_err(connect_err)
+}
+
+/// `INSERT INTO t (cols) VALUES (?, ?), …` for `rows` rows, plus the upsert clause.
+pub fn insert_sql(
+    table: &TableName,
+    mode: SinkMode,
+    keys: &[String],
+    columns: &[String],
+    rows: usize,
+) -> String {
+    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        table.quoted_in(Q),
+        Q.column_list(columns)
+    );
+    sql.reserve(rows * (tuple.len() + 2) + 64);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&tuple);
+    }
+    if mode == SinkMode::Upsert {
+        sql.push_str(&on_duplicate_key(keys, columns));
+    }
+    sql
+}
+
+/// Updates every non-key column from the proposed row; with only key columns
+/// written, a no-op assignment (never `INSERT IGNORE`, which would also turn
+/// every other error into a warning).
+fn on_duplicate_key(keys: &[String], columns: &[String]) -> String {
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("{q} = VALUES({q})", q = Q.quote(c)))
+        .collect();
+    let updates = if updates.is_empty() {
+        keys.iter()
+            .map(|k| format!("{q} = {q}", q = Q.quote(k)))
+            .collect()
+    } else {
+        updates
+    };
+    format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+}
+
+async fn describe(pool: &MySqlPool, table: &TableName) -> Result<TableSchema, SinkError> {
+    let describe_err = |source| SinkError::Describe {
+        table: table.to_string(),
+        source,
+    };
+    let rows = sqlx::query(
+        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR), IS_NULLABLE = 'YES', \
+         (COLUMN_DEFAULT IS NOT NULL AND COLUMN_DEFAULT <> 'NULL') OR EXTRA LIKE '%auto_increment%' \
+         FROM information_schema.columns WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+         ORDER BY ORDINAL_POSITION",
+    )
+    .bind(&table.schema)
+    .bind(&table.name)
+    .fetch_all(pool)
+    .await
+    .map_err(describe_err)?;
+    if rows.is_empty() {
+        return Err(SinkError::MissingTable {
+            table: table.to_string(),
+        });
+    }
+    let columns = rows
+        .into_iter()
+        .map(|r| Column {
+            name: r.get(0),
+            data_type: r.get(1),
+            nullable: r.get::<i64, _>(2) != 0,
+            has_default: r.get::<i64, _>(3) != 0,
+        })
+        .collect();
+    let index_rows = sqlx::query(
+        "SELECT CAST(INDEX_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR) FROM information_schema.statistics \
+         WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+         ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+    )
+    .bind(&table.schema)
+    .bind(&table.name)
+    .fetch_all(pool)
+    .await
+    .map_err(describe_err)?;
+    let mut by_index: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in index_rows {
+        by_index.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    let mut unique_keys: Vec<Vec<String>> = by_index.into_values().collect();
+    for key in &mut unique_keys {
+        key.sort();
+    }
+    Ok(TableSchema {
+        table: table.clone(),
+        columns,
+        unique_keys,
+    })
+}
+
+impl Sink for MySqlSink {
+    /// One transaction: the rows (in as many statements as the packet and
+    /// placeholder limits need), then the checkpoint; committed, or rolled back
+    /// when `commit` is false.
+    async fn transact(
+        &mut self,
+        batch: &PreparedBatch,
+        checkpoint: Option<&Checkpoint>,
+        state: Option<&StateWrites>,
+        commit: bool,
+    ) -> Result<(), SinkError> {
+        if batch.rows == 0 && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
+            return Ok(());
+        }
+        let table = self.schema.table.to_string();
+        let write_err = |source| SinkError::Write {
+            table: table.clone(),
+            source,
+        };
+        let data = Columnar::decode(batch).map_err(|e| SinkError::Row {
+            table: table.clone(),
+            message: format!("cannot decode the prepared rows: {e}"),
+        })?;
+        let mut tx = self.pool.begin().await.map_err(write_err)?;
+        for chunk in chunks(&data, self.packet_budget) {
+            let rows = chunk.len() / data.width.max(1);
+            let sql = self.statement(&batch.columns, rows).to_string();
+            let mut query = sqlx::query(&sql);
+            for value in chunk {
+                query = push_value(query, value);
+            }
+            query.execute(&mut *tx).await.map_err(write_err)?;
+        }
+        if let Some(state) = state {
+            let table = store::table_for_in(&self.schema.table, Q);
+            store::write_mysql(&mut tx, &table, state).await?;
+        }
+        if let Some(checkpoint) = checkpoint {
+            let table = checkpoint::table_for_in(&self.schema.table, Q);
+            checkpoint::advance_mysql(&mut tx, &table, checkpoint).await?;
+        }
+        if commit {
+            tx.commit().await.map_err(write_err)
+        } else {
+            tx.rollback().await.map_err(write_err)
+        }
+    }
+
+    fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    fn state_store(&self) -> StateStore {
+        StateStore::MySql {
+            pool: self.pool.clone(),
+            table: store::table_for_in(&self.schema.table, Q),
+        }
+    }
+
+    fn offset_store(&self) -> OffsetStore {
+        OffsetStore::MySql {
+            pool: self.pool.clone(),
+            table: checkpoint::table_for_in(&self.schema.table, Q),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_sql_updates_non_key_columns_from_values() {
+        let t = TableName::parse("db.t", false).expect("valid");
+        let cols = ["id".to_string(), "v`x".to_string()];
+        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &cols, 2);
+        assert_eq!(
+            sql,
+            "INSERT INTO `db`.`t` (`id`, `v``x`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `v``x` = VALUES(`v``x`)"
+        );
+    }
+
+    #[test]
+    fn upsert_of_key_only_rows_is_a_no_op_update() {
+        let t = TableName::parse("t", false).expect("valid");
+        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &["id".into()], 1);
+        assert!(
+            sql.ends_with("ON DUPLICATE KEY UPDATE `id` = `id`"),
+            "{sql}"
+        );
+    }
+}

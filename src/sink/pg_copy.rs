@@ -1,0 +1,148 @@
+//! PostgreSQL bulk path: binary `COPY … FROM STDIN` inside the batch's
+//! transaction.
+//!
+//! Contract:
+//! - insert mode copies straight into the target table; upsert mode copies
+//!   into a temporary staging table (`LIKE` the target, with its defaults;
+//!   one per connection, emptied at commit, gone with a rollback of the
+//!   transaction that created it) and then runs one
+//!   `INSERT … SELECT … ON CONFLICT`.
+//! - [`payload`] encodes a batch only when every column's type and every value
+//!   has an exact binary encoding ([`pg_binary`](super::pg_binary)); otherwise
+//!   it says why, and the caller uses the statement path for that batch.
+//! - A value the server refuses during `COPY` is a data error
+//!   ([`SinkError::Row`]) whose message carries PostgreSQL's `COPY` context,
+//!   which names the line and the column.
+
+use super::columnar::Columnar;
+use super::error::classify;
+use super::ident::{column_list, on_conflict, TableName};
+use super::pg_binary::{encode, PgType};
+use super::schema::TableSchema;
+use super::{PreparedBatch, RetryClass, SinkError};
+use crate::config::SinkMode;
+use sqlx::PgConnection;
+
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+const STAGE: &str = "pg_temp.tidemill_stage";
+
+/// The column types of `columns` for the bulk path; `None` if one has no
+/// binary encoder.
+pub fn column_types(schema: &TableSchema, columns: &[String]) -> Option<Vec<PgType>> {
+    columns
+        .iter()
+        .map(|c| PgType::from_format_type(&schema.column(c)?.data_type))
+        .collect()
+}
+
+/// The batch as binary `COPY` data, or the first value that has no exact
+/// binary encoding (column and reason).
+pub fn payload(
+    table: &TableName,
+    types: &[PgType],
+    batch: &PreparedBatch,
+) -> Result<Result<Vec<u8>, String>, SinkError> {
+    let data = Columnar::decode(batch).map_err(|e| SinkError::Row {
+        table: table.to_string(),
+        message: format!("cannot decode the prepared rows: {e}"),
+    })?;
+    let mut out = Vec::with_capacity(batch.json.len() + HEADER.len() + 2);
+    out.extend_from_slice(HEADER);
+    let fields = i16::try_from(types.len()).unwrap_or(i16::MAX);
+    for (n, row) in data.rows().enumerate() {
+        out.extend_from_slice(&fields.to_be_bytes());
+        for ((column, ty), value) in batch.columns.iter().zip(types).zip(row) {
+            if let Err(reason) = encode(*ty, Some(value), &mut out) {
+                return Ok(Err(format!("column `{column}`, row {n}: {reason}")));
+            }
+        }
+    }
+    out.extend_from_slice(&(-1_i16).to_be_bytes());
+    Ok(Ok(out))
+}
+
+/// Loads `data` (from [`payload`]) into the table inside the open transaction.
+pub async fn load(
+    conn: &mut PgConnection,
+    table: &TableName,
+    mode: SinkMode,
+    keys: &[String],
+    columns: &[String],
+    data: Vec<u8>,
+) -> Result<(), SinkError> {
+    let cols = column_list(columns);
+    let write_err = |source| SinkError::Write {
+        table: table.to_string(),
+        source,
+    };
+    let target = match mode {
+        SinkMode::Insert => table.quoted(),
+        SinkMode::Upsert => {
+            ensure_stage(conn, table).await.map_err(write_err)?;
+            STAGE.to_string()
+        }
+    };
+    let copy = format!("COPY {target} ({cols}) FROM STDIN (FORMAT binary)");
+    let mut copy_in = conn.copy_in_raw(&copy).await.map_err(write_err)?;
+    if let Err(e) = copy_in.send(data).await {
+        // The connection is in an unknown state; the transaction rolls back.
+        let _ = copy_in.abort("tidemill: sending COPY data failed").await;
+        return Err(write_err(e));
+    }
+    copy_in.finish().await.map_err(|e| copy_error(table, e))?;
+    if mode == SinkMode::Upsert {
+        let merge = format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE}{}",
+            table.quoted(),
+            on_conflict(keys, columns)
+        );
+        sqlx::query(&merge)
+            .execute(&mut *conn)
+            .await
+            .map_err(write_err)?;
+    }
+    Ok(())
+}
+
+/// Creates this connection's staging table unless it exists. It is kept per
+/// connection and emptied at commit (creating and dropping it in every batch
+/// churns the catalog and measured slower); a rollback of the transaction
+/// that created it removes it. Checked first rather than `IF NOT EXISTS`,
+/// whose notice would be logged for every batch.
+async fn ensure_stage(conn: &mut PgConnection, table: &TableName) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(STAGE)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        let create = format!(
+            "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+            STAGE.trim_start_matches("pg_temp."),
+            table.quoted()
+        );
+        sqlx::query(&create).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A data error during `COPY` keeps PostgreSQL's context (line and column).
+fn copy_error(table: &TableName, source: sqlx::Error) -> SinkError {
+    if classify(&source) != RetryClass::Data {
+        return SinkError::Write {
+            table: table.to_string(),
+            source,
+        };
+    }
+    let context = match &source {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|pg| pg.r#where())
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    SinkError::Row {
+        table: table.to_string(),
+        message: format!("{source}{context}"),
+    }
+}
