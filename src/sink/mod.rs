@@ -13,12 +13,15 @@
 //!
 //! Backends: [`postgres`], [`sqlite`]. MySQL/MariaDB will fit the same trait.
 
+mod backoff;
 pub mod checkpoint;
 pub mod error;
 pub mod ident;
 pub mod isolate;
+pub mod observe;
 pub mod postgres;
 mod prepare;
+mod refused;
 pub mod schema;
 pub mod sqlite;
 pub mod writer;
