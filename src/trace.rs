@@ -87,13 +87,26 @@ pub fn extract(headers: Option<&BorrowedHeaders>) -> Option<SpanContext> {
             state = value;
         }
     }
-    let carrier = TraceHeaders {
-        parent: parent?,
-        state,
-    };
+    let parent = parent?;
+    if !flagged_sampled(parent) {
+        // Most records of a producer sampling at a low ratio: no full parse.
+        return None;
+    }
+    let carrier = TraceHeaders { parent, state };
     let cx = TraceContextPropagator::new().extract(&carrier);
     let sc = cx.span().span_context().clone();
     (sc.is_valid() && sc.is_sampled()).then_some(sc)
+}
+
+/// Whether a `traceparent`'s flags (its fourth field) have the sampled bit,
+/// read without parsing the ids.
+fn flagged_sampled(traceparent: &str) -> bool {
+    traceparent
+        .trim()
+        .split('-')
+        .nth(3)
+        .and_then(|flags| u8::from_str_radix(flags, 16).ok())
+        .is_some_and(|flags| flags & 1 == 1)
 }
 
 /// Names the writer's spans need besides the batch.
@@ -278,6 +291,15 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(sc.trace_state().header(), "vendor=x");
+    }
+
+    #[test]
+    fn only_sampled_traceparents_are_parsed() {
+        let id = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        assert!(flagged_sampled(&format!("{id}-01")));
+        assert!(flagged_sampled(&format!("{id}-03")));
+        assert!(!flagged_sampled(&format!("{id}-00")));
+        assert!(!flagged_sampled("garbage"));
     }
 
     #[test]
