@@ -2,6 +2,10 @@
 //! events of ~150 bytes as fast as the broker takes them, with a fixed seed.
 //!
 //! cargo run --release --example loadgen -- BROKERS TOPIC PARTITIONS RECORDS
+//!
+//! With `LOADGEN_TRACEPARENT=P` set, every record carries a W3C `traceparent`
+//! header with a random trace id, flagged sampled on P percent of them (as a
+//! producer sampling at P% would send them): to measure tracing's cost.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -28,6 +32,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
+    let traced: Option<f64> = match std::env::var("LOADGEN_TRACEPARENT") {
+        Ok(p) => Some(p.parse::<f64>()? / 100.0),
+        Err(_) => None,
+    };
     let mut rng = fastrand::Rng::with_seed(42);
     let started = Instant::now();
     let mut value = String::with_capacity(200);
@@ -46,6 +54,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rng.u32(..1000)
         ));
         let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        if let Some(share) = traced {
+            let flags = if rng.f64() < share { "01" } else { "00" };
+            let parent = format!("00-{:032x}-{:016x}-{flags}", rng.u128(1..), rng.u64(1..));
+            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "traceparent",
+                value: Some(&parent),
+            });
+            record = record.headers(headers);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

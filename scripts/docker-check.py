@@ -4,12 +4,17 @@
 * every docker/*.yml / *.yaml parses as YAML;
 * docker-compose.yml defines the expected services, every service has an image
   or a build, and the local files it mounts or builds from exist;
-* otel-collector.yaml wires each pipeline to defined receivers/exporters;
+* otel-collector.yaml wires each pipeline to defined receivers/exporters, and
+  traces reach Jaeger;
+* prometheus.yml scrapes tidemill; Grafana's provisioning files parse;
+* grafana/tidemill.json parses, every panel has a query, and every tidemill_*
+  metric it queries is one that src/metrics.rs renders;
 * the Dockerfile has several FROM stages, a non-root USER, an ENTRYPOINT.
 
 Needs PyYAML (Debian: python3-yaml). Exits non-zero with a list of problems.
 """
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -18,7 +23,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
-EXPECTED_SERVICES = {"kafka", "postgres", "mariadb", "otel-collector", "jaeger", "tidemill"}
+EXPECTED_SERVICES = {
+    "kafka", "postgres", "mariadb", "otel-collector", "jaeger", "tidemill", "prometheus", "grafana",
+}
 
 problems = []
 
@@ -85,6 +92,60 @@ def check_otel(path):
                     problems.append(f"otel-collector.yaml: pipeline {pname} uses undefined {kind[:-1]} {comp!r}")
 
 
+def check_traces_reach_jaeger(path):
+    cfg = load_yaml(path)
+    if cfg is None:
+        return
+    traces = ((cfg.get("service") or {}).get("pipelines") or {}).get("traces") or {}
+    exporters = cfg.get("exporters") or {}
+    if not any("jaeger" in str((exporters.get(e) or {}).get("endpoint", "")) for e in traces.get("exporters") or []):
+        problems.append("otel-collector.yaml: the traces pipeline exports to no jaeger endpoint")
+
+
+def check_prometheus(path):
+    cfg = load_yaml(path)
+    if cfg is None:
+        return
+    targets = [
+        t
+        for job in cfg.get("scrape_configs") or []
+        for sc in job.get("static_configs") or []
+        for t in sc.get("targets") or []
+    ]
+    if not any(t.startswith("tidemill:") for t in targets):
+        problems.append("prometheus.yml: no scrape target tidemill:PORT")
+
+
+def rendered_metrics():
+    """Metric names src/metrics.rs renders (histograms also as _bucket/_sum/_count)."""
+    source = (ROOT / "src" / "metrics.rs").read_text(encoding="utf-8")
+    names = set(re.findall(r'"(tidemill_[a-z0-9_]+)"', source))
+    for n in list(names):
+        names.update({f"{n}_bucket", f"{n}_sum", f"{n}_count"})
+    return names
+
+
+def check_dashboard(path):
+    rel = path.relative_to(ROOT)
+    try:
+        dash = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        problems.append(f"{rel}: invalid JSON: {e}")
+        return
+    panels = dash.get("panels") or []
+    if not dash.get("uid") or not dash.get("title") or not panels:
+        problems.append(f"{rel}: needs a uid, a title and panels")
+    known = rendered_metrics()
+    for panel in panels:
+        targets = panel.get("targets") or []
+        if not targets:
+            problems.append(f"{rel}: panel {panel.get('title')!r} has no query")
+        for t in targets:
+            for name in re.findall(r"tidemill_[a-z0-9_]+", t.get("expr", "")):
+                if name not in known:
+                    problems.append(f"{rel}: panel {panel.get('title')!r} queries {name}, which tidemill does not export")
+
+
 def check_dockerfile(path):
     text = path.read_text(encoding="utf-8")
     lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
@@ -101,17 +162,27 @@ def check_dockerfile(path):
 
 
 def main():
-    yamls = sorted(list(DOCKER.glob("*.yml")) + list(DOCKER.glob("*.yaml")))
-    for required in ("docker-compose.yml", "otel-collector.yaml", "Dockerfile"):
+    yamls = sorted(list(DOCKER.rglob("*.yml")) + list(DOCKER.rglob("*.yaml")))
+    required_files = (
+        "docker-compose.yml", "otel-collector.yaml", "Dockerfile", "prometheus.yml",
+        "grafana/tidemill.json", "grafana/provisioning/dashboards/tidemill.yml",
+        "grafana/provisioning/datasources/prometheus.yml",
+    )
+    for required in required_files:
         if not (DOCKER / required).is_file():
             problems.append(f"docker/{required} is missing")
     for path in yamls:
-        if path.name == "docker-compose.yml":
+        if path == DOCKER / "docker-compose.yml":
             check_compose(path)
-        elif path.name == "otel-collector.yaml":
+        elif path == DOCKER / "otel-collector.yaml":
             check_otel(path)
+            check_traces_reach_jaeger(path)
+        elif path == DOCKER / "prometheus.yml":
+            check_prometheus(path)
         else:
             load_yaml(path)
+    for dashboard in sorted((DOCKER / "grafana").glob("*.json")):
+        check_dashboard(dashboard)
     if (DOCKER / "Dockerfile").is_file():
         check_dockerfile(DOCKER / "Dockerfile")
 
@@ -119,7 +190,8 @@ def main():
         for p in problems:
             print(f"docker-check: {p}", file=sys.stderr)
         sys.exit(1)
-    names = ", ".join(p.name for p in yamls + [DOCKER / "Dockerfile"])
+    dashboards = sorted((DOCKER / "grafana").glob("*.json"))
+    names = ", ".join(str(p.relative_to(DOCKER)) for p in yamls + dashboards + [DOCKER / "Dockerfile"])
     print(f"docker-check: OK ({names})")
 
 

@@ -8,6 +8,7 @@
 
 use crate::config::BatchConfig;
 use crate::model::{Batch, RawRecord, Row, RowMeta, TopicPartition};
+use crate::trace::{RecordLink, MAX_LINKS};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -43,13 +44,16 @@ impl Batcher {
         }
     }
 
-    /// Adds one consumed record: its offset, its payload size and the rows it became
-    /// (none when filtered out or dead-lettered). `raw` travels with its rows,
-    /// and so does `meta` — the record's (timestamp, Kafka key) — when kept.
+    /// Adds one consumed record: its offset, Kafka timestamp, payload size and
+    /// the rows it became (none when filtered out or dead-lettered). `raw`
+    /// travels with its rows, and so does `meta` — the record's (timestamp,
+    /// Kafka key) — when kept.
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         tp: &TopicPartition,
         offset: i64,
+        timestamp_ms: Option<i64>,
         bytes: usize,
         rows: Vec<Row>,
         raw: impl FnOnce() -> RawRecord,
@@ -61,6 +65,7 @@ impl Batcher {
         self.current.track(tp, offset);
         self.current.bytes += bytes;
         self.current.records += 1;
+        self.tally(tp, timestamp_ms, rows.len());
         let mut raw_index = None;
         if self.keep_raw && !rows.is_empty() {
             let source = self.current.raw.len();
@@ -87,6 +92,41 @@ impl Batcher {
 
     pub fn is_empty(&self) -> bool {
         self.current.is_empty()
+    }
+
+    /// Counts a record's rows and timestamp for the metrics.
+    fn tally(&mut self, tp: &TopicPartition, timestamp_ms: Option<i64>, rows: usize) {
+        if let Some(ts) = timestamp_ms {
+            self.current.timestamps.push(ts);
+        }
+        // Look up before inserting: no key clone per record.
+        if !self.current.tally.contains_key(tp) {
+            self.current.tally.insert(tp.clone(), Default::default());
+        }
+        if let Some(tally) = self.current.tally.get_mut(tp) {
+            tally.rows += rows as u64;
+            tally.newest_ms = tally.newest_ms.max(timestamp_ms);
+        }
+    }
+
+    /// Whether the open batch still has room for a record's trace link.
+    pub fn wants_link(&self) -> bool {
+        self.current.links.len() < MAX_LINKS
+    }
+
+    /// Carries a sampled record's producer context with the open batch
+    /// (counted as dropped beyond [`MAX_LINKS`]).
+    pub fn link(&mut self, link: RecordLink) {
+        if self.wants_link() {
+            self.current.links.push(link);
+        } else {
+            self.current.links_dropped += 1;
+        }
+    }
+
+    /// A traced record beyond the cap.
+    pub fn link_dropped(&mut self) {
+        self.current.links_dropped += 1;
     }
 
     /// Reports an idle partition in the open batch (opening one if needed),
@@ -169,15 +209,15 @@ mod tests {
     fn batch_is_full_at_max_rows_and_ids_increase() {
         let mut b = Batcher::new(&cfg(2), true, false);
         let tp = TopicPartition::new("t", 0);
-        b.push(&tp, 0, 10, vec![Row::new()], raw, no_meta);
+        b.push(&tp, 0, None, 10, vec![Row::new()], raw, no_meta);
         assert!(!b.is_full());
-        b.push(&tp, 1, 10, vec![], raw, no_meta);
+        b.push(&tp, 1, None, 10, vec![], raw, no_meta);
         assert!(b.is_full());
         let first = b.take().expect("two records pushed");
         assert_eq!((first.id, first.records, first.rows.len()), (1, 2, 1));
         assert_eq!((first.raw.len(), first.row_source.clone()), (1, vec![0]));
         assert!(b.take().is_none());
-        b.push(&tp, 2, 10, vec![], raw, no_meta);
+        b.push(&tp, 2, None, 10, vec![], raw, no_meta);
         assert_eq!(b.take().expect("one record").id, 2);
     }
 
@@ -187,6 +227,7 @@ mod tests {
         b.push(
             &TopicPartition::new("t", 0),
             0,
+            None,
             10,
             vec![Row::new()],
             raw,
@@ -203,10 +244,10 @@ mod tests {
     fn meta_follows_each_row_when_kept() {
         let mut b = Batcher::new(&cfg(10), true, true);
         let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
-        b.push(&t1, 7, 1, vec![Row::new(), Row::new()], raw, || {
+        b.push(&t1, 7, None, 1, vec![Row::new(), Row::new()], raw, || {
             (Some(5), "k".into())
         });
-        b.push(&t0, 3, 1, vec![Row::new()], raw, no_meta);
+        b.push(&t0, 3, None, 1, vec![Row::new()], raw, no_meta);
         let batch = b.take().expect("records");
         assert_eq!(batch.partitions, vec![t1, t0]);
         let parts: Vec<(u32, i64, Option<u32>)> = batch
@@ -224,15 +265,58 @@ mod tests {
     #[test]
     fn batch_is_full_at_max_bytes() {
         let mut b = Batcher::new(&cfg(100), true, false);
-        b.push(&TopicPartition::new("t", 0), 0, 1000, vec![], raw, no_meta);
+        b.push(
+            &TopicPartition::new("t", 0),
+            0,
+            None,
+            1000,
+            vec![],
+            raw,
+            no_meta,
+        );
         assert!(b.is_full());
+    }
+
+    #[test]
+    fn rows_and_newest_timestamp_are_tallied_per_partition() {
+        let mut b = Batcher::new(&cfg(100), false, false);
+        let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        b.push(
+            &t0,
+            0,
+            Some(7),
+            1,
+            vec![Row::new(), Row::new()],
+            raw,
+            no_meta,
+        );
+        b.push(&t0, 1, Some(5), 1, vec![], raw, no_meta);
+        b.push(&t1, 0, None, 1, vec![Row::new()], raw, no_meta);
+        let batch = b.take().expect("records");
+        assert_eq!(batch.timestamps, vec![7, 5]);
+        assert_eq!(
+            (batch.tally[&t0].rows, batch.tally[&t0].newest_ms),
+            (2, Some(7))
+        );
+        assert_eq!(
+            (batch.tally[&t1].rows, batch.tally[&t1].newest_ms),
+            (1, None)
+        );
     }
 
     #[test]
     fn linger_deadline_starts_with_first_record() {
         let mut b = Batcher::new(&cfg(100), true, false);
         assert!(b.deadline().is_none());
-        b.push(&TopicPartition::new("t", 0), 0, 1, vec![], raw, no_meta);
+        b.push(
+            &TopicPartition::new("t", 0),
+            0,
+            None,
+            1,
+            vec![],
+            raw,
+            no_meta,
+        );
         let deadline = b.deadline().expect("open batch has a deadline");
         assert!(!b.is_due(deadline - Duration::from_millis(1)));
         assert!(b.is_due(deadline));

@@ -204,6 +204,7 @@ mod tests {
             offsets: b.offsets.clone(),
             rows: 0,
             bytes: 0,
+            trace: None,
         }
     }
 

@@ -1,10 +1,11 @@
 //! Health and metrics over HTTP for Kubernetes and Prometheus:
 //! `/livez` (the poll loops are going round), `/readyz` (every pipeline has
 //! joined its group and its database is not failing), `/metrics` (Prometheus
-//! text format). A deliberately small HTTP/1.1 server: GET only, one response
-//! per connection.
+//! text format, rendered by [`crate::metrics`]). A deliberately small
+//! HTTP/1.1 server: GET only, one response per connection.
 
-use crate::stats::{now_ms, Stats, BUCKETS};
+use crate::metrics::metrics;
+use crate::stats::{now_ms, Stats};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The pipelines the server reports on.
-pub type Registry = Vec<(String, Arc<Stats>)>;
+pub use crate::metrics::Registry;
 
 /// A poll loop silent for longer than this is not alive.
 const STALL: Duration = Duration::from_secs(30);
@@ -110,122 +111,9 @@ fn verdict<'a>(
     (status, "text/plain; charset=utf-8", body)
 }
 
-/// A counter's name, help text and reader.
-type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
-
-/// Renders every pipeline's counters in the Prometheus text format.
-pub fn metrics(registry: &Registry) -> String {
-    let mut out = String::new();
-    let counters: [Counter; 10] = [
-        (
-            "tidemill_records_in_total",
-            "Records consumed from Kafka.",
-            |s| Stats::get(&s.records_in),
-        ),
-        (
-            "tidemill_rows_loaded_total",
-            "Rows committed to the database.",
-            |s| Stats::get(&s.rows_loaded),
-        ),
-        (
-            "tidemill_records_committed_total",
-            "Records whose batch the database committed.",
-            |s| Stats::get(&s.records_done),
-        ),
-        ("tidemill_batches_total", "Batches committed.", |s| {
-            Stats::get(&s.batches)
-        }),
-        (
-            "tidemill_dead_lettered_total",
-            "Records sent to the dead-letter topic.",
-            |s| Stats::get(&s.dead_lettered),
-        ),
-        (
-            "tidemill_tombstones_skipped_total",
-            "Tombstones skipped.",
-            |s| Stats::get(&s.tombstones_skipped),
-        ),
-        (
-            "tidemill_db_retries_total",
-            "Database writes retried after a transient error.",
-            |s| Stats::get(&s.retries),
-        ),
-        (
-            "tidemill_records_late_total",
-            "Records refused by an event-time window as late.",
-            |s| Stats::get(&s.records_late),
-        ),
-        (
-            "tidemill_state_cache_hits_total",
-            "Keyed-state lookups served by the in-memory cache.",
-            |s| Stats::get(&s.state_cache_hits),
-        ),
-        (
-            "tidemill_state_loads_total",
-            "Keyed-state lookups loaded from the database (cache misses).",
-            |s| Stats::get(&s.state_loads),
-        ),
-    ];
-    for (name, help, get) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (pipeline, s) in registry {
-            let _ = writeln!(out, "{name}{{pipeline=\"{pipeline}\"}} {}", get(s));
-        }
-    }
-    let name = "tidemill_assigned_partitions";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Partitions owned by this member.\n# TYPE {name} gauge"
-    );
-    for (pipeline, s) in registry {
-        let _ = writeln!(
-            out,
-            "{name}{{pipeline=\"{pipeline}\"}} {}",
-            Stats::get(&s.assigned_partitions)
-        );
-    }
-    let name = "tidemill_batch_duration_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Batch write time, retries included.\n# TYPE {name} histogram"
-    );
-    for (pipeline, s) in registry {
-        let (buckets, count, sum) = s.batch_seconds.snapshot();
-        for (bound, n) in BUCKETS.iter().zip(buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{pipeline=\"{pipeline}\",le=\"{bound}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{pipeline=\"{pipeline}\",le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(out, "{name}_sum{{pipeline=\"{pipeline}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{pipeline=\"{pipeline}\"}} {count}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_render_counters_per_pipeline() {
-        let s = Arc::new(Stats::default());
-        Stats::add(&s.rows_loaded, 42);
-        s.batch_seconds.observe(0.02);
-        let text = metrics(&vec![("orders".to_string(), s)]);
-        assert!(
-            text.contains("tidemill_rows_loaded_total{pipeline=\"orders\"} 42"),
-            "{text}"
-        );
-        assert!(text.contains(
-            "tidemill_batch_duration_seconds_bucket{pipeline=\"orders\",le=\"0.025\"} 1"
-        ));
-        assert!(text.contains("# TYPE tidemill_batch_duration_seconds histogram"));
-    }
 
     #[test]
     fn readiness_needs_a_group_and_a_healthy_database() {

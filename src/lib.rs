@@ -11,7 +11,9 @@
 //! 6. [`commit`] — acknowledged batches → Kafka offsets (the only module that moves them).
 //!
 //! [`pipeline`] wires one pipeline; [`model`] holds the messages between stages;
-//! [`config`], [`telemetry`], [`check`] and [`demo`] surround it.
+//! [`config`], [`telemetry`], [`check`] and [`demo`] surround it; [`trace`]
+//! carries producers' trace context to the writer's spans, [`stats`] counts and
+//! [`metrics`] renders the counts for [`health`]'s `/metrics`.
 
 pub mod batch;
 pub mod check;
@@ -21,6 +23,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod demo;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod sink;
@@ -28,4 +31,5 @@ pub mod source;
 pub mod state;
 pub mod stats;
 pub mod telemetry;
+pub mod trace;
 pub mod transform;

@@ -97,6 +97,23 @@ pub struct Batch {
     /// Owned partitions that had no record for a while: (partition, ms idle).
     /// Their watermarks advance; their checkpoints are fenced but not moved.
     pub idle: Vec<(TopicPartition, i64)>,
+    /// Per partition: rows produced and the newest Kafka timestamp, for metrics.
+    pub tally: BTreeMap<TopicPartition, PartitionTally>,
+    /// Each record's Kafka timestamp (ms), for the end-to-end latency histogram.
+    pub timestamps: Vec<i64>,
+    /// Sampled producer trace contexts of records in this batch (tracing on
+    /// only), at most [`crate::trace::MAX_LINKS`]; the rest are counted in
+    /// `links_dropped`.
+    pub links: Vec<crate::trace::RecordLink>,
+    pub links_dropped: u32,
+}
+
+/// What one partition contributed to a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionTally {
+    pub rows: u64,
+    /// Newest Kafka timestamp (ms) among its records, if any had one.
+    pub newest_ms: Option<i64>,
 }
 
 /// Where a row came from, for the stateful transforms that run in the writer.
@@ -169,6 +186,8 @@ pub struct BatchAck {
     pub rows: usize,
     /// The batch's payload bytes, released from the in-flight budget.
     pub bytes: usize,
+    /// The batch span's context (tracing on only): `kafka.commit` continues it.
+    pub trace: Option<opentelemetry::trace::SpanContext>,
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub struct Pipeline {
     registry: Arc<Registry>,
     dead_letters: Option<Arc<DeadLetters>>,
     pub stats: Arc<Stats>,
+    /// librdkafka statistics interval for the lag gauge (`health.listen` set).
+    statistics: Option<Duration>,
 }
 
 impl Pipeline {
@@ -138,7 +140,15 @@ impl Pipeline {
             registry,
             dead_letters,
             stats: Arc::new(Stats::default()),
+            statistics: None,
         })
+    }
+
+    /// Has librdkafka report statistics every `interval`, so `/metrics` can
+    /// show consumer lag (high watermarks come from the statistics).
+    pub fn with_statistics(mut self, interval: Option<Duration>) -> Self {
+        self.statistics = interval;
+        self
     }
 
     /// Runs until `shutdown` fires (then drains within `grace`) or an error stops it.
@@ -156,6 +166,7 @@ impl Pipeline {
             registry: _,
             dead_letters,
             stats,
+            statistics,
         } = self;
         // This run's own stop signal: a failing stage stops this run only.
         let shutdown = shutdown.child_token();
@@ -177,17 +188,22 @@ impl Pipeline {
             shutdown.clone(),
             cfg.batch.max_in_flight_bytes,
         )
-        .with_idle_timeout(idle_timeout(&cfg));
+        .with_idle_timeout(idle_timeout(&cfg))
+        .with_group(cfg.group_id(&name));
         let context = SourceContext {
             pipeline: name.clone(),
             high_watermarks: Arc::clone(&driver.high_watermarks),
             driver: Arc::new(Mutex::new(driver)),
         };
         let mut client = kafka::consumer_config(&name, &cfg);
-        if let Some(timeout) = idle_timeout(&cfg) {
-            // Idle detection reads partitions' high watermarks from the statistics.
-            let interval = (timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(1));
-            client.set("statistics.interval.ms", interval.as_millis().to_string());
+        // Idle detection and the lag gauge read high watermarks from the statistics.
+        let idle = idle_timeout(&cfg)
+            .map(|t| (t / 2).clamp(Duration::from_millis(100), Duration::from_secs(1)));
+        if let Some(interval) = idle.into_iter().chain(statistics).min() {
+            client.set(
+                "statistics.interval.ms",
+                interval.as_millis().max(1).to_string(),
+            );
         }
         let consumer: Consumer =
             client
@@ -206,6 +222,10 @@ impl Pipeline {
                 abort: abort.clone(),
                 stats: Arc::clone(&stats),
                 engine,
+                names: crate::trace::SpanNames {
+                    pipeline: name.clone(),
+                    group: cfg.group_id(&name),
+                },
             };
             let task = async move {
                 match sink {
@@ -330,18 +350,21 @@ async fn run_rejoining(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> Result<(), PipelineError> {
-    let (name, cfg, stats, registry) = (
+    let (name, cfg, stats, registry, statistics) = (
         first.name.clone(),
         first.cfg.clone(),
         Arc::clone(&first.stats),
         Arc::clone(&first.registry),
+        first.statistics,
     );
     let mut pipeline = first;
     loop {
         match pipeline.run(shutdown.clone(), grace).await {
             Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
                 tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
-                pipeline = Pipeline::prepare_with(&name, &cfg, Arc::clone(&registry)).await?;
+                pipeline = Pipeline::prepare_with(&name, &cfg, Arc::clone(&registry))
+                    .await?
+                    .with_statistics(statistics);
                 // The counters go on across rejoins (health and metrics read them).
                 pipeline.stats = Arc::clone(&stats);
                 stats
@@ -369,8 +392,13 @@ pub async fn run_all_with(
     registry: Arc<Registry>,
 ) -> Result<(), PipelineError> {
     let mut prepared = Vec::new();
+    let statistics = settings
+        .health
+        .listen
+        .map(|_| settings.health.statistics_interval);
     for (name, cfg) in &settings.pipelines {
-        prepared.push(Pipeline::prepare_with(name, cfg, Arc::clone(&registry)).await?);
+        let p = Pipeline::prepare_with(name, cfg, Arc::clone(&registry)).await?;
+        prepared.push(p.with_statistics(statistics));
     }
     let grace = settings.shutdown.grace;
     if let Some(addr) = settings.health.listen {

@@ -1,7 +1,16 @@
-//! Live counters of one pipeline, shared by its stages (the metrics issue
-//! exports them; the demo and `run` print them).
+//! Live counters of one pipeline, shared by its stages and rendered by
+//! [`crate::metrics`] on `/metrics` (the demo prints some of them).
+//!
+//! Contract: every counter only grows; updates are relaxed atomics (a scrape
+//! may see one counter a batch ahead of another, never a torn value). Per
+//! partition figures live in [`PartitionStats`], created on first use and kept
+//! for the life of the process; the hot path (one record) takes one
+//! uncontended lock to find its partition.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::model::TopicPartition;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Default)]
@@ -19,8 +28,8 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Dead-letter writes that failed and are being retried (the pipeline waits).
     pub dead_letter_retries: AtomicU64,
-    /// Database writes retried after a transient error.
-    pub retries: AtomicU64,
+    /// Database writes retried after a transient error, by [`RetryKind`].
+    pub retries: [AtomicU64; RetryKind::ALL.len()],
     /// Partitions this member owns now (gauge).
     pub assigned_partitions: AtomicU64,
     /// Whether the consumer has joined its group (an assignment arrived, maybe empty).
@@ -36,29 +45,122 @@ pub struct Stats {
     /// Keyed-state lookups served by the cache, and loaded from the database.
     pub state_cache_hits: AtomicU64,
     pub state_loads: AtomicU64,
+    /// Rows per committed batch.
+    pub batch_rows: Histogram<{ ROW_BUCKETS.len() }>,
+    /// Kafka timestamp of each record → the commit of its batch.
+    pub end_to_end_seconds: Histogram<{ LATENCY_BUCKETS.len() }>,
+    /// Rebalance callbacks served (assignments and revocations).
+    pub rebalances: AtomicU64,
+    /// Time the poll loop spent inside rebalance callbacks (revocations wait
+    /// for in-flight batches; assignments claim partitions).
+    pub rebalance_seconds: Histogram,
+    /// Per partition, the high watermark from librdkafka's statistics
+    /// (filled by the consumer context, read for idleness and lag).
+    pub high_watermarks: HighWatermarks,
+    partitions: Mutex<BTreeMap<TopicPartition, Arc<PartitionStats>>>,
 }
 
-/// Upper bounds of the batch-duration buckets, in seconds.
+/// Per partition: the high watermark librdkafka last reported.
+pub type HighWatermarks = Arc<Mutex<HashMap<TopicPartition, i64>>>;
+
+/// What one partition has done in this process.
+#[derive(Debug, Default)]
+pub struct PartitionStats {
+    pub records_in: AtomicU64,
+    pub rows_loaded: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    /// Next offset to read after the last batch the database committed; -1 unknown.
+    pub committed_next: AtomicI64,
+    /// Kafka timestamp (ms) of the newest record committed; 0 unknown.
+    pub newest_committed_ms: AtomicI64,
+    /// Whether this member owns the partition now (lag and freshness are
+    /// reported for owned partitions only).
+    pub owned: AtomicBool,
+}
+
+/// Why a database write was retried, for `tidemill_db_retries_total{class}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryKind {
+    /// The connection failed or timed out, or the pool had none to give.
+    Connection,
+    /// Serialization failure, deadlock, busy or locked database.
+    Conflict,
+    /// Any other transient error (failover, too many connections, …).
+    Other,
+}
+
+impl RetryKind {
+    pub const ALL: [RetryKind; 3] = [RetryKind::Connection, RetryKind::Conflict, RetryKind::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryKind::Connection => "connection",
+            RetryKind::Conflict => "conflict",
+            RetryKind::Other => "other",
+        }
+    }
+}
+
+/// Upper bounds of the duration buckets (batch writes, rebalances), in seconds.
 pub const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-/// A fixed-bucket histogram on atomics (Prometheus semantics: cumulative buckets).
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
+/// Upper bounds of the end-to-end latency buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
+/// Upper bounds of the batch-size buckets, in rows.
+pub const ROW_BUCKETS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 20000.0];
+
+/// A fixed-bucket histogram on atomics (Prometheus semantics: cumulative
+/// buckets). `N` bounds; which ones is the caller's to know (see [`BUCKETS`]).
+#[derive(Debug)]
+pub struct Histogram<const N: usize = { BUCKETS.len() }> {
+    counts: [AtomicU64; N],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
+impl<const N: usize> Default for Histogram<N> {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Histogram {
     pub fn observe(&self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
-            if seconds <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
+        self.observe_in(&BUCKETS, [seconds]);
+    }
+}
+
+impl<const N: usize> Histogram<N> {
+    /// Observes many values against `bounds`, counting locally first so a
+    /// batch of thousands costs `N` atomic adds, not thousands.
+    pub fn observe_in(&self, bounds: &[f64; N], values: impl IntoIterator<Item = f64>) {
+        let mut local = [0u64; N];
+        let (mut count, mut sum) = (0u64, 0f64);
+        for v in values {
+            // Cumulative: a value counts in its own bucket and every one above.
+            let first = bounds.partition_point(|b| *b < v);
+            local[first..].iter_mut().for_each(|c| *c += 1);
+            count += 1;
+            sum += v.max(0.0);
+        }
+        if count == 0 {
+            return;
+        }
+        for (c, n) in self.counts.iter().zip(local) {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
             }
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(count, Ordering::Relaxed);
         self.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+            .fetch_add((sum * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// (cumulative count per bucket, total count, sum in seconds)
@@ -90,6 +192,48 @@ impl Stats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// The figures of one partition, created on first use.
+    pub fn partition(&self, tp: &TopicPartition) -> Arc<PartitionStats> {
+        let mut map = self.lock_partitions();
+        if let Some(p) = map.get(tp) {
+            return Arc::clone(p);
+        }
+        let p = Arc::new(PartitionStats {
+            committed_next: AtomicI64::new(-1),
+            ..PartitionStats::default()
+        });
+        map.insert(tp.clone(), Arc::clone(&p));
+        p
+    }
+
+    /// Every partition seen so far, in order.
+    pub fn partitions(&self) -> Vec<(TopicPartition, Arc<PartitionStats>)> {
+        self.lock_partitions()
+            .iter()
+            .map(|(tp, p)| (tp.clone(), Arc::clone(p)))
+            .collect()
+    }
+
+    /// Retries of every kind.
+    pub fn retries_total(&self) -> u64 {
+        self.retries.iter().map(Stats::get).sum()
+    }
+
+    pub fn add_retry(&self, kind: RetryKind) {
+        let i = RetryKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        Stats::add(&self.retries[i], 1);
+    }
+
+    fn lock_partitions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<TopicPartition, Arc<PartitionStats>>> {
+        // Only counters live behind this lock: a panic elsewhere cannot leave
+        // them inconsistent, so a poisoned lock is still usable.
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[cfg(test)]
@@ -106,5 +250,32 @@ mod tests {
         assert_eq!(buckets[4], 1, "0.2 s is above the 0.1 s bucket");
         assert_eq!(count, 2);
         assert!((sum - 0.203).abs() < 1e-6);
+    }
+
+    #[test]
+    fn many_observations_count_like_one_at_a_time() {
+        let h: Histogram<{ LATENCY_BUCKETS.len() }> = Histogram::default();
+        h.observe_in(&LATENCY_BUCKETS, [0.005, 0.01, 0.3, 1000.0]);
+        let (buckets, count, _) = h.snapshot();
+        assert_eq!(count, 4);
+        assert_eq!(buckets[0], 2, "0.01 is inside its own bound");
+        assert_eq!(buckets[5], 3);
+        assert_eq!(
+            buckets[LATENCY_BUCKETS.len() - 1],
+            3,
+            "1000 s is only in +Inf"
+        );
+    }
+
+    #[test]
+    fn partitions_are_created_once() {
+        let s = Stats::default();
+        let tp = TopicPartition::new("t", 3);
+        Stats::add(&s.partition(&tp).records_in, 2);
+        Stats::add(&s.partition(&tp).records_in, 1);
+        let all = s.partitions();
+        assert_eq!(all.len(), 1);
+        assert_eq!(Stats::get(&all[0].1.records_in), 3);
+        assert_eq!(all[0].1.committed_next.load(Ordering::Relaxed), -1);
     }
 }

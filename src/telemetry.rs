@@ -1,6 +1,13 @@
 //! Logging and tracing set-up: `tracing` everywhere, printed as human-readable
 //! or JSON lines, and exported over OTLP/HTTP when an endpoint is configured
 //! (off by default, so the cost with tracing off is the `tracing` macros only).
+//!
+//! Contract: config wins; what config leaves unset comes from the standard
+//! variables — `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is),
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended),
+//! `OTEL_TRACES_SAMPLER_ARG` (the ratio) and `OTEL_SERVICE_NAME`. Export is
+//! OTLP/HTTP (protobuf) only: gRPC would need tonic, a heavy build. Once an
+//! exporter is installed, [`crate::trace::enabled`] turns true.
 
 use crate::config::{LogFormat, TelemetryConfig};
 use opentelemetry::trace::TracerProvider as _;
@@ -20,6 +27,8 @@ pub enum TelemetryError {
     },
     #[error("telemetry.otlp_endpoint: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    #[error("{var}=`{value}`: expected a sampling ratio between 0.0 and 1.0")]
+    SamplerArg { var: &'static str, value: String },
     #[error("a global tracing subscriber is already set: {0}")]
     Init(#[from] tracing_subscriber::util::TryInitError),
 }
@@ -61,8 +70,9 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let provider = match cfg.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
-        Some(endpoint) => Some(tracer_provider(cfg, endpoint)?),
+    let export = Export::resolve(cfg, |var| std::env::var(var).ok())?;
+    let provider = match &export.endpoint {
+        Some(endpoint) => Some(tracer_provider(&export, endpoint)?),
         None => None,
     };
     let otel = provider
@@ -72,13 +82,55 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
         .with(fmt.with_filter(filter))
         .with(otel)
         .try_init()?;
+    crate::trace::set_enabled(provider.is_some());
     Ok(TelemetryGuard { provider })
 }
 
-fn tracer_provider(
-    cfg: &TelemetryConfig,
-    endpoint: &str,
-) -> Result<SdkTracerProvider, TelemetryError> {
+/// Where and how spans are exported: config first, then `OTEL_*` variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    pub endpoint: Option<String>,
+    pub sampling_ratio: f64,
+    pub service_name: String,
+}
+
+impl Export {
+    pub fn resolve(
+        cfg: &TelemetryConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, TelemetryError> {
+        let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let endpoint = set(cfg.otlp_endpoint.clone())
+            .or_else(|| set(env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")))
+            .or_else(|| {
+                set(env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                    .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+            });
+        let sampling_ratio = match (cfg.sampling_ratio, set(env("OTEL_TRACES_SAMPLER_ARG"))) {
+            (Some(ratio), _) => ratio,
+            (None, Some(value)) => match value.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    return Err(TelemetryError::SamplerArg {
+                        var: "OTEL_TRACES_SAMPLER_ARG",
+                        value,
+                    })
+                }
+            },
+            (None, None) => 1.0,
+        };
+        let service_name = set(cfg.service_name.clone())
+            .or_else(|| set(env("OTEL_SERVICE_NAME")))
+            .unwrap_or_else(|| "tidemill".into());
+        Ok(Self {
+            endpoint,
+            sampling_ratio,
+            service_name,
+        })
+    }
+}
+
+fn tracer_provider(cfg: &Export, endpoint: &str) -> Result<SdkTracerProvider, TelemetryError> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(endpoint)
@@ -94,4 +146,73 @@ fn tracer_provider(
                 .build(),
         )
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn otel_variables_fill_what_config_leaves_unset() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_SERVICE_NAME", "mill-7"),
+        ];
+        let export = Export::resolve(&TelemetryConfig::default(), env(&vars)).expect("valid");
+        assert_eq!(
+            export,
+            Export {
+                endpoint: Some("http://collector:4318/v1/traces".into()),
+                sampling_ratio: 0.25,
+                service_name: "mill-7".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn config_wins_over_otel_variables() {
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://mine:4318/v1/traces".into()),
+            sampling_ratio: Some(0.5),
+            service_name: Some("configured".into()),
+            ..TelemetryConfig::default()
+        };
+        let vars = [
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://other/v1/traces",
+            ),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+            ("OTEL_SERVICE_NAME", "env"),
+        ];
+        let export = Export::resolve(&cfg, env(&vars)).expect("valid");
+        assert_eq!(
+            export.endpoint.as_deref(),
+            Some("http://mine:4318/v1/traces")
+        );
+        assert_eq!(
+            (export.sampling_ratio, export.service_name.as_str()),
+            (0.5, "configured")
+        );
+    }
+
+    #[test]
+    fn nothing_set_means_no_export_and_a_bad_ratio_is_an_error() {
+        let export = Export::resolve(&TelemetryConfig::default(), env(&[])).expect("valid");
+        assert_eq!((export.endpoint, export.sampling_ratio), (None, 1.0));
+        let bad = Export::resolve(
+            &TelemetryConfig::default(),
+            env(&[("OTEL_TRACES_SAMPLER_ARG", "2")]),
+        );
+        assert!(matches!(bad, Err(TelemetryError::SamplerArg { .. })));
+    }
 }

@@ -229,7 +229,7 @@ async fn database_outage_commits_nothing_unloaded_then_recovers() {
     wait_for(
         "the writer retrying against the stopped database",
         Duration::from_secs(60),
-        || async { Stats::get(&running.stats.retries) >= 3 },
+        || async { running.stats.retries_total() >= 3 },
     )
     .await;
     assert!(

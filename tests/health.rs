@@ -1,5 +1,7 @@
-//! Health and metrics over HTTP: `/metrics` agrees with what was loaded, and
-//! `/readyz` turns 503 while the database is away and 200 when it is back.
+//! Health and metrics over HTTP: `/metrics` agrees with what was loaded — per
+//! pipeline and per partition, with an end-to-end latency observation per
+//! record and no lag left once caught up — and `/readyz` turns 503 while the
+//! database is away and 200 when it is back.
 
 mod common;
 
@@ -34,10 +36,31 @@ async fn get(port: u16, path: &str) -> (u16, String) {
 }
 
 fn metric(body: &str, name: &str) -> Option<i64> {
+    series(body, &format!("{name}{{pipeline=\"p\"}}"))
+}
+
+/// The value of one series, named with its labels as rendered.
+fn series(body: &str, name_and_labels: &str) -> Option<i64> {
     body.lines()
-        .find(|l| l.starts_with(&format!("{name}{{pipeline=\"p\"}}")))
+        .find(|l| l.starts_with(&format!("{name_and_labels} ")))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// A per-partition series of pipeline `p`.
+fn per_partition(body: &str, name: &str, topic: &str, partition: i32) -> Option<i64> {
+    series(
+        body,
+        &format!("{name}{{pipeline=\"p\",topic=\"{topic}\",partition=\"{partition}\"}}"),
+    )
+}
+
+/// The sum of every series of `name` (all label sets) for pipeline `p`.
+fn total(body: &str, name: &str) -> i64 {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{pipeline=\"p\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,9 +152,104 @@ async fn metrics_match_the_table_and_readiness_follows_the_database() {
         Some(600),
         "{body}"
     );
+    assert!(total(&body, "tidemill_db_retries_total") > 0, "{body}");
+    assert!(process.terminate(), "{}", process.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_partition_metrics_match_the_load_and_lag_drains_to_zero() {
+    let (topic, group) = (unique("partmetrics"), unique("g"));
+    kafka::create_topic(&topic, 2).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE t (id BIGINT NOT NULL)").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let toml = format!(
+        "[health]\nlisten = \"127.0.0.1:{port}\"\nstatistics_interval = \"200ms\"\n{}",
+        pipeline_toml(&topic, &group, db.url(), "t", "")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, toml).expect("config");
+    let producer = TestProducer::new(&topic);
+    let per_part = [(0, 300), (1, 120)];
+    let mut id = 0;
+    for (partition, n) in per_part {
+        for _ in 0..n {
+            producer.send_to(partition, &id.to_string(), &format!(r#"{{"id":{id}}}"#));
+            id += 1;
+        }
+    }
+    producer.flush();
+    let mut process = Tidemill::start(&config, "partmetrics");
+    wait_for("rows loaded", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM t").await == Some(420)
+    })
+    .await;
+    // Lag needs a high watermark from librdkafka's next statistics report.
+    wait_for(
+        "no lag on either partition",
+        Duration::from_secs(30),
+        || async {
+            let body = get(port, "/metrics").await.1;
+            per_part
+                .iter()
+                .all(|(p, _)| per_partition(&body, "tidemill_consumer_lag", &topic, *p) == Some(0))
+        },
+    )
+    .await;
+    let (_, body) = get(port, "/metrics").await;
+    for (partition, n) in per_part {
+        for name in [
+            "tidemill_partition_records_in_total",
+            "tidemill_partition_rows_loaded_total",
+        ] {
+            assert_eq!(
+                per_partition(&body, name, &topic, partition),
+                Some(n),
+                "{name} of partition {partition}:\n{body}"
+            );
+        }
+        assert_eq!(
+            per_partition(
+                &body,
+                "tidemill_partition_committed_offset",
+                &topic,
+                partition
+            ),
+            Some(n)
+        );
+        assert_eq!(
+            per_partition(
+                &body,
+                "tidemill_partition_dead_lettered_total",
+                &topic,
+                partition
+            ),
+            Some(0)
+        );
+        let fresh = per_partition(&body, "tidemill_freshness_seconds", &topic, partition);
+        assert!(fresh.is_some_and(|s| (0..120).contains(&s)), "{fresh:?}");
+    }
+    assert_eq!(
+        metric(&body, "tidemill_end_to_end_latency_seconds_count"),
+        Some(420),
+        "one latency observation per record:\n{body}"
+    );
+    assert_eq!(
+        series(
+            &body,
+            "tidemill_end_to_end_latency_seconds_bucket{pipeline=\"p\",le=\"+Inf\"}"
+        ),
+        Some(420)
+    );
     assert!(
-        metric(&body, "tidemill_db_retries_total").unwrap_or(0) > 0,
+        metric(&body, "tidemill_rebalances_total").unwrap_or(0) >= 1,
         "{body}"
     );
+    assert!(metric(&body, "tidemill_rebalance_pause_seconds_count").unwrap_or(0) >= 1);
+    assert_eq!(total(&body, "tidemill_db_retries_total"), 0);
     assert!(process.terminate(), "{}", process.log_text());
 }

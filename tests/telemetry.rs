@@ -1,11 +1,17 @@
 //! Traces leave the process: with `telemetry.otlp_endpoint` set, batch spans
-//! (with their offsets) reach an OTLP/HTTP receiver — here a minimal one in the test.
+//! (with their offsets) reach an OTLP/HTTP receiver — here a minimal one in the
+//! test, whose exports are decoded as OTLP protobuf — and a record produced
+//! with a W3C `traceparent` continues the producer's trace.
 
 mod common;
 
 use common::db::TestDb;
 use common::process::Tidemill;
 use common::{kafka, pipeline_toml, unique, wait_for};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,4 +110,148 @@ async fn batch_spans_with_offsets_reach_the_otlp_endpoint() {
     for needle in ["batch", "offsets", "rows", "pipeline", topic.as_str()] {
         assert!(contains(needle), "exported spans lack `{needle}`");
     }
+}
+
+/// Every span of every export received.
+fn spans(posts: &[(String, Vec<u8>)]) -> Vec<Span> {
+    posts
+        .iter()
+        .flat_map(|(_, body)| {
+            ExportTraceServiceRequest::decode(body.as_slice())
+                .expect("an OTLP/HTTP protobuf export")
+                .resource_spans
+        })
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect()
+}
+
+/// A span attribute as text (strings as is, integers in decimal).
+fn attr(span: &Span, key: &str) -> Option<String> {
+    let value = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?;
+    match value.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_with_traceparent_continues_the_producers_trace() {
+    let (port, posts) = receiver().await;
+    let (topic, group) = (unique("traceparent"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE traced (id BIGINT PRIMARY KEY)").await;
+    let (trace_id, producer_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let traceparent = format!("00-{trace_id}-{producer_span}-01");
+    let producer = kafka::TestProducer::new(&topic);
+    for i in 0..20 {
+        producer.send_to(0, &i.to_string(), &format!(r#"{{"id":{i}}}"#));
+    }
+    let headers = [
+        ("traceparent", traceparent.as_str()),
+        ("tracestate", "shop=1"),
+    ];
+    producer.send_with_headers(0, "20", r#"{"id":20}"#, &headers);
+    producer.flush();
+    let toml = format!(
+        "[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\n{}",
+        pipeline_toml(&topic, &group, db.url(), "traced", "")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, toml).expect("config");
+    let mut process = Tidemill::start(&config, "traceparent");
+    wait_for("rows loaded", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM traced").await == Some(21)
+    })
+    .await;
+    assert!(process.terminate(), "{}", process.log_text());
+
+    let spans = spans(&posts.lock().expect("store"));
+    let named = |name: &'static str| spans.iter().filter(move |s| s.name == name);
+    let process_span = named("process")
+        .find(|s| hex(&s.trace_id) == trace_id)
+        .unwrap_or_else(|| panic!("no process span in the producer's trace: {spans:#?}"));
+    assert_eq!(hex(&process_span.parent_span_id), producer_span);
+    for (key, want) in [
+        ("messaging.system", "kafka"),
+        ("messaging.destination.name", topic.as_str()),
+        ("messaging.consumer.group.name", group.as_str()),
+        ("messaging.destination.partition.id", "0"),
+        ("messaging.kafka.offset", "20"),
+    ] {
+        assert_eq!(
+            attr(process_span, key).as_deref(),
+            Some(want),
+            "process span {key}"
+        );
+    }
+
+    let batch = named("batch")
+        .find(|s| {
+            s.links
+                .iter()
+                .any(|l| hex(&l.trace_id) == trace_id && hex(&l.span_id) == producer_span)
+        })
+        .expect("a batch span linking to the producer's span");
+    assert!(
+        process_span
+            .links
+            .iter()
+            .any(|l| l.span_id == batch.span_id),
+        "the process span links back to its batch"
+    );
+    for (key, want) in [
+        ("messaging.system", "kafka"),
+        ("messaging.destination.name", topic.as_str()),
+        ("messaging.consumer.group.name", group.as_str()),
+        ("messaging.destination.partition.id", "0"),
+        ("tidemill.links", "1"),
+        ("tidemill.links.cap", "64"),
+    ] {
+        assert_eq!(attr(batch, key).as_deref(), Some(want), "batch span {key}");
+    }
+    let count: usize = attr(batch, "messaging.batch.message_count")
+        .and_then(|c| c.parse().ok())
+        .expect("message count");
+    assert!((1..=21).contains(&count), "{count}");
+    assert_eq!(
+        attr(batch, "messaging.kafka.offset.last").as_deref(),
+        Some("20")
+    );
+
+    for name in ["db.write", "db.commit"] {
+        let db_span = named(name)
+            .find(|s| s.parent_span_id == batch.span_id)
+            .unwrap_or_else(|| panic!("no {name} span under the batch"));
+        assert_eq!(attr(db_span, "db.system").as_deref(), Some("postgresql"));
+        assert!(
+            attr(db_span, "db.collection.name").is_some_and(|t| t.contains("traced")),
+            "{name} names the table"
+        );
+    }
+    let write = named("db.write")
+        .find(|s| s.parent_span_id == batch.span_id)
+        .expect("db.write");
+    assert_eq!(attr(write, "db.operation.name").as_deref(), Some("INSERT"));
+    assert_eq!(attr(write, "rows"), Some(count.to_string()));
+    assert!(
+        named("kafka.commit")
+            .any(|s| s.trace_id == batch.trace_id
+                || s.links.iter().any(|l| l.span_id == batch.span_id)),
+        "a kafka.commit span continues the batch's trace"
+    );
 }

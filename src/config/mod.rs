@@ -58,11 +58,13 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// An `EnvFilter` directive; `RUST_LOG` wins when set.
     pub log_level: String,
-    /// OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`); off when empty.
+    /// OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`);
+    /// unset: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`, else off.
     pub otlp_endpoint: Option<String>,
-    /// Fraction of traces sampled, 0.0..=1.0.
-    pub sampling_ratio: f64,
-    pub service_name: String,
+    /// Fraction of traces sampled, 0.0..=1.0; unset: `OTEL_TRACES_SAMPLER_ARG`, else 1.0.
+    pub sampling_ratio: Option<f64>,
+    /// `service.name`; unset: `OTEL_SERVICE_NAME`, else `tidemill`.
+    pub service_name: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -71,8 +73,8 @@ impl Default for TelemetryConfig {
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
             otlp_endpoint: None,
-            sampling_ratio: 1.0,
-            service_name: "tidemill".into(),
+            sampling_ratio: None,
+            service_name: None,
         }
     }
 }
@@ -93,11 +95,24 @@ impl Default for ShutdownConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// Address for `/livez`, `/readyz` and `/metrics`, e.g. `0.0.0.0:9464`; off when unset.
     pub listen: Option<std::net::SocketAddr>,
+    /// How often librdkafka reports statistics (high watermarks, for the
+    /// consumer-lag gauge) while `listen` is set.
+    #[serde(with = "duration")]
+    pub statistics_interval: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            statistics_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Why a configuration could not be loaded.

@@ -20,7 +20,10 @@ impl fmt::Display for Problem {
 pub(super) fn settings(s: &Settings) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut push = |key: String, message: String| out.push(Problem { key, message });
-    if !(0.0..=1.0).contains(&s.telemetry.sampling_ratio) {
+    if s.telemetry
+        .sampling_ratio
+        .is_some_and(|r| !(0.0..=1.0).contains(&r))
+    {
         push(
             "telemetry.sampling_ratio".into(),
             "must be between 0.0 and 1.0".into(),

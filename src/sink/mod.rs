@@ -13,6 +13,7 @@
 //!
 //! Backends: [`postgres`], [`mysql`] (MySQL and MariaDB), [`sqlite`].
 
+mod backoff;
 pub mod checkpoint;
 mod columnar;
 pub mod error;
@@ -22,8 +23,10 @@ pub mod mysql;
 mod mysql_values;
 mod pg_binary;
 mod pg_copy;
+pub mod observe;
 pub mod postgres;
 mod prepare;
+mod refused;
 pub mod schema;
 pub mod sqlite;
 pub mod writer;

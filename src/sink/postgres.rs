@@ -18,11 +18,16 @@ use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{redact_url, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
+use crate::trace;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row as _;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
+use tracing::Instrument;
+
+/// `db.system` of the spans.
+const SYSTEM: &str = "postgresql";
 
 pub struct PostgresSink {
     pool: PgPool,
@@ -193,28 +198,40 @@ impl Sink for PostgresSink {
             source,
         };
         let copy = self.copy_payload(batch)?;
-        let mut tx = self.pool.begin().await.map_err(write_err)?;
-        if let Some(data) = copy {
-            let (t, keys) = (&self.schema.table, &self.key_columns);
-            pg_copy::load(&mut tx, t, self.mode, keys, &batch.columns, data).await?;
-        } else if batch.rows > 0 {
-            let sql = self.statement(&batch.columns).to_string();
-            sqlx::query(&sql)
-                .bind(&batch.json)
-                .execute(&mut *tx)
-                .await
-                .map_err(write_err)?;
+        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows);
+        let mut tx = self
+            .pool
+            .begin()
+            .instrument(span.clone())
+            .await
+            .map_err(write_err)?;
+        async {
+            if let Some(data) = copy {
+                let (t, keys) = (&self.schema.table, &self.key_columns);
+                pg_copy::load(&mut tx, t, self.mode, keys, &batch.columns, data).await?;
+            } else if batch.rows > 0 {
+                let sql = self.statement(&batch.columns).to_string();
+                sqlx::query(&sql)
+                    .bind(&batch.json)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write_err)?;
+            }
+            if let Some(state) = state {
+                let table = store::table_for(&self.schema.table);
+                store::write_postgres(&mut tx, &table, state).await?;
+            }
+            if let Some(checkpoint) = checkpoint {
+                let table = checkpoint::table_for(&self.schema.table);
+                checkpoint::advance_postgres(&mut tx, &table, checkpoint).await?;
+            }
+            Ok::<(), SinkError>(())
         }
-        if let Some(state) = state {
-            let table = store::table_for(&self.schema.table);
-            store::write_postgres(&mut tx, &table, state).await?;
-        }
-        if let Some(checkpoint) = checkpoint {
-            let table = checkpoint::table_for(&self.schema.table);
-            checkpoint::advance_postgres(&mut tx, &table, checkpoint).await?;
-        }
+        .instrument(span)
+        .await?;
         if commit {
-            tx.commit().await.map_err(write_err)
+            let span = trace::db_commit_span(SYSTEM, &table);
+            tx.commit().instrument(span).await.map_err(write_err)
         } else {
             tx.rollback().await.map_err(write_err)
         }

@@ -11,6 +11,7 @@ use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
+use crate::trace;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -18,6 +19,10 @@ use sqlx::Row as _;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
+use tracing::Instrument;
+
+/// `db.system` of the spans.
+const SYSTEM: &str = "sqlite";
 
 pub struct SqliteSink {
     pool: SqlitePool,
@@ -196,24 +201,36 @@ impl Sink for SqliteSink {
             .entry(batch.columns.clone())
             .or_insert_with(|| insert_sql(t, mode, keys, &batch.columns))
             .clone();
-        let mut tx = self.pool.begin().await.map_err(write_err)?;
-        if batch.rows > 0 {
-            let mut query = sqlx::query(&sql).bind(&batch.json);
-            for column in &batch.columns {
-                query = query.bind(column_param(column));
+        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows);
+        let mut tx = self
+            .pool
+            .begin()
+            .instrument(span.clone())
+            .await
+            .map_err(write_err)?;
+        async {
+            if batch.rows > 0 {
+                let mut query = sqlx::query(&sql).bind(&batch.json);
+                for column in &batch.columns {
+                    query = query.bind(column_param(column));
+                }
+                query.execute(&mut *tx).await.map_err(write_err)?;
             }
-            query.execute(&mut *tx).await.map_err(write_err)?;
+            if let Some(state) = state {
+                let table = store::table_for(&self.schema.table);
+                store::write_sqlite(&mut tx, &table, state).await?;
+            }
+            if let Some(checkpoint) = checkpoint {
+                let table = checkpoint::table_for(&self.schema.table);
+                checkpoint::advance_sqlite(&mut tx, &table, checkpoint).await?;
+            }
+            Ok::<(), SinkError>(())
         }
-        if let Some(state) = state {
-            let table = store::table_for(&self.schema.table);
-            store::write_sqlite(&mut tx, &table, state).await?;
-        }
-        if let Some(checkpoint) = checkpoint {
-            let table = checkpoint::table_for(&self.schema.table);
-            checkpoint::advance_sqlite(&mut tx, &table, checkpoint).await?;
-        }
+        .instrument(span)
+        .await?;
         if commit {
-            tx.commit().await.map_err(write_err)
+            let span = trace::db_commit_span(SYSTEM, &table);
+            tx.commit().instrument(span).await.map_err(write_err)
         } else {
             tx.rollback().await.map_err(write_err)
         }

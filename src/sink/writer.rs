@@ -9,18 +9,22 @@
 //! acknowledged, so its offsets are never committed and the records are
 //! consumed again after a restart.
 
+pub use super::backoff::Backoff;
 use super::checkpoint::Checkpoint;
 use super::isolate::isolate;
+use super::observe::{self, Loaded};
+use super::refused::{dead_letter, partition_of, Source};
 use super::{prepare, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
-use crate::dead_letter::{DeadLetters, Letter, Reason};
-use crate::model::{Batch, BatchAck, Origin, RawRecord, Row, TopicPartition};
+use crate::dead_letter::{DeadLetters, Reason};
+use crate::model::{Batch, BatchAck, Row, TopicPartition};
 use crate::state::{Engine, RowOrigin, StateWrites};
 use crate::stats::Stats;
+use crate::trace::{self, SpanNames};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn, Instrument};
@@ -57,28 +61,22 @@ pub async fn run<S: Sink>(
                 None => return Ok(()),
             },
         };
-        let span = info_span!(
-            "batch",
-            batch.id = batch.id,
-            offsets = %batch.describe_offsets(),
-            records = batch.records,
-            rows = batch.rows.len(),
-        );
+        let span = trace::batch_span(&ctx.names, &batch);
+        // Children of the producers' spans; they end when the batch has committed.
+        let processes = trace::process_spans(&ctx.names, &batch, &span);
+        let trace = trace::context_of(&span);
         let started = std::time::Instant::now();
         let loaded = write_batch(&mut sink, &ctx, engine.as_mut(), &batch, &mut backoff)
             .instrument(span)
             .await?;
-        ctx.stats
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        Stats::add(&ctx.stats.rows_loaded, loaded as u64);
-        Stats::add(&ctx.stats.records_done, batch.records as u64);
-        Stats::add(&ctx.stats.batches, 1);
+        drop(processes);
+        observe::committed(&ctx.stats, &batch, &loaded, started.elapsed());
         let ack = BatchAck {
             id: batch.id,
             offsets: batch.offsets,
-            rows: loaded,
+            rows: loaded.rows,
             bytes: batch.bytes,
+            trace,
         };
         if acks.send(ack).is_err() {
             // The source has stopped; nothing is left to commit.
@@ -115,6 +113,8 @@ pub struct WriterContext {
     pub stats: Arc<Stats>,
     /// The stateful tail of the transforms, applied here before each write.
     pub engine: Option<Engine>,
+    /// Pipeline and group names for the spans.
+    pub names: SpanNames,
 }
 
 /// A batch's output: rows, where each came from, the state it changes.
@@ -122,18 +122,11 @@ struct Output {
     rows: Vec<Row>,
     origins: Vec<Source>,
     writes: Option<StateWrites>,
+    /// Rows per source partition.
+    by_partition: BTreeMap<TopicPartition, u64>,
 }
 
-/// Where an output row (or a refused record) came from, for dead letters.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    /// Index into the batch's raw records.
-    Raw(usize),
-    /// A row the state emitted with no record kept: (partition index, offset).
-    Emitted(u32, i64),
-}
-
-/// Writes one batch; returns the number of rows loaded. The stateful tail
+/// Writes one batch; returns the rows loaded. The stateful tail
 /// runs first (records it refuses are dead-lettered); data errors are
 /// isolated and the refused rows dead-lettered (when a dead-letter topic is
 /// configured) before the rest commits with the batch's checkpoint and state.
@@ -143,18 +136,32 @@ async fn write_batch<S: Sink>(
     engine: Option<&mut Engine>,
     batch: &Batch,
     backoff: &mut Backoff,
-) -> Result<usize, WriterError> {
+) -> Result<Loaded, WriterError> {
     let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
     let Some(engine) = engine else {
         let output = Output {
             rows: batch.rows.clone(),
             origins: batch.row_source.iter().map(|&i| Source::Raw(i)).collect(),
             writes: None,
+            by_partition: batch
+                .tally
+                .iter()
+                .map(|(tp, t)| (tp.clone(), t.rows))
+                .collect(),
         };
-        return write_rows(sink, ctx, batch, &output, checkpoint.as_ref(), backoff).await;
+        return write_rows(sink, ctx, batch, output, checkpoint.as_ref(), backoff).await;
     };
+    let span = info_span!(
+        "state",
+        tidemill.state.loads = tracing::field::Empty,
+        tidemill.state.cache_hits = tracing::field::Empty,
+        tidemill.state.rejected = tracing::field::Empty,
+    );
     let output = loop {
-        match apply_tail(engine, ctx, batch).await {
+        match apply_tail(engine, ctx, batch)
+            .instrument(span.clone())
+            .await
+        {
             Ok(output) => break output,
             Err(WriterError::Sink(e)) if e.class() == RetryClass::Transient => {
                 engine.rollback();
@@ -166,7 +173,8 @@ async fn write_batch<S: Sink>(
             }
         }
     };
-    match write_rows(sink, ctx, batch, &output, checkpoint.as_ref(), backoff).await {
+    drop(span);
+    match write_rows(sink, ctx, batch, output, checkpoint.as_ref(), backoff).await {
         Ok(rows) => {
             engine.commit(&batch.partitions);
             Ok(rows)
@@ -187,6 +195,10 @@ async fn apply_tail(
     let applied = engine.apply(batch).await?;
     Stats::add(&ctx.stats.state_loads, applied.loads);
     Stats::add(&ctx.stats.state_cache_hits, applied.hits);
+    let span = tracing::Span::current();
+    span.record("tidemill.state.loads", applied.loads);
+    span.record("tidemill.state.cache_hits", applied.hits);
+    span.record("tidemill.state.rejected", applied.rejected.len());
     let source = |o: &RowOrigin| match o.raw {
         Some(i) => Source::Raw(i as usize),
         None => Source::Emitted(o.part, o.offset),
@@ -206,10 +218,17 @@ async fn apply_tail(
         })
         .collect();
     dead_letter(ctx, batch, &refused).await?;
+    let mut per_part = vec![0u64; batch.partitions.len()];
+    for o in &applied.origins {
+        if let Some(n) = per_part.get_mut(o.part as usize) {
+            *n += 1;
+        }
+    }
     Ok(Output {
         origins: applied.origins.iter().map(source).collect(),
         rows: applied.rows,
         writes: Some(applied.writes),
+        by_partition: batch.partitions.iter().cloned().zip(per_part).collect(),
     })
 }
 
@@ -219,10 +238,10 @@ async fn write_rows<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
     batch: &Batch,
-    output: &Output,
+    mut output: Output,
     checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
-) -> Result<usize, WriterError> {
+) -> Result<Loaded, WriterError> {
     let rows = &output.rows;
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
@@ -243,7 +262,10 @@ async fn write_rows<S: Sink>(
                 ctx.stats.sink_failing.store(false, Ordering::Relaxed);
                 let rows = subset.as_ref().map_or(rows.len(), Vec::len);
                 tracing::debug!(rows, "wrote batch");
-                return Ok(rows);
+                return Ok(Loaded {
+                    rows,
+                    by_partition: std::mem::take(&mut output.by_partition),
+                });
             }
             Err(e) if e.class() == RetryClass::Transient => retry_wait(ctx, backoff, &e).await?,
             Err(e) if e.class() == RetryClass::Data && ctx.dead_letters.is_some() => {
@@ -263,6 +285,12 @@ async fn write_rows<S: Sink>(
                             })
                             .collect();
                         dead_letter(ctx, batch, &refused).await?;
+                        for (source, ..) in &refused {
+                            let tp = partition_of(batch, *source);
+                            if let Some(n) = output.by_partition.get_mut(&tp) {
+                                *n = n.saturating_sub(1);
+                            }
+                        }
                         subset = Some(isolated.good);
                     }
                     // A transient error while isolating: retry the batch from the top.
@@ -282,7 +310,7 @@ async fn retry_wait(
     e: &SinkError,
 ) -> Result<(), WriterError> {
     let delay = backoff.next_delay();
-    Stats::add(&ctx.stats.retries, 1);
+    ctx.stats.add_retry(observe::retry_kind(e));
     ctx.stats.sink_failing.store(true, Ordering::Relaxed);
     warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient database error; retrying batch");
     tokio::select! {
@@ -290,145 +318,5 @@ async fn retry_wait(
         biased;
         _ = ctx.abort.cancelled() => Err(WriterError::Aborted),
         _ = tokio::time::sleep(delay) => Ok(()),
-    }
-}
-
-/// Sends refused records to the dead-letter topic, once per record, retrying
-/// until the broker has them (or shutdown aborts). Without a dead-letter
-/// topic, a refused record stops the pipeline rather than being dropped.
-async fn dead_letter(
-    ctx: &WriterContext,
-    batch: &Batch,
-    refused: &[(Source, Reason, String)],
-) -> Result<(), WriterError> {
-    if refused.is_empty() {
-        return Ok(());
-    }
-    let Some(dlq) = &ctx.dead_letters else {
-        let (_, reason, message) = &refused[0];
-        return Err(WriterError::Poison {
-            reason: reason.as_str(),
-            message: message.clone(),
-        });
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    let letters: Vec<Letter> = refused
-        .iter()
-        .filter(|(source, ..)| match source {
-            Source::Raw(i) => seen.insert(*i),
-            Source::Emitted(..) => true,
-        })
-        .map(|(source, reason, message)| Letter {
-            record: record_of(batch, *source),
-            reason: *reason,
-            message: message.clone(),
-        })
-        .collect();
-    send_letters(ctx, dlq, letters).await
-}
-
-/// The record behind a source: kept bytes, or an empty record naming the partition.
-fn record_of(batch: &Batch, source: Source) -> RawRecord {
-    match source {
-        Source::Raw(i) => batch.raw[i].clone(),
-        Source::Emitted(part, offset) => {
-            let tp = batch
-                .partitions
-                .get(part as usize)
-                .cloned()
-                .unwrap_or_else(|| TopicPartition::new("", -1));
-            RawRecord {
-                origin: Origin {
-                    topic: tp.topic,
-                    partition: tp.partition,
-                    offset,
-                    timestamp_ms: None,
-                },
-                key: None,
-                value: None,
-                headers: Vec::new(),
-            }
-        }
-    }
-}
-
-async fn send_letters(
-    ctx: &WriterContext,
-    dlq: &Arc<DeadLetters>,
-    letters: Vec<Letter>,
-) -> Result<(), WriterError> {
-    let letters = Arc::new(letters);
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let (dlq, batch_letters) = (Arc::clone(dlq), Arc::clone(&letters));
-        let sent = tokio::task::spawn_blocking(move || dlq.send(&batch_letters)).await;
-        match sent {
-            Ok(Ok(())) => {
-                Stats::add(&ctx.stats.dead_lettered, letters.len() as u64);
-                return Ok(());
-            }
-            Ok(Err(e)) => {
-                warn!(error = %e, "dead-letter write failed; the batch waits and retries")
-            }
-            Err(e) => warn!(error = %e, "dead-letter task failed; retrying"),
-        }
-        tokio::select! {
-            // Abort first: shutdown must not wait on an unreachable dead-letter topic.
-            biased;
-            _ = ctx.abort.cancelled() => return Err(WriterError::Aborted),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Exponential backoff with "equal jitter": half the delay fixed, half random.
-#[derive(Debug)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            initial,
-            max,
-            current: initial,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.current;
-        self.current = (self.current * 2).min(self.max);
-        let half = base / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_max_with_bounded_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
-        let delays: Vec<Duration> = (0..5).map(|_| b.next_delay()).collect();
-        let bases = [100, 200, 400, 400, 400];
-        for (d, base) in delays.iter().zip(bases) {
-            let base = Duration::from_millis(base);
-            assert!(
-                *d >= base / 2 && *d <= base,
-                "{d:?} outside [{:?}, {base:?}]",
-                base / 2
-            );
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

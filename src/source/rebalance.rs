@@ -69,6 +69,28 @@ impl ConsumerContext for SourceContext {
     /// partitions are claimed in the database and assigned *at the stored
     /// offsets* — before the first record of theirs is fetched.
     fn rebalance(&self, consumer: &Consumer, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let started = std::time::Instant::now();
+        self.serve_rebalance(consumer, err, tpl);
+        let stats = std::sync::Arc::clone(&self.lock().stats);
+        crate::stats::Stats::add(&stats.rebalances, 1);
+        stats
+            .rebalance_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.on_commit(result, offsets);
+    }
+}
+
+impl SourceContext {
+    /// Assigns (claiming first) or revokes (draining first) partitions.
+    fn serve_rebalance(
+        &self,
+        consumer: &Consumer,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
@@ -111,7 +133,7 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+    fn on_commit(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(error) = result {
             warn!(pipeline = %self.pipeline, %error, "async offset commit failed; will retry");
             let failed = offsets
@@ -127,9 +149,7 @@ impl ConsumerContext for SourceContext {
             self.lock().committer.commit_failed(&failed);
         }
     }
-}
 
-impl SourceContext {
     fn lock(&self) -> std::sync::MutexGuard<'_, Driver> {
         // The driver is only locked on the source thread, never across a poll;
         // a poisoned lock means a panic already ended that thread.

@@ -86,6 +86,29 @@ impl TestProducer {
         }
     }
 
+    /// Sends one record with headers to an explicit partition.
+    pub fn send_with_headers(
+        &self,
+        partition: i32,
+        key: &str,
+        value: &str,
+        headers: &[(&str, &str)],
+    ) {
+        let mut owned = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in headers {
+            owned = owned.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let record: BaseRecord<'_, str, str> = BaseRecord::to(&self.topic)
+            .partition(partition)
+            .key(key)
+            .payload(value)
+            .headers(owned);
+        self.inner.send(record).map_err(|(e, _)| e).expect("send");
+    }
+
     /// Sends one record to an explicit partition.
     pub fn send_to(&self, partition: i32, key: &str, value: &str) {
         let record: BaseRecord<'_, str, str> = BaseRecord::to(&self.topic)

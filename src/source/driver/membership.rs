@@ -99,6 +99,13 @@ impl Driver {
         for tp in partitions {
             let resume = self.eos.as_ref().and_then(|e| e.resume.get(tp).copied());
             self.committer.assign(tp.clone(), resume);
+            let part = self.stats.partition(tp);
+            part.owned.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(next) = resume {
+                // Lag is measured from the database's checkpoint until a batch commits.
+                part.committed_next
+                    .store(next, std::sync::atomic::Ordering::Relaxed);
+            }
             if let Some(idle) = &mut self.idle {
                 idle.assigned(tp, Instant::now(), resume);
             }
@@ -143,6 +150,10 @@ impl Driver {
         );
         for tp in partitions {
             self.committer.revoke(tp);
+            self.stats
+                .partition(tp)
+                .owned
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             if let Some(idle) = &mut self.idle {
                 idle.revoked(tp);
             }

@@ -9,18 +9,21 @@
 use super::rebalance::Consumer;
 mod idle;
 mod membership;
+mod record;
+
+use record::raw_record;
 
 use crate::batch::Batcher;
 use crate::commit::Committer;
 use crate::config::DecodeFormat;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::decode::decode;
-use crate::model::{Batch, BatchAck, Origin, RawRecord, TopicPartition};
+use crate::model::{Batch, BatchAck, RawRecord, TopicPartition};
 use crate::sink::checkpoint::OffsetStore;
-use crate::stats::Stats;
+use crate::stats::{PartitionStats, Stats};
+use crate::trace;
 use crate::transform::Chain;
 use rdkafka::consumer::{CommitMode, Consumer as _};
-use rdkafka::message::Headers;
 use rdkafka::message::{BorrowedMessage, Message};
 
 use std::collections::BTreeMap;
@@ -90,10 +93,15 @@ pub struct Driver {
     pub(super) idle: Option<idle::IdleClock>,
     /// Per partition, the high watermark from librdkafka's statistics.
     pub high_watermarks: HighWatermarks,
+    /// The consumer group, for `kafka.commit` spans.
+    group: String,
+    /// The partition of the last record and its counters (records of one
+    /// partition come in runs: this saves a lookup per record).
+    last_partition: Option<(TopicPartition, Arc<PartitionStats>)>,
 }
 
 /// Shared with the consumer context, which fills it from librdkafka's statistics.
-pub type HighWatermarks = Arc<std::sync::Mutex<std::collections::HashMap<TopicPartition, i64>>>;
+pub use crate::stats::HighWatermarks;
 
 /// Exactly-once bookkeeping of the source.
 pub struct Eos {
@@ -127,7 +135,6 @@ impl Driver {
             batches: Some(batches),
             acks,
             revoke_timeout,
-            stats,
             pending: None,
             paused: false,
             runtime: tokio::runtime::Handle::current(),
@@ -143,8 +150,17 @@ impl Driver {
             }),
             failed: None,
             idle: None,
-            high_watermarks: HighWatermarks::default(),
+            high_watermarks: Arc::clone(&stats.high_watermarks),
+            stats,
+            group: String::new(),
+            last_partition: None,
         }
+    }
+
+    /// Names the consumer group in `kafka.commit` spans.
+    pub fn with_group(mut self, group: String) -> Self {
+        self.group = group;
+        self
     }
 
     /// Reports partitions idle for `timeout` to the writer (windows close on them).
@@ -173,6 +189,7 @@ impl Driver {
             return Ok(());
         }
         Stats::add(&self.stats.records_in, 1);
+        Stats::add(&self.partition_stats(&tp).records_in, 1);
         if let Some(idle) = &mut self.idle {
             idle.record(&tp, Instant::now(), msg.offset());
         }
@@ -196,9 +213,11 @@ impl Driver {
                 Vec::new()
             }
         };
+        let timestamp_ms = msg.timestamp().to_millis();
         self.batcher.push(
             &tp,
             msg.offset(),
+            timestamp_ms,
             bytes,
             rows,
             || raw_record(msg),
@@ -209,6 +228,9 @@ impl Driver {
                 )
             },
         );
+        if trace::enabled() {
+            self.link_trace(msg, tp, timestamp_ms);
+        }
         Ok(())
     }
 
@@ -236,6 +258,9 @@ impl Driver {
             match dlq.send(&letter) {
                 Ok(()) => {
                     Stats::add(&self.stats.dead_lettered, 1);
+                    let origin = &letter[0].record.origin;
+                    let tp = TopicPartition::new(&origin.topic, origin.partition);
+                    Stats::add(&self.stats.partition(&tp).dead_lettered, 1);
                     return Ok(());
                 }
                 Err(e) if !self.shutdown.is_cancelled() => {
@@ -349,11 +374,13 @@ impl Driver {
 
     fn drain_acks(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
         let mut any = false;
+        let mut traced = Vec::new();
         loop {
             match self.acks.try_recv() {
                 Ok(ack) => {
                     self.in_flight_bytes = self.in_flight_bytes.saturating_sub(ack.bytes);
                     self.committer.acked(&ack);
+                    traced.extend(ack.trace);
                     any = true;
                 }
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
@@ -368,6 +395,8 @@ impl Driver {
         if any || self.committer.has_pending() {
             // Async: the poll thread never waits on the broker here. A failure is
             // reported to the commit callback, which makes the offsets pending again.
+            let span = trace::kafka_commit_span(&self.group, &traced);
+            let _entered = span.enter();
             let _ = self.committer.commit(consumer, CommitMode::Async);
         }
         Ok(())
@@ -384,27 +413,4 @@ fn read_to_end(highs: &HighWatermarks, tp: &TopicPartition, next: Option<i64>) -
         .get(tp)
         .copied();
     matches!((next, high), (Some(next), Some(high)) if next >= high)
-}
-
-/// The message as it arrived, for dead letters.
-fn raw_record(msg: &BorrowedMessage<'_>) -> RawRecord {
-    let headers = msg
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                .collect()
-        })
-        .unwrap_or_default();
-    RawRecord {
-        origin: Origin {
-            topic: msg.topic().to_string(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            timestamp_ms: msg.timestamp().to_millis(),
-        },
-        key: msg.key().map(<[u8]>::to_vec),
-        value: msg.payload().map(<[u8]>::to_vec),
-        headers,
-    }
 }

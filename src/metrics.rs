@@ -1,0 +1,319 @@
+//! `/metrics`: every pipeline's [`Stats`] in the Prometheus text format
+//! (version 0.0.4), hand-rolled — no metrics crate.
+//!
+//! Contract: one `# HELP`/`# TYPE` block per metric name; series are labelled
+//! `pipeline`, and per partition also `topic` and `partition`. Counters only
+//! grow for the life of the process. Lag and freshness gauges are reported for
+//! partitions this member owns, once they are known: lag needs a high
+//! watermark from librdkafka's statistics (`statistics.interval.ms`) and a
+//! committed position (a batch committed, or the checkpoint resumed from).
+
+use crate::stats::{
+    now_ms, Histogram, PartitionStats, RetryKind, Stats, BUCKETS, LATENCY_BUCKETS, ROW_BUCKETS,
+};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The pipelines reported on: (name, counters).
+pub type Registry = Vec<(String, Arc<Stats>)>;
+
+/// A counter's name, help text and reader.
+type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
+
+const COUNTERS: [Counter; 11] = [
+    (
+        "tidemill_records_in_total",
+        "Records consumed from Kafka.",
+        |s| Stats::get(&s.records_in),
+    ),
+    (
+        "tidemill_rows_loaded_total",
+        "Rows committed to the database.",
+        |s| Stats::get(&s.rows_loaded),
+    ),
+    (
+        "tidemill_records_committed_total",
+        "Records whose batch the database committed.",
+        |s| Stats::get(&s.records_done),
+    ),
+    ("tidemill_batches_total", "Batches committed.", |s| {
+        Stats::get(&s.batches)
+    }),
+    (
+        "tidemill_dead_lettered_total",
+        "Records sent to the dead-letter topic.",
+        |s| Stats::get(&s.dead_lettered),
+    ),
+    (
+        "tidemill_tombstones_skipped_total",
+        "Tombstones skipped.",
+        |s| Stats::get(&s.tombstones_skipped),
+    ),
+    (
+        "tidemill_records_late_total",
+        "Records refused by an event-time window as late.",
+        |s| Stats::get(&s.records_late),
+    ),
+    (
+        "tidemill_state_cache_hits_total",
+        "Keyed-state lookups served by the in-memory cache.",
+        |s| Stats::get(&s.state_cache_hits),
+    ),
+    (
+        "tidemill_state_loads_total",
+        "Keyed-state lookups loaded from the database (cache misses).",
+        |s| Stats::get(&s.state_loads),
+    ),
+    (
+        "tidemill_rebalances_total",
+        "Rebalance callbacks served (assignments and revocations).",
+        |s| Stats::get(&s.rebalances),
+    ),
+    (
+        "tidemill_assigned_partitions",
+        "Partitions owned by this member.",
+        |s| Stats::get(&s.assigned_partitions),
+    ),
+];
+
+/// A per-partition series: name, type, help, reader (`None`: not reported).
+type PartitionSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&PartitionStats, Option<i64>, i64) -> Option<i64>,
+);
+
+/// Reader arguments: the partition, its high watermark, now in ms.
+const PARTITION_SERIES: [PartitionSeries; 7] = [
+    (
+        "tidemill_partition_records_in_total",
+        "counter",
+        "Records consumed from Kafka, per partition.",
+        |p, _, _| Some(p.records_in.load(Ordering::Relaxed) as i64),
+    ),
+    (
+        "tidemill_partition_rows_loaded_total",
+        "counter",
+        "Rows committed to the database, per source partition.",
+        |p, _, _| Some(p.rows_loaded.load(Ordering::Relaxed) as i64),
+    ),
+    (
+        "tidemill_partition_dead_lettered_total",
+        "counter",
+        "Records sent to the dead-letter topic, per source partition.",
+        |p, _, _| Some(p.dead_lettered.load(Ordering::Relaxed) as i64),
+    ),
+    (
+        "tidemill_partition_committed_offset",
+        "gauge",
+        "Next offset to read after the last batch the database committed.",
+        |p, _, _| committed(p),
+    ),
+    (
+        "tidemill_partition_high_watermark",
+        "gauge",
+        "High watermark last reported by librdkafka's statistics.",
+        |p, high, _| high.filter(|_| owned(p)),
+    ),
+    (
+        "tidemill_consumer_lag",
+        "gauge",
+        "Records in Kafka not yet committed to the database (high watermark minus committed offset).",
+        |p, high, _| match (high, committed(p)) {
+            (Some(high), Some(next)) if owned(p) => Some((high - next).max(0)),
+            _ => None,
+        },
+    ),
+    (
+        "tidemill_freshness_seconds",
+        "gauge",
+        "Age of the newest committed record's Kafka timestamp, in seconds (whole seconds).",
+        |p, _, now| {
+            let newest = p.newest_committed_ms.load(Ordering::Relaxed);
+            (owned(p) && newest > 0).then(|| (now - newest).max(0) / 1000)
+        },
+    ),
+];
+
+fn owned(p: &PartitionStats) -> bool {
+    p.owned.load(Ordering::Relaxed)
+}
+
+fn committed(p: &PartitionStats) -> Option<i64> {
+    let next = p.committed_next.load(Ordering::Relaxed);
+    (next >= 0).then_some(next)
+}
+
+/// Renders every pipeline's figures in the Prometheus text format.
+pub fn metrics(registry: &Registry) -> String {
+    let mut out = String::new();
+    for (name, help, get) in COUNTERS {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (pipeline, s) in registry {
+            let _ = writeln!(out, "{name}{{pipeline=\"{pipeline}\"}} {}", get(s));
+        }
+    }
+    retries(&mut out, registry);
+    partitions(&mut out, registry);
+    let histograms: [HistogramSeries; 4] = [
+        (
+            "tidemill_batch_duration_seconds",
+            "Batch write time, retries included.",
+            |s| snapshot(&s.batch_seconds, &BUCKETS),
+        ),
+        ("tidemill_batch_rows", "Rows per committed batch.", |s| {
+            snapshot(&s.batch_rows, &ROW_BUCKETS)
+        }),
+        (
+            "tidemill_end_to_end_latency_seconds",
+            "From each record's Kafka timestamp to the commit of its batch.",
+            |s| snapshot(&s.end_to_end_seconds, &LATENCY_BUCKETS),
+        ),
+        (
+            "tidemill_rebalance_pause_seconds",
+            "Time the poll loop spent in a rebalance callback (revocations drain in-flight batches).",
+            |s| snapshot(&s.rebalance_seconds, &BUCKETS),
+        ),
+    ];
+    for (name, help, get) in histograms {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (pipeline, s) in registry {
+            histogram(&mut out, name, pipeline, &get(s));
+        }
+    }
+    out
+}
+
+fn retries(out: &mut String, registry: &Registry) {
+    let name = "tidemill_db_retries_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Database writes retried after a transient error, by class.\n# TYPE {name} counter"
+    );
+    for (pipeline, s) in registry {
+        for (kind, n) in RetryKind::ALL.iter().zip(&s.retries) {
+            let _ = writeln!(
+                out,
+                "{name}{{pipeline=\"{pipeline}\",class=\"{}\"}} {}",
+                kind.as_str(),
+                Stats::get(n)
+            );
+        }
+    }
+}
+
+fn partitions(out: &mut String, registry: &Registry) {
+    let now = now_ms() as i64;
+    let snapshot: Vec<_> = registry
+        .iter()
+        .map(|(pipeline, s)| {
+            let highs = s
+                .high_watermarks
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_default();
+            (pipeline, s.partitions(), highs)
+        })
+        .collect();
+    for (name, kind, help, get) in PARTITION_SERIES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (pipeline, parts, highs) in &snapshot {
+            for (tp, p) in parts {
+                if let Some(v) = get(p, highs.get(tp).copied(), now) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{pipeline=\"{pipeline}\",topic=\"{}\",partition=\"{}\"}} {v}",
+                        tp.topic, tp.partition
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// (upper bounds, cumulative counts, count, sum)
+type Snapshot = (&'static [f64], Vec<u64>, u64, f64);
+
+/// A histogram's name, help text and reader.
+type HistogramSeries = (&'static str, &'static str, fn(&Stats) -> Snapshot);
+
+fn snapshot<const N: usize>(h: &Histogram<N>, bounds: &'static [f64; N]) -> Snapshot {
+    let (buckets, count, sum) = h.snapshot();
+    (bounds, buckets, count, sum)
+}
+
+fn histogram(out: &mut String, name: &str, pipeline: &str, h: &Snapshot) {
+    let (bounds, buckets, count, sum) = h;
+    for (bound, n) in bounds.iter().zip(buckets) {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{pipeline=\"{pipeline}\",le=\"{bound}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{pipeline=\"{pipeline}\",le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(out, "{name}_sum{{pipeline=\"{pipeline}\"}} {sum}");
+    let _ = writeln!(out, "{name}_count{{pipeline=\"{pipeline}\"}} {count}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TopicPartition;
+
+    #[test]
+    fn metrics_render_counters_per_pipeline() {
+        let s = Arc::new(Stats::default());
+        Stats::add(&s.rows_loaded, 42);
+        s.batch_seconds.observe(0.02);
+        let text = metrics(&vec![("orders".to_string(), s)]);
+        assert!(
+            text.contains("tidemill_rows_loaded_total{pipeline=\"orders\"} 42"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "tidemill_batch_duration_seconds_bucket{pipeline=\"orders\",le=\"0.025\"} 1"
+        ));
+        assert!(text.contains("# TYPE tidemill_batch_duration_seconds histogram"));
+        assert!(text.contains("# TYPE tidemill_assigned_partitions gauge"));
+        assert!(
+            text.contains("tidemill_db_retries_total{pipeline=\"orders\",class=\"conflict\"} 0")
+        );
+    }
+
+    #[test]
+    fn lag_is_the_high_watermark_minus_the_committed_offset_of_owned_partitions() {
+        let s = Arc::new(Stats::default());
+        let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        for (tp, next, owned) in [(&t0, 90, true), (&t1, 5, false)] {
+            let p = s.partition(tp);
+            p.committed_next.store(next, Ordering::Relaxed);
+            p.owned.store(owned, Ordering::Relaxed);
+            s.high_watermarks
+                .lock()
+                .expect("not poisoned")
+                .insert(tp.clone(), 100);
+        }
+        let text = metrics(&vec![("p".to_string(), s)]);
+        assert!(
+            text.contains("tidemill_consumer_lag{pipeline=\"p\",topic=\"t\",partition=\"0\"} 10"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("tidemill_consumer_lag{pipeline=\"p\",topic=\"t\",partition=\"1\"}"),
+            "not owned: no lag reported"
+        );
+        assert!(text.contains(
+            "tidemill_partition_committed_offset{pipeline=\"p\",topic=\"t\",partition=\"1\"} 5"
+        ));
+    }
+}

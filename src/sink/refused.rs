@@ -1,0 +1,139 @@
+//! Refused records on their way to the dead-letter topic from the writer:
+//! the stateful tail's rejects and the rows the database refused.
+//!
+//! Contract: each refused record is sent once per batch, with its original
+//! bytes when they were kept; the batch waits (retrying with backoff) until
+//! the broker has every letter, or shutdown aborts it. Without a dead-letter
+//! topic a refused record stops the pipeline instead of being dropped.
+
+use super::writer::{WriterContext, WriterError};
+use crate::dead_letter::{DeadLetters, Letter, Reason};
+use crate::model::{Batch, Origin, RawRecord, TopicPartition};
+use crate::stats::Stats;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info_span, warn, Instrument};
+
+/// Where an output row (or a refused record) came from, for dead letters.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source {
+    /// Index into the batch's raw records.
+    Raw(usize),
+    /// A row the state emitted with no record kept: (partition index, offset).
+    Emitted(u32, i64),
+}
+
+/// Sends refused records to the dead-letter topic, once per record, retrying
+/// until the broker has them (or shutdown aborts). Without a dead-letter
+/// topic, a refused record stops the pipeline rather than being dropped.
+pub(super) async fn dead_letter(
+    ctx: &WriterContext,
+    batch: &Batch,
+    refused: &[(Source, Reason, String)],
+) -> Result<(), WriterError> {
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let Some(dlq) = &ctx.dead_letters else {
+        let (_, reason, message) = &refused[0];
+        return Err(WriterError::Poison {
+            reason: reason.as_str(),
+            message: message.clone(),
+        });
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let letters: Vec<Letter> = refused
+        .iter()
+        .filter(|(source, ..)| match source {
+            Source::Raw(i) => seen.insert(*i),
+            Source::Emitted(..) => true,
+        })
+        .map(|(source, reason, message)| Letter {
+            record: record_of(batch, *source),
+            reason: *reason,
+            message: message.clone(),
+        })
+        .collect();
+    let span = info_span!(
+        "dead_letter",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        records = letters.len(),
+    );
+    send_letters(ctx, dlq, letters).instrument(span).await
+}
+
+/// The partition a row or refused record came from.
+pub(super) fn partition_of(batch: &Batch, source: Source) -> TopicPartition {
+    match source {
+        Source::Raw(i) => batch.raw.get(i).map_or_else(
+            || TopicPartition::new("", -1),
+            |r| TopicPartition::new(&r.origin.topic, r.origin.partition),
+        ),
+        Source::Emitted(part, _) => batch
+            .partitions
+            .get(part as usize)
+            .cloned()
+            .unwrap_or_else(|| TopicPartition::new("", -1)),
+    }
+}
+
+/// The record behind a source: kept bytes, or an empty record naming the partition.
+fn record_of(batch: &Batch, source: Source) -> RawRecord {
+    match source {
+        Source::Raw(i) => batch.raw[i].clone(),
+        Source::Emitted(part, offset) => {
+            let tp = batch
+                .partitions
+                .get(part as usize)
+                .cloned()
+                .unwrap_or_else(|| TopicPartition::new("", -1));
+            RawRecord {
+                origin: Origin {
+                    topic: tp.topic,
+                    partition: tp.partition,
+                    offset,
+                    timestamp_ms: None,
+                },
+                key: None,
+                value: None,
+                headers: Vec::new(),
+            }
+        }
+    }
+}
+
+async fn send_letters(
+    ctx: &WriterContext,
+    dlq: &Arc<DeadLetters>,
+    letters: Vec<Letter>,
+) -> Result<(), WriterError> {
+    let letters = Arc::new(letters);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let (dlq, batch_letters) = (Arc::clone(dlq), Arc::clone(&letters));
+        let sent = tokio::task::spawn_blocking(move || dlq.send(&batch_letters)).await;
+        match sent {
+            Ok(Ok(())) => {
+                Stats::add(&ctx.stats.dead_lettered, letters.len() as u64);
+                for letter in letters.iter() {
+                    let origin = &letter.record.origin;
+                    let tp = TopicPartition::new(&origin.topic, origin.partition);
+                    Stats::add(&ctx.stats.partition(&tp).dead_lettered, 1);
+                }
+                return Ok(());
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "dead-letter write failed; the batch waits and retries")
+            }
+            Err(e) => warn!(error = %e, "dead-letter task failed; retrying"),
+        }
+        tokio::select! {
+            // Abort first: shutdown must not wait on an unreachable dead-letter topic.
+            biased;
+            _ = ctx.abort.cancelled() => return Err(WriterError::Aborted),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
