@@ -24,13 +24,17 @@ use super::schema::{Column, TableSchema};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{redact_url, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
+use crate::trace;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{Executor as _, Row as _};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
+use tracing::Instrument;
 
 const Q: Dialect = Dialect::MySql;
+/// `db.system` of the spans.
+const SYSTEM: &str = "mysql";
 
 /// Run on every new connection: refuse silent truncation, store times in UTC.
 const SESSION_SETUP: &str =
@@ -223,26 +227,38 @@ impl Sink for MySqlSink {
             table: table.clone(),
             message: format!("cannot decode the prepared rows: {e}"),
         })?;
-        let mut tx = self.pool.begin().await.map_err(write_err)?;
-        for chunk in chunks(&data, self.packet_budget) {
-            let rows = chunk.len() / data.width.max(1);
-            let sql = self.statement(&batch.columns, rows).to_string();
-            let mut query = sqlx::query(&sql);
-            for value in chunk {
-                query = push_value(query, value);
+        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows);
+        let mut tx = self
+            .pool
+            .begin()
+            .instrument(span.clone())
+            .await
+            .map_err(write_err)?;
+        async {
+            for chunk in chunks(&data, self.packet_budget) {
+                let rows = chunk.len() / data.width.max(1);
+                let sql = self.statement(&batch.columns, rows).to_string();
+                let mut query = sqlx::query(&sql);
+                for value in chunk {
+                    query = push_value(query, value);
+                }
+                query.execute(&mut *tx).await.map_err(write_err)?;
             }
-            query.execute(&mut *tx).await.map_err(write_err)?;
+            if let Some(state) = state {
+                let table = store::table_for_in(&self.schema.table, Q);
+                store::write_mysql(&mut tx, &table, state).await?;
+            }
+            if let Some(checkpoint) = checkpoint {
+                let table = checkpoint::table_for_in(&self.schema.table, Q);
+                checkpoint::advance_mysql(&mut tx, &table, checkpoint).await?;
+            }
+            Ok::<(), SinkError>(())
         }
-        if let Some(state) = state {
-            let table = store::table_for_in(&self.schema.table, Q);
-            store::write_mysql(&mut tx, &table, state).await?;
-        }
-        if let Some(checkpoint) = checkpoint {
-            let table = checkpoint::table_for_in(&self.schema.table, Q);
-            checkpoint::advance_mysql(&mut tx, &table, checkpoint).await?;
-        }
+        .instrument(span)
+        .await?;
         if commit {
-            tx.commit().await.map_err(write_err)
+            let span = trace::db_commit_span(SYSTEM, &table);
+            tx.commit().instrument(span).await.map_err(write_err)
         } else {
             tx.rollback().await.map_err(write_err)
         }
