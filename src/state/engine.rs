@@ -4,8 +4,9 @@
 
 use super::dedup::Dedup;
 use super::operator::{KeyedOperator, OperatorError};
-use super::runner::{Runner, Stage};
+use super::runner::Runner;
 use super::running::RunningAggregate;
+use super::stage::Stage;
 use super::store::{StateStore, StateWrites};
 use super::window::WindowedAggregate;
 use super::{aggregate, KeySpec};

@@ -29,6 +29,7 @@ mod key;
 pub mod operator;
 mod runner;
 mod running;
+mod stage;
 pub mod store;
 pub mod time;
 pub mod window;
