@@ -255,3 +255,59 @@ async fn a_record_with_traceparent_continues_the_producers_trace() {
         "a kafka.commit span continues the batch's trace"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_carry_the_trace_and_span_ids_of_their_batch() {
+    let (port, posts) = receiver().await;
+    let (topic, group, dlq) = (unique("logids"), unique("g"), unique("logids-dlq"));
+    kafka::create_topic(&topic, 1).await;
+    kafka::create_topic(&dlq, 1).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE logged (id BIGINT PRIMARY KEY)").await;
+    let producer = kafka::TestProducer::new(&topic);
+    producer.send_to(0, "1", r#"{"id":1}"#);
+    // Refused by the database: the writer logs a warning inside the batch span.
+    producer.send_to(0, "2", r#"{"id":"not a number"}"#);
+    producer.send_to(0, "3", r#"{"id":3}"#);
+    producer.flush();
+    let toml = format!(
+        "[telemetry]\nlog_format = \"json\"\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\n{}\n[pipelines.p.dead_letter]\ntopic = \"{dlq}\"\n",
+        pipeline_toml(&topic, &group, db.url(), "logged", "")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, toml).expect("config");
+    let mut process = Tidemill::start(&config, "logids");
+    wait_for("good rows loaded", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM logged").await == Some(2)
+    })
+    .await;
+    assert!(process.terminate(), "{}", process.log_text());
+
+    let log = process.log_text();
+    let warning: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("refused rows"))
+        })
+        .unwrap_or_else(|| panic!("no JSON warning about the refused row in:\n{log}"));
+    let trace_id = warning["trace_id"].as_str().expect("trace_id on the line");
+    let span_id = warning["span_id"].as_str().expect("span_id on the line");
+    let spans = spans(&posts.lock().expect("store"));
+    let span = spans
+        .iter()
+        .find(|s| hex(&s.span_id) == span_id)
+        .unwrap_or_else(|| panic!("no exported span {span_id}: {spans:#?}"));
+    assert_eq!(hex(&span.trace_id), trace_id);
+    let batch = spans
+        .iter()
+        .find(|s| s.name == "batch" && hex(&s.trace_id) == trace_id)
+        .expect("the line's trace is a batch's trace");
+    assert_eq!(
+        attr(batch, "messaging.destination.name").as_deref(),
+        Some(topic.as_str())
+    );
+}

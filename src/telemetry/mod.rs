@@ -1,5 +1,6 @@
 //! Logging and tracing set-up: `tracing` everywhere, printed as human-readable
-//! or JSON lines, and exported over OTLP/HTTP when an endpoint is configured
+//! or JSON lines (with the span's `trace_id`/`span_id` when tracing is on, see
+//! [`log_ids`]), and exported over OTLP/HTTP when an endpoint is configured
 //! (off by default, so the cost with tracing off is the `tracing` macros only).
 //!
 //! Contract: config wins; what config leaves unset comes from the standard
@@ -8,6 +9,8 @@
 //! `OTEL_TRACES_SAMPLER_ARG` (the ratio) and `OTEL_SERVICE_NAME`. Export is
 //! OTLP/HTTP (protobuf) only: gRPC would need tonic, a heavy build. Once an
 //! exporter is installed, [`crate::trace::enabled`] turns true.
+
+mod log_ids;
 
 use crate::config::{LogFormat, TelemetryConfig};
 use opentelemetry::trace::TracerProvider as _;
@@ -58,6 +61,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
         level: cfg.log_level.clone(),
         source,
     })?;
+    let (json_format, capture) = log_ids::json_with_ids();
     let fmt = match cfg.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_target(false)
@@ -66,7 +70,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_current_span(true)
+            .event_format(json_format)
             .with_writer(std::io::stderr)
             .boxed(),
     };
@@ -81,6 +85,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(otel)
+        .with(capture)
         .try_init()?;
     crate::trace::set_enabled(provider.is_some());
     Ok(TelemetryGuard { provider })
