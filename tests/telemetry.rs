@@ -311,3 +311,107 @@ async fn json_log_lines_carry_the_trace_and_span_ids_of_their_batch() {
         Some(topic.as_str())
     );
 }
+
+/// The latest value of an integer sum or gauge in the exports received, by name and labels.
+fn latest_int(posts: &[(String, Vec<u8>)], name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    let mut latest = None;
+    for (_, body) in posts.iter().filter(|(path, _)| path == "/v1/metrics") {
+        let req = ExportMetricsServiceRequest::decode(body.as_slice()).expect("OTLP metrics");
+        let metrics = req
+            .resource_metrics
+            .into_iter()
+            .flat_map(|r| r.scope_metrics)
+            .flat_map(|s| s.metrics)
+            .filter(|m| m.name == name);
+        for m in metrics {
+            let points = match m.data {
+                Some(Data::Sum(s)) => s.data_points,
+                Some(Data::Gauge(g)) => g.data_points,
+                _ => continue,
+            };
+            for p in points {
+                let has = |(k, v): &(&str, &str)| {
+                    p.attributes.iter().any(|kv| {
+                        kv.key == *k
+                            && matches!(kv.value.as_ref().and_then(|a| a.value.as_ref()),
+                                Some(Value::StringValue(s)) if s == v)
+                    })
+                };
+                if labels.iter().all(has) {
+                    if let Some(number_data_point::Value::AsInt(v)) = p.value {
+                        latest = Some(v);
+                    }
+                }
+            }
+        }
+    }
+    latest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pushed_over_otlp_match_what_was_loaded() {
+    let (port, posts) = receiver().await;
+    let (topic, group) = (unique("otlpmetrics"), unique("g"));
+    kafka::create_topic(&topic, 2).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE pushed (id BIGINT PRIMARY KEY)").await;
+    let producer = kafka::TestProducer::new(&topic);
+    for i in 0..120 {
+        producer.send(Some(&i.to_string()), Some(&format!(r#"{{"id":{i}}}"#)));
+    }
+    producer.flush();
+    let toml = format!(
+        "[telemetry]\notlp_metrics_endpoint = \"http://127.0.0.1:{port}/v1/metrics\"\nmetrics_interval = \"200ms\"\n[health]\nstatistics_interval = \"200ms\"\n{}",
+        pipeline_toml(&topic, &group, db.url(), "pushed", "")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, toml).expect("config");
+    let mut process = Tidemill::start(&config, "otlpmetrics");
+    let pipeline = [("pipeline", "p")];
+    wait_for("rows_loaded pushed", Duration::from_secs(60), || async {
+        let posts = posts.lock().expect("store").clone();
+        latest_int(&posts, "tidemill_rows_loaded_total", &pipeline) == Some(120)
+    })
+    .await;
+    assert_eq!(
+        db.try_scalar("SELECT count(*) FROM pushed").await,
+        Some(120)
+    );
+    wait_for(
+        "lag drained to zero on both partitions",
+        Duration::from_secs(30),
+        || async {
+            let posts = posts.lock().expect("store").clone();
+            ["0", "1"].iter().all(|part| {
+                let labels = [
+                    ("pipeline", "p"),
+                    ("topic", topic.as_str()),
+                    ("partition", part),
+                ];
+                latest_int(&posts, "tidemill_consumer_lag", &labels) == Some(0)
+            })
+        },
+    )
+    .await;
+    assert!(process.terminate(), "{}", process.log_text());
+    let posts = posts.lock().expect("store").clone();
+    assert!(
+        posts.iter().all(|(path, _)| path == "/v1/metrics"),
+        "no traces configured"
+    );
+    assert_eq!(
+        latest_int(&posts, "tidemill_records_in_total", &pipeline),
+        Some(120)
+    );
+    let per_partition: i64 = ["0", "1"]
+        .iter()
+        .filter_map(|part| {
+            let labels = [("topic", topic.as_str()), ("partition", *part)];
+            latest_int(&posts, "tidemill_partition_rows_loaded_total", &labels)
+        })
+        .sum();
+    assert_eq!(per_partition, 120);
+}
