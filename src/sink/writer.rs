@@ -21,6 +21,7 @@ use crate::model::{Batch, BatchAck, Row, TopicPartition};
 use crate::state::{Engine, RowOrigin, StateWrites};
 use crate::stats::Stats;
 use crate::trace::{self, SpanNames};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
@@ -118,8 +119,9 @@ pub struct WriterContext {
 }
 
 /// A batch's output: rows, where each came from, the state it changes.
-struct Output {
-    rows: Vec<Row>,
+struct Output<'a> {
+    /// Borrowed from the batch when no stateful tail ran (no copy per batch).
+    rows: Cow<'a, [Row]>,
     origins: Vec<Source>,
     writes: Option<StateWrites>,
     /// Rows per source partition.
@@ -140,7 +142,7 @@ async fn write_batch<S: Sink>(
     let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
     let Some(engine) = engine else {
         let output = Output {
-            rows: batch.rows.clone(),
+            rows: Cow::Borrowed(&batch.rows),
             origins: batch.row_source.iter().map(|&i| Source::Raw(i)).collect(),
             writes: None,
             by_partition: batch
@@ -191,7 +193,7 @@ async fn apply_tail(
     engine: &mut Engine,
     ctx: &WriterContext,
     batch: &Batch,
-) -> Result<Output, WriterError> {
+) -> Result<Output<'static>, WriterError> {
     let applied = engine.apply(batch).await?;
     Stats::add(&ctx.stats.state_loads, applied.loads);
     Stats::add(&ctx.stats.state_cache_hits, applied.hits);
@@ -226,7 +228,7 @@ async fn apply_tail(
     }
     Ok(Output {
         origins: applied.origins.iter().map(source).collect(),
-        rows: applied.rows,
+        rows: Cow::Owned(applied.rows),
         writes: Some(applied.writes),
         by_partition: batch.partitions.iter().cloned().zip(per_part).collect(),
     })
@@ -238,11 +240,11 @@ async fn write_rows<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
     batch: &Batch,
-    mut output: Output,
+    mut output: Output<'_>,
     checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
-    let rows = &output.rows;
+    let rows: &[Row] = &output.rows;
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
         let prepared = match &subset {
