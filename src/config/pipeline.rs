@@ -195,7 +195,7 @@ impl Default for BatchConfig {
             max_bytes: 8 << 20,
             max_linger: Duration::from_millis(100),
             max_in_flight: 2,
-            max_in_flight_bytes: 64 << 20,
+            max_in_flight_bytes: 16 << 20,
             revoke_timeout: Duration::from_secs(20),
         }
     }

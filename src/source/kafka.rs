@@ -22,6 +22,9 @@ pub fn consumer_config(name: &str, p: &PipelineConfig) -> ClientConfig {
         )
         // New topics and added partitions are noticed within seconds, not minutes.
         .set("topic.metadata.refresh.interval.ms", "5000")
+        // librdkafka prefetches up to 64 MiB by default, held in its own (glibc)
+        // heap; 16 MiB is still ~100k records of 150 B ahead of the poll loop.
+        .set("queued.max.messages.kbytes", "16384")
         .set_log_level(RDKafkaLogLevel::Warning);
     for (key, value) in &p.kafka.options {
         cfg.set(key, value.expose());
