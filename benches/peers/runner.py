@@ -46,10 +46,25 @@ def peer_command(a, pg):
             "--state-dir", state]
 
 
+def flink_default_java_opts():
+    """env.java.opts.all from PyFlink's bundled config.yaml (the --add-opens Java 17 needs);
+    setting FLINK_ENV_JAVA_OPTS replaces it, so it is repeated there."""
+    lib = os.path.join(DIR, "flink-venv", "lib")
+    for py in sorted(os.listdir(lib)):
+        conf = os.path.join(lib, py, "site-packages", "pyflink", "conf", "config.yaml")
+        if os.path.exists(conf):
+            with open(conf) as f:
+                for line in f:
+                    if "--add-opens" in line:
+                        return line.split(":", 1)[1].strip()
+    return ""
+
+
 def peer_env(a):
     env = dict(os.environ)
-    # PyFlink's gateway JVM (the local MiniCluster) would otherwise take 1/4 of RAM as heap
-    env.setdefault("FLINK_ENV_JAVA_OPTS", f"-Xmx{a.flink_heap}")
+    if a.peer == "flink" and "FLINK_ENV_JAVA_OPTS" not in env:
+        # PyFlink's gateway JVM (the local MiniCluster) would otherwise take 1/4 of RAM as heap
+        env["FLINK_ENV_JAVA_OPTS"] = f"{flink_default_java_opts()} -Xmx{a.flink_heap}"
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
