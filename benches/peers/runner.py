@@ -153,13 +153,16 @@ def main():
             sampler.stop()  # final sample while the tree is still alive
             stop(proc)
     ok, rows, detail = checks.VERIFY[a.workload](conn, exp)
+    layout = (f"parallelism {a.parallelism}" if a.peer == "flink" else
+              "one process, commit_interval " + os.environ.get("PEER_QUIX_COMMIT_INTERVAL", "5") + " s")
     result = {
         "peer": a.peer, "workload": a.workload, "records": exp.records, "rows": rows,
         "startup_seconds": round(first - t0, 3) if first else None,
         "drain_seconds": round(done - first, 3) if first else None,
         "cpu_seconds": round(sampler.cpu_seconds(), 2), "peak_rss_bytes": sampler.peak_rss,
         "verified": ok and outcome == "complete",
-        "detail": f"{outcome}; {detail}; cpu before the first row {first_cpu} s; parallelism {a.parallelism}; log {log_path}",
+        "detail": f"{outcome}; {detail}; cpu before the first row {first_cpu} s; "
+                  f"{layout}; log {log_path}",
     }
     print(json.dumps(result), flush=True)
     if outcome != "complete" and not (a.workload == "W3" and outcome.startswith("output stopped")):
