@@ -10,7 +10,9 @@ include_metadata=False so it writes exactly those columns.
 - W2: stateful running totals per message key (RocksDB state + changelog topic) -> the sink's
   upsert (INSERT ... ON CONFLICT (key) DO UPDATE, deduplicated per batch) on w2_totals.key.
 - W3: event time from the record's ts (timestamp_extractor), tumbling_window(1000) with
-  Count + Sum(amount), .final() (emitted when the partition's stream time passes the window end).
+  Count + Sum(amount), .final(closing_strategy="partition"): a window is emitted when its
+  partition's stream time passes the window end (the default "key" strategy waits for a later
+  record of the same key, so a key that goes quiet would never emit its window).
 """
 
 import argparse
@@ -44,7 +46,8 @@ def w2(sdf):
 
 
 def w3(sdf):
-    sdf = sdf.tumbling_window(1000).agg(cnt=Count(), total=Sum("amount")).final()
+    sdf = sdf.tumbling_window(1000).agg(cnt=Count(), total=Sum("amount")).final(
+        closing_strategy="partition")
     return sdf.apply(
         lambda v, key, _ts, _h: {"key": key, "window_start": v["start"], "cnt": v["cnt"],
                                  "total": v["total"]},
