@@ -125,7 +125,8 @@ def main():
                     default=int(os.environ.get("PEER_PARALLELISM", os.cpu_count() or 2)))
     ap.add_argument("--flink-heap", default=os.environ.get("PEER_FLINK_HEAP", "1g"))
     ap.add_argument("--timeout", type=float, default=None, help="seconds; default 300 + N/2000")
-    ap.add_argument("--stall", type=float, default=20.0)
+    ap.add_argument("--stall", type=float, default=60.0,
+                    help="give up when the output has not changed for this long")
     ap.add_argument("--settle", type=float, default=3.0)
     ap.add_argument("--poll", type=float, default=0.25)
     a = ap.parse_args()
