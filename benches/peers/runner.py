@@ -65,6 +65,8 @@ def peer_env(a):
     if a.peer == "flink" and "FLINK_ENV_JAVA_OPTS" not in env:
         # PyFlink's gateway JVM (the local MiniCluster) would otherwise take 1/4 of RAM as heap
         env["FLINK_ENV_JAVA_OPTS"] = f"{flink_default_java_opts()} -Xmx{a.flink_heap}"
+    if a.peer == "flink":  # the MiniCluster's own log, otherwise overwritten inside the venv
+        env.setdefault("FLINK_LOG_DIR", os.path.join(DIR, "logs", f"flink-{a.group}"))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
