@@ -67,6 +67,7 @@ def peer_env(a):
         env["FLINK_ENV_JAVA_OPTS"] = f"{flink_default_java_opts()} -Xmx{a.flink_heap}"
     if a.peer == "flink":  # the MiniCluster's own log, otherwise overwritten inside the venv
         env.setdefault("FLINK_LOG_DIR", os.path.join(DIR, "logs", f"flink-{a.group}"))
+        os.makedirs(env["FLINK_LOG_DIR"], exist_ok=True)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
