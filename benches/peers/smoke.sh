@@ -3,7 +3,8 @@
 # each peer x workload creates a new database, runs run.sh and requires verified=true; also checks
 # that run.sh's W1/W2 figures equal the ones fill.py computed while generating.
 # Usage: benches/peers/smoke.sh [records] [peer:workload ...]   (default 200000, all six)
-# Env: PGPASSWORD (default tidemill), BROKERS (default 127.0.0.1:9092), DIST (uniform|zipf).
+# Env: PGPASSWORD (default tidemill), BROKERS (default 127.0.0.1:9092), DIST (uniform|zipf),
+# KEEP=1 keeps the topic and the databases (dropped at the end otherwise).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -35,5 +36,14 @@ for pw in $RUNS; do
     W2) [ "$(field "$line" rows)" = "$(field "$fill" w2_keys)" ] || { echo "smoke: W2 keys differ from fill.py"; fail=1; } ;;
   esac
 done
+if [ "${KEEP:-0}" != 1 ]; then
+  for pw in $RUNS; do p=${pw%%:*}; w=${pw##*:}
+    psql -h 127.0.0.1 -U tidemill -d postgres -qc "DROP DATABASE IF EXISTS ${TAG}_${p}_${w,,}"
+  done
+  "$PY" -W ignore -c 'import sys; from confluent_kafka.admin import AdminClient
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+admin.delete_topics([sys.argv[2]])[sys.argv[2]].result(30)' \
+    "$BROKERS" "$TAG"
+fi
 echo "smoke: results in $OUT"
 exit $fail
