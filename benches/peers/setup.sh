@@ -71,5 +71,5 @@ jar org/apache/flink flink-connector-jdbc "$FLINK_JDBC_JAR"
 jar org/postgresql postgresql "$PG_JDBC"
 
 "$DIR/flink-venv/bin/python" -c 'import pyflink' || die "pyflink does not import"
-"$DIR/quix-venv/bin/python" -W ignore -c "import quixstreams, psycopg2, confluent_kafka" || die "quixstreams does not import"
+"$DIR/quix-venv/bin/python" -c "import quixstreams, psycopg2, confluent_kafka" 2>/dev/null || die "quixstreams does not import"
 say "ready: $DIR"
