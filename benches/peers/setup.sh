@@ -37,14 +37,24 @@ if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
   fi
 fi
 
-venv() { # venv <dir> <pip spec...>; re-creates nothing that is already installed
+venv() { # venv <dir> <name==version...>; installs only what is missing or another version
   local dir=$1; shift
   if [ ! -x "$dir/bin/python" ]; then
     say "creating venv $dir"
     "$PY" -m venv "$dir" || die "python3 -m venv $dir failed"
   fi
-  if "$dir/bin/pip" install -q --dry-run --no-deps "$@" 2>/dev/null | grep -q 'Would install'; then
-    say "installing $* into $dir (PyFlink is ~250 MB, this takes a few minutes)"
+  if ! "$dir/bin/python" - "$@" <<'PY'
+import importlib.metadata as m, sys
+for spec in sys.argv[1:]:
+    name, version = spec.split("==")
+    try:
+        if m.version(name) != version:
+            sys.exit(1)
+    except m.PackageNotFoundError:
+        sys.exit(1)
+PY
+  then
+    say "installing $* into $dir (PyFlink downloads ~250 MB and builds for a few minutes)"
     "$dir/bin/pip" install -q "$@" || die "pip install $* failed"
   else
     say "$dir already has $*"
