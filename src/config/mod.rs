@@ -14,7 +14,7 @@ mod validate;
 mod validate_transforms;
 
 pub use pipeline::{
-    AggregateConfig, Backend, BatchConfig, DeadLetterConfig, DecodeFormat, DedupConfig, Delivery,
+    AggregateConfig, Backend, BatchConfig, ColumnConfig, SchemaConfig, DeadLetterConfig, DecodeFormat, DedupConfig, Delivery,
     EmitMode, KafkaConfig, LatePolicy, PipelineConfig, SinkConfig, SinkMode, StateConfig,
     TimeFormat, TransformConfig, WindowConfig, WindowKind,
 };
@@ -200,3 +200,5 @@ impl Settings {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_schema;
