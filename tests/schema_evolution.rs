@@ -18,6 +18,7 @@ per_backend!(
     absent_columns_get_their_default_on_insert,
     absent_columns_get_their_default_on_upsert,
     absent_columns_get_their_default_through_copy,
+    a_field_that_appears_mid_run_adds_its_column_on_the_bulk_upsert_path,
 );
 
 /// Sends `records` (key, JSON) to a new one-partition topic, runs a pipeline
@@ -214,4 +215,58 @@ async fn upsert_defaults(kind: Kind, extra: &str) {
     run(&db, "d", &extra, &records(0..300, |id| format!(r#"{{"id":{id},"v":2}}"#))).await;
     check_defaults(&db, 300).await;
     assert_eq!(db.scalar("SELECT sum(v) FROM d").await, 600);
+}
+
+/// One run: rows load (PostgreSQL: upsert through `COPY` and its staging
+/// table), then a new field appears; its column is added and the staging
+/// table made again, and loading goes on.
+async fn a_field_that_appears_mid_run_adds_its_column_on_the_bulk_upsert_path(kind: Kind) {
+    let (topic, group) = (unique("midrun"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE m (id BIGINT PRIMARY KEY, v BIGINT)").await;
+    let producer = TestProducer::new(&topic);
+    let extra = "mode = \"upsert\"\nkey_columns = [\"id\"]\nauto_evolve = true\ncopy_threshold = 1";
+    let running = Running::start(&pipeline_toml(&topic, &group, db.url(), "m", extra)).await;
+    for id in 0..100 {
+        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":1}}"#)));
+    }
+    producer.flush();
+    wait_for("the first rows", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM m").await == Some(100)
+    })
+    .await;
+    for id in 50..150 {
+        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":2,"added":{id}}}"#)));
+    }
+    producer.flush();
+    wait_for("every offset committed", Duration::from_secs(60), || {
+        all_committed(&group, &topic, 1)
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(db.scalar("SELECT count(*) FROM m").await, 150);
+    assert_eq!(db.scalar("SELECT count(added) FROM m").await, 100);
+    assert_eq!(db.scalar("SELECT sum(added) FROM m").await, (50..150).sum::<i64>());
+    assert_eq!(db.scalar("SELECT sum(v) FROM m").await, 50 + 100 * 2);
+}
+
+/// The PostgreSQL scenarios above go through `COPY` when they ask for it:
+/// rows of two field sets give two parts, each taking the bulk path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_different_fields_each_take_copy_on_postgres() {
+    use tidemill::sink::{postgres::PostgresSink, prepare};
+    let db = TestDb::new(Kind::Postgres).await;
+    db.exec(DEFAULTS_TABLE).await;
+    let toml = pipeline_toml("t", "g", db.url(), "d", "copy_threshold = 1\nmode = \"upsert\"\nkey_columns = [\"id\"]");
+    let settings = tidemill::config::Settings::from_toml(&toml).expect("valid");
+    let cfg = &settings.pipelines["p"].sink;
+    let mut sink = PostgresSink::open(cfg).await.expect("open");
+    let rows: Vec<tidemill::model::Row> = mixed(0..30)
+        .into_iter()
+        .map(|(_, json)| serde_json::from_str(&json).expect("object"))
+        .collect();
+    let prepared = prepare(tidemill::sink::Sink::schema(&sink), cfg.mode, &cfg.key_columns, &rows).expect("prepare");
+    assert_eq!(prepared.parts.len(), 3, "three field sets");
+    assert!(sink.takes_copy(&prepared));
 }
