@@ -115,7 +115,9 @@ impl Batcher {
     ) {
         self.account(tp, offset, timestamp_ms, bytes, 0);
         let after = self.current.rows.len();
-        self.current.deletes.push(crate::model::Delete { key, after });
+        self.current
+            .deletes
+            .push(crate::model::Delete { key, after });
     }
 
     pub fn is_empty(&self) -> bool {

@@ -33,10 +33,19 @@ async fn load_then_delete(kind: Kind, n: i64, extra: &str) {
         .await;
     let producer = TestProducer::new(&topic);
     for id in 0..n {
-        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":{id}}}"#)));
+        producer.send(
+            Some(&id.to_string()),
+            Some(&format!(r#"{{"id":{id},"v":{id}}}"#)),
+        );
     }
     producer.flush();
-    let toml = pipeline_toml(&topic, &group, db.url(), "items", &format!("{DELETES}\n{extra}"));
+    let toml = pipeline_toml(
+        &topic,
+        &group,
+        db.url(),
+        "items",
+        &format!("{DELETES}\n{extra}"),
+    );
     let running = Running::start(&toml).await;
     wait_for("every row loaded", Duration::from_secs(60), || async {
         db.try_scalar("SELECT count(*) FROM items").await == Some(n)
@@ -96,11 +105,16 @@ async fn upsert_and_delete_of_one_key_keep_their_order_within_and_across_batches
     let (topic, group) = (unique("order"), unique("g"));
     kafka::create_topic(&topic, PARTITIONS).await;
     let db = TestDb::new(kind).await;
-    db.exec("CREATE TABLE items (id BIGINT PRIMARY KEY, v BIGINT, note VARCHAR(20) DEFAULT 'fresh')")
-        .await;
+    db.exec(
+        "CREATE TABLE items (id BIGINT PRIMARY KEY, v BIGINT, note VARCHAR(20) DEFAULT 'fresh')",
+    )
+    .await;
     let producer = TestProducer::new(&topic);
     let upsert = |id: i64, v: i64| {
-        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":{v},"note":"set"}}"#)))
+        producer.send(
+            Some(&id.to_string()),
+            Some(&format!(r#"{{"id":{id},"v":{v},"note":"set"}}"#)),
+        )
     };
     let delete = |id: i64| producer.send(Some(&id.to_string()), None);
     for id in 0..100 {
@@ -136,7 +150,8 @@ async fn upsert_and_delete_of_one_key_keep_their_order_within_and_across_batches
     .await;
     assert_eq!(db.scalar("SELECT count(*) FROM items").await, 75);
     assert_eq!(
-        db.scalar("SELECT count(*) FROM items WHERE id % 4 = 1").await,
+        db.scalar("SELECT count(*) FROM items WHERE id % 4 = 1")
+            .await,
         0
     );
     assert_eq!(db.scalar("SELECT sum(v) FROM items").await, 75 * 2);
@@ -158,7 +173,10 @@ async fn upsert_and_delete_of_one_key_keep_their_order_within_and_across_batches
     })
     .await;
     for id in (0..100).filter(|id| id % 4 == 0) {
-        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":3}}"#)));
+        producer.send(
+            Some(&id.to_string()),
+            Some(&format!(r#"{{"id":{id},"v":3}}"#)),
+        );
     }
     producer.flush();
     wait_for("second phase committed", Duration::from_secs(60), || {
@@ -189,7 +207,10 @@ async fn tombstones_are_skipped_and_counted_when_delete_is_off(kind: Kind) {
         .await;
     let producer = TestProducer::new(&topic);
     for id in 0..50 {
-        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":1}}"#)));
+        producer.send(
+            Some(&id.to_string()),
+            Some(&format!(r#"{{"id":{id},"v":1}}"#)),
+        );
         if id % 5 == 0 {
             producer.send(Some(&id.to_string()), None);
         }
@@ -236,21 +257,34 @@ async fn a_tombstone_whose_key_names_no_row_is_dead_lettered_with_the_reason(kin
     .await;
     assert_eq!(Stats::get(&running.stats.dead_lettered), 3);
     running.stop().await;
-    assert_eq!(db.pairs("SELECT a, v FROM pairs ORDER BY a").await, vec![(0, 0), (2, 2)]);
+    assert_eq!(
+        db.pairs("SELECT a, v FROM pairs ORDER BY a").await,
+        vec![(0, 0), (2, 2)]
+    );
 
     let letters = tokio::task::spawn_blocking(move || kafka::read_all(&dlq, 3))
         .await
         .expect("read dlq");
     assert_eq!(letters.len(), 3, "{letters:#?}");
     for letter in &letters {
-        assert_eq!(letter.header("tidemill.error.class"), Some("key"), "{letter:?}");
+        assert_eq!(
+            letter.header("tidemill.error.class"),
+            Some("key"),
+            "{letter:?}"
+        );
         assert_eq!(letter.value, None, "a tombstone stays a tombstone");
     }
     let messages: Vec<&str> = letters
         .iter()
         .filter_map(|l| l.header("tidemill.error.message"))
         .collect();
-    assert!(messages.iter().any(|m| m.contains("without a key")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("2 columns")), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("without a key")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("2 columns")),
+        "{messages:?}"
+    );
     assert!(messages.iter().any(|m| m.contains("`b`")), "{messages:?}");
 }

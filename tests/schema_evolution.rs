@@ -81,7 +81,13 @@ async fn auto_evolve_adds_a_column_for_a_new_field_and_loads_its_values(kind: Ki
     db.exec("CREATE TABLE ev (id BIGINT PRIMARY KEY, v BIGINT, note VARCHAR(20) DEFAULT 'dflt')")
         .await;
     let extra = "auto_evolve = true";
-    run(&db, "ev", extra, &records(0..50, |id| format!(r#"{{"id":{id},"v":1}}"#))).await;
+    run(
+        &db,
+        "ev",
+        extra,
+        &records(0..50, |id| format!(r#"{{"id":{id},"v":1}}"#)),
+    )
+    .await;
     // New fields of every inferred kind; `note` absent from every record.
     let evolved = records(50..150, |id| {
         format!(
@@ -92,7 +98,10 @@ async fn auto_evolve_adds_a_column_for_a_new_field_and_loads_its_values(kind: Ki
     run(&db, "ev", extra, &evolved).await;
 
     assert_eq!(db.scalar("SELECT count(*) FROM ev").await, 150);
-    assert_eq!(db.scalar("SELECT sum(n) FROM ev").await, (50..150).sum::<i64>());
+    assert_eq!(
+        db.scalar("SELECT sum(n) FROM ev").await,
+        (50..150).sum::<i64>()
+    );
     assert_eq!(
         db.scalar("SELECT count(*) FROM ev WHERE n IS NULL AND score IS NULL AND label IS NULL AND flag IS NULL AND doc IS NULL")
             .await,
@@ -105,7 +114,8 @@ async fn auto_evolve_adds_a_column_for_a_new_field_and_loads_its_values(kind: Ki
         1
     );
     assert_eq!(
-        db.scalar("SELECT count(*) FROM ev WHERE note = 'dflt'").await,
+        db.scalar("SELECT count(*) FROM ev WHERE note = 'dflt'")
+            .await,
         150,
         "a field missing from every record gets the column default"
     );
@@ -125,7 +135,8 @@ async fn auto_evolve_quotes_an_injection_shaped_field_name(kind: Kind) {
     db.exec("INSERT INTO victim (id) VALUES (1)").await;
     db.exec("CREATE TABLE target (id BIGINT PRIMARY KEY)").await;
     let batch = records(0..20, |id| {
-        serde_json::json!({ "id": id, FIELD: format!("'); DROP TABLE victim; -- {id}") }).to_string()
+        serde_json::json!({ "id": id, FIELD: format!("'); DROP TABLE victim; -- {id}") })
+            .to_string()
     });
     run(&db, "target", "auto_evolve = true", &batch).await;
 
@@ -135,7 +146,8 @@ async fn auto_evolve_quotes_an_injection_shaped_field_name(kind: Kind) {
     };
     let column = q.quote(FIELD);
     assert_eq!(
-        db.scalar(&format!("SELECT count({column}) FROM target")).await,
+        db.scalar(&format!("SELECT count({column}) FROM target"))
+            .await,
         20,
         "the column exists under exactly that name and holds every value"
     );
@@ -167,16 +179,19 @@ async fn check_defaults(db: &TestDb, total: i64) {
     let third = |r: i64| (0..total).filter(|id| id % 3 == r).count() as i64;
     assert_eq!(db.scalar("SELECT count(*) FROM d").await, total);
     assert_eq!(
-        db.scalar("SELECT count(*) FROM d WHERE note = 'given' AND n = 7").await,
+        db.scalar("SELECT count(*) FROM d WHERE note = 'given' AND n = 7")
+            .await,
         third(0)
     );
     assert_eq!(
-        db.scalar("SELECT count(*) FROM d WHERE note = 'dflt' AND n = 7").await,
+        db.scalar("SELECT count(*) FROM d WHERE note = 'dflt' AND n = 7")
+            .await,
         third(1),
         "absent fields get the column default"
     );
     assert_eq!(
-        db.scalar("SELECT count(*) FROM d WHERE note IS NULL AND n = 1").await,
+        db.scalar("SELECT count(*) FROM d WHERE note IS NULL AND n = 1")
+            .await,
         third(2),
         "an explicit null stays NULL"
     );
@@ -212,7 +227,13 @@ async fn upsert_defaults(kind: Kind, extra: &str) {
     run(&db, "d", &extra, &mixed(0..300)).await;
     check_defaults(&db, 300).await;
     // Again for every id, now without `note` or `n`: existing rows keep theirs.
-    run(&db, "d", &extra, &records(0..300, |id| format!(r#"{{"id":{id},"v":2}}"#))).await;
+    run(
+        &db,
+        "d",
+        &extra,
+        &records(0..300, |id| format!(r#"{{"id":{id},"v":2}}"#)),
+    )
+    .await;
     check_defaults(&db, 300).await;
     assert_eq!(db.scalar("SELECT sum(v) FROM d").await, 600);
 }
@@ -224,12 +245,16 @@ async fn a_field_that_appears_mid_run_adds_its_column_on_the_bulk_upsert_path(ki
     let (topic, group) = (unique("midrun"), unique("g"));
     kafka::create_topic(&topic, 1).await;
     let db = TestDb::new(kind).await;
-    db.exec("CREATE TABLE m (id BIGINT PRIMARY KEY, v BIGINT)").await;
+    db.exec("CREATE TABLE m (id BIGINT PRIMARY KEY, v BIGINT)")
+        .await;
     let producer = TestProducer::new(&topic);
     let extra = "mode = \"upsert\"\nkey_columns = [\"id\"]\nauto_evolve = true\ncopy_threshold = 1";
     let running = Running::start(&pipeline_toml(&topic, &group, db.url(), "m", extra)).await;
     for id in 0..100 {
-        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":1}}"#)));
+        producer.send(
+            Some(&id.to_string()),
+            Some(&format!(r#"{{"id":{id},"v":1}}"#)),
+        );
     }
     producer.flush();
     wait_for("the first rows", Duration::from_secs(60), || async {
@@ -237,7 +262,10 @@ async fn a_field_that_appears_mid_run_adds_its_column_on_the_bulk_upsert_path(ki
     })
     .await;
     for id in 50..150 {
-        producer.send(Some(&id.to_string()), Some(&format!(r#"{{"id":{id},"v":2,"added":{id}}}"#)));
+        producer.send(
+            Some(&id.to_string()),
+            Some(&format!(r#"{{"id":{id},"v":2,"added":{id}}}"#)),
+        );
     }
     producer.flush();
     wait_for("every offset committed", Duration::from_secs(60), || {
@@ -247,7 +275,10 @@ async fn a_field_that_appears_mid_run_adds_its_column_on_the_bulk_upsert_path(ki
     running.stop().await;
     assert_eq!(db.scalar("SELECT count(*) FROM m").await, 150);
     assert_eq!(db.scalar("SELECT count(added) FROM m").await, 100);
-    assert_eq!(db.scalar("SELECT sum(added) FROM m").await, (50..150).sum::<i64>());
+    assert_eq!(
+        db.scalar("SELECT sum(added) FROM m").await,
+        (50..150).sum::<i64>()
+    );
     assert_eq!(db.scalar("SELECT sum(v) FROM m").await, 50 + 100 * 2);
 }
 
@@ -258,7 +289,13 @@ async fn rows_of_different_fields_each_take_copy_on_postgres() {
     use tidemill::sink::{postgres::PostgresSink, prepare};
     let db = TestDb::new(Kind::Postgres).await;
     db.exec(DEFAULTS_TABLE).await;
-    let toml = pipeline_toml("t", "g", db.url(), "d", "copy_threshold = 1\nmode = \"upsert\"\nkey_columns = [\"id\"]");
+    let toml = pipeline_toml(
+        "t",
+        "g",
+        db.url(),
+        "d",
+        "copy_threshold = 1\nmode = \"upsert\"\nkey_columns = [\"id\"]",
+    );
     let settings = tidemill::config::Settings::from_toml(&toml).expect("valid");
     let cfg = &settings.pipelines["p"].sink;
     let mut sink = PostgresSink::open(cfg).await.expect("open");
@@ -266,7 +303,13 @@ async fn rows_of_different_fields_each_take_copy_on_postgres() {
         .into_iter()
         .map(|(_, json)| serde_json::from_str(&json).expect("object"))
         .collect();
-    let prepared = prepare(tidemill::sink::Sink::schema(&sink), cfg.mode, &cfg.key_columns, &rows).expect("prepare");
+    let prepared = prepare(
+        tidemill::sink::Sink::schema(&sink),
+        cfg.mode,
+        &cfg.key_columns,
+        &rows,
+    )
+    .expect("prepare");
     assert_eq!(prepared.parts.len(), 3, "three field sets");
     assert!(sink.takes_copy(&prepared));
 }

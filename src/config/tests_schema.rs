@@ -26,8 +26,9 @@ fn the_new_keys_default_to_off() {
 
 #[test]
 fn delete_with_upsert_and_a_key_is_accepted() {
-    let s = with_sink("mode = \"upsert\"\nkey_columns = [\"id\"]\ndelete = true\nauto_evolve = true\n")
-        .expect("valid");
+    let s =
+        with_sink("mode = \"upsert\"\nkey_columns = [\"id\"]\ndelete = true\nauto_evolve = true\n")
+            .expect("valid");
     assert!(s.pipelines["orders"].sink.delete);
     assert!(s.pipelines["orders"].sink.auto_evolve);
 }
@@ -35,7 +36,10 @@ fn delete_with_upsert_and_a_key_is_accepted() {
 #[test]
 fn delete_needs_upsert_mode_and_names_the_key() {
     let err = with_sink("delete = true\n").expect_err("insert mode");
-    assert!(err.contains("pipelines.orders.sink.delete: needs mode = \"upsert\""), "{err}");
+    assert!(
+        err.contains("pipelines.orders.sink.delete: needs mode = \"upsert\""),
+        "{err}"
+    );
     let err = with_sink("mode = \"upsert\"\ndelete = true\n").expect_err("no key");
     assert!(err.contains("pipelines.orders.sink.key_columns"), "{err}");
 }
@@ -46,8 +50,13 @@ fn delete_is_refused_with_stateful_transforms_saying_why() {
         "{BASE}mode = \"upsert\"\nkey_columns = [\"id\"]\ndelete = true\n\
          [[pipelines.orders.transforms]]\ntype = \"dedup\"\nttl = \"1h\"\n"
     );
-    let err = Settings::from_toml(&text).expect_err("stateful").to_string();
-    assert!(err.contains("pipelines.orders.sink.delete: cannot be used with stateful transforms"), "{err}");
+    let err = Settings::from_toml(&text)
+        .expect_err("stateful")
+        .to_string();
+    assert!(
+        err.contains("pipelines.orders.sink.delete: cannot be used with stateful transforms"),
+        "{err}"
+    );
     assert!(err.contains("bypass the transforms"), "{err}");
 }
 
@@ -69,7 +78,10 @@ fn auto_create_reads_the_declared_schema() {
 #[test]
 fn auto_create_problems_name_their_keys() {
     let err = with_sink("auto_create = true\n").expect_err("no schema");
-    assert!(err.contains("pipelines.orders.sink.schema: auto_create needs"), "{err}");
+    assert!(
+        err.contains("pipelines.orders.sink.schema: auto_create needs"),
+        "{err}"
+    );
     let err = with_sink(
         "auto_create = true\nmode = \"upsert\"\nkey_columns = [\"k\"]\n\
          [pipelines.orders.sink.schema]\n\
@@ -90,9 +102,14 @@ fn auto_create_problems_name_their_keys() {
 
 #[test]
 fn a_schema_without_auto_create_is_refused() {
-    let err = with_sink("[pipelines.orders.sink.schema]\ncolumns = [{ name = \"id\", type = \"int\" }]\n")
-        .expect_err("unused schema");
-    assert!(err.contains("pipelines.orders.sink.schema: is only used by auto_create"), "{err}");
+    let err = with_sink(
+        "[pipelines.orders.sink.schema]\ncolumns = [{ name = \"id\", type = \"int\" }]\n",
+    )
+    .expect_err("unused schema");
+    assert!(
+        err.contains("pipelines.orders.sink.schema: is only used by auto_create"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -152,7 +152,11 @@ fn deletes_and_schema(
                 "delete needs the key columns a tombstone's Kafka key names".into(),
             );
         }
-        if p.transforms.iter().enumerate().any(|(i, t)| t.state_name(i).is_some()) {
+        if p.transforms
+            .iter()
+            .enumerate()
+            .any(|(i, t)| t.state_name(i).is_some())
+        {
             push(
                 key("delete"),
                 "cannot be used with stateful transforms: tombstones bypass the transforms, \

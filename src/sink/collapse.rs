@@ -87,7 +87,10 @@ mod tests {
         let deletes = vec![delete("1", 1), delete("2", 1), delete("1", 1)];
         let c = collapse(&keys, &rows, &deletes);
         assert_eq!(c.keep, vec![false, true, true]);
-        assert_eq!(c.deletes, vec![row(json!({"id": "1"})), row(json!({"id": "2"}))]);
+        assert_eq!(
+            c.deletes,
+            vec![row(json!({"id": "1"})), row(json!({"id": "2"}))]
+        );
     }
 
     #[test]

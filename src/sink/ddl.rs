@@ -39,7 +39,11 @@ impl PortableType {
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim().to_ascii_lowercase();
         let args = |name: &str| -> Option<Vec<u32>> {
-            let inner = t.strip_prefix(name)?.trim().strip_prefix('(')?.strip_suffix(')')?;
+            let inner = t
+                .strip_prefix(name)?
+                .trim()
+                .strip_prefix('(')?
+                .strip_suffix(')')?;
             inner.split(',').map(|a| a.trim().parse().ok()).collect()
         };
         let ty = match t.as_str() {
@@ -145,7 +149,10 @@ pub fn check_schema(schema: &SchemaConfig) -> Vec<(String, String)> {
             out.push((format!("columns[{i}].name"), e.to_string()));
         }
         if schema.columns[..i].iter().any(|o| o.name == c.name) {
-            out.push((format!("columns[{i}].name"), format!("`{}` is declared twice", c.name)));
+            out.push((
+                format!("columns[{i}].name"),
+                format!("`{}` is declared twice", c.name),
+            ));
         }
         if let Err(e) = PortableType::parse(&c.data_type) {
             out.push((format!("columns[{i}].type"), e));
@@ -153,7 +160,10 @@ pub fn check_schema(schema: &SchemaConfig) -> Vec<(String, String)> {
     }
     for k in &schema.primary_key {
         match schema.columns.iter().find(|c| &c.name == k) {
-            None => out.push(("primary_key".into(), format!("`{k}` is not a declared column"))),
+            None => out.push((
+                "primary_key".into(),
+                format!("`{k}` is not a declared column"),
+            )),
             Some(c) if c.nullable => out.push((
                 "primary_key".into(),
                 format!("`{k}` must be declared with nullable = false"),
@@ -182,7 +192,10 @@ pub fn create_table_sql(
         for k in &schema.primary_key {
             validate(k).map_err(|e| e.to_string())?;
         }
-        defs.push(format!("PRIMARY KEY ({})", q.column_list(&schema.primary_key)));
+        defs.push(format!(
+            "PRIMARY KEY ({})",
+            q.column_list(&schema.primary_key)
+        ));
     }
     Ok(format!(
         "CREATE TABLE IF NOT EXISTS {} ({})",
@@ -212,7 +225,10 @@ pub fn differences(existing: &TableSchema, declared: &SchemaConfig) -> Vec<Strin
     let mut pk = declared.primary_key.clone();
     pk.sort();
     if !pk.is_empty() && !existing.unique_keys.contains(&pk) {
-        out.push(format!("no unique key on ({})", declared.primary_key.join(", ")));
+        out.push(format!(
+            "no unique key on ({})",
+            declared.primary_key.join(", ")
+        ));
     }
     out
 }
@@ -324,7 +340,10 @@ mod tests {
             nullable,
         };
         SchemaConfig {
-            columns: vec![col("id", "bigint", false), col("a\"b", "numeric(12,2)", true)],
+            columns: vec![
+                col("id", "bigint", false),
+                col("a\"b", "numeric(12,2)", true),
+            ],
             primary_key: vec!["id".into()],
         }
     }
@@ -344,8 +363,14 @@ mod tests {
 
     #[test]
     fn portable_types_parse_with_arguments_and_refuse_others() {
-        assert_eq!(PortableType::parse(" VARCHAR(20) "), Ok(PortableType::Varchar(20)));
-        assert_eq!(PortableType::parse("numeric(10, 3)"), Ok(PortableType::Numeric(Some((10, 3)))));
+        assert_eq!(
+            PortableType::parse(" VARCHAR(20) "),
+            Ok(PortableType::Varchar(20))
+        );
+        assert_eq!(
+            PortableType::parse("numeric(10, 3)"),
+            Ok(PortableType::Numeric(Some((10, 3))))
+        );
         assert!(PortableType::parse("numeric(3,4)").is_err());
         assert!(PortableType::parse("text; drop table x").is_err());
         assert_eq!(PortableType::Json.sql(Backend::Postgres), "jsonb");
@@ -382,7 +407,10 @@ mod tests {
     fn add_column_uses_if_not_exists_where_the_dialect_has_it() {
         let t = TableName::parse("t", true).expect("valid");
         let sql = add_column_sql(Backend::Postgres, false, &t, "x\"y", Inferred::Json).expect("ok");
-        assert_eq!(sql, r#"ALTER TABLE "t" ADD COLUMN IF NOT EXISTS "x""y" jsonb"#);
+        assert_eq!(
+            sql,
+            r#"ALTER TABLE "t" ADD COLUMN IF NOT EXISTS "x""y" jsonb"#
+        );
         let sql = add_column_sql(Backend::Sqlite, false, &t, "x", Inferred::Bool).expect("ok");
         assert_eq!(sql, r#"ALTER TABLE "t" ADD COLUMN "x" INTEGER"#);
         let sql = add_column_sql(Backend::MySql, true, &t, "x", Inferred::Text).expect("ok");

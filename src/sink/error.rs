@@ -88,8 +88,7 @@ pub fn is_duplicate_column(err: &sqlx::Error) -> bool {
             if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
                 return my.number() == 1060;
             }
-            db.code().as_deref() == Some("42701")
-                || db.message().contains("duplicate column name")
+            db.code().as_deref() == Some("42701") || db.message().contains("duplicate column name")
         }
         _ => false,
     }

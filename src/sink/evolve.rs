@@ -42,12 +42,10 @@ where
                     message,
                 }
             })?;
-            exec(ddl.clone())
-                .await
-                .map_err(|source| SinkError::Write {
-                    table: table.to_string(),
-                    source,
-                })?;
+            exec(ddl.clone()).await.map_err(|source| SinkError::Write {
+                table: table.to_string(),
+                source,
+            })?;
             info!(table = %table, ddl, "created table");
             describe().await
         }

@@ -123,10 +123,13 @@ impl MySqlSink {
             for value in chunk {
                 query = push_value(query, value);
             }
-            let done = query.execute(&mut *tx).await.map_err(|source| SinkError::Write {
-                table: table.clone(),
-                source,
-            })?;
+            let done = query
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| SinkError::Write {
+                    table: table.clone(),
+                    source,
+                })?;
             affected += done.rows_affected();
         }
         Ok(affected)

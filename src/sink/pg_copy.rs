@@ -79,7 +79,9 @@ pub async fn load(
     let target = match mode {
         SinkMode::Insert => table.quoted(),
         SinkMode::Upsert => {
-            ensure_stage(conn, table, columns).await.map_err(write_err)?;
+            ensure_stage(conn, table, columns)
+                .await
+                .map_err(write_err)?;
             STAGE.to_string()
         }
     };

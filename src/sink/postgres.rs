@@ -298,7 +298,10 @@ impl Sink for PostgresSink {
     async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
         let pool = &self.pool;
         let table = &self.schema.table;
-        evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| exec(pool, ddl)).await?;
+        evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| {
+            exec(pool, ddl)
+        })
+        .await?;
         self.schema = describe(&self.pool, &self.schema.table).await?;
         self.statements.clear();
         self.copy_types.clear();

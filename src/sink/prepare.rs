@@ -112,7 +112,11 @@ pub fn with_deletes(
     Ok(write)
 }
 
-fn part(schema: &TableSchema, columns: Vec<String>, rows: &[&Row]) -> Result<PreparedBatch, SinkError> {
+fn part(
+    schema: &TableSchema,
+    columns: Vec<String>,
+    rows: &[&Row],
+) -> Result<PreparedBatch, SinkError> {
     let json = serde_json::to_string(rows).map_err(|e| SinkError::Row {
         table: schema.table.to_string(),
         message: format!("cannot serialise rows: {e}"),
@@ -207,7 +211,13 @@ mod tests {
         ];
         let p = prepare(&schema(), SinkMode::Insert, &[], &rows).expect("insert");
         let columns: Vec<&[String]> = p.parts.iter().map(|p| p.columns.as_slice()).collect();
-        assert_eq!(columns, [&["id".to_string(), "a".to_string()][..], &["id".to_string()][..]]);
+        assert_eq!(
+            columns,
+            [
+                &["id".to_string(), "a".to_string()][..],
+                &["id".to_string()][..]
+            ]
+        );
         assert_eq!(p.parts[0].json, r#"[{"a":"x","id":1},{"a":"y","id":3}]"#);
         assert_eq!(p.parts[1].json, r#"[{"id":2}]"#);
     }
@@ -215,10 +225,13 @@ mod tests {
     #[test]
     fn deletes_are_one_document_of_keys() {
         let keys = vec![row(json!({"id": 1})), row(json!({"id": "2"}))];
-        let p = with_deletes(&schema(), &["id".into()], PreparedWrite::default(), &keys)
-            .expect("keys");
+        let p =
+            with_deletes(&schema(), &["id".into()], PreparedWrite::default(), &keys).expect("keys");
         let d = p.deletes.expect("deletes");
-        assert_eq!((d.columns, d.json.as_str(), d.rows), (vec!["id".to_string()], r#"[{"id":1},{"id":"2"}]"#, 2));
+        assert_eq!(
+            (d.columns, d.json.as_str(), d.rows),
+            (vec!["id".to_string()], r#"[{"id":1},{"id":"2"}]"#, 2)
+        );
     }
 
     #[test]

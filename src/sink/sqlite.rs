@@ -351,7 +351,9 @@ mod tests {
             delete_sql(&t, &["id".into()]),
             r#"DELETE FROM "t" WHERE "id" IN (SELECT json_extract(r.value, ?2) FROM json_each(?1) AS r)"#
         );
-        assert!(delete_sql(&t, &["a".into(), "b".into()]).contains(r#"WHERE ("a", "b") IN (SELECT"#));
+        assert!(
+            delete_sql(&t, &["a".into(), "b".into()]).contains(r#"WHERE ("a", "b") IN (SELECT"#)
+        );
     }
 
     #[test]

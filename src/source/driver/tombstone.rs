@@ -81,10 +81,18 @@ mod tests {
     #[test]
     fn keys_that_cannot_name_a_row_say_why() {
         let cols = keys(&["a", "b"]);
-        assert!(delete_key(&cols, None).unwrap_err().contains("without a key"));
-        assert!(delete_key(&cols, Some(b"7")).unwrap_err().contains("2 columns"));
-        assert!(delete_key(&cols, Some(br#"{"a":1}"#)).unwrap_err().contains("`b`"));
-        assert!(delete_key(&cols, Some(br#"{"a":1,"b":null}"#)).unwrap_err().contains("`b`"));
+        assert!(delete_key(&cols, None)
+            .unwrap_err()
+            .contains("without a key"));
+        assert!(delete_key(&cols, Some(b"7"))
+            .unwrap_err()
+            .contains("2 columns"));
+        assert!(delete_key(&cols, Some(br#"{"a":1}"#))
+            .unwrap_err()
+            .contains("`b`"));
+        assert!(delete_key(&cols, Some(br#"{"a":1,"b":null}"#))
+            .unwrap_err()
+            .contains("`b`"));
         assert!(delete_key(&keys(&["a"]), Some(b"[1]")).is_err());
         assert!(delete_key(&keys(&["a"]), Some(b"\xff\xfe")).is_err());
     }
