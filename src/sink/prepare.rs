@@ -65,21 +65,33 @@ pub fn prepare(
     };
     let mut groups: HashMap<Vec<usize>, usize> = HashMap::new();
     let mut parts: Vec<(Vec<usize>, Vec<&Row>)> = Vec::new();
+    // Rows of a stream mostly carry the same fields: compare with the previous
+    // row's set first, without hashing or allocating.
+    let mut present: Vec<usize> = Vec::with_capacity(schema.columns.len());
+    let mut last: Option<usize> = None;
     for row in kept {
-        let present: Vec<usize> = (0..schema.columns.len())
-            .filter(|&i| row.contains_key(&schema.columns[i].name))
-            .collect();
+        present.clear();
+        present.extend(
+            (0..schema.columns.len()).filter(|&i| row.contains_key(&schema.columns[i].name)),
+        );
         if present.is_empty() {
             return Err(SinkError::Row {
                 table: schema.table.to_string(),
                 message: "no field of the row matches a column of the table".into(),
             });
         }
-        let next = parts.len();
-        let at = *groups.entry(present.clone()).or_insert(next);
-        if at == next {
-            parts.push((present, Vec::new()));
-        }
+        let at = match last {
+            Some(at) if parts[at].0 == present => at,
+            _ => {
+                let next = parts.len();
+                let at = *groups.entry(present.clone()).or_insert(next);
+                if at == next {
+                    parts.push((present.clone(), Vec::new()));
+                }
+                at
+            }
+        };
+        last = Some(at);
         parts[at].1.push(row);
     }
     let parts = parts
