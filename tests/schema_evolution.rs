@@ -10,6 +10,7 @@ use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
 use tidemill::sink::ident::Dialect;
+use tidemill::sink::Sink as _;
 
 per_backend!(
     auto_create_creates_the_declared_table_and_rows_load,
@@ -19,6 +20,7 @@ per_backend!(
     absent_columns_get_their_default_on_upsert,
     absent_columns_get_their_default_through_copy,
     a_field_that_appears_mid_run_adds_its_column_on_the_bulk_upsert_path,
+    a_column_another_member_added_first_counts_as_added,
 );
 
 /// Sends `records` (key, JSON) to a new one-partition topic, runs a pipeline
@@ -312,4 +314,33 @@ async fn rows_of_different_fields_each_take_copy_on_postgres() {
     .expect("prepare");
     assert_eq!(prepared.parts.len(), 3, "three field sets");
     assert!(sink.takes_copy(&prepared));
+}
+
+/// Two members read the schema, then both add the same column: the second
+/// finds it there (PostgreSQL and MariaDB by `IF NOT EXISTS`, SQLite by its
+/// "duplicate column" error) and carries on with the column in its schema.
+async fn a_column_another_member_added_first_counts_as_added(kind: Kind) {
+    use tidemill::sink::{ddl::Inferred, AnySink};
+    async fn add(sink: &mut AnySink, fields: &[(String, Inferred)]) {
+        match sink {
+            AnySink::Postgres(s) => s.add_columns(fields).await,
+            AnySink::MySql(s) => s.add_columns(fields).await,
+            AnySink::Sqlite(s) => s.add_columns(fields).await,
+        }
+        .expect("adding a column another member added is success");
+    }
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE race (id BIGINT PRIMARY KEY)").await;
+    let toml = pipeline_toml("t", "g", db.url(), "race", "auto_evolve = true");
+    let settings = tidemill::config::Settings::from_toml(&toml).expect("valid");
+    let cfg = &settings.pipelines["p"].sink;
+    let mut first = AnySink::open(cfg).await.expect("open");
+    let mut second = AnySink::open(cfg).await.expect("open");
+    let fields = vec![("late_field".to_string(), Inferred::Text)];
+    add(&mut first, &fields).await;
+    add(&mut second, &fields).await;
+    assert!(second.schema().column("late_field").is_some());
+    db.exec("INSERT INTO race (id, late_field) VALUES (1, 'x')")
+        .await;
+    assert_eq!(db.scalar("SELECT count(late_field) FROM race").await, 1);
 }
