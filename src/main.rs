@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use tidemill::config::{Settings, DEFAULT_FILE};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: the pipeline allocates per record on the
+/// poll thread and frees on the writer, where glibc's arenas were ~45% of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Kafka → transform → PostgreSQL/SQLite, committing offsets only after the database has the rows.
 #[derive(Parser)]
 #[command(name = "tidemill", version, about, long_about = None)]

@@ -50,6 +50,8 @@ pub enum PipelineError {
     },
     #[error("pipeline {pipeline}: a stage panicked: {message}")]
     Panicked { pipeline: String, message: String },
+    #[error("metrics export: {0}")]
+    MetricsExport(String),
 }
 
 /// A pipeline ready to run: sink connected and checked, transforms compiled.
@@ -393,20 +395,35 @@ pub async fn run_all_with(
     registry: Arc<Registry>,
 ) -> Result<(), PipelineError> {
     let mut prepared = Vec::new();
-    let statistics = settings
-        .health
-        .listen
-        .map(|_| settings.health.statistics_interval);
+    let otlp_metrics =
+        crate::telemetry::metrics_export(&settings.telemetry, |var| std::env::var(var).ok())
+            .map_err(|e| PipelineError::MetricsExport(e.to_string()))?;
+    // High watermarks (for the lag gauge) come from librdkafka's statistics:
+    // only worth their cost when someone reads the metrics.
+    let statistics = (settings.health.listen.is_some() || otlp_metrics.is_some())
+        .then_some(settings.health.statistics_interval);
     for (name, cfg) in &settings.pipelines {
         let p = Pipeline::prepare_with(name, cfg, Arc::clone(&registry)).await?;
         prepared.push(p.with_statistics(statistics));
     }
     let grace = settings.shutdown.grace;
+    let metrics_registry: crate::metrics::Registry = prepared
+        .iter()
+        .map(|p| (p.name.clone(), Arc::clone(&p.stats)))
+        .collect();
+    // Dropped when this function returns: one last export, then the thread ends.
+    let _exporter = match otlp_metrics {
+        Some(export) => {
+            tracing::info!(endpoint = %export.endpoint, interval_ms = export.interval.as_millis() as u64, "exporting metrics over OTLP");
+            Some(
+                crate::metrics::otlp::spawn(export, metrics_registry.clone())
+                    .map_err(|e| PipelineError::MetricsExport(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     if let Some(addr) = settings.health.listen {
-        let registry: crate::health::Registry = prepared
-            .iter()
-            .map(|p| (p.name.clone(), Arc::clone(&p.stats)))
-            .collect();
+        let registry = metrics_registry;
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::health::serve(addr, Arc::new(registry), shutdown).await {

@@ -104,8 +104,15 @@ async fn batch_spans_with_offsets_reach_the_otlp_endpoint() {
 
     let posts = posts.lock().expect("store").clone();
     assert!(!posts.is_empty(), "no OTLP export received");
-    assert!(posts.iter().all(|(path, _)| path == "/v1/traces"));
-    let all: Vec<u8> = posts.into_iter().flat_map(|(_, body)| body).collect();
+    // Metrics go next to the traces (…/v1/metrics) unless told otherwise.
+    assert!(posts
+        .iter()
+        .all(|(path, _)| path == "/v1/traces" || path == "/v1/metrics"));
+    let all: Vec<u8> = posts
+        .into_iter()
+        .filter(|(path, _)| path == "/v1/traces")
+        .flat_map(|(_, body)| body)
+        .collect();
     let contains = |needle: &str| all.windows(needle.len()).any(|w| w == needle.as_bytes());
     for needle in ["batch", "offsets", "rows", "pipeline", topic.as_str()] {
         assert!(contains(needle), "exported spans lack `{needle}`");
@@ -116,6 +123,7 @@ async fn batch_spans_with_offsets_reach_the_otlp_endpoint() {
 fn spans(posts: &[(String, Vec<u8>)]) -> Vec<Span> {
     posts
         .iter()
+        .filter(|(path, _)| path == "/v1/traces")
         .flat_map(|(_, body)| {
             ExportTraceServiceRequest::decode(body.as_slice())
                 .expect("an OTLP/HTTP protobuf export")
@@ -254,4 +262,164 @@ async fn a_record_with_traceparent_continues_the_producers_trace() {
                 || s.links.iter().any(|l| l.span_id == batch.span_id)),
         "a kafka.commit span continues the batch's trace"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_carry_the_trace_and_span_ids_of_their_batch() {
+    let (port, posts) = receiver().await;
+    let (topic, group, dlq) = (unique("logids"), unique("g"), unique("logids-dlq"));
+    kafka::create_topic(&topic, 1).await;
+    kafka::create_topic(&dlq, 1).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE logged (id BIGINT PRIMARY KEY)").await;
+    let producer = kafka::TestProducer::new(&topic);
+    producer.send_to(0, "1", r#"{"id":1}"#);
+    // Refused by the database: the writer logs a warning inside the batch span.
+    producer.send_to(0, "2", r#"{"id":"not a number"}"#);
+    producer.send_to(0, "3", r#"{"id":3}"#);
+    producer.flush();
+    let toml = format!(
+        "[telemetry]\nlog_format = \"json\"\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\n{}\n[pipelines.p.dead_letter]\ntopic = \"{dlq}\"\n",
+        pipeline_toml(&topic, &group, db.url(), "logged", "")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, toml).expect("config");
+    let mut process = Tidemill::start(&config, "logids");
+    wait_for("good rows loaded", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM logged").await == Some(2)
+    })
+    .await;
+    assert!(process.terminate(), "{}", process.log_text());
+
+    let log = process.log_text();
+    let warning: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("refused rows"))
+        })
+        .unwrap_or_else(|| panic!("no JSON warning about the refused row in:\n{log}"));
+    let trace_id = warning["trace_id"].as_str().expect("trace_id on the line");
+    let span_id = warning["span_id"].as_str().expect("span_id on the line");
+    let spans = spans(&posts.lock().expect("store"));
+    let span = spans
+        .iter()
+        .find(|s| hex(&s.span_id) == span_id)
+        .unwrap_or_else(|| panic!("no exported span {span_id}: {spans:#?}"));
+    assert_eq!(hex(&span.trace_id), trace_id);
+    let batch = spans
+        .iter()
+        .find(|s| s.name == "batch" && hex(&s.trace_id) == trace_id)
+        .expect("the line's trace is a batch's trace");
+    assert_eq!(
+        attr(batch, "messaging.destination.name").as_deref(),
+        Some(topic.as_str())
+    );
+}
+
+/// The latest value of an integer sum or gauge in the exports received, by name and labels.
+fn latest_int(posts: &[(String, Vec<u8>)], name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    let mut latest = None;
+    for (_, body) in posts.iter().filter(|(path, _)| path == "/v1/metrics") {
+        let req = ExportMetricsServiceRequest::decode(body.as_slice()).expect("OTLP metrics");
+        let metrics = req
+            .resource_metrics
+            .into_iter()
+            .flat_map(|r| r.scope_metrics)
+            .flat_map(|s| s.metrics)
+            .filter(|m| m.name == name);
+        for m in metrics {
+            let points = match m.data {
+                Some(Data::Sum(s)) => s.data_points,
+                Some(Data::Gauge(g)) => g.data_points,
+                _ => continue,
+            };
+            for p in points {
+                let has = |(k, v): &(&str, &str)| {
+                    p.attributes.iter().any(|kv| {
+                        kv.key == *k
+                            && matches!(kv.value.as_ref().and_then(|a| a.value.as_ref()),
+                                Some(Value::StringValue(s)) if s == v)
+                    })
+                };
+                if labels.iter().all(has) {
+                    if let Some(number_data_point::Value::AsInt(v)) = p.value {
+                        latest = Some(v);
+                    }
+                }
+            }
+        }
+    }
+    latest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pushed_over_otlp_match_what_was_loaded() {
+    let (port, posts) = receiver().await;
+    let (topic, group) = (unique("otlpmetrics"), unique("g"));
+    kafka::create_topic(&topic, 2).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE pushed (id BIGINT PRIMARY KEY)").await;
+    let producer = kafka::TestProducer::new(&topic);
+    for i in 0..120 {
+        producer.send(Some(&i.to_string()), Some(&format!(r#"{{"id":{i}}}"#)));
+    }
+    producer.flush();
+    let toml = format!(
+        "[telemetry]\notlp_metrics_endpoint = \"http://127.0.0.1:{port}/v1/metrics\"\nmetrics_interval = \"200ms\"\n[health]\nstatistics_interval = \"200ms\"\n{}",
+        pipeline_toml(&topic, &group, db.url(), "pushed", "")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(&config, toml).expect("config");
+    let mut process = Tidemill::start(&config, "otlpmetrics");
+    let pipeline = [("pipeline", "p")];
+    wait_for("rows_loaded pushed", Duration::from_secs(60), || async {
+        let posts = posts.lock().expect("store").clone();
+        latest_int(&posts, "tidemill_rows_loaded_total", &pipeline) == Some(120)
+    })
+    .await;
+    assert_eq!(
+        db.try_scalar("SELECT count(*) FROM pushed").await,
+        Some(120)
+    );
+    wait_for(
+        "lag drained to zero on both partitions",
+        Duration::from_secs(30),
+        || async {
+            let posts = posts.lock().expect("store").clone();
+            ["0", "1"].iter().all(|part| {
+                let labels = [
+                    ("pipeline", "p"),
+                    ("topic", topic.as_str()),
+                    ("partition", part),
+                ];
+                latest_int(&posts, "tidemill_consumer_lag", &labels) == Some(0)
+            })
+        },
+    )
+    .await;
+    assert!(process.terminate(), "{}", process.log_text());
+    let posts = posts.lock().expect("store").clone();
+    assert!(
+        posts.iter().all(|(path, _)| path == "/v1/metrics"),
+        "no traces configured"
+    );
+    assert_eq!(
+        latest_int(&posts, "tidemill_records_in_total", &pipeline),
+        Some(120)
+    );
+    let per_partition: i64 = ["0", "1"]
+        .iter()
+        .filter_map(|part| {
+            let labels = [("topic", topic.as_str()), ("partition", *part)];
+            latest_int(&posts, "tidemill_partition_rows_loaded_total", &labels)
+        })
+        .sum();
+    assert_eq!(per_partition, 120);
 }

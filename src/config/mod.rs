@@ -65,6 +65,13 @@ pub struct TelemetryConfig {
     pub sampling_ratio: Option<f64>,
     /// `service.name`; unset: `OTEL_SERVICE_NAME`, else `tidemill`.
     pub service_name: Option<String>,
+    /// OTLP/HTTP metrics endpoint (e.g. `http://127.0.0.1:4318/v1/metrics`);
+    /// unset: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// else next to `otlp_endpoint` (`…/v1/traces` → `…/v1/metrics`), else off.
+    pub otlp_metrics_endpoint: Option<String>,
+    /// Push period; unset: `OTEL_METRIC_EXPORT_INTERVAL` (ms), else 60 s.
+    #[serde(with = "duration::option")]
+    pub metrics_interval: Option<Duration>,
 }
 
 impl Default for TelemetryConfig {
@@ -75,6 +82,8 @@ impl Default for TelemetryConfig {
             otlp_endpoint: None,
             sampling_ratio: None,
             service_name: None,
+            otlp_metrics_endpoint: None,
+            metrics_interval: None,
         }
     }
 }

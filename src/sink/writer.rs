@@ -23,6 +23,7 @@ use crate::model::{Batch, BatchAck, Row, TopicPartition};
 use crate::state::{Engine, RowOrigin, StateWrites};
 use crate::stats::Stats;
 use crate::trace::{self, SpanNames};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
@@ -120,8 +121,9 @@ pub struct WriterContext {
 }
 
 /// A batch's output: rows, where each came from, the state it changes.
-struct Output {
-    rows: Vec<Row>,
+struct Output<'a> {
+    /// Borrowed from the batch when no stateful tail ran (no copy per batch).
+    rows: Cow<'a, [Row]>,
     origins: Vec<Source>,
     writes: Option<StateWrites>,
     /// Rows per source partition.
@@ -183,7 +185,7 @@ async fn write_batch<S: Sink>(
 
 /// The batch's rows as they are, with its deletes collapsed into them: a row
 /// followed by a delete of its key is not written (nor counted as loaded).
-fn stateless_output(ctx: &WriterContext, batch: &Batch) -> Output {
+fn stateless_output<'b>(ctx: &WriterContext, batch: &'b Batch) -> Output<'b> {
     let mut by_partition: BTreeMap<TopicPartition, u64> = batch
         .tally
         .iter()
@@ -192,7 +194,8 @@ fn stateless_output(ctx: &WriterContext, batch: &Batch) -> Output {
     let origins = batch.row_source.iter().map(|&i| Source::Raw(i));
     if batch.deletes.is_empty() {
         return Output {
-            rows: batch.rows.clone(),
+            // Borrowed: no copy of the rows per batch.
+            rows: Cow::Borrowed(&batch.rows),
             origins: origins.collect(),
             writes: None,
             by_partition,
@@ -215,7 +218,7 @@ fn stateless_output(ctx: &WriterContext, batch: &Batch) -> Output {
         }
     }
     Output {
-        rows,
+        rows: Cow::Owned(rows),
         origins: kept_origins,
         writes: None,
         by_partition,
@@ -249,7 +252,7 @@ async fn apply_tail(
     engine: &mut Engine,
     ctx: &WriterContext,
     batch: &Batch,
-) -> Result<Output, WriterError> {
+) -> Result<Output<'static>, WriterError> {
     let applied = engine.apply(batch).await?;
     Stats::add(&ctx.stats.state_loads, applied.loads);
     Stats::add(&ctx.stats.state_cache_hits, applied.hits);
@@ -284,7 +287,7 @@ async fn apply_tail(
     }
     Ok(Output {
         origins: applied.origins.iter().map(source).collect(),
-        rows: applied.rows,
+        rows: Cow::Owned(applied.rows),
         writes: Some(applied.writes),
         by_partition: batch.partitions.iter().cloned().zip(per_part).collect(),
         deletes: Vec::new(),
@@ -297,11 +300,11 @@ async fn write_rows<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
     batch: &Batch,
-    mut output: Output,
+    mut output: Output<'_>,
     checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
-    let rows = &output.rows;
+    let rows: &[Row] = &output.rows;
     if ctx.cfg.auto_evolve {
         evolve(sink, ctx, rows, backoff).await?;
     }

@@ -1,7 +1,9 @@
-//! `/metrics`: every pipeline's [`Stats`] in the Prometheus text format
-//! (version 0.0.4), hand-rolled — no metrics crate.
+//! Metrics: every pipeline's [`Stats`], read once per scrape or export into
+//! [`Family`]s, then rendered as Prometheus text on `/metrics`
+//! ([`prometheus`]) and pushed over OTLP/HTTP when configured ([`otlp`]) —
+//! hand-rolled, no metrics crate, so both show the same numbers.
 //!
-//! Contract: one `# HELP`/`# TYPE` block per metric name; series are labelled
+//! Contract: one family per metric name; series are labelled
 //! `pipeline`, and per partition also `topic` and `partition`. Counters only
 //! grow for the life of the process. Lag and freshness gauges are reported for
 //! partitions this member owns, once they are known: lag needs a high
@@ -11,9 +13,13 @@
 use crate::stats::{
     now_ms, Histogram, PartitionStats, RetryKind, Stats, BUCKETS, LATENCY_BUCKETS, ROW_BUCKETS,
 };
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+pub mod otlp;
+mod prometheus;
+
+pub use prometheus::metrics;
 
 /// The pipelines reported on: (name, counters).
 pub type Registry = Vec<(String, Arc<Stats>)>;
@@ -151,23 +157,135 @@ fn committed(p: &PartitionStats) -> Option<i64> {
     (next >= 0).then_some(next)
 }
 
-/// Renders every pipeline's figures in the Prometheus text format.
-pub fn metrics(registry: &Registry) -> String {
-    let mut out = String::new();
+/// How a family's points are to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows for the life of the process.
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One point of a family: its labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// `pipeline` first; per partition also `topic` and `partition`.
+    pub labels: Vec<(&'static str, String)>,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Histogram(Snapshot),
+}
+
+/// Every point of one metric name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub points: Vec<Point>,
+}
+
+/// Reads every pipeline's figures once: what `/metrics` and the OTLP export show.
+pub fn collect(registry: &Registry) -> Vec<Family> {
+    let mut out = Vec::new();
     for (name, help, get) in COUNTERS {
         let kind = if name.ends_with("_total") {
-            "counter"
+            Kind::Counter
         } else {
-            "gauge"
+            Kind::Gauge
         };
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (pipeline, s) in registry {
-            let _ = writeln!(out, "{name}{{pipeline=\"{pipeline}\"}} {}", get(s));
+        let points = registry
+            .iter()
+            .map(|(pipeline, s)| Point {
+                labels: vec![("pipeline", pipeline.clone())],
+                value: Value::Int(get(s) as i64),
+            })
+            .collect();
+        out.push(Family {
+            name,
+            help,
+            kind,
+            points,
+        });
+    }
+    out.push(retries(registry));
+    out.extend(partitions(registry));
+    out.extend(histograms(registry));
+    out
+}
+
+fn retries(registry: &Registry) -> Family {
+    let mut points = Vec::new();
+    for (pipeline, s) in registry {
+        for (kind, n) in RetryKind::ALL.iter().zip(&s.retries) {
+            points.push(Point {
+                labels: vec![
+                    ("pipeline", pipeline.clone()),
+                    ("class", kind.as_str().to_string()),
+                ],
+                value: Value::Int(Stats::get(n) as i64),
+            });
         }
     }
-    retries(&mut out, registry);
-    partitions(&mut out, registry);
-    let histograms: [HistogramSeries; 4] = [
+    Family {
+        name: "tidemill_db_retries_total",
+        help: "Database writes retried after a transient error, by class.",
+        kind: Kind::Counter,
+        points,
+    }
+}
+
+fn partitions(registry: &Registry) -> Vec<Family> {
+    let now = now_ms() as i64;
+    let snapshot: Vec<_> = registry
+        .iter()
+        .map(|(pipeline, s)| {
+            let highs = s
+                .high_watermarks
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_default();
+            (pipeline, s.partitions(), highs)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (name, kind, help, get) in PARTITION_SERIES {
+        let mut points = Vec::new();
+        for (pipeline, parts, highs) in &snapshot {
+            for (tp, p) in parts {
+                if let Some(v) = get(p, highs.get(tp).copied(), now) {
+                    points.push(Point {
+                        labels: vec![
+                            ("pipeline", (*pipeline).clone()),
+                            ("topic", tp.topic.to_string()),
+                            ("partition", tp.partition.to_string()),
+                        ],
+                        value: Value::Int(v),
+                    });
+                }
+            }
+        }
+        let kind = if kind == "counter" {
+            Kind::Counter
+        } else {
+            Kind::Gauge
+        };
+        out.push(Family {
+            name,
+            help,
+            kind,
+            points,
+        });
+    }
+    out
+}
+
+fn histograms(registry: &Registry) -> Vec<Family> {
+    let series: [HistogramSeries; 4] = [
         (
             "tidemill_batch_duration_seconds",
             "Batch write time, retries included.",
@@ -187,64 +305,25 @@ pub fn metrics(registry: &Registry) -> String {
             |s| snapshot(&s.rebalance_seconds, &BUCKETS),
         ),
     ];
-    for (name, help, get) in histograms {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (pipeline, s) in registry {
-            histogram(&mut out, name, pipeline, &get(s));
-        }
-    }
-    out
-}
-
-fn retries(out: &mut String, registry: &Registry) {
-    let name = "tidemill_db_retries_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Database writes retried after a transient error, by class.\n# TYPE {name} counter"
-    );
-    for (pipeline, s) in registry {
-        for (kind, n) in RetryKind::ALL.iter().zip(&s.retries) {
-            let _ = writeln!(
-                out,
-                "{name}{{pipeline=\"{pipeline}\",class=\"{}\"}} {}",
-                kind.as_str(),
-                Stats::get(n)
-            );
-        }
-    }
-}
-
-fn partitions(out: &mut String, registry: &Registry) {
-    let now = now_ms() as i64;
-    let snapshot: Vec<_> = registry
-        .iter()
-        .map(|(pipeline, s)| {
-            let highs = s
-                .high_watermarks
-                .lock()
-                .map(|h| h.clone())
-                .unwrap_or_default();
-            (pipeline, s.partitions(), highs)
+    series
+        .into_iter()
+        .map(|(name, help, get)| Family {
+            name,
+            help,
+            kind: Kind::Histogram,
+            points: registry
+                .iter()
+                .map(|(pipeline, s)| Point {
+                    labels: vec![("pipeline", pipeline.clone())],
+                    value: Value::Histogram(get(s)),
+                })
+                .collect(),
         })
-        .collect();
-    for (name, kind, help, get) in PARTITION_SERIES {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (pipeline, parts, highs) in &snapshot {
-            for (tp, p) in parts {
-                if let Some(v) = get(p, highs.get(tp).copied(), now) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{pipeline=\"{pipeline}\",topic=\"{}\",partition=\"{}\"}} {v}",
-                        tp.topic, tp.partition
-                    );
-                }
-            }
-        }
-    }
+        .collect()
 }
 
 /// (upper bounds, cumulative counts, count, sum)
-type Snapshot = (&'static [f64], Vec<u64>, u64, f64);
+pub type Snapshot = (&'static [f64], Vec<u64>, u64, f64);
 
 /// A histogram's name, help text and reader.
 type HistogramSeries = (&'static str, &'static str, fn(&Stats) -> Snapshot);
@@ -252,22 +331,6 @@ type HistogramSeries = (&'static str, &'static str, fn(&Stats) -> Snapshot);
 fn snapshot<const N: usize>(h: &Histogram<N>, bounds: &'static [f64; N]) -> Snapshot {
     let (buckets, count, sum) = h.snapshot();
     (bounds, buckets, count, sum)
-}
-
-fn histogram(out: &mut String, name: &str, pipeline: &str, h: &Snapshot) {
-    let (bounds, buckets, count, sum) = h;
-    for (bound, n) in bounds.iter().zip(buckets) {
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{pipeline=\"{pipeline}\",le=\"{bound}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{name}_bucket{{pipeline=\"{pipeline}\",le=\"+Inf\"}} {count}"
-    );
-    let _ = writeln!(out, "{name}_sum{{pipeline=\"{pipeline}\"}} {sum}");
-    let _ = writeln!(out, "{name}_count{{pipeline=\"{pipeline}\"}} {count}");
 }
 
 #[cfg(test)]

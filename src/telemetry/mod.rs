@@ -1,5 +1,6 @@
 //! Logging and tracing set-up: `tracing` everywhere, printed as human-readable
-//! or JSON lines, and exported over OTLP/HTTP when an endpoint is configured
+//! or JSON lines (with the span's `trace_id`/`span_id` when tracing is on, see
+//! [`log_ids`]), and exported over OTLP/HTTP when an endpoint is configured
 //! (off by default, so the cost with tracing off is the `tracing` macros only).
 //!
 //! Contract: config wins; what config leaves unset comes from the standard
@@ -9,11 +10,15 @@
 //! OTLP/HTTP (protobuf) only: gRPC would need tonic, a heavy build. Once an
 //! exporter is installed, [`crate::trace::enabled`] turns true.
 
+mod log_ids;
+
 use crate::config::{LogFormat, TelemetryConfig};
+pub use crate::metrics::otlp::MetricsExport;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -29,6 +34,8 @@ pub enum TelemetryError {
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("{var}=`{value}`: expected a sampling ratio between 0.0 and 1.0")]
     SamplerArg { var: &'static str, value: String },
+    #[error("{var}=`{value}`: expected a positive number of milliseconds")]
+    Interval { var: &'static str, value: String },
     #[error("a global tracing subscriber is already set: {0}")]
     Init(#[from] tracing_subscriber::util::TryInitError),
 }
@@ -58,6 +65,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
         level: cfg.log_level.clone(),
         source,
     })?;
+    let (json_format, capture) = log_ids::json_with_ids();
     let fmt = match cfg.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_target(false)
@@ -66,7 +74,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_current_span(true)
+            .event_format(json_format)
             .with_writer(std::io::stderr)
             .boxed(),
     };
@@ -81,6 +89,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(otel)
+        .with(capture)
         .try_init()?;
     crate::trace::set_enabled(provider.is_some());
     Ok(TelemetryGuard { provider })
@@ -128,6 +137,57 @@ impl Export {
             service_name,
         })
     }
+}
+
+/// Where metrics are pushed, if anywhere: `telemetry.otlp_metrics_endpoint`,
+/// then `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, then `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// with `/v1/metrics` appended, then the traces endpoint's sibling
+/// (`…/v1/traces` → `…/v1/metrics`). `OTEL_METRICS_EXPORTER=none` turns it off.
+pub fn metrics_export(
+    cfg: &TelemetryConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<MetricsExport>, TelemetryError> {
+    let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    if set(env("OTEL_METRICS_EXPORTER")).is_some_and(|v| v.trim() == "none") {
+        return Ok(None);
+    }
+    let endpoint = set(cfg.otlp_metrics_endpoint.clone())
+        .or_else(|| set(env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")))
+        .or_else(|| {
+            set(env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                .map(|base| format!("{}/v1/metrics", base.trim_end_matches('/')))
+        })
+        .or_else(|| {
+            set(cfg.otlp_endpoint.clone()).and_then(|t| {
+                t.strip_suffix("/v1/traces")
+                    .map(|b| format!("{b}/v1/metrics"))
+            })
+        });
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let interval = match (
+        cfg.metrics_interval,
+        set(env("OTEL_METRIC_EXPORT_INTERVAL")),
+    ) {
+        (Some(d), _) => d,
+        (None, Some(ms)) => match ms.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => {
+                return Err(TelemetryError::Interval {
+                    var: "OTEL_METRIC_EXPORT_INTERVAL",
+                    value: ms,
+                })
+            }
+        },
+        (None, None) => Duration::from_secs(60),
+    };
+    let service_name = Export::resolve(cfg, &env)?.service_name;
+    Ok(Some(MetricsExport {
+        endpoint,
+        interval,
+        service_name,
+    }))
 }
 
 fn tracer_provider(cfg: &Export, endpoint: &str) -> Result<SdkTracerProvider, TelemetryError> {
@@ -203,6 +263,36 @@ mod tests {
             (export.sampling_ratio, export.service_name.as_str()),
             (0.5, "configured")
         );
+    }
+
+    #[test]
+    fn metrics_go_next_to_the_traces_unless_told_otherwise() {
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://c:4318/v1/traces".into()),
+            ..TelemetryConfig::default()
+        };
+        let m = metrics_export(&cfg, env(&[])).expect("valid").expect("on");
+        assert_eq!(m.endpoint, "http://c:4318/v1/metrics");
+        assert_eq!(m.interval, Duration::from_secs(60));
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m/v1/metrics"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
+        ];
+        let m = metrics_export(&cfg, env(&vars))
+            .expect("valid")
+            .expect("on");
+        assert_eq!(
+            (m.endpoint.as_str(), m.interval),
+            ("http://m/v1/metrics", Duration::from_secs(5))
+        );
+        let off = metrics_export(&cfg, env(&[("OTEL_METRICS_EXPORTER", "none")]));
+        assert_eq!(off.expect("valid"), None);
+        assert_eq!(
+            metrics_export(&TelemetryConfig::default(), env(&[])).expect("valid"),
+            None
+        );
+        let bad = metrics_export(&cfg, env(&[("OTEL_METRIC_EXPORT_INTERVAL", "soon")]));
+        assert!(matches!(bad, Err(TelemetryError::Interval { .. })));
     }
 
     #[test]
