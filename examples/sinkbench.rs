@@ -4,7 +4,8 @@
 //!   cargo run --release --example sinkbench -- URL insert|upsert|update [ROWS] [COPY_THRESHOLD]
 //!
 //! `update` upserts every row twice and times the second pass, where every key
-//! conflicts.
+//! conflicts. `delete` upserts every row, then times deleting them all by key
+//! (tombstones with `sink.delete`), 5,000 keys per transaction.
 //!
 //! URL names an existing, empty database (PostgreSQL or MySQL/MariaDB); the
 //! table `events` is (re)created there. Prints rows/s for the writes alone.
@@ -13,7 +14,7 @@ use serde_json::{json, Map, Value};
 use sqlx::Connection;
 use std::time::Instant;
 use tidemill::config::{Settings, SinkMode};
-use tidemill::sink::{prepare, AnySink, Sink};
+use tidemill::sink::{prepare, with_deletes, AnySink, PreparedWrite, Sink};
 
 const TYPES: [&str; 4] = ["view", "click", "purchase", "refund"];
 
@@ -59,12 +60,31 @@ async fn bench<S: Sink>(
     mut sink: S,
     mode: SinkMode,
     rows: &[Map<String, Value>],
+    delete: bool,
 ) -> anyhow::Result<f64> {
     let keys = vec!["event_id".to_string()];
     let started = Instant::now();
     for batch in rows.chunks(5000) {
-        let prepared = prepare(sink.schema(), mode, &keys, batch)?;
-        sink.write(&prepared, None, None).await?;
+        let prepared = if delete {
+            let ids: Vec<Map<String, Value>> = batch
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .filter(|(k, _)| *k == "event_id")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .collect();
+            with_deletes(sink.schema(), &keys, PreparedWrite::default(), &ids)?
+        } else {
+            prepare(sink.schema(), mode, &keys, batch)?
+        };
+        let deleted = sink.write(&prepared, None, None).await?;
+        anyhow::ensure!(
+            !delete || deleted == batch.len() as u64,
+            "deleted {deleted} of {}",
+            batch.len()
+        );
     }
     Ok(started.elapsed().as_secs_f64())
 }
@@ -76,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
         .get(1)
         .ok_or_else(|| anyhow::anyhow!("usage: sinkbench URL MODE [ROWS] [COPY_THRESHOLD]"))?;
     let arg = args.get(2).map_or("insert", String::as_str);
-    let mode = if matches!(arg, "upsert" | "update") {
+    let mode = if matches!(arg, "upsert" | "update" | "delete") {
         "upsert"
     } else {
         "insert"
@@ -89,13 +109,18 @@ async fn main() -> anyhow::Result<()> {
     );
     let cfg = Settings::from_toml(&toml)?.pipelines["b"].sink.clone();
     let rows = rows(n);
-    let passes = if arg == "update" { 2 } else { 1 };
+    let passes = if matches!(arg, "update" | "delete") {
+        2
+    } else {
+        1
+    };
     let mut secs = 0.0;
-    for _ in 0..passes {
+    for pass in 0..passes {
+        let delete = arg == "delete" && pass == 1;
         secs = match AnySink::open(&cfg).await? {
-            AnySink::Postgres(s) => bench(s, cfg.mode, &rows).await?,
-            AnySink::MySql(s) => bench(s, cfg.mode, &rows).await?,
-            AnySink::Sqlite(s) => bench(s, cfg.mode, &rows).await?,
+            AnySink::Postgres(s) => bench(s, cfg.mode, &rows, delete).await?,
+            AnySink::MySql(s) => bench(s, cfg.mode, &rows, delete).await?,
+            AnySink::Sqlite(s) => bench(s, cfg.mode, &rows, delete).await?,
         };
     }
     println!(

@@ -59,13 +59,7 @@ impl Batcher {
         raw: impl FnOnce() -> RawRecord,
         meta: impl FnOnce() -> (Option<i64>, serde_json::Value),
     ) {
-        if self.opened_at.is_none() {
-            self.opened_at = Some(Instant::now());
-        }
-        self.current.track(tp, offset);
-        self.current.bytes += bytes;
-        self.current.records += 1;
-        self.tally(tp, timestamp_ms, rows.len());
+        self.account(tp, offset, timestamp_ms, bytes, rows.len());
         let mut raw_index = None;
         if self.keep_raw && !rows.is_empty() {
             let source = self.current.raw.len();
@@ -88,6 +82,42 @@ impl Batcher {
             self.current.meta.extend(std::iter::repeat_n(m, rows.len()));
         }
         self.current.rows.extend(rows);
+    }
+
+    /// Accounts for one consumed record that became `rows` rows.
+    fn account(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        bytes: usize,
+        rows: usize,
+    ) {
+        if self.opened_at.is_none() {
+            self.opened_at = Some(Instant::now());
+        }
+        self.current.track(tp, offset);
+        self.current.bytes += bytes;
+        self.current.records += 1;
+        self.tally(tp, timestamp_ms, rows);
+    }
+
+    /// Adds one tombstone that deletes the row with `key`: its offset is
+    /// accounted for like any record's, and the delete keeps its place among
+    /// the rows.
+    pub fn push_delete(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        bytes: usize,
+        key: Row,
+    ) {
+        self.account(tp, offset, timestamp_ms, bytes, 0);
+        let after = self.current.rows.len();
+        self.current
+            .deletes
+            .push(crate::model::Delete { key, after });
     }
 
     pub fn is_empty(&self) -> bool {

@@ -25,6 +25,8 @@ pub enum Reason {
     Data,
     /// The record arrived after its event-time window closed.
     Late,
+    /// A tombstone whose Kafka key does not name a row to delete.
+    Key,
 }
 
 impl Reason {
@@ -34,6 +36,7 @@ impl Reason {
             Reason::Transform => "transform",
             Reason::Data => "data",
             Reason::Late => "late",
+            Reason::Key => "key",
         }
     }
 }

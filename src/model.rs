@@ -10,6 +10,10 @@
 //! Kafka offset the batch accounts for — including records that produced no
 //! row (filtered out) — so a commit after the batch's ack never skips a record
 //! that is not yet in the database.
+//!
+//! Deletes (tombstones, with the sink's `delete` on) travel in
+//! [`Batch::deletes`], each placed between the rows that arrived before and
+//! after it, so the sink can keep the order of operations per key.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,6 +110,18 @@ pub struct Batch {
     /// `links_dropped`.
     pub links: Vec<crate::trace::RecordLink>,
     pub links_dropped: u32,
+    /// Rows to delete (from tombstones), in arrival order among the rows.
+    pub deletes: Vec<Delete>,
+}
+
+/// A delete from a tombstone: the key columns of the row to remove.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delete {
+    /// Key column → value, taken from the Kafka message key.
+    pub key: Row,
+    /// How many of the batch's rows arrived before it: it applies after
+    /// `rows[..after]` and before `rows[after..]`.
+    pub after: usize,
 }
 
 /// What one partition contributed to a batch.

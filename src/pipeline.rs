@@ -191,7 +191,8 @@ impl Pipeline {
             cfg.batch.max_in_flight_bytes,
         )
         .with_idle_timeout(idle_timeout(&cfg))
-        .with_group(cfg.group_id(&name));
+        .with_group(cfg.group_id(&name))
+        .with_deletes(cfg.sink.delete.then(|| cfg.sink.key_columns.clone()));
         let context = SourceContext {
             pipeline: name.clone(),
             high_watermarks: Arc::clone(&driver.high_watermarks),

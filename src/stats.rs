@@ -19,10 +19,12 @@ pub struct Stats {
     pub records_in: AtomicU64,
     /// Rows committed to the database.
     pub rows_loaded: AtomicU64,
+    /// Rows deleted by tombstones (sink `delete` on), as the database counted them.
+    pub rows_deleted: AtomicU64,
     /// Records whose batch the database committed (the progress that offsets reflect).
     pub records_done: AtomicU64,
     pub batches: AtomicU64,
-    /// Tombstones skipped (deletes are not enabled).
+    /// Tombstones skipped (the sink's `delete` is off).
     pub tombstones_skipped: AtomicU64,
     /// Records sent to the dead-letter topic.
     pub dead_lettered: AtomicU64,

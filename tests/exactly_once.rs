@@ -113,8 +113,8 @@ async fn write(
         b: &Checkpoint,
     ) -> (Result<(), SinkError>, Result<(), SinkError>) {
         let prepared = prepare(s.schema(), SinkMode::Insert, &[], rows).expect("prepare");
-        let first = s.write(&prepared, Some(a), None).await;
-        let second = s.write(&prepared, Some(b), None).await;
+        let first = s.write(&prepared, Some(a), None).await.map(drop);
+        let second = s.write(&prepared, Some(b), None).await.map(drop);
         (first, second)
     }
     match sink {

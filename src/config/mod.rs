@@ -14,9 +14,9 @@ mod validate;
 mod validate_transforms;
 
 pub use pipeline::{
-    AggregateConfig, Backend, BatchConfig, DeadLetterConfig, DecodeFormat, DedupConfig, Delivery,
-    EmitMode, KafkaConfig, LatePolicy, PipelineConfig, SinkConfig, SinkMode, StateConfig,
-    TimeFormat, TransformConfig, WindowConfig, WindowKind,
+    AggregateConfig, Backend, BatchConfig, ColumnConfig, DeadLetterConfig, DecodeFormat,
+    DedupConfig, Delivery, EmitMode, KafkaConfig, LatePolicy, PipelineConfig, SchemaConfig,
+    SinkConfig, SinkMode, StateConfig, TimeFormat, TransformConfig, WindowConfig, WindowKind,
 };
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;
@@ -209,3 +209,5 @@ impl Settings {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_schema;

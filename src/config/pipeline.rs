@@ -135,6 +135,38 @@ pub struct SinkConfig {
     /// (binary), smaller ones through one statement; 0 disables `COPY`.
     #[serde(default = "default_copy_threshold")]
     pub copy_threshold: usize,
+    /// A tombstone deletes the row its Kafka key names (upsert mode only).
+    #[serde(default)]
+    pub delete: bool,
+    /// Create the table from `schema` at start-up if it does not exist.
+    #[serde(default)]
+    pub auto_create: bool,
+    /// Add a nullable column for a field that is not a column of the table.
+    #[serde(default)]
+    pub auto_evolve: bool,
+    /// The table's declaration, for `auto_create`.
+    #[serde(default)]
+    pub schema: Option<SchemaConfig>,
+}
+
+/// A table declared in config (`[pipelines.NAME.sink.schema]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    pub columns: Vec<ColumnConfig>,
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+}
+
+/// One declared column; `type` is a portable type name (see `sink::ddl`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    #[serde(default = "default_true")]
+    pub nullable: bool,
 }
 
 impl SinkConfig {

@@ -120,6 +120,7 @@ fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
             push(key("key_columns"), e.to_string());
         }
     }
+    deletes_and_schema(p, &key, push);
     if p.sink.max_connections == 0 {
         push(key("max_connections"), "must be at least 1".into());
     }
@@ -128,6 +129,65 @@ fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
             key("retry_initial"),
             "must be above zero and at most retry_max".into(),
         );
+    }
+}
+
+/// `delete`, `auto_create` and `schema`: what each needs, named by key.
+fn deletes_and_schema(
+    p: &PipelineConfig,
+    key: &impl Fn(&str) -> String,
+    push: &mut impl FnMut(String, String),
+) {
+    let sink = &p.sink;
+    if sink.delete {
+        if sink.mode != SinkMode::Upsert {
+            push(
+                key("delete"),
+                "needs mode = \"upsert\": a delete names its row by the key columns".into(),
+            );
+        }
+        if sink.key_columns.is_empty() {
+            push(
+                key("key_columns"),
+                "delete needs the key columns a tombstone's Kafka key names".into(),
+            );
+        }
+        if p.transforms
+            .iter()
+            .enumerate()
+            .any(|(i, t)| t.state_name(i).is_some())
+        {
+            push(
+                key("delete"),
+                "cannot be used with stateful transforms: tombstones bypass the transforms, \
+                 so a delete would not reach the keyed state the stateful steps keep"
+                    .into(),
+            );
+        }
+    }
+    match (&sink.schema, sink.auto_create) {
+        (None, true) => push(
+            key("schema"),
+            "auto_create needs the table declared here ([…sink.schema] columns = […])".into(),
+        ),
+        (Some(_), false) => push(
+            key("schema"),
+            "is only used by auto_create; set auto_create = true or remove it".into(),
+        ),
+        (Some(schema), true) => {
+            for (k, message) in crate::sink::ddl::check_schema(schema) {
+                push(key(&format!("schema.{k}")), message);
+            }
+            for column in &sink.key_columns {
+                if !schema.columns.iter().any(|c| &c.name == column) {
+                    push(
+                        key("key_columns"),
+                        format!("`{column}` is not a column declared in schema.columns"),
+                    );
+                }
+            }
+        }
+        (None, false) => {}
     }
 }
 

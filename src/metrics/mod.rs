@@ -27,7 +27,7 @@ pub type Registry = Vec<(String, Arc<Stats>)>;
 /// A counter's name, help text and reader.
 type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
 
-const COUNTERS: [Counter; 11] = [
+const COUNTERS: [Counter; 12] = [
     (
         "tidemill_records_in_total",
         "Records consumed from Kafka.",
@@ -37,6 +37,11 @@ const COUNTERS: [Counter; 11] = [
         "tidemill_rows_loaded_total",
         "Rows committed to the database.",
         |s| Stats::get(&s.rows_loaded),
+    ),
+    (
+        "tidemill_rows_deleted_total",
+        "Rows deleted by tombstones (sink delete on).",
+        |s| Stats::get(&s.rows_deleted),
     ),
     (
         "tidemill_records_committed_total",
@@ -53,7 +58,7 @@ const COUNTERS: [Counter; 11] = [
     ),
     (
         "tidemill_tombstones_skipped_total",
-        "Tombstones skipped.",
+        "Tombstones skipped (sink delete off).",
         |s| Stats::get(&s.tombstones_skipped),
     ),
     (

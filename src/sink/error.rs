@@ -80,6 +80,20 @@ pub fn classify(err: &sqlx::Error) -> RetryClass {
     }
 }
 
+/// Whether `err` says the column exists already (another member added it
+/// first): PostgreSQL 42701, MySQL/MariaDB 1060, SQLite "duplicate column name".
+pub fn is_duplicate_column(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return my.number() == 1060;
+            }
+            db.code().as_deref() == Some("42701") || db.message().contains("duplicate column name")
+        }
+        _ => false,
+    }
+}
+
 /// SQLite result codes; the primary code is the low byte of an extended code.
 fn classify_sqlite(code: &str, kind: ErrorKind) -> RetryClass {
     let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(-1);

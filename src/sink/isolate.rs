@@ -78,7 +78,7 @@ async fn trial<S: Sink>(
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => Ok(None),
+        Ok(_) => Ok(None),
         Err(e) if e.class() == RetryClass::Data => Ok(Some(e.to_string())),
         Err(e) => Err(e),
     }

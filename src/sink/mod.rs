@@ -8,15 +8,25 @@
 //!   the database convert every field to its column's type (so values are always
 //!   bound parameters, never SQL text). Fields with no matching column are ignored.
 //! - `upsert` keeps the last row per key within a batch, then inserts or
-//!   updates; `insert` appends.
+//!   updates; `insert` appends. A batch's deletes (tombstones, with `delete`
+//!   on) run before its rows, in the same transaction.
+//! - Rows are written with exactly the columns they carry ([`prepare`]), so a
+//!   column absent from a record gets its default (insert) or keeps its value
+//!   (upsert).
+//! - With `auto_create` the table is created from its declaration at start-up;
+//!   with `auto_evolve` a field that is not a column adds a nullable column
+//!   ([`ddl`]) before the batch that carries it is written.
 //! - Errors carry a [`RetryClass`]; the [`writer`] retries transient ones.
 //!
 //! Backends: [`postgres`], [`mysql`] (MySQL and MariaDB), [`sqlite`].
 
 mod backoff;
 pub mod checkpoint;
+mod collapse;
 mod columnar;
+pub mod ddl;
 pub mod error;
+mod evolve;
 pub mod ident;
 pub mod isolate;
 pub mod mysql;
@@ -32,7 +42,7 @@ pub mod sqlite;
 pub mod writer;
 
 pub use error::{RetryClass, SinkError};
-pub use prepare::{prepare, PreparedBatch};
+pub use prepare::{prepare, with_deletes, PreparedBatch, PreparedWrite};
 
 use crate::config::{Backend, SinkConfig};
 use crate::state::{StateStore, StateWrites};
@@ -45,14 +55,22 @@ pub trait Sink: Send + 'static {
     /// The target table as read at start-up.
     fn schema(&self) -> &TableSchema;
 
-    /// One transaction: the rows, the keyed state, then the checkpoint;
-    /// committed, or rolled back when `commit` is false.
+    /// One transaction: the deletes, the rows, the keyed state, then the
+    /// checkpoint; committed, or rolled back when `commit` is false. Answers
+    /// the number of rows the deletes removed.
     fn transact(
         &mut self,
-        batch: &PreparedBatch,
+        batch: &PreparedWrite,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+
+    /// Adds each field as a nullable column (a column another member added
+    /// first counts as added), logs the DDL, then reads the schema again.
+    fn add_columns(
+        &mut self,
+        fields: &[(String, ddl::Inferred)],
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Writes one prepared batch in one transaction — with its checkpoint and
@@ -60,10 +78,10 @@ pub trait Sink: Send + 'static {
     /// or not at all.
     fn write(
         &mut self,
-        batch: &PreparedBatch,
+        batch: &PreparedWrite,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send {
         self.transact(batch, checkpoint, state, true)
     }
 
@@ -71,8 +89,8 @@ pub trait Sink: Send + 'static {
     /// the database would accept these rows (used to isolate bad rows).
     fn trial(
         &mut self,
-        batch: &PreparedBatch,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        batch: &PreparedWrite,
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send {
         self.transact(batch, None, None, false)
     }
 

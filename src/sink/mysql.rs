@@ -15,14 +15,18 @@
 //!   MariaDB does not support, and still runs it). MySQL matches *any* unique
 //!   key of the table here, not only `key_columns`.
 //! - Identifiers are quoted with backticks ([`Dialect::MySql`]).
+//! - A batch's deletes run first, as `DELETE … WHERE key IN (?, …)` (a row
+//!   of keys `(k1, k2) IN ((?, ?), …)` for a composite key), cut to the same limits.
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
 use super::columnar::Columnar;
+use super::ddl::Inferred;
+use super::evolve;
 use super::ident::{Dialect, TableName};
 use super::mysql_values::{chunks, push_value};
 use super::schema::{Column, TableSchema};
-use super::{PreparedBatch, Sink, SinkError};
-use crate::config::{redact_url, SinkConfig, SinkMode};
+use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
+use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
 use crate::trace;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -50,6 +54,8 @@ pub struct MySqlSink {
     packet_budget: usize,
     /// Statement text per (columns, rows); row counts are powers of two.
     statements: HashMap<(Vec<String>, usize), String>,
+    /// MariaDB (has `ADD COLUMN IF NOT EXISTS`), not MySQL.
+    mariadb: bool,
 }
 
 impl MySqlSink {
@@ -59,7 +65,21 @@ impl MySqlSink {
             table: cfg.table.clone(),
             message: e.to_string(),
         })?;
-        let schema = describe(&pool, &table).await?;
+        let schema = evolve::open_table(
+            cfg,
+            Backend::MySql,
+            &table,
+            || describe(&pool, &table),
+            |ddl| exec(&pool, ddl),
+        )
+        .await?;
+        let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+            .fetch_one(&pool)
+            .await
+            .map_err(|source| SinkError::Describe {
+                table: table.to_string(),
+                source,
+            })?;
         let max_packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
             .fetch_one(&pool)
             .await
@@ -74,7 +94,45 @@ impl MySqlSink {
             key_columns: cfg.key_columns.clone(),
             packet_budget: usize::try_from(max_packet / 2).unwrap_or(1 << 20),
             statements: HashMap::new(),
+            mariadb: version.contains("MariaDB"),
         })
+    }
+
+    /// Runs `part`'s rows (or keys, when `delete`) in as many statements as
+    /// the limits need; answers the rows affected.
+    async fn run_part(
+        &mut self,
+        tx: &mut sqlx::MySqlConnection,
+        part: &PreparedBatch,
+        delete: bool,
+    ) -> Result<u64, SinkError> {
+        let table = self.schema.table.to_string();
+        let data = Columnar::decode(part).map_err(|e| SinkError::Row {
+            table: table.clone(),
+            message: format!("cannot decode the prepared rows: {e}"),
+        })?;
+        let mut affected = 0;
+        for chunk in chunks(&data, self.packet_budget) {
+            let rows = chunk.len() / data.width.max(1);
+            let sql = if delete {
+                delete_sql(&self.schema.table, &part.columns, rows)
+            } else {
+                self.statement(&part.columns, rows).to_string()
+            };
+            let mut query = sqlx::query(&sql);
+            for value in chunk {
+                query = push_value(query, value);
+            }
+            let done = query
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| SinkError::Write {
+                    table: table.clone(),
+                    source,
+                })?;
+            affected += done.rows_affected();
+        }
+        Ok(affected)
     }
 
     fn statement(&mut self, columns: &[String], rows: usize) -> &str {
@@ -101,6 +159,27 @@ async fn connect(cfg: &SinkConfig) -> Result<MySqlPool, SinkError> {
         .connect_with(options)
         .await
         .map_err(connect_err)
+}
+
+async fn exec(pool: &MySqlPool, ddl: String) -> Result<(), sqlx::Error> {
+    sqlx::query(&ddl).execute(pool).await.map(|_| ())
+}
+
+/// `DELETE FROM t WHERE k IN (?, …)` for `rows` keys (`(k1, k2) IN ((?, ?), …)`
+/// for a composite key).
+pub fn delete_sql(table: &TableName, keys: &[String], rows: usize) -> String {
+    let (target, tuple) = match keys {
+        [one] => (Q.quote(one), "?".to_string()),
+        _ => (
+            format!("({})", Q.column_list(keys)),
+            format!("({})", vec!["?"; keys.len()].join(", ")),
+        ),
+    };
+    format!(
+        "DELETE FROM {} WHERE {target} IN ({})",
+        table.quoted_in(Q),
+        vec![tuple; rows].join(", ")
+    )
 }
 
 /// `INSERT INTO t (cols) VALUES (?, ?), …` for `rows` rows, plus the upsert clause.
@@ -210,39 +289,33 @@ impl Sink for MySqlSink {
     /// when `commit` is false.
     async fn transact(
         &mut self,
-        batch: &PreparedBatch,
+        batch: &PreparedWrite,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,
-    ) -> Result<(), SinkError> {
-        if batch.rows == 0 && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
-            return Ok(());
+    ) -> Result<u64, SinkError> {
+        if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
+            return Ok(0);
         }
         let table = self.schema.table.to_string();
         let write_err = |source| SinkError::Write {
             table: table.clone(),
             source,
         };
-        let data = Columnar::decode(batch).map_err(|e| SinkError::Row {
-            table: table.clone(),
-            message: format!("cannot decode the prepared rows: {e}"),
-        })?;
-        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows);
+        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows());
         let mut tx = self
             .pool
             .begin()
             .instrument(span.clone())
             .await
             .map_err(write_err)?;
-        async {
-            for chunk in chunks(&data, self.packet_budget) {
-                let rows = chunk.len() / data.width.max(1);
-                let sql = self.statement(&batch.columns, rows).to_string();
-                let mut query = sqlx::query(&sql);
-                for value in chunk {
-                    query = push_value(query, value);
-                }
-                query.execute(&mut *tx).await.map_err(write_err)?;
+        let deleted = async {
+            let mut deleted = 0;
+            if let Some(keys) = &batch.deletes {
+                deleted = self.run_part(&mut tx, keys, true).await?;
+            }
+            for part in &batch.parts {
+                self.run_part(&mut tx, part, false).await?;
             }
             if let Some(state) = state {
                 let table = store::table_for_in(&self.schema.table, Q);
@@ -252,16 +325,28 @@ impl Sink for MySqlSink {
                 let table = checkpoint::table_for_in(&self.schema.table, Q);
                 checkpoint::advance_mysql(&mut tx, &table, checkpoint).await?;
             }
-            Ok::<(), SinkError>(())
+            Ok::<u64, SinkError>(deleted)
         }
         .instrument(span)
         .await?;
         if commit {
             let span = trace::db_commit_span(SYSTEM, &table);
-            tx.commit().instrument(span).await.map_err(write_err)
+            tx.commit().instrument(span).await.map_err(write_err)?;
         } else {
-            tx.rollback().await.map_err(write_err)
+            tx.rollback().await.map_err(write_err)?;
         }
+        Ok(deleted)
+    }
+
+    async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
+        let (pool, table) = (&self.pool, &self.schema.table);
+        evolve::add_columns(Backend::MySql, self.mariadb, table, fields, |ddl| {
+            exec(pool, ddl)
+        })
+        .await?;
+        self.schema = describe(&self.pool, &self.schema.table).await?;
+        self.statements.clear();
+        Ok(())
     }
 
     fn schema(&self) -> &TableSchema {
@@ -295,6 +380,19 @@ mod tests {
         assert_eq!(
             sql,
             "INSERT INTO `db`.`t` (`id`, `v``x`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `v``x` = VALUES(`v``x`)"
+        );
+    }
+
+    #[test]
+    fn delete_sql_lists_one_key_or_rows_of_keys() {
+        let t = TableName::parse("t", false).expect("valid");
+        assert_eq!(
+            delete_sql(&t, &["i`d".into()], 2),
+            "DELETE FROM `t` WHERE `i``d` IN (?, ?)"
+        );
+        assert_eq!(
+            delete_sql(&t, &["a".into(), "b".into()], 2),
+            "DELETE FROM `t` WHERE (`a`, `b`) IN ((?, ?), (?, ?))"
         );
     }
 

@@ -17,6 +17,8 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub rows: usize,
+    /// Rows the batch's deletes removed.
+    pub deleted: u64,
     /// Rows per source partition.
     pub by_partition: BTreeMap<TopicPartition, u64>,
 }
@@ -29,6 +31,7 @@ pub fn committed(stats: &Stats, batch: &Batch, loaded: &Loaded, took: Duration) 
         .batch_rows
         .observe_in(&ROW_BUCKETS, [loaded.rows as f64]);
     Stats::add(&stats.rows_loaded, loaded.rows as u64);
+    Stats::add(&stats.rows_deleted, loaded.deleted);
     Stats::add(&stats.records_done, batch.records as u64);
     Stats::add(&stats.batches, 1);
     stats.end_to_end_seconds.observe_in(
@@ -98,12 +101,14 @@ mod tests {
         batch.records = 10;
         let loaded = Loaded {
             rows: 10,
+            deleted: 2,
             by_partition: BTreeMap::from([(tp.clone(), 10)]),
         };
         committed(&stats, &batch, &loaded, Duration::from_millis(3));
         let p = stats.partition(&tp);
         assert_eq!(p.committed_next.load(Ordering::Relaxed), 10);
         assert_eq!(Stats::get(&p.rows_loaded), 10);
+        assert_eq!(Stats::get(&stats.rows_deleted), 2);
         let (buckets, count, sum) = stats.end_to_end_seconds.snapshot();
         assert_eq!(count, 10);
         assert_eq!(buckets[6], 0, "two seconds old: not within 1 s");

@@ -6,7 +6,8 @@
 //!   into a temporary staging table (`LIKE` the target, with its defaults;
 //!   one per connection, emptied at commit, gone with a rollback of the
 //!   transaction that created it) and then runs one
-//!   `INSERT … SELECT … ON CONFLICT`.
+//!   `INSERT … SELECT … ON CONFLICT`. A stage that lacks a column the
+//!   target gained (`auto_evolve`) is made again.
 //! - [`payload`] encodes a batch only when every column's type and every value
 //!   has an exact binary encoding ([`pg_binary`](super::pg_binary)); otherwise
 //!   it says why, and the caller uses the statement path for that batch.
@@ -78,7 +79,9 @@ pub async fn load(
     let target = match mode {
         SinkMode::Insert => table.quoted(),
         SinkMode::Upsert => {
-            ensure_stage(conn, table).await.map_err(write_err)?;
+            ensure_stage(conn, table, columns)
+                .await
+                .map_err(write_err)?;
             STAGE.to_string()
         }
     };
@@ -104,24 +107,40 @@ pub async fn load(
     Ok(())
 }
 
-/// Creates this connection's staging table unless it exists. It is kept per
-/// connection and emptied at commit (creating and dropping it in every batch
-/// churns the catalog and measured slower); a rollback of the transaction
-/// that created it removes it. Checked first rather than `IF NOT EXISTS`,
-/// whose notice would be logged for every batch.
-async fn ensure_stage(conn: &mut PgConnection, table: &TableName) -> Result<(), sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(STAGE)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !exists {
-        let create = format!(
-            "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-            STAGE.trim_start_matches("pg_temp."),
-            table.quoted()
-        );
-        sqlx::query(&create).execute(&mut *conn).await?;
+/// Creates this connection's staging table unless it exists with every one
+/// of `columns` (after `auto_evolve` added a column to the target, an older
+/// stage is dropped and made again). It is kept per connection and emptied at
+/// commit (creating and dropping it in every batch churns the catalog and
+/// measured slower); a rollback of the transaction that created it removes
+/// it. Checked first rather than `IF NOT EXISTS`, whose notice would be
+/// logged for every batch.
+async fn ensure_stage(
+    conn: &mut PgConnection,
+    table: &TableName,
+    columns: &[String],
+) -> Result<(), sqlx::Error> {
+    let present: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
+         AND attnum > 0 AND NOT attisdropped AND attname::text = ANY($2)",
+    )
+    .bind(STAGE)
+    .bind(columns)
+    .fetch_one(&mut *conn)
+    .await?;
+    if usize::try_from(present).ok() == Some(columns.len()) {
+        return Ok(());
     }
+    if present > 0 {
+        sqlx::query(&format!("DROP TABLE {STAGE}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let create = format!(
+        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        STAGE.trim_start_matches("pg_temp."),
+        table.quoted()
+    );
+    sqlx::query(&create).execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -9,14 +9,20 @@
 //! binary form is exactly what that input function would produce; a batch with
 //! any other value or column type takes the statement path, so the result
 //! never depends on the path.
+//!
+//! A batch's deletes run first, as one `DELETE … USING
+//! json_populate_recordset(…)` whose key values the table's key column types
+//! convert, the same way.
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
-use super::ident::{column_list, on_conflict, TableName};
+use super::ddl::Inferred;
+use super::evolve;
+use super::ident::{column_list, on_conflict, quote, TableName};
 use super::pg_binary::PgType;
 use super::pg_copy;
 use super::schema::{Column, TableSchema};
-use super::{PreparedBatch, Sink, SinkError};
-use crate::config::{redact_url, SinkConfig, SinkMode};
+use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
+use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
 use crate::trace;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -47,7 +53,14 @@ impl PostgresSink {
             table: cfg.table.clone(),
             message: e.to_string(),
         })?;
-        let schema = describe(&pool, &table).await?;
+        let schema = evolve::open_table(
+            cfg,
+            Backend::Postgres,
+            &table,
+            || describe(&pool, &table),
+            |ddl| exec(&pool, ddl),
+        )
+        .await?;
         Ok(Self {
             pool,
             schema,
@@ -59,9 +72,35 @@ impl PostgresSink {
         })
     }
 
-    /// Whether `batch` would load through `COPY` (diagnostics and tests).
-    pub fn takes_copy(&mut self, batch: &PreparedBatch) -> bool {
-        matches!(self.copy_payload(batch), Ok(Some(_)))
+    /// Whether every part of `batch` would load through `COPY` (diagnostics and tests).
+    pub fn takes_copy(&mut self, batch: &PreparedWrite) -> bool {
+        !batch.parts.is_empty()
+            && batch
+                .parts
+                .iter()
+                .all(|p| matches!(self.copy_payload(p), Ok(Some(_))))
+    }
+
+    /// Writes one part of a batch: through `COPY` when the bulk path applies.
+    async fn write_part(
+        &mut self,
+        tx: &mut sqlx::PgConnection,
+        part: &PreparedBatch,
+    ) -> Result<(), SinkError> {
+        if let Some(data) = self.copy_payload(part)? {
+            let (t, keys) = (&self.schema.table, &self.key_columns);
+            return pg_copy::load(tx, t, self.mode, keys, &part.columns, data).await;
+        }
+        let sql = self.statement(&part.columns).to_string();
+        sqlx::query(&sql)
+            .bind(&part.json)
+            .execute(tx)
+            .await
+            .map_err(|source| SinkError::Write {
+                table: self.schema.table.to_string(),
+                source,
+            })?;
+        Ok(())
     }
 
     /// The batch's binary `COPY` data when the bulk path applies to it.
@@ -109,6 +148,23 @@ async fn connect(cfg: &SinkConfig) -> Result<PgPool, SinkError> {
         .connect_with(options)
         .await
         .map_err(connect_err)
+}
+
+async fn exec(pool: &PgPool, ddl: String) -> Result<(), sqlx::Error> {
+    sqlx::query(&ddl).execute(pool).await.map(|_| ())
+}
+
+/// Deletes the rows whose key columns match one of the JSON array's objects.
+pub fn delete_sql(table: &TableName, keys: &[String]) -> String {
+    let t = table.quoted();
+    let matches: Vec<String> = keys
+        .iter()
+        .map(|k| format!("d.{q} = k.{q}", q = quote(k)))
+        .collect();
+    format!(
+        "DELETE FROM {t} AS d USING json_populate_recordset(NULL::{t}, $1::json) AS k WHERE {}",
+        matches.join(" AND ")
+    )
 }
 
 /// Builds the batch statement for one set of columns.
@@ -184,38 +240,39 @@ impl Sink for PostgresSink {
     /// back when `commit` is false (a trial that only tells whether it would pass).
     async fn transact(
         &mut self,
-        batch: &PreparedBatch,
+        batch: &PreparedWrite,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,
-    ) -> Result<(), SinkError> {
-        if batch.rows == 0 && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
-            return Ok(());
+    ) -> Result<u64, SinkError> {
+        if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
+            return Ok(0);
         }
         let table = self.schema.table.to_string();
         let write_err = |source| SinkError::Write {
             table: table.clone(),
             source,
         };
-        let copy = self.copy_payload(batch)?;
-        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows);
+        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows());
         let mut tx = self
             .pool
             .begin()
             .instrument(span.clone())
             .await
             .map_err(write_err)?;
-        async {
-            if let Some(data) = copy {
-                let (t, keys) = (&self.schema.table, &self.key_columns);
-                pg_copy::load(&mut tx, t, self.mode, keys, &batch.columns, data).await?;
-            } else if batch.rows > 0 {
-                let sql = self.statement(&batch.columns).to_string();
-                sqlx::query(&sql)
-                    .bind(&batch.json)
+        let deleted = async {
+            let mut deleted = 0;
+            if let Some(keys) = &batch.deletes {
+                let sql = delete_sql(&self.schema.table, &self.key_columns);
+                deleted = sqlx::query(&sql)
+                    .bind(&keys.json)
                     .execute(&mut *tx)
                     .await
-                    .map_err(write_err)?;
+                    .map_err(write_err)?
+                    .rows_affected();
+            }
+            for part in &batch.parts {
+                self.write_part(&mut tx, part).await?;
             }
             if let Some(state) = state {
                 let table = store::table_for(&self.schema.table);
@@ -225,16 +282,30 @@ impl Sink for PostgresSink {
                 let table = checkpoint::table_for(&self.schema.table);
                 checkpoint::advance_postgres(&mut tx, &table, checkpoint).await?;
             }
-            Ok::<(), SinkError>(())
+            Ok::<u64, SinkError>(deleted)
         }
         .instrument(span)
         .await?;
         if commit {
             let span = trace::db_commit_span(SYSTEM, &table);
-            tx.commit().instrument(span).await.map_err(write_err)
+            tx.commit().instrument(span).await.map_err(write_err)?;
         } else {
-            tx.rollback().await.map_err(write_err)
+            tx.rollback().await.map_err(write_err)?;
         }
+        Ok(deleted)
+    }
+
+    async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
+        let pool = &self.pool;
+        let table = &self.schema.table;
+        evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| {
+            exec(pool, ddl)
+        })
+        .await?;
+        self.schema = describe(&self.pool, &self.schema.table).await?;
+        self.statements.clear();
+        self.copy_types.clear();
+        Ok(())
     }
 
     fn schema(&self) -> &TableSchema {
@@ -272,6 +343,16 @@ mod tests {
         assert_eq!(
             sql,
             r#"INSERT INTO "s"."t" ("id", "v") SELECT "id", "v" FROM json_populate_recordset(NULL::"s"."t", $1::json) ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v""#
+        );
+    }
+
+    #[test]
+    fn delete_sql_matches_every_key_column() {
+        let t = TableName::parse("t", false).expect("valid");
+        let sql = delete_sql(&t, &["a".into(), "b\"c".into()]);
+        assert_eq!(
+            sql,
+            r#"DELETE FROM "t" AS d USING json_populate_recordset(NULL::"t", $1::json) AS k WHERE d."a" = k."a" AND d."b""c" = k."b""c""#
         );
     }
 

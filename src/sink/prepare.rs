@@ -1,5 +1,10 @@
-//! Shared by every backend: turns a batch's rows into one JSON document and
-//! the list of target columns it touches.
+//! Shared by every backend: turns a batch's rows into JSON documents, one
+//! per set of target columns, and its deletes into one document of keys.
+//!
+//! Guarantee: every row is written with exactly the columns it carries — rows
+//! that carry different fields go into different parts — so a column absent
+//! from a record gets its database default (insert) or keeps its current value
+//! (upsert), on every backend and path, never a NULL it did not ask for.
 
 use super::schema::TableSchema;
 use super::SinkError;
@@ -8,16 +13,41 @@ use crate::model::Row;
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// A batch ready for the database.
+/// One statement's worth of rows that all carry the same columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedBatch {
-    /// Table columns present in at least one row, in table order. Columns no
-    /// row carries are left out of the statement, so they keep their default
+    /// Table columns the rows carry, in table order. Columns the rows do not
+    /// carry are left out of the statement, so they keep their default
     /// (insert) or their current value (upsert).
     pub columns: Vec<String>,
     /// The rows as one JSON array of objects.
     pub json: String,
     pub rows: usize,
+}
+
+/// A batch ready for the database: the deletes (run first), then the rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PreparedWrite {
+    /// The rows, grouped by the set of columns they carry.
+    pub parts: Vec<PreparedBatch>,
+    /// Keys of the rows to delete (`columns` are the key columns).
+    pub deletes: Option<PreparedBatch>,
+}
+
+impl PreparedWrite {
+    /// Rows to insert or upsert.
+    pub fn rows(&self) -> usize {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// Keys to delete.
+    pub fn deletes(&self) -> usize {
+        self.deletes.as_ref().map_or(0, |d| d.rows)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0 && self.deletes() == 0
+    }
 }
 
 /// Prepares rows for the statement path. In upsert mode only the last row per
@@ -28,31 +58,85 @@ pub fn prepare(
     mode: SinkMode,
     key_columns: &[String],
     rows: &[Row],
-) -> Result<PreparedBatch, SinkError> {
+) -> Result<PreparedWrite, SinkError> {
     let kept: Vec<&Row> = match mode {
         SinkMode::Insert => rows.iter().collect(),
         SinkMode::Upsert => last_per_key(schema, key_columns, rows)?,
     };
-    let columns: Vec<String> = schema
-        .columns
-        .iter()
-        .filter(|c| kept.iter().any(|r| r.contains_key(&c.name)))
-        .map(|c| c.name.clone())
-        .collect();
-    if columns.is_empty() && !kept.is_empty() {
-        return Err(SinkError::Row {
-            table: schema.table.to_string(),
-            message: "no field of the rows matches a column of the table".into(),
-        });
+    let mut groups: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut parts: Vec<(Vec<usize>, Vec<&Row>)> = Vec::new();
+    // Rows of a stream mostly carry the same fields: compare with the previous
+    // row's set first, without hashing or allocating.
+    let mut present: Vec<usize> = Vec::with_capacity(schema.columns.len());
+    let mut last: Option<usize> = None;
+    for row in kept {
+        present.clear();
+        present.extend(
+            (0..schema.columns.len()).filter(|&i| row.contains_key(&schema.columns[i].name)),
+        );
+        if present.is_empty() {
+            return Err(SinkError::Row {
+                table: schema.table.to_string(),
+                message: "no field of the row matches a column of the table".into(),
+            });
+        }
+        let at = match last {
+            Some(at) if parts[at].0 == present => at,
+            _ => {
+                let next = parts.len();
+                let at = *groups.entry(present.clone()).or_insert(next);
+                if at == next {
+                    parts.push((present.clone(), Vec::new()));
+                }
+                at
+            }
+        };
+        last = Some(at);
+        parts[at].1.push(row);
     }
-    let json = serde_json::to_string(&kept).map_err(|e| SinkError::Row {
+    let parts = parts
+        .into_iter()
+        .map(|(present, rows)| {
+            let columns = present
+                .iter()
+                .map(|&i| schema.columns[i].name.clone())
+                .collect();
+            part(schema, columns, &rows)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(PreparedWrite {
+        parts,
+        deletes: None,
+    })
+}
+
+/// Adds the keys of rows to delete (each carrying every key column) to `write`.
+pub fn with_deletes(
+    schema: &TableSchema,
+    key_columns: &[String],
+    mut write: PreparedWrite,
+    keys: &[Row],
+) -> Result<PreparedWrite, SinkError> {
+    if !keys.is_empty() {
+        let refs: Vec<&Row> = keys.iter().collect();
+        write.deletes = Some(part(schema, key_columns.to_vec(), &refs)?);
+    }
+    Ok(write)
+}
+
+fn part(
+    schema: &TableSchema,
+    columns: Vec<String>,
+    rows: &[&Row],
+) -> Result<PreparedBatch, SinkError> {
+    let json = serde_json::to_string(rows).map_err(|e| SinkError::Row {
         table: schema.table.to_string(),
         message: format!("cannot serialise rows: {e}"),
     })?;
     Ok(PreparedBatch {
         columns,
         json,
-        rows: kept.len(),
+        rows: rows.len(),
     })
 }
 
@@ -118,15 +202,56 @@ mod tests {
             row(json!({"id": 1, "a": "new"})),
         ];
         let p = prepare(&schema(), SinkMode::Upsert, &["id".into()], &rows).expect("keys present");
-        assert_eq!(p.rows, 2);
-        assert_eq!(p.json, r#"[{"a":"x","id":2},{"a":"new","id":1}]"#);
+        assert_eq!(p.rows(), 2);
+        assert_eq!(p.parts.len(), 1);
+        assert_eq!(p.parts[0].json, r#"[{"a":"x","id":2},{"a":"new","id":1}]"#);
     }
 
     #[test]
     fn only_columns_some_row_carries_are_listed() {
         let rows = vec![row(json!({"b": 1, "unknown": 2}))];
         let p = prepare(&schema(), SinkMode::Insert, &[], &rows).expect("insert");
-        assert_eq!(p.columns, vec!["b".to_string()]);
+        assert_eq!(p.parts[0].columns, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn rows_carrying_different_fields_go_into_different_parts() {
+        let rows = vec![
+            row(json!({"id": 1, "a": "x"})),
+            row(json!({"id": 2})),
+            row(json!({"id": 3, "a": "y"})),
+        ];
+        let p = prepare(&schema(), SinkMode::Insert, &[], &rows).expect("insert");
+        let columns: Vec<&[String]> = p.parts.iter().map(|p| p.columns.as_slice()).collect();
+        assert_eq!(
+            columns,
+            [
+                &["id".to_string(), "a".to_string()][..],
+                &["id".to_string()][..]
+            ]
+        );
+        assert_eq!(p.parts[0].json, r#"[{"a":"x","id":1},{"a":"y","id":3}]"#);
+        assert_eq!(p.parts[1].json, r#"[{"id":2}]"#);
+    }
+
+    #[test]
+    fn deletes_are_one_document_of_keys() {
+        let keys = vec![row(json!({"id": 1})), row(json!({"id": "2"}))];
+        let p =
+            with_deletes(&schema(), &["id".into()], PreparedWrite::default(), &keys).expect("keys");
+        let d = p.deletes.expect("deletes");
+        assert_eq!(
+            (d.columns, d.json.as_str(), d.rows),
+            (vec!["id".to_string()], r#"[{"id":1},{"id":"2"}]"#, 2)
+        );
+    }
+
+    #[test]
+    fn a_row_with_no_field_that_is_a_column_is_refused() {
+        let rows = vec![row(json!({"a": 1})), row(json!({"unknown": 2}))];
+        let err = prepare(&schema(), SinkMode::Insert, &[], &rows).expect_err("no column");
+        assert_eq!(err.class(), crate::sink::RetryClass::Data);
+        assert!(err.to_string().contains("no field of the row"), "{err}");
     }
 
     #[test]

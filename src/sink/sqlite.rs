@@ -3,13 +3,16 @@
 //!
 //! The database is opened in WAL mode with `synchronous = FULL`, so a batch
 //! acknowledged to the committer survives a power loss, not just a crash.
-//! JSON paths for the columns are bound parameters, never SQL text.
+//! JSON paths for the columns are bound parameters, never SQL text. A batch's
+//! deletes run first: one `DELETE … WHERE (keys) IN (SELECT … FROM json_each(?1))`.
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
+use super::ddl::Inferred;
+use super::evolve;
 use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
-use super::{PreparedBatch, Sink, SinkError};
-use crate::config::{SinkConfig, SinkMode};
+use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
+use crate::config::{Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
 use crate::trace;
 use sqlx::sqlite::{
@@ -33,13 +36,29 @@ pub struct SqliteSink {
 }
 
 impl SqliteSink {
+    /// The statement for one set of columns, cached.
+    fn statement(&mut self, columns: &[String]) -> String {
+        let (t, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        self.statements
+            .entry(columns.to_vec())
+            .or_insert_with(|| insert_sql(t, mode, keys, columns))
+            .clone()
+    }
+
     pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
         let pool = connect(cfg.url.expose()).await?;
         let table = TableName::parse(&cfg.table, true).map_err(|e| SinkError::Schema {
             table: cfg.table.clone(),
             message: e.to_string(),
         })?;
-        let schema = describe(&pool, &table).await?;
+        let schema = evolve::open_table(
+            cfg,
+            Backend::Sqlite,
+            &table,
+            || describe(&pool, &table),
+            |ddl| exec(&pool, ddl),
+        )
+        .await?;
         Ok(Self {
             pool,
             schema,
@@ -48,6 +67,17 @@ impl SqliteSink {
             statements: HashMap::new(),
         })
     }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds a part's JSON document and its columns' paths.
+fn bind_part<'q>(mut query: SqliteQuery<'q>, part: &'q PreparedBatch) -> SqliteQuery<'q> {
+    query = query.bind(&part.json);
+    for column in &part.columns {
+        query = query.bind(column_param(column));
+    }
+    query
 }
 
 /// Opens (creating if needed) the database file with durable settings.
@@ -78,7 +108,22 @@ pub fn insert_sql(
     columns: &[String],
 ) -> String {
     let cols = column_list(columns);
-    let values = columns
+    let values = value_exprs(columns);
+    // `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert clause.
+    let mut sql = format!(
+        "INSERT INTO {} ({cols}) SELECT {values} FROM json_each(?1) AS r WHERE true",
+        table.quoted()
+    );
+    if mode == SinkMode::Upsert {
+        sql.push_str(&on_conflict(keys, columns));
+    }
+    sql
+}
+
+/// For each column, the expression that reads it from the JSON row `r.value`
+/// (parameters 2.., see [`column_param`]).
+fn value_exprs(columns: &[String]) -> String {
+    columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -92,16 +137,26 @@ pub fn insert_sql(
             }
         })
         .collect::<Vec<_>>()
-        .join(", ");
-    // `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert clause.
-    let mut sql = format!(
-        "INSERT INTO {} ({cols}) SELECT {values} FROM json_each(?1) AS r WHERE true",
-        table.quoted()
-    );
-    if mode == SinkMode::Upsert {
-        sql.push_str(&on_conflict(keys, columns));
-    }
-    sql
+        .join(", ")
+}
+
+/// Deletes the rows whose key columns match one of the JSON array's objects;
+/// parameters as for [`insert_sql`] with the key columns. The comparison
+/// applies the key columns' affinity, as an `=` would.
+pub fn delete_sql(table: &TableName, keys: &[String]) -> String {
+    let target = match keys {
+        [one] => column_list(std::slice::from_ref(one)),
+        _ => format!("({})", column_list(keys)),
+    };
+    format!(
+        "DELETE FROM {} WHERE {target} IN (SELECT {} FROM json_each(?1) AS r)",
+        table.quoted(),
+        value_exprs(keys)
+    )
+}
+
+async fn exec(pool: &SqlitePool, ddl: String) -> Result<(), sqlx::Error> {
+    sqlx::query(&ddl).execute(pool).await.map(|_| ())
 }
 
 /// Whether SQLite's JSON path parser reads `$."column"` as exactly this key:
@@ -182,39 +237,42 @@ impl Sink for SqliteSink {
     /// back when `commit` is false (a trial that only tells whether it would pass).
     async fn transact(
         &mut self,
-        batch: &PreparedBatch,
+        batch: &PreparedWrite,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,
-    ) -> Result<(), SinkError> {
-        if batch.rows == 0 && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
-            return Ok(());
+    ) -> Result<u64, SinkError> {
+        if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
+            return Ok(0);
         }
         let table = self.schema.table.to_string();
         let write_err = |source| SinkError::Write {
             table: table.clone(),
             source,
         };
-        let (t, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
-        let sql = self
-            .statements
-            .entry(batch.columns.clone())
-            .or_insert_with(|| insert_sql(t, mode, keys, &batch.columns))
-            .clone();
-        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows);
+        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows());
         let mut tx = self
             .pool
             .begin()
             .instrument(span.clone())
             .await
             .map_err(write_err)?;
-        async {
-            if batch.rows > 0 {
-                let mut query = sqlx::query(&sql).bind(&batch.json);
-                for column in &batch.columns {
-                    query = query.bind(column_param(column));
-                }
-                query.execute(&mut *tx).await.map_err(write_err)?;
+        let deleted = async {
+            let mut deleted = 0;
+            if let Some(keys) = &batch.deletes {
+                let sql = delete_sql(&self.schema.table, &self.key_columns);
+                deleted = bind_part(sqlx::query(&sql), keys)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write_err)?
+                    .rows_affected();
+            }
+            for part in &batch.parts {
+                let sql = self.statement(&part.columns);
+                bind_part(sqlx::query(&sql), part)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(write_err)?;
             }
             if let Some(state) = state {
                 let table = store::table_for(&self.schema.table);
@@ -224,16 +282,26 @@ impl Sink for SqliteSink {
                 let table = checkpoint::table_for(&self.schema.table);
                 checkpoint::advance_sqlite(&mut tx, &table, checkpoint).await?;
             }
-            Ok::<(), SinkError>(())
+            Ok::<u64, SinkError>(deleted)
         }
         .instrument(span)
         .await?;
         if commit {
             let span = trace::db_commit_span(SYSTEM, &table);
-            tx.commit().instrument(span).await.map_err(write_err)
+            tx.commit().instrument(span).await.map_err(write_err)?;
         } else {
-            tx.rollback().await.map_err(write_err)
+            tx.rollback().await.map_err(write_err)?;
         }
+        Ok(deleted)
+    }
+
+    async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
+        let pool = &self.pool;
+        let table = &self.schema.table;
+        evolve::add_columns(Backend::Sqlite, false, table, fields, |ddl| exec(pool, ddl)).await?;
+        self.schema = describe(&self.pool, &self.schema.table).await?;
+        self.statements.clear();
+        Ok(())
     }
 
     fn schema(&self) -> &TableSchema {
@@ -273,6 +341,18 @@ mod tests {
         assert_eq!(
             sql,
             r#"INSERT INTO "t" ("a", "b") SELECT json_extract(r.value, ?2), json_extract(r.value, ?3) FROM json_each(?1) AS r WHERE true"#
+        );
+    }
+
+    #[test]
+    fn delete_sql_compares_one_key_or_a_row_of_keys() {
+        let t = TableName::parse("t", true).expect("valid");
+        assert_eq!(
+            delete_sql(&t, &["id".into()]),
+            r#"DELETE FROM "t" WHERE "id" IN (SELECT json_extract(r.value, ?2) FROM json_each(?1) AS r)"#
+        );
+        assert!(
+            delete_sql(&t, &["a".into(), "b".into()]).contains(r#"WHERE ("a", "b") IN (SELECT"#)
         );
     }
 

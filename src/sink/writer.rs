@@ -11,10 +11,12 @@
 
 pub use super::backoff::Backoff;
 use super::checkpoint::Checkpoint;
+use super::collapse::collapse;
+use super::ddl;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
 use super::refused::{dead_letter, partition_of, Source};
-use super::{prepare, RetryClass, Sink, SinkError};
+use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
 use crate::dead_letter::{DeadLetters, Reason};
 use crate::model::{Batch, BatchAck, Row, TopicPartition};
@@ -126,6 +128,8 @@ struct Output<'a> {
     writes: Option<StateWrites>,
     /// Rows per source partition.
     by_partition: BTreeMap<TopicPartition, u64>,
+    /// Keys of the rows to delete before the rows are written.
+    deletes: Vec<Row>,
 }
 
 /// Writes one batch; returns the rows loaded. The stateful tail
@@ -141,16 +145,7 @@ async fn write_batch<S: Sink>(
 ) -> Result<Loaded, WriterError> {
     let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
     let Some(engine) = engine else {
-        let output = Output {
-            rows: Cow::Borrowed(&batch.rows),
-            origins: batch.row_source.iter().map(|&i| Source::Raw(i)).collect(),
-            writes: None,
-            by_partition: batch
-                .tally
-                .iter()
-                .map(|(tp, t)| (tp.clone(), t.rows))
-                .collect(),
-        };
+        let output = stateless_output(ctx, batch);
         return write_rows(sink, ctx, batch, output, checkpoint.as_ref(), backoff).await;
     };
     let span = info_span!(
@@ -184,6 +179,70 @@ async fn write_batch<S: Sink>(
         Err(e) => {
             engine.rollback();
             Err(e)
+        }
+    }
+}
+
+/// The batch's rows as they are, with its deletes collapsed into them: a row
+/// followed by a delete of its key is not written (nor counted as loaded).
+fn stateless_output<'b>(ctx: &WriterContext, batch: &'b Batch) -> Output<'b> {
+    let mut by_partition: BTreeMap<TopicPartition, u64> = batch
+        .tally
+        .iter()
+        .map(|(tp, t)| (tp.clone(), t.rows))
+        .collect();
+    let origins = batch.row_source.iter().map(|&i| Source::Raw(i));
+    if batch.deletes.is_empty() {
+        return Output {
+            // Borrowed: no copy of the rows per batch.
+            rows: Cow::Borrowed(&batch.rows),
+            origins: origins.collect(),
+            writes: None,
+            by_partition,
+            deletes: Vec::new(),
+        };
+    }
+    let collapsed = collapse(&ctx.cfg.key_columns, &batch.rows, &batch.deletes);
+    let mut rows = Vec::with_capacity(batch.rows.len());
+    let mut kept_origins = Vec::with_capacity(batch.row_source.len());
+    let mut origins = origins.map(Some).chain(std::iter::repeat(None));
+    for (row, keep) in batch.rows.iter().zip(&collapsed.keep) {
+        let origin = origins.next().flatten();
+        if *keep {
+            rows.push(row.clone());
+            kept_origins.extend(origin);
+        } else if let Some(origin) = origin {
+            if let Some(n) = by_partition.get_mut(&partition_of(batch, origin)) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+    Output {
+        rows: Cow::Owned(rows),
+        origins: kept_origins,
+        writes: None,
+        by_partition,
+        deletes: collapsed.deletes,
+    }
+}
+
+/// With `auto_evolve`: adds a column for each new field of `rows` (retrying
+/// transient errors) so the batch is then written with them.
+async fn evolve<S: Sink>(
+    sink: &mut S,
+    ctx: &WriterContext,
+    rows: &[Row],
+    backoff: &mut Backoff,
+) -> Result<(), WriterError> {
+    let fields = ddl::new_fields(sink.schema(), rows);
+    if fields.is_empty() {
+        return Ok(());
+    }
+    loop {
+        match sink.add_columns(&fields).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.class() == RetryClass::Transient => retry_wait(ctx, backoff, &e).await?,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -231,6 +290,7 @@ async fn apply_tail(
         rows: Cow::Owned(applied.rows),
         writes: Some(applied.writes),
         by_partition: batch.partitions.iter().cloned().zip(per_part).collect(),
+        deletes: Vec::new(),
     })
 }
 
@@ -245,27 +305,33 @@ async fn write_rows<S: Sink>(
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
     let rows: &[Row] = &output.rows;
+    if ctx.cfg.auto_evolve {
+        evolve(sink, ctx, rows, backoff).await?;
+    }
+    let (schema_keys, mode) = (&ctx.cfg.key_columns, ctx.cfg.mode);
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
         let prepared = match &subset {
-            None => prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, rows),
+            None => prepare(sink.schema(), mode, schema_keys, rows),
             Some(keep) => {
                 let kept: Vec<_> = keep.iter().map(|&i| rows[i].clone()).collect();
-                prepare(sink.schema(), ctx.cfg.mode, &ctx.cfg.key_columns, &kept)
+                prepare(sink.schema(), mode, schema_keys, &kept)
             }
-        };
+        }
+        .and_then(|p| with_deletes(sink.schema(), schema_keys, p, &output.deletes));
         let result = match prepared {
             Ok(p) => sink.write(&p, checkpoint, output.writes.as_ref()).await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => {
+            Ok(deleted) => {
                 backoff.reset();
                 ctx.stats.sink_failing.store(false, Ordering::Relaxed);
                 let rows = subset.as_ref().map_or(rows.len(), Vec::len);
                 tracing::debug!(rows, "wrote batch");
                 return Ok(Loaded {
                     rows,
+                    deleted,
                     by_partition: std::mem::take(&mut output.by_partition),
                 });
             }

@@ -10,6 +10,7 @@ use super::rebalance::Consumer;
 mod idle;
 mod membership;
 mod record;
+mod tombstone;
 
 use record::raw_record;
 
@@ -98,6 +99,8 @@ pub struct Driver {
     /// The partition of the last record and its counters (records of one
     /// partition come in runs: this saves a lookup per record).
     last_partition: Option<(TopicPartition, Arc<PartitionStats>)>,
+    /// With the sink's `delete` on: the key columns a tombstone's key names.
+    delete_keys: Option<Vec<String>>,
 }
 
 /// Shared with the consumer context, which fills it from librdkafka's statistics.
@@ -154,7 +157,15 @@ impl Driver {
             stats,
             group: String::new(),
             last_partition: None,
+            delete_keys: None,
         }
+    }
+
+    /// Tombstones delete the row their key names (by these key columns)
+    /// instead of being skipped.
+    pub fn with_deletes(mut self, key_columns: Option<Vec<String>>) -> Self {
+        self.delete_keys = key_columns;
+        self
     }
 
     /// Names the consumer group in `kafka.commit` spans.
@@ -197,10 +208,24 @@ impl Driver {
         let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
         let outcome = match decode(self.format, payload) {
             Err(e) => Err((Reason::Decode, e.to_string())),
-            Ok(None) => {
-                Stats::add(&self.stats.tombstones_skipped, 1);
-                Ok(Vec::new())
-            }
+            Ok(None) => match &self.delete_keys {
+                None => {
+                    Stats::add(&self.stats.tombstones_skipped, 1);
+                    Ok(Vec::new())
+                }
+                // Tombstones bypass the transforms.
+                Some(keys) => match tombstone::delete_key(keys, msg.key()) {
+                    Ok(key) => {
+                        let ts = msg.timestamp().to_millis();
+                        self.batcher.push_delete(&tp, msg.offset(), ts, bytes, key);
+                        if trace::enabled() {
+                            self.link_trace(msg, tp, ts);
+                        }
+                        return Ok(());
+                    }
+                    Err(message) => Err((Reason::Key, message)),
+                },
+            },
             Ok(Some(value)) => self
                 .chain
                 .apply(value)

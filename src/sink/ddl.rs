@@ -1,0 +1,332 @@
+//! DDL: the `CREATE TABLE` of `auto_create` and the `ALTER TABLE … ADD COLUMN`
+//! of `auto_evolve`, per dialect.
+//!
+//! Guarantees: every identifier is validated ([`super::ident::validate`]) and
+//! quoted for its dialect; type names come only from the fixed mapping of
+//! [`PortableType`] (never from input text), so no DDL carries text a record
+//! or a config value could use to inject SQL. Columns added by evolution are
+//! always nullable; nothing here drops, renames or narrows a column.
+
+use super::ident::{validate, Dialect, IdentError, TableName};
+use super::schema::TableSchema;
+use crate::config::{Backend, SchemaConfig};
+use crate::model::Row;
+use serde_json::Value;
+
+/// A column type named the same way for every database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortableType {
+    SmallInt,
+    Int,
+    BigInt,
+    /// `numeric(precision, scale)`; `numeric` alone is unconstrained (SQLite, PostgreSQL).
+    Numeric(Option<(u16, u16)>),
+    Real,
+    Double,
+    Bool,
+    Text,
+    Varchar(u32),
+    TimestampTz,
+    Timestamp,
+    Date,
+    Uuid,
+    Json,
+    Bytes,
+}
+
+impl PortableType {
+    /// Parses a portable type name (case-insensitive), e.g. `bigint`, `numeric(12,2)`, `varchar(40)`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim().to_ascii_lowercase();
+        let args = |name: &str| -> Option<Vec<u32>> {
+            let inner = t
+                .strip_prefix(name)?
+                .trim()
+                .strip_prefix('(')?
+                .strip_suffix(')')?;
+            inner.split(',').map(|a| a.trim().parse().ok()).collect()
+        };
+        let ty = match t.as_str() {
+            "smallint" => Self::SmallInt,
+            "int" | "integer" => Self::Int,
+            "bigint" => Self::BigInt,
+            "numeric" | "decimal" => Self::Numeric(None),
+            "real" => Self::Real,
+            "double" => Self::Double,
+            "bool" | "boolean" => Self::Bool,
+            "text" => Self::Text,
+            "timestamptz" => Self::TimestampTz,
+            "timestamp" => Self::Timestamp,
+            "date" => Self::Date,
+            "uuid" => Self::Uuid,
+            "json" => Self::Json,
+            "bytes" => Self::Bytes,
+            _ => match (args("numeric").or_else(|| args("decimal")), args("varchar")) {
+                (Some(a), _) if a.len() == 2 && (1..=65).contains(&a[0]) && a[1] <= a[0] => {
+                    Self::Numeric(Some((a[0] as u16, a[1] as u16)))
+                }
+                (_, Some(a)) if a.len() == 1 && (1..=16_383).contains(&a[0]) => Self::Varchar(a[0]),
+                _ => return Err(format!(
+                    "`{text}` is not a portable type (smallint, int, bigint, numeric(p,s), real, double, \
+                     bool, text, varchar(n), timestamptz, timestamp, date, uuid, json, bytes)"
+                )),
+            },
+        };
+        Ok(ty)
+    }
+
+    /// The type's name in `backend`'s SQL.
+    pub fn sql(self, backend: Backend) -> String {
+        use Backend::{MySql, Postgres, Sqlite};
+        let fixed = match (self, backend) {
+            (Self::Numeric(Some((p, s))), Postgres) => return format!("numeric({p},{s})"),
+            (Self::Numeric(Some((p, s))), MySql) => return format!("DECIMAL({p},{s})"),
+            (Self::Varchar(n), Postgres) => return format!("varchar({n})"),
+            (Self::Varchar(n), MySql) => return format!("VARCHAR({n})"),
+            (Self::SmallInt, Postgres) => "smallint",
+            (Self::SmallInt, MySql) => "SMALLINT",
+            (Self::Int, Postgres) => "integer",
+            (Self::Int, MySql) => "INT",
+            (Self::BigInt, Postgres) => "bigint",
+            (Self::BigInt, MySql) => "BIGINT",
+            (Self::SmallInt | Self::Int | Self::BigInt | Self::Bool, Sqlite) => "INTEGER",
+            (Self::Numeric(_), Postgres) => "numeric",
+            // MySQL has no unconstrained decimal; its widest exact type.
+            (Self::Numeric(None), MySql) => "DECIMAL(65,30)",
+            (Self::Numeric(_), Sqlite) => "NUMERIC",
+            (Self::Real, Postgres) => "real",
+            (Self::Real, MySql) => "FLOAT",
+            (Self::Double, Postgres) => "double precision",
+            (Self::Double, MySql) => "DOUBLE",
+            (Self::Real | Self::Double, Sqlite) => "REAL",
+            (Self::Bool, Postgres) => "boolean",
+            (Self::Bool, MySql) => "BOOLEAN",
+            (Self::Text, Postgres) => "text",
+            (Self::Text, MySql) => "LONGTEXT",
+            (Self::TimestampTz, Postgres) => "timestamptz",
+            (Self::Timestamp, Postgres) => "timestamp",
+            // Connections run with time_zone '+00:00': DATETIME holds UTC.
+            (Self::TimestampTz | Self::Timestamp, MySql) => "DATETIME(6)",
+            (Self::Date, Postgres) => "date",
+            (Self::Date, MySql) => "DATE",
+            (Self::Uuid, Postgres) => "uuid",
+            (Self::Uuid, MySql) => "CHAR(36)",
+            (Self::Json, Postgres) => "jsonb",
+            (Self::Json, MySql) => "JSON",
+            (Self::Bytes, Postgres) => "bytea",
+            (Self::Bytes, MySql) => "LONGBLOB",
+            (Self::Bytes, Sqlite) => "BLOB",
+            (
+                Self::Text
+                | Self::Varchar(_)
+                | Self::TimestampTz
+                | Self::Timestamp
+                | Self::Date
+                | Self::Uuid
+                | Self::Json,
+                Sqlite,
+            ) => "TEXT",
+        };
+        fixed.to_string()
+    }
+}
+
+fn dialect(backend: Backend) -> Dialect {
+    match backend {
+        Backend::MySql => Dialect::MySql,
+        Backend::Postgres | Backend::Sqlite => Dialect::Ansi,
+    }
+}
+
+/// Problems with a declared schema, each as (key under `sink.schema`, message).
+pub fn check_schema(schema: &SchemaConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if schema.columns.is_empty() {
+        out.push(("columns".into(), "must declare one or more columns".into()));
+    }
+    for (i, c) in schema.columns.iter().enumerate() {
+        if let Err(e) = validate(&c.name) {
+            out.push((format!("columns[{i}].name"), e.to_string()));
+        }
+        if schema.columns[..i].iter().any(|o| o.name == c.name) {
+            out.push((
+                format!("columns[{i}].name"),
+                format!("`{}` is declared twice", c.name),
+            ));
+        }
+        if let Err(e) = PortableType::parse(&c.data_type) {
+            out.push((format!("columns[{i}].type"), e));
+        }
+    }
+    for k in &schema.primary_key {
+        match schema.columns.iter().find(|c| &c.name == k) {
+            None => out.push((
+                "primary_key".into(),
+                format!("`{k}` is not a declared column"),
+            )),
+            Some(c) if c.nullable => out.push((
+                "primary_key".into(),
+                format!("`{k}` must be declared with nullable = false"),
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for a declared (and checked) schema.
+pub fn create_table_sql(
+    backend: Backend,
+    table: &TableName,
+    schema: &SchemaConfig,
+) -> Result<String, String> {
+    let q = dialect(backend);
+    let mut defs = Vec::with_capacity(schema.columns.len() + 1);
+    for c in &schema.columns {
+        validate(&c.name).map_err(|e| e.to_string())?;
+        let ty = PortableType::parse(&c.data_type)?;
+        let null = if c.nullable { "" } else { " NOT NULL" };
+        defs.push(format!("{} {}{null}", q.quote(&c.name), ty.sql(backend)));
+    }
+    if !schema.primary_key.is_empty() {
+        for k in &schema.primary_key {
+            validate(k).map_err(|e| e.to_string())?;
+        }
+        defs.push(format!(
+            "PRIMARY KEY ({})",
+            q.column_list(&schema.primary_key)
+        ));
+    }
+    Ok(format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        table.quoted_in(q),
+        defs.join(", ")
+    ))
+}
+
+/// How an existing table differs from its declaration (names, nullability,
+/// primary key; types are compared by no database-independent rule, so not at all).
+pub fn differences(existing: &TableSchema, declared: &SchemaConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &declared.columns {
+        match existing.column(&c.name) {
+            None => out.push(format!("column `{}` is missing", c.name)),
+            Some(e) if e.nullable != c.nullable => {
+                out.push(format!("column `{}` nullable is {}", c.name, e.nullable))
+            }
+            Some(_) => {}
+        }
+    }
+    for e in &existing.columns {
+        if !declared.columns.iter().any(|c| c.name == e.name) {
+            out.push(format!("column `{}` is not declared", e.name));
+        }
+    }
+    let mut pk = declared.primary_key.clone();
+    pk.sort();
+    if !pk.is_empty() && !existing.unique_keys.contains(&pk) {
+        out.push(format!(
+            "no unique key on ({})",
+            declared.primary_key.join(", ")
+        ));
+    }
+    out
+}
+
+/// The kind of a new column, inferred from a field's JSON values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inferred {
+    BigInt,
+    Double,
+    Bool,
+    Text,
+    Json,
+}
+
+impl Inferred {
+    fn of(value: &Value) -> Option<Self> {
+        Some(match value {
+            Value::Null => return None,
+            Value::Bool(_) => Self::Bool,
+            Value::Number(n) if n.is_i64() => Self::BigInt,
+            Value::Number(_) => Self::Double,
+            Value::String(_) => Self::Text,
+            Value::Array(_) | Value::Object(_) => Self::Json,
+        })
+    }
+
+    /// The narrowest kind that holds values of both kinds.
+    fn widen(self, other: Self) -> Self {
+        use Inferred::{BigInt, Double, Text};
+        match (self, other) {
+            (a, b) if a == b => a,
+            (BigInt, Double) | (Double, BigInt) => Double,
+            _ => Text,
+        }
+    }
+
+    pub fn sql(self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (Self::BigInt, Backend::Sqlite) | (Self::Bool, Backend::Sqlite) => "INTEGER",
+            (Self::BigInt, _) => "BIGINT",
+            (Self::Double, Backend::Postgres) => "double precision",
+            (Self::Double, Backend::MySql) => "DOUBLE",
+            (Self::Double, Backend::Sqlite) => "REAL",
+            (Self::Bool, _) => "BOOLEAN",
+            (Self::Text, Backend::MySql) => "LONGTEXT",
+            (Self::Text, _) | (Self::Json, Backend::Sqlite) => "TEXT",
+            (Self::Json, Backend::Postgres) => "jsonb",
+            (Self::Json, Backend::MySql) => "JSON",
+        }
+    }
+}
+
+/// Fields of `rows` that are not columns of the table and can become one: a
+/// valid identifier with a non-null value somewhere. In order of first appearance.
+pub fn new_fields(schema: &TableSchema, rows: &[Row]) -> Vec<(String, Inferred)> {
+    let mut out: Vec<(String, Inferred)> = Vec::new();
+    for row in rows {
+        for (name, value) in row {
+            if schema.column(name).is_some() || validate(name).is_err() {
+                continue;
+            }
+            let Some(kind) = Inferred::of(value) else {
+                continue;
+            };
+            match out.iter_mut().find(|(n, _)| n == name) {
+                Some((_, k)) => *k = k.widen(kind),
+                None => out.push((name.clone(), kind)),
+            }
+        }
+    }
+    out
+}
+
+/// `ALTER TABLE … ADD COLUMN` of one nullable column; `IF NOT EXISTS` where
+/// the dialect has it (PostgreSQL, MariaDB), so a member that lost the race
+/// succeeds. On MySQL and SQLite the caller treats "duplicate column" as success.
+pub fn add_column_sql(
+    backend: Backend,
+    mariadb: bool,
+    table: &TableName,
+    name: &str,
+    kind: Inferred,
+) -> Result<String, IdentError> {
+    validate(name)?;
+    let q = dialect(backend);
+    let if_not_exists = match backend {
+        Backend::Postgres => " IF NOT EXISTS",
+        Backend::MySql if mariadb => " IF NOT EXISTS",
+        _ => "",
+    };
+    Ok(format!(
+        "ALTER TABLE {} ADD COLUMN{if_not_exists} {} {}",
+        table.quoted_in(q),
+        q.quote(name),
+        kind.sql(backend)
+    ))
+}
+
+#[cfg(test)]
+#[path = "ddl_tests.rs"]
+mod tests;

@@ -1,0 +1,100 @@
+//! Running the DDL of [`ddl`](super::ddl) against a database: the start-up
+//! `auto_create` and the `auto_evolve` column additions.
+//!
+//! Guarantees: `auto_create` creates the table only when it is missing (with
+//! `IF NOT EXISTS`, so racing members both succeed) and otherwise uses the
+//! table as it is, logging how it differs from the declaration; an added
+//! column that another member added first counts as added; every DDL
+//! statement run is logged with its text.
+
+use super::ddl::{self, Inferred};
+use super::error::is_duplicate_column;
+use super::ident::TableName;
+use super::schema::TableSchema;
+use super::SinkError;
+use crate::config::{Backend, SinkConfig};
+use std::future::Future;
+use tracing::{info, warn};
+
+/// Reads the table's schema, first creating the table from its declaration
+/// when `auto_create` is on and the table is missing.
+pub async fn open_table<D, DF, E, EF>(
+    cfg: &SinkConfig,
+    backend: Backend,
+    table: &TableName,
+    describe: D,
+    exec: E,
+) -> Result<TableSchema, SinkError>
+where
+    D: Fn() -> DF,
+    DF: Future<Output = Result<TableSchema, SinkError>>,
+    E: FnOnce(String) -> EF,
+    EF: Future<Output = Result<(), sqlx::Error>>,
+{
+    let Some(declared) = cfg.schema.as_ref().filter(|_| cfg.auto_create) else {
+        return describe().await;
+    };
+    match describe().await {
+        Err(SinkError::MissingTable { .. }) => {
+            let ddl = ddl::create_table_sql(backend, table, declared).map_err(|message| {
+                SinkError::Schema {
+                    table: table.to_string(),
+                    message,
+                }
+            })?;
+            exec(ddl.clone()).await.map_err(|source| SinkError::Write {
+                table: table.to_string(),
+                source,
+            })?;
+            info!(table = %table, ddl, "created table");
+            describe().await
+        }
+        Ok(schema) => {
+            let differences = ddl::differences(&schema, declared);
+            if !differences.is_empty() {
+                warn!(
+                    table = %table,
+                    differences = differences.join("; "),
+                    "table exists with a definition that differs from the config; using it as it is"
+                );
+            }
+            Ok(schema)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds each field as a nullable column; "duplicate column" is success.
+pub async fn add_columns<E, EF>(
+    backend: Backend,
+    mariadb: bool,
+    table: &TableName,
+    fields: &[(String, Inferred)],
+    mut exec: E,
+) -> Result<(), SinkError>
+where
+    E: FnMut(String) -> EF,
+    EF: Future<Output = Result<(), sqlx::Error>>,
+{
+    for (name, kind) in fields {
+        let ddl = ddl::add_column_sql(backend, mariadb, table, name, *kind).map_err(|e| {
+            SinkError::Schema {
+                table: table.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        match exec(ddl.clone()).await {
+            Ok(()) => info!(table = %table, column = %name, ddl, "added column"),
+            Err(e) if is_duplicate_column(&e) => {
+                info!(table = %table, column = %name, "column was added by another member")
+            }
+            Err(source) => {
+                return Err(SinkError::Write {
+                    table: table.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
