@@ -125,21 +125,30 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_line_logged_in_a_span_carries_that_spans_trace_and_span_ids() {
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    /// JSON lines into `buf`, with an OpenTelemetry layer when given.
+    fn subscriber<L>(buf: &Buf, otel: Option<L>) -> impl Subscriber + Send + Sync
+    where
+        L: Layer<tracing_subscriber::Registry> + Send + Sync,
+    {
         let (format, capture) = json_with_ids();
-        let buf = Buf::default();
         let writer = buf.clone();
-        let subscriber = tracing_subscriber::registry()
+        tracing_subscriber::registry()
+            .with(otel)
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .event_format(format)
                     .with_writer(move || writer.clone()),
             )
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(capture);
+            .with(capture)
+    }
+
+    #[test]
+    fn a_line_logged_in_a_span_carries_that_spans_trace_and_span_ids() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let buf = Buf::default();
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let subscriber = subscriber(&buf, Some(otel));
         let expected = tracing::subscriber::with_default(subscriber, || {
             tracing::info!(rows = 1, "outside any span");
             let span = tracing::info_span!("batch", partition = 3);
@@ -163,17 +172,8 @@ mod tests {
 
     #[test]
     fn without_a_tracer_lines_are_plain_json() {
-        let (format, capture) = json_with_ids();
         let buf = Buf::default();
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .event_format(format)
-                    .with_writer(move || writer.clone()),
-            )
-            .with(capture);
+        let subscriber = subscriber::<tracing_subscriber::layer::Identity>(&buf, None);
         tracing::subscriber::with_default(subscriber, || {
             let _span = tracing::info_span!("batch").entered();
             tracing::warn!("no tracer");

@@ -65,7 +65,6 @@ impl<O: KeyedOperator> Runner<O> {
             max_key_chars: usize::MAX,
         }
     }
-
 }
 
 impl<O: KeyedOperator> Stage for Runner<O> {
