@@ -194,11 +194,11 @@ mod tests {
     fn uniform_keys_cover_the_key_space_evenly() {
         let mut g = Generator::new(Dist::Uniform);
         let mut e = Expected::new(false);
-        for i in 0..500_000 {
+        for i in 0..300_000 {
             e.add(&g.next(i));
         }
-        // 500k draws over 100k keys: ~99.3% of keys seen.
-        assert!(e.distinct_keys() > 99_000, "{}", e.distinct_keys());
+        // 300k draws over 100k keys: 1 - e^-3 ≈ 95.0% of keys seen.
+        assert!((94_000..96_000).contains(&e.distinct_keys()), "{}", e.distinct_keys());
     }
 
     #[test]
