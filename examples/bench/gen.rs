@@ -198,7 +198,11 @@ mod tests {
             e.add(&g.next(i));
         }
         // 300k draws over 100k keys: 1 - e^-3 ≈ 95.0% of keys seen.
-        assert!((94_000..96_000).contains(&e.distinct_keys()), "{}", e.distinct_keys());
+        assert!(
+            (94_000..96_000).contains(&e.distinct_keys()),
+            "{}",
+            e.distinct_keys()
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     if a.records == 0 {
-        a.records = if a.quick { 200_000 } else { 2_000_000 };
+        a.records = if a.quick { 100_000 } else { 2_000_000 };
     }
     a.peers &= !a.quick;
     Ok(a)
@@ -222,7 +222,7 @@ async fn rate(run: &mut Run, r: &mut Results, a: &Args) -> anyhow::Result<()> {
     };
     let top = d.rate();
     let (fractions, step_secs, latency_secs): (&[f64], f64, f64) = if a.quick {
-        (&[0.3, 0.6, 0.9], 3.0, 5.0)
+        (&[0.3, 0.6, 0.9], 4.0, 5.0)
     } else {
         (&[0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1], 10.0, 20.0)
     };

@@ -291,7 +291,7 @@ impl Results {
         }
         let _ = writeln!(m, "\nMaximum sustainable rate: **{}/s** (highest step with achieved ≥ 95% of offered, lag growth ≤ 5% of the rate over the step's second half, and drained within 60 s). Verified: {} ({}).\n", k(r.max_sustainable), if r.verdict.ok { "yes" } else { "**NO**" }, r.verdict.detail);
         if let Some(l) = &r.latency {
-            let _ = writeln!(m, "End-to-end latency at {}/s ({} records, scheduled send → commit visible in `tidemill_offsets`, probe polled every {:.2} ms on average): p50 **{:.1} ms**, p99 **{:.1} ms**, p99.9 **{:.1} ms**, max {:.1} ms.", k(l.rate), l.records, l.poll_ms, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms);
+            let _ = writeln!(m, "End-to-end latency at {}/s ({} records, scheduled send → commit visible in `tidemill_offsets`, probe polled every {:.2} ms on average): p50 **{:.1} ms**, p99 **{:.1} ms**, p99.9 **{:.1} ms**, max {:.1} ms; median of the first fifth sent {:.1} ms, of the last fifth {:.1} ms.", k(l.rate), l.records, l.poll_ms, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.early_p50_ms, l.late_p50_ms);
         }
         m
     }
