@@ -326,7 +326,8 @@ mod tests {
         }
         let (h, early, late) = latencies(&run, &events).expect("every record committed");
         assert!(
-            (early - 9.0).abs() < 0.02 && (late - 9.0).abs() < 0.02,
+            // upper median of 5..=14 ms, twenty each
+            (early - 10.0).abs() < 0.02 && (late - 10.0).abs() < 0.02,
             "{early} {late}"
         );
         assert_eq!(h.len(), 1000);
