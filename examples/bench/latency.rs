@@ -31,6 +31,8 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Latency {
     pub rate: f64,
+    /// Records actually sent per second (below `rate` if the sender stalled).
+    pub achieved: f64,
     pub records: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -278,6 +280,7 @@ pub async fn session(
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         latency = Some(Latency {
             rate,
+            achieved: run.achieved,
             records: h.len(),
             p50_ms: ms(0.5),
             p99_ms: ms(0.99),
