@@ -34,7 +34,7 @@ fn bars(r: &Results) -> Vec<(String, f64, RGBColor)> {
         ));
     }
     for (label, d, _, _) in r.tracing.iter().skip(1) {
-        v.push((format!("tidemill W1 {label}"), d.rate(), BLUE));
+        v.push((format!("tidemill W1 tracing {label}"), d.rate(), BLUE));
     }
     for p in &r.peers {
         if let Ok(run) = &p.outcome {
