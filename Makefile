@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build fmt fmt-check lint services-up services-down test demo run check docker-check
+.PHONY: help build fmt fmt-check lint services-up services-down test demo run check docker-check bench bench-quick
 
 help: ## List the targets
 	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
@@ -41,6 +41,12 @@ services-down: ## Stop the services started by services-up
 test: services-up ## Start the services, run all tests, then docker-check
 	$(CARGO) test --all-targets -- --test-threads=4
 	$(MAKE) --no-print-directory docker-check
+
+bench: services-up build ## Full benchmark: baselines, tidemill W1-W3, rate/latency, tracing, peers (target/bench/report.md)
+	$(CARGO) run --release --example bench -- $(BENCH_ARGS)
+
+bench-quick: services-up build ## Benchmark smoke run (small N, no peers, still verified; < 2 min after the build)
+	$(CARGO) run --release --example bench -- --quick $(BENCH_ARGS)
 
 demo: ## Run the self-contained demo
 	$(CARGO) run --release -- demo

@@ -1,5 +1,6 @@
-//! Sink throughput without Kafka: the rows of `loadgen`, prepared in batches
-//! of 5,000 and written through the sink, one transaction per batch.
+//! Sink throughput without Kafka: generated event rows (the shape of the
+//! former `loadgen` example), prepared in batches of 5,000 and written
+//! through the sink, one transaction per batch.
 //!
 //!   cargo run --release --example sinkbench -- URL insert|upsert|update [ROWS] [COPY_THRESHOLD]
 //!

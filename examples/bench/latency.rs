@@ -1,0 +1,353 @@
+//! Rate mode: one tidemill process on an empty topic, fed open loop at
+//! increasing rates to find the highest rate where lag stays flat, then at
+//! 50% of that rate with a latency probe.
+//!
+//! Latency of a record = the moment its partition's stored next offset in
+//! `tidemill_offsets` is first seen past it (polled every ~1 ms on a dedicated
+//! connection) − its scheduled send time. So it includes producer, broker,
+//! tidemill and the database commit, and a stalled sender cannot hide it.
+
+use crate::db;
+use crate::gen::{Expected, Generator};
+use crate::kafka::{self, Deliveries, RateRun};
+use crate::runner::{Proc, Spec};
+use anyhow::{bail, Context as _};
+use hdrhistogram::Histogram;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub rate: f64,
+    pub achieved: f64,
+    /// Lag growth over the second half of the step, records/s (≈0 when flat).
+    pub lag_slope: f64,
+    pub drained_secs: f64,
+    pub flat: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub rate: f64,
+    /// Records actually sent per second (below `rate` if the sender stalled).
+    pub achieved: f64,
+    pub records: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// Medians of the first and the last fifth of the records sent.
+    pub early_p50_ms: f64,
+    pub late_p50_ms: f64,
+    pub poll_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateReport {
+    pub spec: Spec,
+    pub steps: Vec<Step>,
+    pub max_sustainable: f64,
+    pub latency: Option<Latency>,
+    pub verdict: db::Verdict,
+}
+
+pub struct Plan {
+    pub rates: Vec<f64>,
+    pub step_secs: f64,
+    pub latency_secs: f64,
+}
+
+/// Sends one open-loop step on a blocking thread while `watch` runs; returns
+/// the generator and expectations back with the run.
+async fn send_step<F, Fut>(
+    topic: &str,
+    state: (Generator, Expected),
+    rate: f64,
+    secs: f64,
+    watch: F,
+) -> anyhow::Result<((Generator, Expected), RateRun, Fut::Output)>
+where
+    F: FnOnce(Arc<Deliveries>, tokio::task::JoinHandle<()>) -> Fut,
+    Fut: std::future::Future,
+{
+    let deliveries = Arc::new(Deliveries::default());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (topic, d) = (topic.to_string(), deliveries.clone());
+    let sender = tokio::task::spawn_blocking(move || {
+        let (mut gen, mut exp) = state;
+        let r = kafka::produce_rate(&topic, &mut gen, rate, secs, &mut exp, d);
+        let _ = tx.send(((gen, exp), r));
+    });
+    let watched = watch(deliveries, sender).await;
+    let (state, run) = rx.await.context("sender thread panicked")?;
+    Ok((state, run?, watched))
+}
+
+fn slope(samples: &[(f64, f64)]) -> f64 {
+    let n = samples.len() as f64;
+    if n < 3.0 {
+        return 0.0;
+    }
+    let (mx, my) = samples
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (num, den) = samples.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+async fn wait_committed(conn: &mut sqlx::PgConnection, spec: &Spec, want: i64) -> Option<f64> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if db::committed(conn, &spec.name).await >= want {
+            return Some(start.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval
+    }
+    None
+}
+
+async fn step(
+    conn: &mut sqlx::PgConnection,
+    spec: &Spec,
+    state: (Generator, Expected),
+    rate: f64,
+    secs: f64,
+) -> anyhow::Result<((Generator, Expected), Step)> {
+    let before = db::committed(conn, &spec.name).await;
+    let url = db::url(&spec.db);
+    let pipeline = spec.name.clone();
+    let (state, run, samples) = send_step(&spec.topic, state, rate, secs, |d, sender| async move {
+        let mut c = sqlx::Connection::connect(&url).await.ok();
+        let (t0, mut samples) = (Instant::now(), Vec::new());
+        while !sender.is_finished() {
+            if let Some(c) = c.as_mut() {
+                let done = db::committed(c, &pipeline).await - before;
+                let sent = d.count.load(Ordering::Relaxed) as f64;
+                samples.push((t0.elapsed().as_secs_f64(), sent - done as f64));
+            }
+            crate::progress(&format!("rate step {rate:.0}/s"));
+            tokio::time::sleep(Duration::from_millis(100)).await; // sampling interval
+        }
+        samples
+    })
+    .await?;
+    let half: Vec<(f64, f64)> = samples
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= secs / 2.0)
+        .collect();
+    let lag_slope = slope(&half);
+    let drained = wait_committed(conn, spec, before + i64::try_from(run.sent)?).await;
+    // Kept up: sent on schedule, and either the lag did not grow by more than
+    // 10% of the rate over the second half, or what was left drained within
+    // 1 s of the last send (short steps make the slope noisy).
+    let quick_drain = drained.is_some_and(|d| d <= 1.0);
+    let flat = run.achieved >= 0.95 * rate
+        && drained.is_some()
+        && (lag_slope <= 0.1 * rate || quick_drain);
+    let s = Step {
+        rate,
+        achieved: run.achieved,
+        lag_slope,
+        drained_secs: drained.unwrap_or(f64::INFINITY),
+        flat,
+    };
+    Ok((state, s))
+}
+
+/// (partition, next offset, when seen) per change, and the mean poll period in ms.
+type Probed = anyhow::Result<(Vec<(i32, i64, Instant)>, f64)>;
+
+/// Commit events (partition, next offset, when seen), polled every ~1 ms
+/// until the stored offsets add up to `target` (set once sending is done).
+fn probe(url: String, pipeline: String, target: Arc<AtomicI64>) -> tokio::task::JoinHandle<Probed> {
+    tokio::spawn(async move {
+        let mut c: sqlx::PgConnection = sqlx::Connection::connect(&url).await?;
+        let (mut last, mut events, mut polls) = (HashMap::new(), Vec::new(), 0u64);
+        let started = Instant::now();
+        while last.values().map(|&v: &i64| v.max(0)).sum::<i64>() < target.load(Ordering::Relaxed) {
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("latency probe: commits stopped short of the records sent");
+            }
+            let rows = db::next_offsets(&mut c, &pipeline).await;
+            let now = Instant::now();
+            for (p, next) in rows {
+                if last.insert(p, next) != Some(next) {
+                    events.push((p, next, now));
+                }
+            }
+            polls += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await; // probe resolution
+        }
+        let poll_ms = started.elapsed().as_secs_f64() * 1000.0 / polls.max(1) as f64;
+        Ok((events, poll_ms))
+    })
+}
+
+/// The latency histogram (µs), and the median of the first and of the last
+/// fifth of the records in send order (a trend shows up there).
+fn latencies(
+    run: &RateRun,
+    events: &[(i32, i64, Instant)],
+) -> anyhow::Result<(Histogram<u64>, f64, f64)> {
+    let mut by_p: HashMap<i32, Vec<(i64, Instant)>> = HashMap::new();
+    for &(p, next, at) in events {
+        by_p.entry(p).or_default().push((next, at));
+    }
+    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let acked = run
+        .deliveries
+        .acked
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let mut by_idx = vec![0u64; acked.len()];
+    for &(idx, p, off) in acked.iter() {
+        let commits = by_p.get(&p).context("a partition never committed")?;
+        let i = commits.partition_point(|(next, _)| *next <= off);
+        let (_, at) = commits.get(i).context("a record never committed")?;
+        let sched = run.t0 + run.scheduled(idx);
+        let us = at.saturating_duration_since(sched).as_micros() as u64;
+        h.saturating_record(us);
+        if let Some(slot) = by_idx.get_mut(idx) {
+            *slot = us;
+        }
+    }
+    let fifth = (by_idx.len() / 5).max(1);
+    let median_ms = |s: &[u64]| {
+        let mut v = s.to_vec();
+        v.sort_unstable();
+        v.get(v.len() / 2).map_or(0.0, |&x| x as f64 / 1000.0)
+    };
+    let early = median_ms(&by_idx[..fifth.min(by_idx.len())]);
+    let late = median_ms(&by_idx[by_idx.len().saturating_sub(fifth)..]);
+    Ok((h, early, late))
+}
+
+/// The whole rate session: steps, then latency at 50% of the best flat rate.
+pub async fn session(
+    spec: Spec,
+    plan: &Plan,
+    state: (Generator, Expected),
+) -> anyhow::Result<RateReport> {
+    let mut conn = db::connect(&spec.db).await?;
+    let proc = Proc::spawn(&spec)?;
+    let claimed = Instant::now();
+    while db::next_offsets(&mut conn, &spec.name).await.len() < crate::gen::PARTITIONS as usize {
+        if claimed.elapsed() > Duration::from_secs(60) {
+            bail!("{}: partitions not claimed within 60 s", spec.name);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling interval
+    }
+    let (mut state, mut steps, mut best) = (state, Vec::new(), 0.0f64);
+    for &rate in &plan.rates {
+        let (s, st) = step(&mut conn, &spec, state, rate, plan.step_secs).await?;
+        state = s;
+        let flat = st.flat;
+        steps.push(st);
+        if !flat {
+            break;
+        }
+        best = rate;
+    }
+    let mut latency = None;
+    if best > 0.0 {
+        let rate = best / 2.0;
+        let target = Arc::new(AtomicI64::new(i64::MAX));
+        let before = db::committed(&mut conn, &spec.name).await;
+        let probe = probe(db::url(&spec.db), spec.name.clone(), target.clone());
+        let (s, run, ()) = send_step(
+            &spec.topic,
+            state,
+            rate,
+            plan.latency_secs,
+            |_, sender| async move {
+                let _ = sender.await;
+            },
+        )
+        .await?;
+        state = s;
+        target.store(before + i64::try_from(run.sent)?, Ordering::Relaxed);
+        let (events, poll_ms) = probe.await??;
+        let (h, early_p50_ms, late_p50_ms) = latencies(&run, &events)?;
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        latency = Some(Latency {
+            rate,
+            achieved: run.achieved,
+            records: h.len(),
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: h.max() as f64 / 1000.0,
+            early_p50_ms,
+            late_p50_ms,
+            poll_ms,
+        });
+    }
+    proc.stop()?;
+    let verdict = db::verify_w1(&mut conn, &state.1).await?;
+    Ok(RateReport {
+        spec,
+        steps,
+        max_sustainable: best,
+        latency,
+        verdict,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_come_from_the_first_commit_past_each_record() {
+        // 1,000 records at 1,000/s on one partition, committed ten at a time
+        // 5 ms after the last of the ten was scheduled: record i waits
+        // (9 - i % 10) + 5 ms, so 100 records each at 5..=14 ms.
+        let run = RateRun {
+            t0: Instant::now(),
+            rate: 1000.0,
+            sent: 1000,
+            achieved: 1000.0,
+            deliveries: Arc::new(Deliveries::default()),
+        };
+        let mut events = Vec::new();
+        for i in 0..1000usize {
+            let mut acked = run.deliveries.acked.lock().expect("not poisoned");
+            acked.push((i, 0, i64::try_from(i).expect("small")));
+            if i % 10 == 9 {
+                let at = run.t0 + run.scheduled(i) + Duration::from_millis(5);
+                events.push((0, i64::try_from(i + 1).expect("small"), at));
+            }
+        }
+        let (h, early, late) = latencies(&run, &events).expect("every record committed");
+        assert!(
+            // upper median of 5..=14 ms, twenty each
+            (early - 10.0).abs() < 0.02 && (late - 10.0).abs() < 0.02,
+            "{early} {late}"
+        );
+        assert_eq!(h.len(), 1000);
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        assert!((ms(0.0) - 5.0).abs() < 0.02, "min {}", ms(0.0));
+        assert!((ms(0.5) - 9.0).abs() < 0.02, "p50 {}", ms(0.5));
+        assert!((ms(0.99) - 14.0).abs() < 0.02, "p99 {}", ms(0.99));
+        assert!((ms(1.0) - 14.0).abs() < 0.02, "max {}", ms(1.0));
+    }
+
+    #[test]
+    fn lag_slope_is_zero_when_flat_and_the_growth_rate_when_growing() {
+        let flat: Vec<(f64, f64)> = (0..20).map(|i| (f64::from(i) * 0.1, 500.0)).collect();
+        assert!(slope(&flat).abs() < 1e-9);
+        let growing: Vec<(f64, f64)> = (0..20)
+            .map(|i| (f64::from(i) * 0.1, 200.0 * f64::from(i)))
+            .collect();
+        assert!((slope(&growing) - 2000.0).abs() < 1e-6);
+    }
+}
