@@ -14,9 +14,9 @@ mod validate;
 mod validate_transforms;
 
 pub use pipeline::{
-    AggregateConfig, Backend, BatchConfig, DeadLetterConfig, DecodeFormat, DedupConfig, Delivery,
-    EmitMode, KafkaConfig, LatePolicy, PipelineConfig, SinkConfig, SinkMode, StateConfig,
-    TimeFormat, TransformConfig, WindowConfig, WindowKind,
+    AggregateConfig, Backend, BatchConfig, ColumnOverride, DeadLetterConfig, DecodeFormat,
+    DedupConfig, Delivery, EmitMode, KafkaConfig, LatePolicy, PipelineConfig, SinkConfig, SinkMode,
+    StateConfig, TimeFormat, TimestampFormat, TransformConfig, WindowConfig, WindowKind,
 };
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;

@@ -135,6 +135,31 @@ pub struct SinkConfig {
     /// (binary), smaller ones through one statement; 0 disables `COPY`.
     #[serde(default = "default_copy_threshold")]
     pub copy_threshold: usize,
+    /// How timestamp columns read JSON numbers (strings are always RFC 3339).
+    #[serde(default)]
+    pub timestamp_format: TimestampFormat,
+    /// Per-column overrides, by column name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnOverride>,
+}
+
+/// The input form of timestamps: RFC 3339 strings only, or also epoch numbers in
+/// seconds, milliseconds or microseconds (fractions allowed down to the microsecond).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    #[default]
+    Rfc3339,
+    EpochS,
+    EpochMs,
+    EpochUs,
+}
+
+/// `[pipelines.<name>.sink.columns.<column>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnOverride {
+    pub timestamp_format: Option<TimestampFormat>,
 }
 
 impl SinkConfig {

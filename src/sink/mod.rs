@@ -29,6 +29,7 @@ mod prepare;
 mod refused;
 pub mod schema;
 pub mod sqlite;
+pub mod types;
 pub mod writer;
 
 pub use error::{RetryClass, SinkError};
