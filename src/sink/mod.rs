@@ -106,7 +106,10 @@ impl AnySink {
                 })
             }
         };
-        let problems = sink.schema().check(cfg.mode, &cfg.key_columns);
+        let mut problems = sink.schema().check(cfg.mode, &cfg.key_columns);
+        if let Some(backend) = cfg.backend() {
+            problems.extend(types::check_overrides(sink.schema(), cfg, backend.into()));
+        }
         if !problems.is_empty() {
             return Err(SinkError::Schema {
                 table: cfg.table.clone(),

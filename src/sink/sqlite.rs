@@ -8,6 +8,7 @@
 use super::checkpoint::{self, Checkpoint, OffsetStore};
 use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
+use super::types::{self, Target};
 use super::{PreparedBatch, Sink, SinkError};
 use crate::config::{SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
@@ -70,25 +71,32 @@ pub async fn connect(url: &str) -> Result<SqlitePool, SinkError> {
 }
 
 /// Builds the batch statement; parameter 1 is the JSON array, 2.. are the
-/// JSON paths of `columns`, in order ([`column_param`]).
+/// JSON paths of `columns`, in order ([`column_param`]). A column flagged in
+/// `bytes` is read through `unhex(…)` (its values arrive as hex, [`types`]).
 pub fn insert_sql(
     table: &TableName,
     mode: SinkMode,
     keys: &[String],
     columns: &[String],
+    bytes: &[bool],
 ) -> String {
     let cols = column_list(columns);
     let values = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            if path_safe(c) {
+            let value = if path_safe(c) {
                 format!("json_extract(r.value, ?{})", i + 2)
             } else {
                 format!(
                     "(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?{})",
                     i + 2
                 )
+            };
+            if bytes.get(i) == Some(&true) {
+                format!("unhex({value})")
+            } else {
+                value
             }
         })
         .collect::<Vec<_>>()
@@ -195,11 +203,18 @@ impl Sink for SqliteSink {
             table: table.clone(),
             source,
         };
-        let (t, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        let (schema, mode, keys) = (&self.schema, self.mode, &self.key_columns);
         let sql = self
             .statements
             .entry(batch.columns.clone())
-            .or_insert_with(|| insert_sql(t, mode, keys, &batch.columns))
+            .or_insert_with(|| {
+                let bytes: Vec<bool> = batch
+                    .columns
+                    .iter()
+                    .map(|c| types::is_bytes(schema, c, Target::Sqlite))
+                    .collect();
+                insert_sql(&schema.table, mode, keys, &batch.columns, &bytes)
+            })
             .clone();
         let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows);
         let mut tx = self
@@ -269,7 +284,7 @@ mod tests {
     #[test]
     fn insert_sql_binds_paths_after_the_document() {
         let t = TableName::parse("t", true).expect("valid");
-        let sql = insert_sql(&t, SinkMode::Insert, &[], &["a".into(), "b".into()]);
+        let sql = insert_sql(&t, SinkMode::Insert, &[], &["a".into(), "b".into()], &[]);
         assert_eq!(
             sql,
             r#"INSERT INTO "t" ("a", "b") SELECT json_extract(r.value, ?2), json_extract(r.value, ?3) FROM json_each(?1) AS r WHERE true"#
@@ -279,7 +294,7 @@ mod tests {
     #[test]
     fn a_key_with_a_double_quote_is_matched_by_name() {
         let t = TableName::parse("t", true).expect("valid");
-        let sql = insert_sql(&t, SinkMode::Insert, &[], &[r#"a"b"#.into()]);
+        let sql = insert_sql(&t, SinkMode::Insert, &[], &[r#"a"b"#.into()], &[]);
         assert!(
             sql.contains("(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?2)"),
             "{sql}"

@@ -13,7 +13,8 @@ pub use super::backoff::Backoff;
 use super::checkpoint::Checkpoint;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
-use super::refused::{dead_letter, partition_of, Source};
+use super::refused::{dead_letter, partition_of, Refused, Source};
+use super::types::{RowTypes, Target};
 use super::{prepare, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
 use crate::dead_letter::{DeadLetters, Reason};
@@ -51,6 +52,8 @@ pub async fn run<S: Sink>(
 ) -> Result<(), WriterError> {
     let mut backoff = Backoff::new(ctx.cfg.retry_initial, ctx.cfg.retry_max);
     let mut engine = ctx.engine.take();
+    let target = ctx.cfg.backend().map_or(Target::Postgres, Target::from);
+    let types = RowTypes::new(sink.schema(), &ctx.cfg, target);
     loop {
         let batch = tokio::select! {
             // Abort first: once the grace period is over, queued batches are left unacknowledged.
@@ -66,9 +69,16 @@ pub async fn run<S: Sink>(
         let processes = trace::process_spans(&ctx.names, &batch, &span);
         let trace = trace::context_of(&span);
         let started = std::time::Instant::now();
-        let loaded = write_batch(&mut sink, &ctx, engine.as_mut(), &batch, &mut backoff)
-            .instrument(span)
-            .await?;
+        let loaded = write_batch(
+            &mut sink,
+            &ctx,
+            &types,
+            engine.as_mut(),
+            &batch,
+            &mut backoff,
+        )
+        .instrument(span)
+        .await?;
         drop(processes);
         observe::committed(&ctx.stats, &batch, &loaded, started.elapsed());
         let ack = BatchAck {
@@ -126,6 +136,43 @@ struct Output {
     by_partition: BTreeMap<TopicPartition, u64>,
 }
 
+impl Output {
+    /// Converts every row to its columns' types ([`RowTypes`]); the rows that
+    /// do not fit leave the output and are returned, with column and reason.
+    fn convert(&mut self, types: &RowTypes) -> Vec<Refused> {
+        let mut unfit = Vec::new();
+        let mut kept = 0;
+        for i in 0..self.rows.len() {
+            match types.convert_row(&mut self.rows[i]) {
+                Ok(()) => {
+                    self.rows.swap(kept, i);
+                    self.origins.swap(kept, i);
+                    kept += 1;
+                }
+                Err(refusal) => unfit.push(Refused {
+                    source: self.origins[i],
+                    reason: Reason::Data,
+                    message: refusal.to_string(),
+                    column: Some(refusal.column),
+                }),
+            }
+        }
+        self.rows.truncate(kept);
+        self.origins.truncate(kept);
+        unfit
+    }
+}
+
+/// Takes refused rows off their partitions' row counts.
+fn discount(by_partition: &mut BTreeMap<TopicPartition, u64>, batch: &Batch, refused: &[Refused]) {
+    for r in refused {
+        let tp = partition_of(batch, r.source);
+        if let Some(n) = by_partition.get_mut(&tp) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 /// Writes one batch; returns the rows loaded. The stateful tail
 /// runs first (records it refuses are dead-lettered); data errors are
 /// isolated and the refused rows dead-lettered (when a dead-letter topic is
@@ -133,6 +180,7 @@ struct Output {
 async fn write_batch<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
+    types: &RowTypes,
     engine: Option<&mut Engine>,
     batch: &Batch,
     backoff: &mut Backoff,
@@ -149,7 +197,16 @@ async fn write_batch<S: Sink>(
                 .map(|(tp, t)| (tp.clone(), t.rows))
                 .collect(),
         };
-        return write_rows(sink, ctx, batch, output, checkpoint.as_ref(), backoff).await;
+        return write_rows(
+            sink,
+            ctx,
+            types,
+            batch,
+            output,
+            checkpoint.as_ref(),
+            backoff,
+        )
+        .await;
     };
     let span = info_span!(
         "state",
@@ -174,7 +231,17 @@ async fn write_batch<S: Sink>(
         }
     };
     drop(span);
-    match write_rows(sink, ctx, batch, output, checkpoint.as_ref(), backoff).await {
+    match write_rows(
+        sink,
+        ctx,
+        types,
+        batch,
+        output,
+        checkpoint.as_ref(),
+        backoff,
+    )
+    .await
+    {
         Ok(rows) => {
             engine.commit(&batch.partitions);
             Ok(rows)
@@ -205,7 +272,7 @@ async fn apply_tail(
     };
     let late = applied.rejected.iter().filter(|r| r.late).count();
     Stats::add(&ctx.stats.records_late, late as u64);
-    let refused: Vec<(Source, Reason, String)> = applied
+    let refused: Vec<Refused> = applied
         .rejected
         .iter()
         .map(|r| {
@@ -214,7 +281,7 @@ async fn apply_tail(
             } else {
                 Reason::Transform
             };
-            (source(&r.origin), reason, r.message.clone())
+            Refused::new(source(&r.origin), reason, r.message.clone())
         })
         .collect();
     dead_letter(ctx, batch, &refused).await?;
@@ -237,11 +304,15 @@ async fn apply_tail(
 async fn write_rows<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
+    types: &RowTypes,
     batch: &Batch,
     mut output: Output,
     checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
+    let unfit = output.convert(types);
+    dead_letter(ctx, batch, &unfit).await?;
+    discount(&mut output.by_partition, batch, &unfit);
     let rows = &output.rows;
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
@@ -277,20 +348,15 @@ async fn write_rows<S: Sink>(
                     // not a row (e.g. the batch's state); retrying cannot help.
                     Ok(isolated) if isolated.bad.is_empty() => return Err(e.into()),
                     Ok(isolated) => {
-                        let refused: Vec<(Source, Reason, String)> = isolated
+                        let refused: Vec<Refused> = isolated
                             .bad
                             .iter()
                             .map(|(row, message)| {
-                                (output.origins[*row], Reason::Data, message.clone())
+                                Refused::new(output.origins[*row], Reason::Data, message.clone())
                             })
                             .collect();
                         dead_letter(ctx, batch, &refused).await?;
-                        for (source, ..) in &refused {
-                            let tp = partition_of(batch, *source);
-                            if let Some(n) = output.by_partition.get_mut(&tp) {
-                                *n = n.saturating_sub(1);
-                            }
-                        }
+                        discount(&mut output.by_partition, batch, &refused);
                         subset = Some(isolated.good);
                     }
                     // A transient error while isolating: retry the batch from the top.

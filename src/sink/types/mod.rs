@@ -155,6 +155,14 @@ impl RowTypes {
     }
 }
 
+/// Whether `column` holds bytes: its values arrive as hex text (MySQL and
+/// SQLite decode them with `UNHEX` in the statement).
+pub fn is_bytes(schema: &TableSchema, column: &str, target: Target) -> bool {
+    schema
+        .column(column)
+        .is_some_and(|c| matches!(parse(&c.data_type, target), ColumnType::Bytes { .. }))
+}
+
 /// Problems with the per-column overrides of `cfg` against the table: a
 /// column the table does not have, or one that holds no timestamps.
 pub fn check_overrides(schema: &TableSchema, cfg: &SinkConfig, target: Target) -> Vec<String> {
