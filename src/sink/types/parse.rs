@@ -67,11 +67,11 @@ fn int(bits: u32, unsigned: bool) -> ColumnType {
 
 fn parse_base(base: &str, args: &[u32], unsigned: bool, target: Target) -> Option<ColumnType> {
     let first = args.first().map(|&n| n as usize);
-    if target == Target::Sqlite && base.contains("int") {
-        // Every SQLite integer affinity stores 64-bit integers.
-        return Some(int(64, false));
-    }
+    let sqlite = target == Target::Sqlite;
     Some(match base {
+        // SQLite stores 64-bit integers under INT and INTEGER (and any other
+        // name containing "int"); the narrower names keep their declared width.
+        "integer" | "int" if sqlite => int(64, false),
         "tinyint" if target == Target::MySql && args == [1] => ColumnType::Bool,
         "tinyint" => int(8, unsigned),
         "smallint" | "int2" | "smallserial" => int(16, unsigned),
@@ -108,6 +108,7 @@ fn parse_base(base: &str, args: &[u32], unsigned: bool, target: Target) -> Optio
             ColumnType::Bytes { max_len: None }
         }
         "varbinary" | "binary" => ColumnType::Bytes { max_len: first },
+        _ if sqlite && base.contains("int") => int(64, false),
         _ => return None,
     })
 }
