@@ -139,18 +139,23 @@ struct Output {
 impl Output {
     /// Converts every row to its columns' types ([`RowTypes`]); the rows that
     /// do not fit leave the output and are returned, with column and reason.
+    /// (Without a dead-letter topic no origins are kept; the first refusal
+    /// then stops the pipeline, so its source is never read.)
     fn convert(&mut self, types: &RowTypes) -> Vec<Refused> {
         let mut unfit = Vec::new();
         let mut kept = 0;
+        let tracked = self.origins.len() == self.rows.len();
         for i in 0..self.rows.len() {
             match types.convert_row(&mut self.rows[i]) {
                 Ok(()) => {
                     self.rows.swap(kept, i);
-                    self.origins.swap(kept, i);
+                    if tracked {
+                        self.origins.swap(kept, i);
+                    }
                     kept += 1;
                 }
                 Err(refusal) => unfit.push(Refused {
-                    source: self.origins[i],
+                    source: self.origins.get(i).copied().unwrap_or(Source::Raw(i)),
                     reason: Reason::Data,
                     message: refusal.to_string(),
                     column: Some(refusal.column),
@@ -158,7 +163,9 @@ impl Output {
             }
         }
         self.rows.truncate(kept);
-        self.origins.truncate(kept);
+        if tracked {
+            self.origins.truncate(kept);
+        }
         unfit
     }
 }
