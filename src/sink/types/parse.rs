@@ -144,3 +144,137 @@ fn timestamp(zone: bool, precision: Option<usize>, target: Target) -> ColumnType
         precision: precision.map_or(default, |p| p.min(6) as u8),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PG: Target = Target::Postgres;
+    const MY: Target = Target::MySql;
+    const LITE: Target = Target::Sqlite;
+
+    #[test]
+    fn type_names_parse_per_dialect() {
+        let cases: &[(&str, Target, ColumnType)] = &[
+            (
+                "smallint",
+                PG,
+                ColumnType::Int {
+                    min: -32768,
+                    max: 32767,
+                },
+            ),
+            (
+                "tinyint(3) unsigned",
+                MY,
+                ColumnType::Int { min: 0, max: 255 },
+            ),
+            ("tinyint(1)", MY, ColumnType::Bool),
+            (
+                "bigint(20) unsigned",
+                MY,
+                ColumnType::Int {
+                    min: 0,
+                    max: u64::MAX as i128,
+                },
+            ),
+            (
+                "INTEGER",
+                LITE,
+                ColumnType::Int {
+                    min: i64::MIN as i128,
+                    max: i64::MAX as i128,
+                },
+            ),
+            (
+                "numeric(10,4)",
+                PG,
+                ColumnType::Decimal {
+                    precision: Some(10),
+                    scale: 4,
+                },
+            ),
+            (
+                "numeric",
+                PG,
+                ColumnType::Decimal {
+                    precision: None,
+                    scale: 0,
+                },
+            ),
+            (
+                "decimal",
+                MY,
+                ColumnType::Decimal {
+                    precision: Some(10),
+                    scale: 0,
+                },
+            ),
+            ("real", PG, ColumnType::Float { single: true }),
+            ("double", MY, ColumnType::Float { single: false }),
+            (
+                "character varying(3)",
+                PG,
+                ColumnType::Text {
+                    max_chars: Some(3),
+                    structured: false,
+                },
+            ),
+            (
+                "longtext",
+                MY,
+                ColumnType::Text {
+                    max_chars: None,
+                    structured: true,
+                },
+            ),
+            (
+                "timestamp(3) with time zone",
+                PG,
+                ColumnType::Timestamp {
+                    zone: true,
+                    precision: 3,
+                },
+            ),
+            (
+                "timestamp without time zone",
+                PG,
+                ColumnType::Timestamp {
+                    zone: false,
+                    precision: 6,
+                },
+            ),
+            (
+                "datetime",
+                MY,
+                ColumnType::Timestamp {
+                    zone: false,
+                    precision: 0,
+                },
+            ),
+            (
+                "datetime(6)",
+                MY,
+                ColumnType::Timestamp {
+                    zone: false,
+                    precision: 6,
+                },
+            ),
+            ("varbinary(4)", MY, ColumnType::Bytes { max_len: Some(4) }),
+            ("integer[]", PG, ColumnType::Array(Box::new(int_type(32)))),
+            ("interval", PG, ColumnType::Unknown),
+            ("enum('a','b')", MY, ColumnType::Unknown),
+            ("", LITE, ColumnType::Unknown),
+        ];
+        for (name, target, want) in cases {
+            assert_eq!(&parse(name, *target), want, "{name} on {target:?}");
+        }
+    }
+
+    fn int_type(bits: u32) -> ColumnType {
+        ColumnType::Int {
+            min: -(1 << (bits - 1)),
+            max: (1 << (bits - 1)) - 1,
+        }
+    }
+}
