@@ -281,3 +281,36 @@ async fn scenario(kind: Kind, sink_extra: &str) {
         );
     }
 }
+
+/// Without a dead-letter topic a value that does not fit stops the pipeline,
+/// naming the column; the record is neither loaded nor committed past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_dead_letter_topic_an_unfit_value_stops_the_pipeline_naming_its_column() {
+    let (topic, group) = (unique("types"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let db = TestDb::new(Kind::Sqlite).await;
+    db.exec(ddl(Kind::Sqlite)).await;
+    let producer = TestProducer::new(&topic);
+    producer.send(Some("1"), Some(r#"{"id": 1, "n": 1}"#));
+    producer.send(Some("2"), Some(r#"{"id": 2, "n": 12.5}"#));
+    producer.flush();
+    let running = Running::start(&pipeline_toml(&topic, &group, db.url(), "typed", "")).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(60), running.handle)
+        .await
+        .expect("the pipeline stops by itself")
+        .expect("pipeline task");
+    let err = stopped.expect_err("an unfit value is an error").to_string();
+    assert!(
+        err.contains("column `n`") && err.contains("has a fraction"),
+        "{err}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM typed WHERE id = 2").await,
+        0
+    );
+    let committed = tokio::task::spawn_blocking(move || kafka::committed(&group, &topic, 1))
+        .await
+        .expect("committed offsets");
+    // The unfit record is at offset 1: no commit reaches past it.
+    assert!(committed.iter().all(|&o| o <= 1), "{committed:?}");
+}
