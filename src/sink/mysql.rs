@@ -3,10 +3,12 @@
 //!
 //! Contract:
 //! - Every value is a bound parameter, bound by its JSON type (string, integer,
-//!   float, bool, null; objects and arrays as JSON text); the server converts it
-//!   to the column's type. Each connection runs with `STRICT_ALL_TABLES` added
-//!   to its `sql_mode` and `time_zone = '+00:00'`, so a value that does not fit
-//!   its column is an error (a data error), never silently truncated.
+//!   float, bool, null; objects and arrays as JSON text), after the writer's
+//!   type mapping (`sink::types`) checked it; the server converts it to the
+//!   column's type. Bytes columns take `UNHEX(?)`: their values arrive as hex.
+//!   Each connection runs with `STRICT_ALL_TABLES` added to its `sql_mode` and
+//!   `time_zone = '+00:00'`, so a value that does not fit its column is an
+//!   error (a data error), never silently truncated.
 //! - A batch is split into statements that each stay under the server's
 //!   `max_allowed_packet` (read at start-up) and the protocol's 65,535
 //!   placeholders; they all run in the batch's one transaction.

@@ -3,7 +3,10 @@
 //!
 //! The database is opened in WAL mode with `synchronous = FULL`, so a batch
 //! acknowledged to the committer survives a power loss, not just a crash.
-//! JSON paths for the columns are bound parameters, never SQL text.
+//! JSON paths for the columns are bound parameters, never SQL text. Values
+//! arrive checked and converted by the writer's type mapping (`sink::types`),
+//! which is what keeps SQLite's columns typed (it enforces no types itself);
+//! bytes columns are read through `unhex(…)`, their values arriving as hex.
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
 use super::ident::{column_list, on_conflict, TableName};

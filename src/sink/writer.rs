@@ -318,6 +318,9 @@ async fn write_rows<S: Sink>(
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
     let unfit = output.convert(types);
+    if let Some(first) = unfit.first() {
+        warn!(rows = unfit.len(), first = %first.message, "values do not fit their columns; dead-lettering the rows");
+    }
     dead_letter(ctx, batch, &unfit).await?;
     discount(&mut output.by_partition, batch, &unfit);
     let rows = &output.rows;
