@@ -47,6 +47,8 @@ pub struct Letter {
     pub record: RawRecord,
     pub reason: Reason,
     pub message: String,
+    /// The column whose value did not fit its type, for [`Reason::Data`].
+    pub column: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,14 +167,19 @@ impl DeadLetters {
             ("tidemill.source.offset", o.offset.to_string()),
             ("tidemill.time", now_ms.to_string()),
         ];
-        let mut headers = OwnedHeaders::new_with_capacity(letter.record.headers.len() + ours.len());
+        let column = letter
+            .column
+            .as_ref()
+            .map(|c| ("tidemill.error.column", c.clone()));
+        let mut headers =
+            OwnedHeaders::new_with_capacity(letter.record.headers.len() + ours.len() + 1);
         for (key, value) in &letter.record.headers {
             headers = headers.insert(Header {
                 key,
                 value: value.as_deref(),
             });
         }
-        for (key, value) in &ours {
+        for (key, value) in ours.iter().chain(column.as_ref()) {
             headers = headers.insert(Header {
                 key,
                 value: Some(value.as_bytes()),

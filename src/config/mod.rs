@@ -14,9 +14,10 @@ mod validate;
 mod validate_transforms;
 
 pub use pipeline::{
-    AggregateConfig, Backend, BatchConfig, ColumnConfig, DeadLetterConfig, DecodeFormat,
-    DedupConfig, Delivery, EmitMode, KafkaConfig, LatePolicy, PipelineConfig, SchemaConfig,
-    SinkConfig, SinkMode, StateConfig, TimeFormat, TransformConfig, WindowConfig, WindowKind,
+    AggregateConfig, Backend, BatchConfig, ColumnConfig, ColumnOverride, DeadLetterConfig,
+    DecodeFormat, DedupConfig, Delivery, EmitMode, KafkaConfig, LatePolicy, PipelineConfig,
+    SchemaConfig, SinkConfig, SinkMode, StateConfig, TimeFormat, TimestampFormat, TransformConfig,
+    WindowConfig, WindowKind,
 };
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;

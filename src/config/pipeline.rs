@@ -147,6 +147,12 @@ pub struct SinkConfig {
     /// The table's declaration, for `auto_create`.
     #[serde(default)]
     pub schema: Option<SchemaConfig>,
+    /// How timestamp columns read JSON numbers (strings are always RFC 3339).
+    #[serde(default)]
+    pub timestamp_format: TimestampFormat,
+    /// Per-column overrides, by column name.
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnOverride>,
 }
 
 /// A table declared in config (`[pipelines.NAME.sink.schema]`).
@@ -167,6 +173,25 @@ pub struct ColumnConfig {
     pub data_type: String,
     #[serde(default = "default_true")]
     pub nullable: bool,
+}
+
+/// The input form of timestamps: RFC 3339 strings only, or also epoch numbers in
+/// seconds, milliseconds or microseconds (fractions allowed down to the microsecond).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    #[default]
+    Rfc3339,
+    EpochS,
+    EpochMs,
+    EpochUs,
+}
+
+/// `[pipelines.<name>.sink.columns.<column>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnOverride {
+    pub timestamp_format: Option<TimestampFormat>,
 }
 
 impl SinkConfig {

@@ -184,3 +184,32 @@ fn unknown_keys_inside_a_stateful_step_are_rejected() {
     let err = Settings::from_toml(&text).expect_err("unknown field");
     assert!(err.to_string().contains("nmae"), "{err}");
 }
+
+#[test]
+fn timestamp_formats_parse_with_per_column_overrides() {
+    let s = Settings::from_toml(MINIMAL).expect("valid config");
+    assert_eq!(
+        s.pipelines["orders"].sink.timestamp_format,
+        TimestampFormat::Rfc3339
+    );
+    let text = format!(
+        "{MINIMAL}timestamp_format = \"epoch_s\"\n[pipelines.orders.sink.columns.created_at]\ntimestamp_format = \"epoch_ms\"\n"
+    );
+    let s = Settings::from_toml(&text).expect("valid config");
+    let sink = &s.pipelines["orders"].sink;
+    assert_eq!(sink.timestamp_format, TimestampFormat::EpochS);
+    assert_eq!(
+        sink.columns["created_at"].timestamp_format,
+        Some(TimestampFormat::EpochMs)
+    );
+}
+
+#[test]
+fn bad_timestamp_formats_and_unknown_column_keys_are_named() {
+    let bad = format!("{MINIMAL}timestamp_format = \"epoch_ns\"\n");
+    let err = Settings::from_toml(&bad).expect_err("unknown format");
+    assert!(err.to_string().contains("epoch_ns"), "{err}");
+    let unknown = format!("{MINIMAL}[pipelines.orders.sink.columns.at]\nformat = \"epoch_ms\"\n");
+    let err = Settings::from_toml(&unknown).expect_err("unknown key");
+    assert!(err.to_string().contains("format"), "{err}");
+}

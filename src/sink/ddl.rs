@@ -83,13 +83,17 @@ impl PortableType {
             (Self::Numeric(Some((p, s))), MySql) => return format!("DECIMAL({p},{s})"),
             (Self::Varchar(n), Postgres) => return format!("varchar({n})"),
             (Self::Varchar(n), MySql) => return format!("VARCHAR({n})"),
+            // TEXT affinity; the declared length is what the type mapping checks.
+            (Self::Varchar(n), Sqlite) => return format!("VARCHAR({n})"),
             (Self::SmallInt, Postgres) => "smallint",
             (Self::SmallInt, MySql) => "SMALLINT",
             (Self::Int, Postgres) => "integer",
             (Self::Int, MySql) => "INT",
             (Self::BigInt, Postgres) => "bigint",
             (Self::BigInt, MySql) => "BIGINT",
-            (Self::SmallInt | Self::Int | Self::BigInt | Self::Bool, Sqlite) => "INTEGER",
+            (Self::SmallInt | Self::Int | Self::BigInt, Sqlite) => "INTEGER",
+            // NUMERIC affinity; declared BOOLEAN, the type mapping takes true/false.
+            (Self::Bool, Sqlite) => "BOOLEAN",
             (Self::Numeric(_), Postgres) => "numeric",
             // MySQL has no unconstrained decimal; its widest exact type.
             (Self::Numeric(None), MySql) => "DECIMAL(65,30)",
@@ -117,15 +121,10 @@ impl PortableType {
             (Self::Bytes, MySql) => "LONGBLOB",
             (Self::Bytes, Sqlite) => "BLOB",
             (
-                Self::Text
-                | Self::Varchar(_)
-                | Self::TimestampTz
-                | Self::Timestamp
-                | Self::Date
-                | Self::Uuid
-                | Self::Json,
+                Self::Text | Self::TimestampTz | Self::Timestamp | Self::Date | Self::Uuid,
                 Sqlite,
             ) => "TEXT",
+            (Self::Json, Sqlite) => "JSON",
         };
         fixed.to_string()
     }
@@ -267,14 +266,17 @@ impl Inferred {
 
     pub fn sql(self, backend: Backend) -> &'static str {
         match (self, backend) {
-            (Self::BigInt, Backend::Sqlite) | (Self::Bool, Backend::Sqlite) => "INTEGER",
+            (Self::BigInt, Backend::Sqlite) => "INTEGER",
             (Self::BigInt, _) => "BIGINT",
             (Self::Double, Backend::Postgres) => "double precision",
             (Self::Double, Backend::MySql) => "DOUBLE",
             (Self::Double, Backend::Sqlite) => "REAL",
             (Self::Bool, _) => "BOOLEAN",
             (Self::Text, Backend::MySql) => "LONGTEXT",
-            (Self::Text, _) | (Self::Json, Backend::Sqlite) => "TEXT",
+            (Self::Text, _) => "TEXT",
+            // Declared JSON (NUMERIC affinity; the text of an object or array
+            // stays text), so the type mapping takes objects and arrays.
+            (Self::Json, Backend::Sqlite) => "JSON",
             (Self::Json, Backend::Postgres) => "jsonb",
             (Self::Json, Backend::MySql) => "JSON",
         }

@@ -81,7 +81,7 @@ fn add_column_uses_if_not_exists_where_the_dialect_has_it() {
         r#"ALTER TABLE "t" ADD COLUMN IF NOT EXISTS "x""y" jsonb"#
     );
     let sql = add_column_sql(Backend::Sqlite, false, &t, "x", Inferred::Bool).expect("ok");
-    assert_eq!(sql, r#"ALTER TABLE "t" ADD COLUMN "x" INTEGER"#);
+    assert_eq!(sql, r#"ALTER TABLE "t" ADD COLUMN "x" BOOLEAN"#);
     let sql = add_column_sql(Backend::MySql, true, &t, "x", Inferred::Text).expect("ok");
     assert_eq!(sql, "ALTER TABLE `t` ADD COLUMN IF NOT EXISTS `x` LONGTEXT");
 }

@@ -3,10 +3,14 @@
 //! Contract:
 //! - [`Sink::write`] returns `Ok` only after the batch's transaction committed;
 //!   on any error nothing of the batch is visible (the transaction rolled back).
-//! - Column types come from the target table's own schema, read at start-up:
-//!   each backend hands the batch to the database as one JSON document and lets
-//!   the database convert every field to its column's type (so values are always
-//!   bound parameters, never SQL text). Fields with no matching column are ignored.
+//! - Column types come from the target table's own schema, read at start-up.
+//!   Before a batch reaches a backend, the [`writer`] checks every value against
+//!   its column's type and rewrites it into the form that backend reads exactly
+//!   ([`types`]); a row with a value that does not fit is dead-lettered with the
+//!   column and the reason, never truncated or coerced. Values of types the
+//!   mapping does not know pass through for the database to convert. Values are
+//!   always bound parameters (one JSON document, or `?` per value on MySQL),
+//!   never SQL text. Fields with no matching column are ignored.
 //! - `upsert` keeps the last row per key within a batch, then inserts or
 //!   updates; `insert` appends. A batch's deletes (tombstones, with `delete`
 //!   on) run before its rows, in the same transaction.
@@ -39,6 +43,7 @@ mod prepare;
 mod refused;
 pub mod schema;
 pub mod sqlite;
+pub mod types;
 pub mod writer;
 
 pub use error::{RetryClass, SinkError};
@@ -123,7 +128,10 @@ impl AnySink {
                 })
             }
         };
-        let problems = sink.schema().check(cfg.mode, &cfg.key_columns);
+        let mut problems = sink.schema().check(cfg.mode, &cfg.key_columns);
+        if let Some(backend) = cfg.backend() {
+            problems.extend(types::check_overrides(sink.schema(), cfg, backend.into()));
+        }
         if !problems.is_empty() {
             return Err(SinkError::Schema {
                 table: cfg.table.clone(),

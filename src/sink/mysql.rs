@@ -3,10 +3,12 @@
 //!
 //! Contract:
 //! - Every value is a bound parameter, bound by its JSON type (string, integer,
-//!   float, bool, null; objects and arrays as JSON text); the server converts it
-//!   to the column's type. Each connection runs with `STRICT_ALL_TABLES` added
-//!   to its `sql_mode` and `time_zone = '+00:00'`, so a value that does not fit
-//!   its column is an error (a data error), never silently truncated.
+//!   float, bool, null; objects and arrays as JSON text), after the writer's
+//!   type mapping (`sink::types`) checked it; the server converts it to the
+//!   column's type. Bytes columns take `UNHEX(?)`: their values arrive as hex.
+//!   Each connection runs with `STRICT_ALL_TABLES` added to its `sql_mode` and
+//!   `time_zone = '+00:00'`, so a value that does not fit its column is an
+//!   error (a data error), never silently truncated.
 //! - A batch is split into statements that each stay under the server's
 //!   `max_allowed_packet` (read at start-up) and the protocol's 65,535
 //!   placeholders; they all run in the batch's one transaction.
@@ -25,6 +27,7 @@ use super::evolve;
 use super::ident::{Dialect, TableName};
 use super::mysql_values::{chunks, push_value};
 use super::schema::{Column, TableSchema};
+use super::types::{self, Target};
 use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
@@ -136,10 +139,16 @@ impl MySqlSink {
     }
 
     fn statement(&mut self, columns: &[String], rows: usize) -> &str {
-        let (table, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        let (schema, mode, keys) = (&self.schema, self.mode, &self.key_columns);
         self.statements
             .entry((columns.to_vec(), rows))
-            .or_insert_with(|| insert_sql(table, mode, keys, columns, rows))
+            .or_insert_with(|| {
+                let bytes: Vec<bool> = columns
+                    .iter()
+                    .map(|c| types::is_bytes(schema, c, Target::MySql))
+                    .collect();
+                insert_sql(&schema.table, mode, keys, columns, &bytes, rows)
+            })
     }
 }
 
@@ -182,15 +191,27 @@ pub fn delete_sql(table: &TableName, keys: &[String], rows: usize) -> String {
     )
 }
 
-/// `INSERT INTO t (cols) VALUES (?, ?), …` for `rows` rows, plus the upsert clause.
+/// `INSERT INTO t (cols) VALUES (?, ?), …` for `rows` rows, plus the upsert
+/// clause; the placeholder of a column flagged in `bytes` is `UNHEX(?)` (its
+/// values arrive as hex, [`types`]).
 pub fn insert_sql(
     table: &TableName,
     mode: SinkMode,
     keys: &[String],
     columns: &[String],
+    bytes: &[bool],
     rows: usize,
 ) -> String {
-    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
+    let placeholders: Vec<&str> = (0..columns.len())
+        .map(|i| {
+            if bytes.get(i) == Some(&true) {
+                "UNHEX(?)"
+            } else {
+                "?"
+            }
+        })
+        .collect();
+    let tuple = format!("({})", placeholders.join(", "));
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES ",
         table.quoted_in(Q),
@@ -376,7 +397,7 @@ mod tests {
     fn upsert_sql_updates_non_key_columns_from_values() {
         let t = TableName::parse("db.t", false).expect("valid");
         let cols = ["id".to_string(), "v`x".to_string()];
-        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &cols, 2);
+        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &cols, &[], 2);
         assert_eq!(
             sql,
             "INSERT INTO `db`.`t` (`id`, `v``x`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `v``x` = VALUES(`v``x`)"
@@ -399,7 +420,7 @@ mod tests {
     #[test]
     fn upsert_of_key_only_rows_is_a_no_op_update() {
         let t = TableName::parse("t", false).expect("valid");
-        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &["id".into()], 1);
+        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &["id".into()], &[], 1);
         assert!(
             sql.ends_with("ON DUPLICATE KEY UPDATE `id` = `id`"),
             "{sql}"

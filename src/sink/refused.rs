@@ -23,35 +23,57 @@ pub(super) enum Source {
     Emitted(u32, i64),
 }
 
+/// One refused record: where it came from, why, and (for a value that does
+/// not fit its type) which column.
+#[derive(Debug, Clone)]
+pub(super) struct Refused {
+    pub source: Source,
+    pub reason: Reason,
+    pub message: String,
+    pub column: Option<String>,
+}
+
+impl Refused {
+    pub fn new(source: Source, reason: Reason, message: String) -> Self {
+        Self {
+            source,
+            reason,
+            message,
+            column: None,
+        }
+    }
+}
+
 /// Sends refused records to the dead-letter topic, once per record, retrying
 /// until the broker has them (or shutdown aborts). Without a dead-letter
 /// topic, a refused record stops the pipeline rather than being dropped.
 pub(super) async fn dead_letter(
     ctx: &WriterContext,
     batch: &Batch,
-    refused: &[(Source, Reason, String)],
+    refused: &[Refused],
 ) -> Result<(), WriterError> {
     if refused.is_empty() {
         return Ok(());
     }
     let Some(dlq) = &ctx.dead_letters else {
-        let (_, reason, message) = &refused[0];
+        let first = &refused[0];
         return Err(WriterError::Poison {
-            reason: reason.as_str(),
-            message: message.clone(),
+            reason: first.reason.as_str(),
+            message: first.message.clone(),
         });
     };
     let mut seen = std::collections::BTreeSet::new();
     let letters: Vec<Letter> = refused
         .iter()
-        .filter(|(source, ..)| match source {
-            Source::Raw(i) => seen.insert(*i),
+        .filter(|r| match r.source {
+            Source::Raw(i) => seen.insert(i),
             Source::Emitted(..) => true,
         })
-        .map(|(source, reason, message)| Letter {
-            record: record_of(batch, *source),
-            reason: *reason,
-            message: message.clone(),
+        .map(|r| Letter {
+            record: record_of(batch, r.source),
+            reason: r.reason,
+            message: r.message.clone(),
+            column: r.column.clone(),
         })
         .collect();
     let span = info_span!(

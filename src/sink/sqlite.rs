@@ -3,14 +3,19 @@
 //!
 //! The database is opened in WAL mode with `synchronous = FULL`, so a batch
 //! acknowledged to the committer survives a power loss, not just a crash.
-//! JSON paths for the columns are bound parameters, never SQL text. A batch's
-//! deletes run first: one `DELETE … WHERE (keys) IN (SELECT … FROM json_each(?1))`.
+//! JSON paths for the columns are bound parameters, never SQL text. Values
+//! arrive checked and converted by the writer's type mapping (`sink::types`),
+//! which is what keeps SQLite's columns typed (it enforces no types itself);
+//! bytes columns are read through `unhex(…)`, their values arriving as hex.
+//! A batch's deletes run first: one `DELETE … WHERE (keys) IN (SELECT … FROM
+//! json_each(?1))`.
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
 use super::ddl::Inferred;
 use super::evolve;
 use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
+use super::types::{self, Target};
 use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::config::{Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
@@ -38,10 +43,16 @@ pub struct SqliteSink {
 impl SqliteSink {
     /// The statement for one set of columns, cached.
     fn statement(&mut self, columns: &[String]) -> String {
-        let (t, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
+        let (schema, mode, keys) = (&self.schema, self.mode, &self.key_columns);
         self.statements
             .entry(columns.to_vec())
-            .or_insert_with(|| insert_sql(t, mode, keys, columns))
+            .or_insert_with(|| {
+                let bytes: Vec<bool> = columns
+                    .iter()
+                    .map(|c| types::is_bytes(schema, c, Target::Sqlite))
+                    .collect();
+                insert_sql(&schema.table, mode, keys, columns, &bytes)
+            })
             .clone()
     }
 
@@ -100,15 +111,17 @@ pub async fn connect(url: &str) -> Result<SqlitePool, SinkError> {
 }
 
 /// Builds the batch statement; parameter 1 is the JSON array, 2.. are the
-/// JSON paths of `columns`, in order ([`column_param`]).
+/// JSON paths of `columns`, in order ([`column_param`]). A column flagged in
+/// `bytes` is read through `unhex(…)` (its values arrive as hex, [`types`]).
 pub fn insert_sql(
     table: &TableName,
     mode: SinkMode,
     keys: &[String],
     columns: &[String],
+    bytes: &[bool],
 ) -> String {
     let cols = column_list(columns);
-    let values = value_exprs(columns);
+    let values = value_exprs(columns, bytes);
     // `WHERE true` resolves SQLite's parsing ambiguity between a join's ON and the upsert clause.
     let mut sql = format!(
         "INSERT INTO {} ({cols}) SELECT {values} FROM json_each(?1) AS r WHERE true",
@@ -121,19 +134,24 @@ pub fn insert_sql(
 }
 
 /// For each column, the expression that reads it from the JSON row `r.value`
-/// (parameters 2.., see [`column_param`]).
-fn value_exprs(columns: &[String]) -> String {
+/// (parameters 2.., see [`column_param`]); `unhex(…)` for the flagged ones.
+fn value_exprs(columns: &[String], bytes: &[bool]) -> String {
     columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            if path_safe(c) {
+            let value = if path_safe(c) {
                 format!("json_extract(r.value, ?{})", i + 2)
             } else {
                 format!(
                     "(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?{})",
                     i + 2
                 )
+            };
+            if bytes.get(i) == Some(&true) {
+                format!("unhex({value})")
+            } else {
+                value
             }
         })
         .collect::<Vec<_>>()
@@ -151,7 +169,7 @@ pub fn delete_sql(table: &TableName, keys: &[String]) -> String {
     format!(
         "DELETE FROM {} WHERE {target} IN (SELECT {} FROM json_each(?1) AS r)",
         table.quoted(),
-        value_exprs(keys)
+        value_exprs(keys, &[])
     )
 }
 
@@ -337,7 +355,7 @@ mod tests {
     #[test]
     fn insert_sql_binds_paths_after_the_document() {
         let t = TableName::parse("t", true).expect("valid");
-        let sql = insert_sql(&t, SinkMode::Insert, &[], &["a".into(), "b".into()]);
+        let sql = insert_sql(&t, SinkMode::Insert, &[], &["a".into(), "b".into()], &[]);
         assert_eq!(
             sql,
             r#"INSERT INTO "t" ("a", "b") SELECT json_extract(r.value, ?2), json_extract(r.value, ?3) FROM json_each(?1) AS r WHERE true"#
@@ -359,7 +377,7 @@ mod tests {
     #[test]
     fn a_key_with_a_double_quote_is_matched_by_name() {
         let t = TableName::parse("t", true).expect("valid");
-        let sql = insert_sql(&t, SinkMode::Insert, &[], &[r#"a"b"#.into()]);
+        let sql = insert_sql(&t, SinkMode::Insert, &[], &[r#"a"b"#.into()], &[]);
         assert!(
             sql.contains("(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?2)"),
             "{sql}"

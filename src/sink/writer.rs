@@ -15,7 +15,8 @@ use super::collapse::collapse;
 use super::ddl;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
-use super::refused::{dead_letter, partition_of, Source};
+use super::refused::{dead_letter, partition_of, Refused, Source};
+use super::types::{RowTypes, Target};
 use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
 use crate::dead_letter::{DeadLetters, Reason};
@@ -54,6 +55,7 @@ pub async fn run<S: Sink>(
 ) -> Result<(), WriterError> {
     let mut backoff = Backoff::new(ctx.cfg.retry_initial, ctx.cfg.retry_max);
     let mut engine = ctx.engine.take();
+    let mut types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
     loop {
         let batch = tokio::select! {
             // Abort first: once the grace period is over, queued batches are left unacknowledged.
@@ -69,9 +71,16 @@ pub async fn run<S: Sink>(
         let processes = trace::process_spans(&ctx.names, &batch, &span);
         let trace = trace::context_of(&span);
         let started = std::time::Instant::now();
-        let loaded = write_batch(&mut sink, &ctx, engine.as_mut(), &batch, &mut backoff)
-            .instrument(span)
-            .await?;
+        let loaded = write_batch(
+            &mut sink,
+            &ctx,
+            &mut types,
+            engine.as_mut(),
+            &batch,
+            &mut backoff,
+        )
+        .instrument(span)
+        .await?;
         drop(processes);
         observe::committed(&ctx.stats, &batch, &loaded, started.elapsed());
         let ack = BatchAck {
@@ -132,6 +141,53 @@ struct Output<'a> {
     deletes: Vec<Row>,
 }
 
+impl Output<'_> {
+    /// Converts every row to its columns' types ([`RowTypes`]); the rows that
+    /// do not fit leave the output and are returned, with column and reason.
+    /// (Without a dead-letter topic no origins are kept; the first refusal
+    /// then stops the pipeline, so its source is never read.)
+    fn convert(&mut self, types: &RowTypes) -> Vec<Refused> {
+        let mut unfit = Vec::new();
+        let mut kept = 0;
+        let tracked = self.origins.len() == self.rows.len();
+        // Converting rewrites values (timestamps, uuids, bytes): the rows are
+        // copied out of the batch here, once.
+        let rows = self.rows.to_mut();
+        for i in 0..rows.len() {
+            match types.convert_row(&mut rows[i]) {
+                Ok(()) => {
+                    rows.swap(kept, i);
+                    if tracked {
+                        self.origins.swap(kept, i);
+                    }
+                    kept += 1;
+                }
+                Err(refusal) => unfit.push(Refused {
+                    source: self.origins.get(i).copied().unwrap_or(Source::Raw(i)),
+                    reason: Reason::Data,
+                    message: refusal.to_string(),
+                    column: Some(refusal.column),
+                }),
+            }
+        }
+        rows.truncate(kept);
+        if tracked {
+            self.origins.truncate(kept);
+        }
+        unfit
+    }
+}
+
+/// Takes refused rows off their partitions' row counts.
+fn discount(by_partition: &mut BTreeMap<TopicPartition, u64>, batch: &Batch, refused: &[Refused]) {
+    for r in refused {
+        let tp = partition_of(batch, r.source);
+        if let Some(n) = by_partition.get_mut(&tp) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 /// Writes one batch; returns the rows loaded. The stateful tail
 /// runs first (records it refuses are dead-lettered); data errors are
 /// isolated and the refused rows dead-lettered (when a dead-letter topic is
@@ -139,6 +195,7 @@ struct Output<'a> {
 async fn write_batch<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
+    types: &mut RowTypes,
     engine: Option<&mut Engine>,
     batch: &Batch,
     backoff: &mut Backoff,
@@ -146,7 +203,16 @@ async fn write_batch<S: Sink>(
     let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
     let Some(engine) = engine else {
         let output = stateless_output(ctx, batch);
-        return write_rows(sink, ctx, batch, output, checkpoint.as_ref(), backoff).await;
+        return write_rows(
+            sink,
+            ctx,
+            types,
+            batch,
+            output,
+            checkpoint.as_ref(),
+            backoff,
+        )
+        .await;
     };
     let span = info_span!(
         "state",
@@ -171,7 +237,17 @@ async fn write_batch<S: Sink>(
         }
     };
     drop(span);
-    match write_rows(sink, ctx, batch, output, checkpoint.as_ref(), backoff).await {
+    match write_rows(
+        sink,
+        ctx,
+        types,
+        batch,
+        output,
+        checkpoint.as_ref(),
+        backoff,
+    )
+    .await
+    {
         Ok(rows) => {
             engine.commit(&batch.partitions);
             Ok(rows)
@@ -233,18 +309,23 @@ async fn evolve<S: Sink>(
     ctx: &WriterContext,
     rows: &[Row],
     backoff: &mut Backoff,
-) -> Result<(), WriterError> {
+) -> Result<bool, WriterError> {
     let fields = ddl::new_fields(sink.schema(), rows);
     if fields.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     loop {
         match sink.add_columns(&fields).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(true),
             Err(e) if e.class() == RetryClass::Transient => retry_wait(ctx, backoff, &e).await?,
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The dialect whose value forms the type mapping produces.
+fn target_of(cfg: &SinkConfig) -> Target {
+    cfg.backend().map_or(Target::Postgres, Target::from)
 }
 
 /// Runs the stateful tail and dead-letters the records it refused.
@@ -266,7 +347,7 @@ async fn apply_tail(
     };
     let late = applied.rejected.iter().filter(|r| r.late).count();
     Stats::add(&ctx.stats.records_late, late as u64);
-    let refused: Vec<(Source, Reason, String)> = applied
+    let refused: Vec<Refused> = applied
         .rejected
         .iter()
         .map(|r| {
@@ -275,7 +356,7 @@ async fn apply_tail(
             } else {
                 Reason::Transform
             };
-            (source(&r.origin), reason, r.message.clone())
+            Refused::new(source(&r.origin), reason, r.message.clone())
         })
         .collect();
     dead_letter(ctx, batch, &refused).await?;
@@ -299,15 +380,23 @@ async fn apply_tail(
 async fn write_rows<S: Sink>(
     sink: &mut S,
     ctx: &WriterContext,
+    types: &mut RowTypes,
     batch: &Batch,
     mut output: Output<'_>,
     checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
-    let rows: &[Row] = &output.rows;
-    if ctx.cfg.auto_evolve {
-        evolve(sink, ctx, rows, backoff).await?;
+    if ctx.cfg.auto_evolve && evolve(sink, ctx, &output.rows, backoff).await? {
+        // New columns: their values are checked from now on too.
+        *types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
     }
+    let unfit = output.convert(types);
+    if let Some(first) = unfit.first() {
+        warn!(rows = unfit.len(), first = %first.message, "values do not fit their columns; dead-lettering the rows");
+    }
+    dead_letter(ctx, batch, &unfit).await?;
+    discount(&mut output.by_partition, batch, &unfit);
+    let rows: &[Row] = &output.rows;
     let (schema_keys, mode) = (&ctx.cfg.key_columns, ctx.cfg.mode);
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
@@ -345,20 +434,15 @@ async fn write_rows<S: Sink>(
                     // not a row (e.g. the batch's state); retrying cannot help.
                     Ok(isolated) if isolated.bad.is_empty() => return Err(e.into()),
                     Ok(isolated) => {
-                        let refused: Vec<(Source, Reason, String)> = isolated
+                        let refused: Vec<Refused> = isolated
                             .bad
                             .iter()
                             .map(|(row, message)| {
-                                (output.origins[*row], Reason::Data, message.clone())
+                                Refused::new(output.origins[*row], Reason::Data, message.clone())
                             })
                             .collect();
                         dead_letter(ctx, batch, &refused).await?;
-                        for (source, ..) in &refused {
-                            let tp = partition_of(batch, *source);
-                            if let Some(n) = output.by_partition.get_mut(&tp) {
-                                *n = n.saturating_sub(1);
-                            }
-                        }
+                        discount(&mut output.by_partition, batch, &refused);
                         subset = Some(isolated.good);
                     }
                     // A transient error while isolating: retry the batch from the top.

@@ -277,6 +277,7 @@ impl Driver {
             record,
             reason,
             message,
+            column: None,
         }];
         let mut delay = Duration::from_millis(100);
         loop {

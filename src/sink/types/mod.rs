@@ -1,0 +1,193 @@
+//! The JSON → column-type mapping, applied in Rust before a batch reaches the
+//! database.
+//!
+//! Guarantees:
+//! - Each column's database type is parsed once ([`parse`]) into a
+//!   [`ColumnType`]; every value of a row is checked against it and rewritten
+//!   into the one form its backend ([`Target`]) reads exactly
+//!   ([`convert`](convert::convert)).
+//! - A value that does not fit — wrong JSON type, integer overflow, a fraction
+//!   into an integer column, more digits than a decimal's precision or scale,
+//!   a string longer than its column (in characters), a bad timestamp, date,
+//!   UUID or base64, fractional seconds beyond the column's precision — is a
+//!   [`Refusal`] naming the column and the reason. Nothing is truncated,
+//!   rounded or coerced silently.
+//! - `null` passes (the database enforces `NOT NULL`); so do fields with no
+//!   column, and values of columns whose type is [`ColumnType::Unknown`]
+//!   (the database converts those itself).
+
+mod convert;
+mod number;
+mod parse;
+mod time;
+
+pub use convert::convert;
+pub use parse::parse;
+
+use super::schema::TableSchema;
+use crate::config::{Backend, SinkConfig, TimestampFormat};
+use crate::model::Row;
+use std::collections::HashMap;
+
+/// The database a value is converted for: each reads some types in its own form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl From<Backend> for Target {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Postgres => Target::Postgres,
+            Backend::MySql => Target::MySql,
+            Backend::Sqlite => Target::Sqlite,
+        }
+    }
+}
+
+/// What a column accepts, parsed from its database type name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Integers in `min..=max` (every width, signed or unsigned).
+    Int {
+        min: i128,
+        max: i128,
+    },
+    /// `numeric(p, s)`; `precision: None` is unconstrained.
+    Decimal {
+        precision: Option<u32>,
+        scale: u32,
+    },
+    Float {
+        single: bool,
+    },
+    Bool,
+    /// `max_chars` in characters; `structured`: JSON objects and arrays are
+    /// stored as their JSON text (MariaDB's `JSON`, which is a `LONGTEXT`).
+    Text {
+        max_chars: Option<usize>,
+        structured: bool,
+    },
+    /// `zone`: PostgreSQL's `timestamp with time zone`. `precision`: the
+    /// fractional-second digits the column keeps.
+    Timestamp {
+        zone: bool,
+        precision: u8,
+    },
+    Date,
+    Uuid,
+    Json,
+    /// Base64 in JSON; `max_len` in bytes.
+    Bytes {
+        max_len: Option<usize>,
+    },
+    /// A PostgreSQL array: a JSON array, each element of this type (or null).
+    Array(Box<ColumnType>),
+    /// Not recognised: values pass through unchanged.
+    Unknown,
+}
+
+/// How one column's values are converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    pub ty: ColumnType,
+    pub timestamps: TimestampFormat,
+}
+
+/// A value that does not fit its column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub column: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "column `{}`: {}", self.column, self.reason)
+    }
+}
+
+/// The conversion of every column of a table, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct RowTypes {
+    target: Target,
+    columns: HashMap<String, ColumnSpec>,
+}
+
+impl RowTypes {
+    pub fn new(schema: &TableSchema, cfg: &SinkConfig, target: Target) -> Self {
+        let columns = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let timestamps = cfg
+                    .columns
+                    .get(&c.name)
+                    .and_then(|o| o.timestamp_format)
+                    .unwrap_or(cfg.timestamp_format);
+                let spec = ColumnSpec {
+                    ty: parse(&c.data_type, target),
+                    timestamps,
+                };
+                (c.name.clone(), spec)
+            })
+            .collect();
+        Self { target, columns }
+    }
+
+    /// Converts every field that has a column, in place; the first value that
+    /// does not fit refuses the row.
+    pub fn convert_row(&self, row: &mut Row) -> Result<(), Refusal> {
+        for (name, value) in row.iter_mut() {
+            let Some(spec) = self.columns.get(name) else {
+                continue;
+            };
+            *value = convert(&spec.ty, value, spec.timestamps, self.target).map_err(|reason| {
+                Refusal {
+                    column: name.clone(),
+                    reason,
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `column` holds bytes: its values arrive as hex text (MySQL and
+/// SQLite decode them with `UNHEX` in the statement).
+pub fn is_bytes(schema: &TableSchema, column: &str, target: Target) -> bool {
+    schema
+        .column(column)
+        .is_some_and(|c| matches!(parse(&c.data_type, target), ColumnType::Bytes { .. }))
+}
+
+/// Problems with the per-column overrides of `cfg` against the table: a
+/// column the table does not have, or one that holds no timestamps.
+pub fn check_overrides(schema: &TableSchema, cfg: &SinkConfig, target: Target) -> Vec<String> {
+    let mut problems = Vec::new();
+    for name in cfg.columns.keys() {
+        match schema.column(name) {
+            None => problems.push(format!(
+                "sink.columns.{name}: table {} has no column `{name}`",
+                schema.table
+            )),
+            Some(c) => {
+                let ty = parse(&c.data_type, target);
+                let timestamps = matches!(ty, ColumnType::Timestamp { .. })
+                    || matches!(&ty, ColumnType::Array(e) if matches!(**e, ColumnType::Timestamp { .. }));
+                if !timestamps {
+                    problems.push(format!(
+                        "sink.columns.{name}.timestamp_format: column `{name}` is `{}`, not a timestamp",
+                        c.data_type
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests;
