@@ -176,6 +176,22 @@ impl Output<'_> {
         }
         unfit
     }
+
+    /// Converts the delete keys like rows (a UUID key in any case matches; a
+    /// bare `42` becomes a number for an integer key); a key that cannot be a
+    /// value of its column names no row, so its delete is dropped — counted
+    /// and logged — instead of failing the batch. Returns how many were.
+    fn convert_deletes(&mut self, types: &RowTypes) -> u64 {
+        let before = self.deletes.len();
+        self.deletes.retain_mut(|key| match types.convert_key(key) {
+            Ok(()) => true,
+            Err(refusal) => {
+                warn!(column = %refusal.column, reason = %refusal.reason, "a tombstone's key does not fit its column, so it names no row; nothing to delete");
+                false
+            }
+        });
+        (before - self.deletes.len()) as u64
+    }
 }
 
 /// Takes refused rows off their partitions' row counts.
@@ -391,6 +407,7 @@ async fn write_rows<S: Sink>(
         *types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
     }
     let unfit = output.convert(types);
+    Stats::add(&ctx.stats.tombstones_skipped, output.convert_deletes(types));
     if let Some(first) = unfit.first() {
         warn!(rows = unfit.len(), first = %first.message, "values do not fit their columns; dead-lettering the rows");
     }

@@ -27,6 +27,7 @@ pub use parse::parse;
 use super::schema::TableSchema;
 use crate::config::{Backend, SinkConfig, TimestampFormat};
 use crate::model::Row;
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// The database a value is converted for: each reads some types in its own form.
@@ -152,6 +153,35 @@ impl RowTypes {
             })?;
         }
         Ok(())
+    }
+}
+
+impl RowTypes {
+    /// Converts a delete's key in place, as [`Self::convert_row`] does, after
+    /// reading a bare Kafka key's text as the number or bool its column holds
+    /// (a bare key `42` arrives as the string "42"). A refusal means the key
+    /// cannot be a value of its column, so it names no row.
+    pub fn convert_key(&self, key: &mut Row) -> Result<(), Refusal> {
+        for (name, value) in key.iter_mut() {
+            let (Some(spec), Value::String(text)) = (self.columns.get(name), &*value) else {
+                continue;
+            };
+            let parsed = match spec.ty {
+                ColumnType::Int { .. } | ColumnType::Float { .. } => {
+                    serde_json::from_str::<Value>(text.trim())
+                        .ok()
+                        .filter(Value::is_number)
+                }
+                ColumnType::Bool => serde_json::from_str::<Value>(text.trim())
+                    .ok()
+                    .filter(Value::is_boolean),
+                _ => None,
+            };
+            if let Some(parsed) = parsed {
+                *value = parsed;
+            }
+        }
+        self.convert_row(key)
     }
 }
 

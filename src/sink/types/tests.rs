@@ -305,3 +305,53 @@ fn decimal_text_and_base64_helpers() {
     assert_eq!(base64("a"), None);
     assert_eq!(base64("aGk=="), None);
 }
+
+#[test]
+fn delete_keys_read_bare_text_as_their_columns_numbers_and_refuse_what_cannot_fit() {
+    let spec = |ty| ColumnSpec {
+        ty,
+        timestamps: TimestampFormat::Rfc3339,
+    };
+    let types = RowTypes {
+        target: Target::Postgres,
+        columns: HashMap::from([
+            (
+                "id".to_string(),
+                spec(ColumnType::Int {
+                    min: i64::MIN as i128,
+                    max: i64::MAX as i128,
+                }),
+            ),
+            (
+                "name".to_string(),
+                spec(ColumnType::Text {
+                    max_chars: Some(3),
+                    structured: false,
+                }),
+            ),
+            ("u".to_string(), spec(ColumnType::Uuid)),
+        ]),
+    };
+    let key = |v: serde_json::Value| v.as_object().cloned().expect("an object");
+    let mut bare = key(json!({"id": "42"}));
+    types
+        .convert_key(&mut bare)
+        .expect("a bare numeric key fits");
+    assert_eq!(bare, key(json!({"id": 42})));
+    let mut text = key(json!({"name": "42", "u": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"}));
+    types
+        .convert_key(&mut text)
+        .expect("text stays text; the uuid is normalised");
+    assert_eq!(
+        text,
+        key(json!({"name": "42", "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}))
+    );
+    for bad in [
+        json!({"id": "abc"}),
+        json!({"id": "4.5"}),
+        json!({"name": "long"}),
+    ] {
+        let mut k = key(bad.clone());
+        assert!(types.convert_key(&mut k).is_err(), "{bad}");
+    }
+}
