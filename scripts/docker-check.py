@@ -8,7 +8,7 @@
   traces reach Jaeger;
 * prometheus.yml scrapes tidemill; Grafana's provisioning files parse;
 * grafana/tidemill.json parses, every panel has a query, and every tidemill_*
-  metric it queries is one that src/metrics.rs renders;
+  metric it queries is one that src/metrics/ renders;
 * the Dockerfile has several FROM stages, a non-root USER, an ENTRYPOINT.
 
 Needs PyYAML (Debian: python3-yaml). Exits non-zero with a list of problems.
@@ -117,8 +117,10 @@ def check_prometheus(path):
 
 
 def rendered_metrics():
-    """Metric names src/metrics.rs renders (histograms also as _bucket/_sum/_count)."""
-    source = (ROOT / "src" / "metrics.rs").read_text(encoding="utf-8")
+    """Metric names src/metrics/ renders (histograms also as _bucket/_sum/_count)."""
+    source = "\n".join(
+        p.read_text(encoding="utf-8") for p in sorted((ROOT / "src" / "metrics").glob("*.rs"))
+    )
     names = set(re.findall(r'"(tidemill_[a-z0-9_]+)"', source))
     for n in list(names):
         names.update({f"{n}_bucket", f"{n}_sum", f"{n}_count"})
