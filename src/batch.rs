@@ -194,7 +194,24 @@ impl Batcher {
         if self.current.is_empty() {
             return None;
         }
-        self.opened_at = None;
+        let age_us = self
+            .opened_at
+            .take()
+            .map_or(0, |t| t.elapsed().as_micros() as u64);
+        let now_ms = crate::stats::now_ms() as i64;
+        let behind_ms = self
+            .current
+            .timestamps
+            .iter()
+            .min()
+            .map_or(0, |t| now_ms - t);
+        tracing::debug!(
+            batch = self.current.id,
+            records = self.current.records,
+            age_us,
+            behind_ms,
+            "batch taken"
+        );
         let next = Batch {
             id: self.next_id,
             ..Batch::default()

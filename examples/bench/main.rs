@@ -4,6 +4,9 @@
 //! against the generator's expected results. See README "Benchmark".
 //!
 //!   cargo run --release --example bench -- [--quick] [--records N] [--dist uniform|zipf] [--no-peers] [--keep]
+//!                                          [--rate-only R]   (rate mode alone, steps sized from R records/s)
+//!
+//! `BENCH_TIDEMILL_LOG` sets the tidemill runs' RUST_LOG (default `warn`); logs land in target/bench/runs/.
 //!
 //! Needs Kafka and PostgreSQL on 127.0.0.1 and target/release/tidemill.
 //! Exits non-zero when any verification fails or a tidemill run fails.
@@ -56,6 +59,9 @@ struct Args {
     dist: Dist,
     peers: bool,
     keep: bool,
+    /// `--rate-only R`: skip the backlog phases; rate mode with steps sized
+    /// from R records/s (for studying latency without the long phases).
+    rate_only: Option<f64>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -65,6 +71,7 @@ fn args() -> anyhow::Result<Args> {
         dist: Dist::Uniform,
         peers: true,
         keep: false,
+        rate_only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -80,6 +87,7 @@ fn args() -> anyhow::Result<Args> {
             }
             "--no-peers" => a.peers = false,
             "--keep" => a.keep = true,
+            "--rate-only" => a.rate_only = Some(it.next().context("--rate-only R")?.parse()?),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -215,12 +223,15 @@ async fn tidemill_runs(
 }
 
 async fn rate(run: &mut Run, r: &mut Results, a: &Args) -> anyhow::Result<()> {
-    let Some(d) = r.drain(Workload::W1, true) else {
-        r.failures
-            .push("rate mode skipped: no W1 drain rate to size the steps".into());
-        return Ok(());
+    let top = match (a.rate_only, r.drain(Workload::W1, true)) {
+        (Some(top), _) => top,
+        (None, Some(d)) => d.rate(),
+        (None, None) => {
+            r.failures
+                .push("rate mode skipped: no W1 drain rate to size the steps".into());
+            return Ok(());
+        }
     };
-    let top = d.rate();
     let (fractions, step_secs, latency_secs): (&[f64], f64, f64) = if a.quick {
         (&[0.3, 0.6, 0.9], 4.0, 5.0)
     } else {
@@ -269,6 +280,9 @@ async fn peers_runs(run: &mut Run, r: &mut Results, topic: &str, n: u64) -> anyh
 }
 
 async fn bench(a: &Args, run: &mut Run, r: &mut Results) -> anyhow::Result<()> {
+    if a.rate_only.is_some() {
+        return rate(run, r, a).await;
+    }
     let topic = format!("{}_backlog", run.id);
     phase(&format!(
         "producing {} records ({}) to {topic}",

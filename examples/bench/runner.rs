@@ -128,7 +128,10 @@ impl Proc {
             }
         }
         let child = cmd
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_TIDEMILL_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())

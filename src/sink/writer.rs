@@ -425,6 +425,7 @@ async fn write_rows<S: Sink>(
             }
         }
         .and_then(|p| with_deletes(sink.schema(), schema_keys, p, &output.deletes));
+        let started = std::time::Instant::now();
         let result = match prepared {
             Ok(p) => sink.write(&p, checkpoint, output.writes.as_ref()).await,
             Err(e) => Err(e),
@@ -434,7 +435,8 @@ async fn write_rows<S: Sink>(
                 backoff.reset();
                 ctx.stats.sink_failing.store(false, Ordering::Relaxed);
                 let rows = subset.as_ref().map_or(rows.len(), Vec::len);
-                tracing::debug!(rows, "wrote batch");
+                let write_us = started.elapsed().as_micros() as u64;
+                tracing::debug!(batch = batch.id, rows, write_us, "wrote batch");
                 return Ok(Loaded {
                     rows,
                     deleted,

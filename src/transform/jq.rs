@@ -7,6 +7,7 @@
 //! Errors are values, never panics: bad syntax or unknown names give
 //! [`JqError::Compile`], failures while running give [`JqError::Runtime`].
 
+use super::native::Native;
 use jaq_core::load::{self, lex, parse, Arena, File, Loader};
 use jaq_core::{compile, data::JustLut, Compiler, Ctx, Exn, Filter, Vars};
 use jaq_json::{Num, Val};
@@ -25,6 +26,8 @@ pub enum JqError {
 /// A compiled jq expression together with its source text.
 pub struct JqProgram {
     filter: Filter<Data>,
+    /// The same expression on the native fast path, when it is in its subset.
+    native: Option<Native>,
     expr: String,
 }
 
@@ -38,13 +41,37 @@ impl JqProgram {
     pub fn compile(expr: &str) -> Result<Self, JqError> {
         let expr = expr.to_owned();
         match compile_filter(&expr) {
-            Ok(filter) => Ok(Self { filter, expr }),
+            Ok(filter) => Ok(Self {
+                native: Native::compile(&expr),
+                filter,
+                expr,
+            }),
             Err(message) => Err(JqError::Compile { expr, message }),
         }
     }
 
-    /// Runs the program on one input and collects every output (0..n values).
+    /// Runs the program on one input and collects every output (0..n values):
+    /// natively when the expression and this input allow it, else on jaq.
     pub fn run(&self, input: Value) -> Result<Vec<Value>, JqError> {
+        let input = match &self.native {
+            None => input,
+            Some(native) => match native.run(input) {
+                Ok(out) => return Ok(out.into_iter().collect()),
+                // A case the fast path does not model: jaq decides.
+                Err((_unsupported, input)) => input,
+            },
+        };
+        self.run_jaq(input)
+    }
+
+    /// Whether the expression runs on the native fast path (see [`super::native`]).
+    pub fn is_native(&self) -> bool {
+        self.native.is_some()
+    }
+
+    /// Runs the program on jaq alone (the reference the fast path is tested against).
+    #[doc(hidden)]
+    pub fn run_jaq(&self, input: Value) -> Result<Vec<Value>, JqError> {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         let outputs = self.filter.id.run((ctx, to_val(input)));
         let outputs = outputs.map(|out| out.map_err(exn_msg).and_then(|v| from_val(&v)));

@@ -7,6 +7,7 @@
 //! silently).
 
 pub mod jq;
+mod native;
 
 use crate::config::TransformConfig;
 use crate::model::Row;
