@@ -2,9 +2,9 @@
 //!
 //! A batch is due when it holds `max_rows` records or `max_bytes` of source
 //! payload, when `max_linger` has passed since its first record, or — for low
-//! latency at low rates — when the source has nothing more to give right now
-//! and the sink is idle. Batching never reorders: records of one partition
-//! appear in a batch in offset order, and batches are handed on in order.
+//! latency — whenever the writer is idle (the source decides that part).
+//! Batching never reorders: records of one partition appear in a batch in
+//! offset order, and batches are handed on in order.
 
 use crate::config::BatchConfig;
 use crate::model::{Batch, RawRecord, Row, RowMeta, TopicPartition};

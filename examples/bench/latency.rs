@@ -38,6 +38,10 @@ pub struct Latency {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// The two legs of it: scheduled send → broker acknowledged (generator,
+    /// producer, broker) and broker acknowledged → commit visible (tidemill).
+    pub to_broker_ms: (f64, f64),
+    pub in_tidemill_ms: (f64, f64),
     /// Medians of the first and the last fifth of the records sent.
     pub early_p50_ms: f64,
     pub late_p50_ms: f64,
@@ -192,30 +196,45 @@ fn probe(url: String, pipeline: String, target: Arc<AtomicI64>) -> tokio::task::
     })
 }
 
-/// The latency histogram (µs), and the median of the first and of the last
+/// Latency histograms (µs).
+struct Hists {
+    /// Scheduled send → commit visible.
+    total: Histogram<u64>,
+    /// Scheduled send → broker acknowledged.
+    to_broker: Histogram<u64>,
+    /// Broker acknowledged → commit visible.
+    in_tidemill: Histogram<u64>,
+}
+
+/// The latency histograms, and the median of the first and of the last
 /// fifth of the records in send order (a trend shows up there).
-fn latencies(
-    run: &RateRun,
-    events: &[(i32, i64, Instant)],
-) -> anyhow::Result<(Histogram<u64>, f64, f64)> {
+fn latencies(run: &RateRun, events: &[(i32, i64, Instant)]) -> anyhow::Result<(Hists, f64, f64)> {
     let mut by_p: HashMap<i32, Vec<(i64, Instant)>> = HashMap::new();
     for &(p, next, at) in events {
         by_p.entry(p).or_default().push((next, at));
     }
-    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let new = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3);
+    let mut hs = Hists {
+        total: new()?,
+        to_broker: new()?,
+        in_tidemill: new()?,
+    };
     let acked = run
         .deliveries
         .acked
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?;
     let mut by_idx = vec![0u64; acked.len()];
-    for &(idx, p, off) in acked.iter() {
+    for &(idx, p, off, acked_at) in acked.iter() {
         let commits = by_p.get(&p).context("a partition never committed")?;
         let i = commits.partition_point(|(next, _)| *next <= off);
         let (_, at) = commits.get(i).context("a record never committed")?;
         let sched = run.t0 + run.scheduled(idx);
         let us = at.saturating_duration_since(sched).as_micros() as u64;
-        h.saturating_record(us);
+        hs.total.saturating_record(us);
+        let leg = |a: Instant, b: Instant| a.saturating_duration_since(b).as_micros() as u64;
+        hs.to_broker.saturating_record(leg(acked_at, sched));
+        hs.in_tidemill.saturating_record(leg(*at, acked_at));
         if let Some(slot) = by_idx.get_mut(idx) {
             *slot = us;
         }
@@ -228,7 +247,7 @@ fn latencies(
     };
     let early = median_ms(&by_idx[..fifth.min(by_idx.len())]);
     let late = median_ms(&by_idx[by_idx.len().saturating_sub(fifth)..]);
-    Ok((h, early, late))
+    Ok((hs, early, late))
 }
 
 /// The whole rate session: steps, then latency at 50% of the best flat rate.
@@ -276,8 +295,13 @@ pub async fn session(
         state = s;
         target.store(before + i64::try_from(run.sent)?, Ordering::Relaxed);
         let (events, poll_ms) = probe.await??;
-        let (h, early_p50_ms, late_p50_ms) = latencies(&run, &events)?;
+        let (hs, early_p50_ms, late_p50_ms) = latencies(&run, &events)?;
+        let h = &hs.total;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let p50_p99 = |h: &Histogram<u64>| {
+            let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            (q(0.5), q(0.99))
+        };
         latency = Some(Latency {
             rate,
             achieved: run.achieved,
@@ -286,6 +310,8 @@ pub async fn session(
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
             max_ms: h.max() as f64 / 1000.0,
+            to_broker_ms: p50_p99(&hs.to_broker),
+            in_tidemill_ms: p50_p99(&hs.in_tidemill),
             early_p50_ms,
             late_p50_ms,
             poll_ms,
@@ -321,13 +347,18 @@ mod tests {
         let mut events = Vec::new();
         for i in 0..1000usize {
             let mut acked = run.deliveries.acked.lock().expect("not poisoned");
-            acked.push((i, 0, i64::try_from(i).expect("small")));
+            let sched = run.t0 + run.scheduled(i);
+            acked.push((i, 0, i64::try_from(i).expect("small"), sched));
             if i % 10 == 9 {
                 let at = run.t0 + run.scheduled(i) + Duration::from_millis(5);
                 events.push((0, i64::try_from(i + 1).expect("small"), at));
             }
         }
-        let (h, early, late) = latencies(&run, &events).expect("every record committed");
+        let (hs, early, late) = latencies(&run, &events).expect("every record committed");
+        let h = &hs.total;
+        // Acknowledged at its scheduled time: all of it is tidemill's leg.
+        assert_eq!(hs.to_broker.max(), 0);
+        assert_eq!(hs.in_tidemill.max(), h.max());
         assert!(
             // upper median of 5..=14 ms, twenty each
             (early - 10.0).abs() < 0.02 && (late - 10.0).abs() < 0.02,

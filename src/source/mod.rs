@@ -104,10 +104,10 @@ fn poll_loop<'a>(
             .heartbeat_ms
             .store(crate::stats::now_ms(), std::sync::atomic::Ordering::Relaxed);
         match polled {
-            None => driver.tick(consumer, true)?,
+            None => driver.tick(consumer)?,
             Some(Ok(msg)) => {
                 driver.on_message(&msg)?;
-                driver.tick(consumer, false)?;
+                driver.tick(consumer)?;
             }
             Some(Err(e)) if unreadable_records(&e) => return Err(SourceError::Unreadable(e)),
             // The context already logged client-level errors; this is the per-poll echo.
