@@ -21,7 +21,6 @@
 //!   of keys `(k1, k2) IN ((?, ?), …)` for a composite key), cut to the same limits.
 
 use super::checkpoint::{self, Checkpoint, OffsetStore};
-use super::columnar::Columnar;
 use super::ddl::Inferred;
 use super::evolve;
 use super::ident::{Dialect, TableName};
@@ -110,10 +109,7 @@ impl MySqlSink {
         delete: bool,
     ) -> Result<u64, SinkError> {
         let table = self.schema.table.to_string();
-        let data = Columnar::decode(part).map_err(|e| SinkError::Row {
-            table: table.clone(),
-            message: format!("cannot decode the prepared rows: {e}"),
-        })?;
+        let data = &part.data;
         let mut affected = 0;
         for chunk in chunks(&data, self.packet_budget) {
             let rows = chunk.len() / data.width.max(1);

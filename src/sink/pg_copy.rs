@@ -15,7 +15,6 @@
 //!   ([`SinkError::Row`]) whose message carries PostgreSQL's `COPY` context,
 //!   which names the line and the column.
 
-use super::columnar::Columnar;
 use super::error::classify;
 use super::ident::{column_list, on_conflict, TableName};
 use super::pg_binary::{encode, PgType};
@@ -38,28 +37,22 @@ pub fn column_types(schema: &TableSchema, columns: &[String]) -> Option<Vec<PgTy
 
 /// The batch as binary `COPY` data, or the first value that has no exact
 /// binary encoding (column and reason).
-pub fn payload(
-    table: &TableName,
-    types: &[PgType],
-    batch: &PreparedBatch,
-) -> Result<Result<Vec<u8>, String>, SinkError> {
-    let data = Columnar::decode(batch).map_err(|e| SinkError::Row {
-        table: table.to_string(),
-        message: format!("cannot decode the prepared rows: {e}"),
-    })?;
-    let mut out = Vec::with_capacity(batch.json.len() + HEADER.len() + 2);
+pub fn payload(types: &[PgType], batch: &PreparedBatch) -> Result<Vec<u8>, String> {
+    let data = &batch.data;
+    // About 16 bytes per value: a 4-byte length and a short value.
+    let mut out = Vec::with_capacity(data.values.len() * 16 + HEADER.len() + 2);
     out.extend_from_slice(HEADER);
     let fields = i16::try_from(types.len()).unwrap_or(i16::MAX);
     for (n, row) in data.rows().enumerate() {
         out.extend_from_slice(&fields.to_be_bytes());
         for ((column, ty), value) in batch.columns.iter().zip(types).zip(row) {
             if let Err(reason) = encode(*ty, Some(value), &mut out) {
-                return Ok(Err(format!("column `{column}`, row {n}: {reason}")));
+                return Err(format!("column `{column}`, row {n}: {reason}"));
             }
         }
     }
     out.extend_from_slice(&(-1_i16).to_be_bytes());
-    Ok(Ok(out))
+    Ok(out)
 }
 
 /// Loads `data` (from [`payload`]) into the table inside the open transaction.

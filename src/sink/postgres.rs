@@ -93,7 +93,7 @@ impl PostgresSink {
         }
         let sql = self.statement(&part.columns).to_string();
         sqlx::query(&sql)
-            .bind(&part.json)
+            .bind(part.json())
             .execute(tx)
             .await
             .map_err(|source| SinkError::Write {
@@ -116,7 +116,7 @@ impl PostgresSink {
         let Some(types) = types else {
             return Ok(None);
         };
-        match pg_copy::payload(&self.schema.table, types, batch)? {
+        match pg_copy::payload(types, batch) {
             Ok(data) => Ok(Some(data)),
             Err(reason) => {
                 tracing::debug!(%reason, "batch takes the statement path");
@@ -265,7 +265,7 @@ impl Sink for PostgresSink {
             if let Some(keys) = &batch.deletes {
                 let sql = delete_sql(&self.schema.table, &self.key_columns);
                 deleted = sqlx::query(&sql)
-                    .bind(&keys.json)
+                    .bind(keys.json())
                     .execute(&mut *tx)
                     .await
                     .map_err(write_err)?

@@ -1,11 +1,13 @@
-//! Shared by every backend: turns a batch's rows into JSON documents, one
-//! per set of target columns, and its deletes into one document of keys.
+//! Shared by every backend: groups a batch's rows into parts, one per set of
+//! target columns, each holding its values column by column (see
+//! [`super::columnar`]); and its deletes into one part of keys.
 //!
 //! Guarantee: every row is written with exactly the columns it carries — rows
 //! that carry different fields go into different parts — so a column absent
 //! from a record gets its database default (insert) or keeps its current value
 //! (upsert), on every backend and path, never a NULL it did not ask for.
 
+use super::columnar::Columnar;
 use super::schema::TableSchema;
 use super::SinkError;
 use crate::config::SinkMode;
@@ -20,9 +22,16 @@ pub struct PreparedBatch {
     /// carry are left out of the statement, so they keep their default
     /// (insert) or their current value (upsert).
     pub columns: Vec<String>,
-    /// The rows as one JSON array of objects.
-    pub json: String,
+    /// The rows' values of `columns`, row by row.
+    pub data: Columnar,
     pub rows: usize,
+}
+
+impl PreparedBatch {
+    /// The rows as one JSON array of objects (the statement paths bind it).
+    pub fn json(&self) -> String {
+        self.data.to_json(&self.columns)
+    }
 }
 
 /// A batch ready for the database: the deletes (run first), then the rows.
@@ -101,9 +110,9 @@ pub fn prepare(
                 .iter()
                 .map(|&i| schema.columns[i].name.clone())
                 .collect();
-            part(schema, columns, &rows)
+            part(columns, &rows)
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     Ok(PreparedWrite {
         parts,
         deletes: None,
@@ -111,33 +120,20 @@ pub fn prepare(
 }
 
 /// Adds the keys of rows to delete (each carrying every key column) to `write`.
-pub fn with_deletes(
-    schema: &TableSchema,
-    key_columns: &[String],
-    mut write: PreparedWrite,
-    keys: &[Row],
-) -> Result<PreparedWrite, SinkError> {
+pub fn with_deletes(key_columns: &[String], mut write: PreparedWrite, keys: &[Row]) -> PreparedWrite {
     if !keys.is_empty() {
         let refs: Vec<&Row> = keys.iter().collect();
-        write.deletes = Some(part(schema, key_columns.to_vec(), &refs)?);
+        write.deletes = Some(part(key_columns.to_vec(), &refs));
     }
-    Ok(write)
+    write
 }
 
-fn part(
-    schema: &TableSchema,
-    columns: Vec<String>,
-    rows: &[&Row],
-) -> Result<PreparedBatch, SinkError> {
-    let json = serde_json::to_string(rows).map_err(|e| SinkError::Row {
-        table: schema.table.to_string(),
-        message: format!("cannot serialise rows: {e}"),
-    })?;
-    Ok(PreparedBatch {
+fn part(columns: Vec<String>, rows: &[&Row]) -> PreparedBatch {
+    PreparedBatch {
+        data: Columnar::from_rows(&columns, rows),
         columns,
-        json,
         rows: rows.len(),
-    })
+    }
 }
 
 fn last_per_key<'r>(
@@ -204,7 +200,7 @@ mod tests {
         let p = prepare(&schema(), SinkMode::Upsert, &["id".into()], &rows).expect("keys present");
         assert_eq!(p.rows(), 2);
         assert_eq!(p.parts.len(), 1);
-        assert_eq!(p.parts[0].json, r#"[{"a":"x","id":2},{"a":"new","id":1}]"#);
+        assert_eq!(p.parts[0].json(), r#"[{"id":2,"a":"x"},{"id":1,"a":"new"}]"#);
     }
 
     #[test]
@@ -230,18 +226,18 @@ mod tests {
                 &["id".to_string()][..]
             ]
         );
-        assert_eq!(p.parts[0].json, r#"[{"a":"x","id":1},{"a":"y","id":3}]"#);
-        assert_eq!(p.parts[1].json, r#"[{"id":2}]"#);
+        assert_eq!(p.parts[0].json(), r#"[{"id":1,"a":"x"},{"id":3,"a":"y"}]"#);
+        assert_eq!(p.parts[1].json(), r#"[{"id":2}]"#);
     }
 
     #[test]
     fn deletes_are_one_document_of_keys() {
         let keys = vec![row(json!({"id": 1})), row(json!({"id": "2"}))];
         let p =
-            with_deletes(&schema(), &["id".into()], PreparedWrite::default(), &keys).expect("keys");
+            with_deletes(&["id".into()], PreparedWrite::default(), &keys);
         let d = p.deletes.expect("deletes");
         assert_eq!(
-            (d.columns, d.json.as_str(), d.rows),
+            (d.columns.clone(), d.json().as_str(), d.rows),
             (vec!["id".to_string()], r#"[{"id":1},{"id":"2"}]"#, 2)
         );
     }

@@ -84,7 +84,7 @@ type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sqlite
 
 /// Binds a part's JSON document and its columns' paths.
 fn bind_part<'q>(mut query: SqliteQuery<'q>, part: &'q PreparedBatch) -> SqliteQuery<'q> {
-    query = query.bind(&part.json);
+    query = query.bind(part.json());
     for column in &part.columns {
         query = query.bind(column_param(column));
     }

@@ -424,7 +424,7 @@ async fn write_rows<S: Sink>(
                 prepare(sink.schema(), mode, schema_keys, &kept)
             }
         }
-        .and_then(|p| with_deletes(sink.schema(), schema_keys, p, &output.deletes));
+        .map(|p| with_deletes(schema_keys, p, &output.deletes));
         let started = std::time::Instant::now();
         let result = match prepared {
             Ok(p) => sink.write(&p, checkpoint, output.writes.as_ref()).await,
