@@ -177,11 +177,7 @@ async fn converted_values_qualify_for_postgres_copy() {
     assert!(
         sink.takes_copy(&batch),
         "{:?}",
-        batch
-            .parts
-            .iter()
-            .map(|p| p.json.as_str())
-            .collect::<Vec<_>>()
+        batch.parts.iter().map(|p| p.json()).collect::<Vec<_>>()
     );
 }
 

@@ -22,7 +22,11 @@ impl Columnar {
     pub fn from_rows(columns: &[String], rows: &[&Row]) -> Self {
         let mut values = Vec::with_capacity(rows.len() * columns.len());
         for row in rows {
-            values.extend(columns.iter().map(|c| row.get(c).cloned().unwrap_or(Value::Null)));
+            values.extend(
+                columns
+                    .iter()
+                    .map(|c| row.get(c).cloned().unwrap_or(Value::Null)),
+            );
         }
         Self {
             width: columns.len(),

@@ -120,7 +120,11 @@ pub fn prepare(
 }
 
 /// Adds the keys of rows to delete (each carrying every key column) to `write`.
-pub fn with_deletes(key_columns: &[String], mut write: PreparedWrite, keys: &[Row]) -> PreparedWrite {
+pub fn with_deletes(
+    key_columns: &[String],
+    mut write: PreparedWrite,
+    keys: &[Row],
+) -> PreparedWrite {
     if !keys.is_empty() {
         let refs: Vec<&Row> = keys.iter().collect();
         write.deletes = Some(part(key_columns.to_vec(), &refs));
@@ -200,7 +204,10 @@ mod tests {
         let p = prepare(&schema(), SinkMode::Upsert, &["id".into()], &rows).expect("keys present");
         assert_eq!(p.rows(), 2);
         assert_eq!(p.parts.len(), 1);
-        assert_eq!(p.parts[0].json(), r#"[{"id":2,"a":"x"},{"id":1,"a":"new"}]"#);
+        assert_eq!(
+            p.parts[0].json(),
+            r#"[{"id":2,"a":"x"},{"id":1,"a":"new"}]"#
+        );
     }
 
     #[test]
@@ -233,8 +240,7 @@ mod tests {
     #[test]
     fn deletes_are_one_document_of_keys() {
         let keys = vec![row(json!({"id": 1})), row(json!({"id": "2"}))];
-        let p =
-            with_deletes(&["id".into()], PreparedWrite::default(), &keys);
+        let p = with_deletes(&["id".into()], PreparedWrite::default(), &keys);
         let d = p.deletes.expect("deletes");
         assert_eq!(
             (d.columns.clone(), d.json().as_str(), d.rows),
