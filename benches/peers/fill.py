@@ -45,7 +45,7 @@ def records(n, seed, dist):
             "type": TYPES[rng.randrange(8)],
             "amount": rng.randint(0, 100_000),
             "qty": rng.randint(1, 10),
-            "tag": "".join(rng.choice(ALNUM) for _ in range(24)),
+            "tag": "".join(rng.choice(ALNUM) for _ in range(48)),
         }
 
 
