@@ -88,7 +88,7 @@ async fn bench<S: Sink>(
                         .collect()
                 })
                 .collect();
-            with_deletes(sink.schema(), &keys, PreparedWrite::default(), &ids)?
+            with_deletes(&keys, PreparedWrite::default(), &ids)
         } else {
             prepare(sink.schema(), mode, &keys, batch)?
         };

@@ -56,11 +56,12 @@ struct Document<'a> {
 
 impl Serialize for Document<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let rows = if self.data.width == 0 {
-            0
-        } else {
-            self.data.values.len() / self.data.width
-        };
+        let rows = self
+            .data
+            .values
+            .len()
+            .checked_div(self.data.width)
+            .unwrap_or(0);
         let mut seq = s.serialize_seq(Some(rows))?;
         for row in self.data.rows().take(rows) {
             seq.serialize_element(&Object(self.columns, row))?;

@@ -111,7 +111,7 @@ impl MySqlSink {
         let table = self.schema.table.to_string();
         let data = &part.data;
         let mut affected = 0;
-        for chunk in chunks(&data, self.packet_budget) {
+        for chunk in chunks(data, self.packet_budget) {
             let rows = chunk.len() / data.width.max(1);
             let sql = if delete {
                 delete_sql(&self.schema.table, &part.columns, rows)
