@@ -151,9 +151,9 @@ async fn step(
     let lag_slope = slope(&half);
     let drained = wait_committed(conn, spec, before + i64::try_from(run.sent)?).await;
     // Kept up: sent on schedule, and either the lag did not grow by more than
-    // 10% of the rate over the second half, or what was left drained within
-    // 1 s of the last send (short steps make the slope noisy).
-    let quick_drain = drained.is_some_and(|d| d <= 1.0);
+    // 10% of the rate over the second half, or — for short steps only, whose
+    // slope is noisy — what was left drained within 1 s of the last send.
+    let quick_drain = secs < 8.0 && drained.is_some_and(|d| d <= 1.0);
     let flat = run.achieved >= 0.95 * rate
         && drained.is_some()
         && (lag_slope <= 0.1 * rate || quick_drain);

@@ -23,8 +23,13 @@ pub fn consumer_config(name: &str, p: &PipelineConfig) -> ClientConfig {
         // New topics and added partitions are noticed within seconds, not minutes.
         .set("topic.metadata.refresh.interval.ms", "5000")
         // librdkafka prefetches up to 64 MiB by default, held in its own (glibc)
-        // heap; 16 MiB is still ~100k records of 150 B ahead of the poll loop.
-        .set("queued.max.messages.kbytes", "16384")
+        // heap, and once that queue is full it waits `fetch.queue.backoff.ms`
+        // (1 s) before fetching again. A small queue refilled promptly is both
+        // leaner and faster: measured on 435k W1 records, 2 MiB + 5 ms ran at
+        // 167k records/s with a 113-123 MiB peak, the old 16 MiB + 1 s at 124k/s
+        // with 200-227 MiB.
+        .set("queued.max.messages.kbytes", "2048")
+        .set("fetch.queue.backoff.ms", "5")
         .set_log_level(RDKafkaLogLevel::Warning);
     for (key, value) in &p.kafka.options {
         cfg.set(key, value.expose());
