@@ -264,8 +264,66 @@ macro_rules! advance_fn {
     };
 }
 
-advance_fn!(advance_postgres, sqlx::Postgres, advance_sql);
 advance_fn!(advance_sqlite, sqlx::Sqlite, advance_sql);
+
+/// The PostgreSQL statement advancing every partition of a checkpoint at
+/// once; it returns the partitions it advanced. Parameters: pipeline, then
+/// topics, partitions, next offsets (NULL: keep) and generations as arrays.
+pub fn advance_all_sql_postgres(table: &str) -> String {
+    format!(
+        "UPDATE {table} AS c SET next_offset = COALESCE(u.next_offset, c.next_offset) \
+         FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[]) AS u(topic, partition_id, next_offset, generation) \
+         WHERE c.pipeline = $1 AND c.topic = u.topic AND c.partition_id = u.partition_id AND c.generation = u.generation \
+         RETURNING c.topic, c.partition_id"
+    )
+}
+
+/// Advances every partition of a checkpoint in one statement: one round trip
+/// however many partitions the batch spans. Each checkpoint row is still
+/// locked until the transaction ends; two transactions locking the same rows
+/// in different orders fail one with a deadlock (40P01), which is transient,
+/// and the retried batch of a former owner is then fenced.
+pub async fn advance_postgres(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), SinkError> {
+    let n = checkpoint.entries.len();
+    let (mut topics, mut partitions) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut nexts, mut generations) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (tp, next, generation) in &checkpoint.entries {
+        topics.push(tp.topic.as_str());
+        partitions.push(tp.partition);
+        nexts.push(*next);
+        generations.push(*generation);
+    }
+    let advanced: Vec<(String, i32)> = sqlx::query_as(&advance_all_sql_postgres(table))
+        .bind(&checkpoint.pipeline)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&nexts)
+        .bind(&generations)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|source| SinkError::Checkpoint { source })?;
+    let fenced: Vec<String> = checkpoint
+        .entries
+        .iter()
+        .filter(|(tp, _, _)| {
+            !advanced
+                .iter()
+                .any(|(t, p)| *t == tp.topic && *p == tp.partition)
+        })
+        .map(|(tp, _, _)| tp.to_string())
+        .collect();
+    if fenced.is_empty() {
+        Ok(())
+    } else {
+        Err(SinkError::Fenced {
+            partitions: fenced.join(","),
+        })
+    }
+}
 advance_fn!(advance_mysql, sqlx::MySql, advance_sql_mysql);
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ mod mysql_values;
 pub mod observe;
 mod pg_binary;
 mod pg_copy;
+mod pool;
 pub mod postgres;
 mod prepare;
 mod refused;

@@ -31,11 +31,10 @@ use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
 use crate::trace;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor as _, Row as _};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::time::Duration;
 use tracing::Instrument;
 
 const Q: Dialect = Dialect::MySql;
@@ -155,9 +154,7 @@ async fn connect(cfg: &SinkConfig) -> Result<MySqlPool, SinkError> {
         source,
     };
     let options = MySqlConnectOptions::from_str(url).map_err(connect_err)?;
-    MySqlPoolOptions::new()
-        .max_connections(cfg.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+    super::pool::options::<sqlx::MySql>(cfg)
         .after_connect(|conn, _meta| {
             Box::pin(async move { conn.execute(SESSION_SETUP).await.map(|_| ()) })
         })

@@ -25,11 +25,10 @@ use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
 use crate::trace;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row as _;
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::time::Duration;
 use tracing::Instrument;
 
 /// `db.system` of the spans.
@@ -142,9 +141,7 @@ async fn connect(cfg: &SinkConfig) -> Result<PgPool, SinkError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(connect_err)?
         .application_name("tidemill");
-    PgPoolOptions::new()
-        .max_connections(cfg.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+    super::pool::options::<sqlx::Postgres>(cfg)
         .connect_with(options)
         .await
         .map_err(connect_err)
