@@ -17,6 +17,7 @@ use tidemill::sink::{prepare, AnySink, Sink, SinkError};
 
 per_backend!(
     a_batch_from_an_older_generation_is_refused_and_writes_nothing,
+    a_fence_on_one_partition_names_it_and_moves_no_checkpoint,
     an_unchanged_checkpoint_under_the_current_generation_is_not_fenced,
     members_starting_together_all_get_the_checkpoint_table,
 );
@@ -97,6 +98,56 @@ async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Ki
         .expect("claim")[0]
         .clone();
     assert_eq!(resumed.next_offset, Some(10));
+}
+
+/// A batch spanning three partitions, one of them claimed by a newer owner
+/// since: the error names that partition alone, and none of the batch's
+/// checkpoints moves, not even those of the partitions it still owns.
+async fn a_fence_on_one_partition_names_it_and_moves_no_checkpoint(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE t (id BIGINT)").await;
+    let sink = AnySink::open(&toml_sink(db.url()))
+        .await
+        .expect("open sink");
+    let store = sink.offset_store();
+    store.ensure_table().await.expect("checkpoint table");
+    let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("topic", p)).collect();
+    let claims = store.claim("p", &tps).await.expect("claim");
+    let reclaimed = store
+        .claim("p", std::slice::from_ref(&tps[1]))
+        .await
+        .expect("a newer owner claims partition 1")[0]
+        .clone();
+    let stale = Checkpoint {
+        pipeline: "p".into(),
+        entries: vec![
+            (tps[0].clone(), Some(5), claims[0].generation),
+            (tps[1].clone(), Some(6), claims[1].generation),
+            (tps[2].clone(), None, claims[2].generation),
+        ],
+    };
+    // Leaves partition 0 as it finds it: a leak of the stale batch's 5 would show.
+    let current = Checkpoint {
+        pipeline: "p".into(),
+        entries: vec![
+            (tps[0].clone(), None, claims[0].generation),
+            (tps[1].clone(), Some(6), reclaimed.generation),
+            (tps[2].clone(), Some(7), claims[2].generation),
+        ],
+    };
+    let (stale, current) = write(sink, &[], &stale, &current).await;
+    match stale {
+        Err(SinkError::Fenced { partitions }) => assert_eq!(partitions, "topic/1"),
+        other => panic!("want a fence on topic/1, got {other:?}"),
+    }
+    current.expect("under the current generations the batch lands");
+    let resumed = store.claim("p", &tps).await.expect("claim");
+    let offsets: Vec<Option<i64>> = resumed.iter().map(|c| c.next_offset).collect();
+    assert_eq!(
+        offsets,
+        vec![None, Some(6), Some(7)],
+        "only the batch that landed moved checkpoints"
+    );
 }
 
 /// Writes the same rows under a stale, then the current checkpoint.

@@ -16,6 +16,9 @@ use super::SinkError;
 use crate::model::TopicPartition;
 use sqlx::{MySqlPool, PgPool, Row as _, SqlitePool};
 
+mod advance;
+pub use advance::{advance_mysql, advance_postgres, advance_sqlite};
+
 pub const TABLE: &str = "tidemill_offsets";
 
 /// One partition's claim: the generation now owned, and where to resume.
@@ -211,120 +214,6 @@ async fn claim_mysql(
     tx.commit().await.map_err(err)?;
     Ok(claims)
 }
-
-/// The statement advancing one partition's checkpoint under its generation.
-pub fn advance_sql(table: &str) -> String {
-    format!(
-        "UPDATE {table} SET next_offset = COALESCE($1, next_offset) WHERE pipeline = $2 AND topic = $3 AND partition_id = $4 AND generation = $5"
-    )
-}
-
-/// [`advance_sql`] with MySQL's `?` placeholders. sqlx connects with
-/// `CLIENT_FOUND_ROWS`, so a matched row counts as affected even when its
-/// offset is unchanged; only a newer generation makes it 0.
-pub fn advance_sql_mysql(table: &str) -> String {
-    format!(
-        "UPDATE {table} SET next_offset = COALESCE(?, next_offset) WHERE pipeline = ? AND topic = ? AND partition_id = ? AND generation = ?"
-    )
-}
-
-/// Generates `advance_*`: advances every partition of a checkpoint inside a
-/// transaction; a partition claimed by a newer generation fences the batch.
-macro_rules! advance_fn {
-    ($name:ident, $db:ty, $sql:ident) => {
-        pub async fn $name(
-            tx: &mut sqlx::Transaction<'_, $db>,
-            table: &str,
-            checkpoint: &Checkpoint,
-        ) -> Result<(), SinkError> {
-            let sql = $sql(table);
-            let mut fenced = Vec::new();
-            for (tp, next, generation) in &checkpoint.entries {
-                let done = sqlx::query(&sql)
-                    .bind(*next)
-                    .bind(&checkpoint.pipeline)
-                    .bind(&tp.topic)
-                    .bind(tp.partition)
-                    .bind(*generation)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(|source| SinkError::Checkpoint { source })?;
-                if done.rows_affected() != 1 {
-                    fenced.push(tp.to_string());
-                }
-            }
-            if fenced.is_empty() {
-                Ok(())
-            } else {
-                Err(SinkError::Fenced {
-                    partitions: fenced.join(","),
-                })
-            }
-        }
-    };
-}
-
-advance_fn!(advance_sqlite, sqlx::Sqlite, advance_sql);
-
-/// The PostgreSQL statement advancing every partition of a checkpoint at
-/// once; it returns the partitions it advanced. Parameters: pipeline, then
-/// topics, partitions, next offsets (NULL: keep) and generations as arrays.
-pub fn advance_all_sql_postgres(table: &str) -> String {
-    format!(
-        "UPDATE {table} AS c SET next_offset = COALESCE(u.next_offset, c.next_offset) \
-         FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[]) AS u(topic, partition_id, next_offset, generation) \
-         WHERE c.pipeline = $1 AND c.topic = u.topic AND c.partition_id = u.partition_id AND c.generation = u.generation \
-         RETURNING c.topic, c.partition_id"
-    )
-}
-
-/// Advances every partition of a checkpoint in one statement: one round trip
-/// however many partitions the batch spans. Each checkpoint row is still
-/// locked until the transaction ends; two transactions locking the same rows
-/// in different orders fail one with a deadlock (40P01), which is transient,
-/// and the retried batch of a former owner is then fenced.
-pub async fn advance_postgres(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    table: &str,
-    checkpoint: &Checkpoint,
-) -> Result<(), SinkError> {
-    let n = checkpoint.entries.len();
-    let (mut topics, mut partitions) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut nexts, mut generations) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for (tp, next, generation) in &checkpoint.entries {
-        topics.push(tp.topic.as_str());
-        partitions.push(tp.partition);
-        nexts.push(*next);
-        generations.push(*generation);
-    }
-    let advanced: Vec<(String, i32)> = sqlx::query_as(&advance_all_sql_postgres(table))
-        .bind(&checkpoint.pipeline)
-        .bind(&topics)
-        .bind(&partitions)
-        .bind(&nexts)
-        .bind(&generations)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(|source| SinkError::Checkpoint { source })?;
-    let fenced: Vec<String> = checkpoint
-        .entries
-        .iter()
-        .filter(|(tp, _, _)| {
-            !advanced
-                .iter()
-                .any(|(t, p)| *t == tp.topic && *p == tp.partition)
-        })
-        .map(|(tp, _, _)| tp.to_string())
-        .collect();
-    if fenced.is_empty() {
-        Ok(())
-    } else {
-        Err(SinkError::Fenced {
-            partitions: fenced.join(","),
-        })
-    }
-}
-advance_fn!(advance_mysql, sqlx::MySql, advance_sql_mysql);
 
 #[cfg(test)]
 mod tests {
