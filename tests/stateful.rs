@@ -10,8 +10,8 @@ use common::events::{self, Event};
 use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
-use tidemill::model::Row;
-use tidemill::state::{Context, KeyedOperator, OperatorError, Registry};
+use tidemill::model::{Row, TopicPartition};
+use tidemill::state::{Context, KeyedOperator, OperatorError, Registry, StateStore};
 use tidemill::stats::Stats;
 
 per_backend!(
@@ -262,4 +262,64 @@ async fn a_custom_operator_keeps_its_own_state_across_a_restart(kind: Kind) {
             .await,
         expected
     );
+}
+
+/// Windows give every state a due time. With a full `due_at` index sharing
+/// the primary key's first four columns, PostgreSQL looked keys up through
+/// it and filtered thousands of rows per key (seconds per batch). The state
+/// table's due index is partial now, so key lookups take the primary key; a
+/// table made by an earlier version loses its full index at start-up.
+#[tokio::test]
+async fn state_lookups_by_key_go_through_the_primary_key() {
+    let db = TestDb::postgres().await;
+    let table = "\"tidemill_state\"";
+    let pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
+    let store = StateStore::Postgres {
+        pool: pool.clone(),
+        table: table.into(),
+    };
+    store.ensure_table().await.expect("state table");
+    // As an earlier version left it.
+    db.exec("CREATE INDEX tidemill_state_due ON tidemill_state (pipeline, operator, topic, partition_id, due_at)")
+        .await;
+    db.exec(
+        "INSERT INTO tidemill_state SELECT 'p', 'w', 'topic', i % 8, format('[\"k%s\"]', i), '{}', \
+         1795516046000 + (i % 30) * 1000 FROM generate_series(1, 50000) i",
+    )
+    .await;
+    store.ensure_table().await.expect("start-up again");
+    // No ANALYZE: on a table autovacuum has not analysed yet, the earlier
+    // statement hashed the partition's whole state instead of probing keys.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tidemill_state' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("indexes");
+    assert_eq!(indexes, ["tidemill_state_due_at", "tidemill_state_pkey"]);
+
+    let sql = tidemill::state::store::load_sql_postgres(table);
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::raw_sql(&format!("PREPARE load(text, text, json) AS {sql}"))
+        .execute(&mut *conn)
+        .await
+        .expect("prepare");
+    let plan: Vec<String> = sqlx::query_scalar(
+        r#"EXPLAIN EXECUTE load('p', 'w', '[{"t":"topic","p":0,"k":"[\"k8\"]"},{"t":"topic","p":1,"k":"[\"k9\"]"}]')"#,
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("explain");
+    let plan = plan.join("\n");
+    assert!(plan.contains("tidemill_state_pkey"), "{plan}");
+    assert!(!plan.contains("tidemill_state_due"), "{plan}");
+    let found = store
+        .load(
+            "p",
+            "w",
+            &[(TopicPartition::new("topic", 0), "[\"k8\"]".into())],
+        )
+        .await
+        .expect("load");
+    assert_eq!(found.len(), 1);
 }

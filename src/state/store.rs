@@ -18,6 +18,19 @@ use sqlx::{MySqlPool, PgPool, SqlitePool};
 
 pub const TABLE: &str = "tidemill_state";
 
+/// The index serving [`StateStore::load_due`] (PostgreSQL and SQLite): only
+/// states that have a due time, so key lookups go through the primary key.
+pub const DUE_INDEX: &str = "tidemill_state_due_at";
+
+/// The full `due_at` index of earlier versions, dropped at start-up.
+const OLD_DUE_INDEX: &str = "tidemill_state_due";
+
+/// `name` in the schema (or attached database) of the quoted state table `t`.
+fn qualified(t: &str, name: &str) -> String {
+    let schema = t.strip_suffix(&format!("\"{TABLE}\"")).unwrap_or_default();
+    format!("{schema}\"{name}\"")
+}
+
 /// Handle on the state table; cheap to clone.
 #[derive(Clone)]
 pub enum StateStore {
@@ -96,7 +109,8 @@ impl StateStore {
         }
     }
 
-    /// Creates the table and its `due_at` index if missing (race-tolerant).
+    /// Creates the table and its `due_at` index if missing, and replaces the
+    /// full index earlier versions made (race-tolerant).
     pub async fn ensure_table(&self) -> Result<(), SinkError> {
         let t = self.table();
         let statements = match self {
@@ -114,9 +128,15 @@ impl StateStore {
                      PRIMARY KEY (pipeline, operator, topic, partition_id, state_key))"
                 ),
                 // In the table's own schema (PostgreSQL) or database (SQLite).
+                // Partial: a lookup by key then has only the primary key to
+                // use. With a full index of the same prefix, PostgreSQL chose
+                // it for key lookups and filtered thousands of rows per key.
                 format!(
-                    "CREATE INDEX IF NOT EXISTS \"{TABLE}_due\" ON {t} (pipeline, operator, topic, partition_id, due_at)"
+                    "CREATE INDEX IF NOT EXISTS \"{DUE_INDEX}\" ON {t} (pipeline, operator, topic, partition_id, due_at) \
+                     WHERE due_at IS NOT NULL"
                 ),
+                // The full index that tables created before it carry.
+                format!("DROP INDEX IF EXISTS {}", qualified(t, OLD_DUE_INDEX)),
             ],
         };
         for sql in statements {
@@ -165,12 +185,7 @@ impl StateStore {
         let t = self.table();
         let rows: Vec<(String, i32, String, String)> = match self {
             StateStore::Postgres { pool, .. } => {
-                let sql = format!(
-                    "SELECT s.topic, s.partition_id, s.state_key, s.state FROM {t} s \
-                     JOIN json_to_recordset($3::json) AS k(t text, p int, k text) \
-                     ON s.topic = k.t AND s.partition_id = k.p AND s.state_key = k.k \
-                     WHERE s.pipeline = $1 AND s.operator = $2"
-                );
+                let sql = load_sql_postgres(t);
                 let query = sqlx::query_as(&sql).bind(pipeline).bind(operator).bind(&doc);
                 query.fetch_all(pool).await
             }
@@ -254,6 +269,21 @@ impl StateStore {
     }
 }
 
+/// The PostgreSQL query loading keys' states; parameters: pipeline, operator,
+/// and the keys as a JSON array of `{"t","p","k"}`.
+///
+/// One primary-key probe per key, whatever the statistics say: the `LIMIT`
+/// keeps the planner from flattening the lateral subquery into a join, which
+/// on a table autovacuum had not analysed yet became a hash of the whole
+/// partition's state for every batch.
+pub fn load_sql_postgres(table: &str) -> String {
+    format!(
+        "SELECT k.t, k.p, k.k, s.state FROM json_to_recordset($3::json) AS k(t text, p int, k text) \
+         CROSS JOIN LATERAL (SELECT s.state FROM {table} s WHERE s.pipeline = $1 AND s.operator = $2 \
+         AND s.topic = k.t AND s.partition_id = k.p AND s.state_key = k.k LIMIT 1) AS s"
+    )
+}
+
 /// Statements writing one operator's changes; parameters: pipeline, operator, document.
 fn statements(table: &str, dialect: Backend) -> (String, String) {
     if dialect == Backend::MySql {
@@ -278,9 +308,12 @@ fn statements(table: &str, dialect: Backend) -> (String, String) {
                  ON CONFLICT (pipeline, operator, topic, partition_id, state_key) \
                  DO UPDATE SET state = EXCLUDED.state, due_at = EXCLUDED.due_at"
             ),
+            // The rows' ids from one primary-key probe per key (as in
+            // `load_sql_postgres`), then a TID scan: no plan over the whole table.
             format!(
-                "DELETE FROM {table} s USING json_to_recordset($3::json) AS x(t text, p int, k text) \
-                 WHERE s.pipeline = $1 AND s.operator = $2 AND s.topic = x.t AND s.partition_id = x.p AND s.state_key = x.k"
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT s.ctid FROM json_to_recordset($3::json) AS x(t text, p int, k text) \
+                 CROSS JOIN LATERAL (SELECT s.ctid FROM {table} s WHERE s.pipeline = $1 AND s.operator = $2 \
+                 AND s.topic = x.t AND s.partition_id = x.p AND s.state_key = x.k LIMIT 1) AS s))"
             ),
         )
     } else {
