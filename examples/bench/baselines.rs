@@ -16,17 +16,48 @@ use std::time::{Duration, Instant};
 /// Rows per COPY: tidemill's `batch.max_rows` in every generated config.
 pub const BATCH_ROWS: usize = 5000;
 
-/// Records processed and the seconds they took (from the first record in).
+/// Records processed, the seconds they took (from the first record in), and
+/// the bench process's CPU seconds over the same span (the baseline is all
+/// it runs then; the database's CPU is not included, as for tidemill).
 #[derive(Debug, Clone, Copy)]
 pub struct Measure {
     pub records: u64,
     pub secs: f64,
+    pub cpu_secs: f64,
 }
 
 impl Measure {
     pub fn rate(&self) -> f64 {
         self.records as f64 / self.secs.max(1e-9)
     }
+
+    /// CPU microseconds per record.
+    pub fn cpu_us(&self) -> f64 {
+        self.cpu_secs / self.records.max(1) as f64 * 1e6
+    }
+}
+
+/// A span's start: wall clock and this process's CPU time.
+#[derive(Clone, Copy)]
+struct Start(Instant, f64);
+
+impl Start {
+    fn now() -> Self {
+        Self(Instant::now(), process_cpu())
+    }
+
+    fn measure(self, records: u64) -> Measure {
+        Measure {
+            records,
+            secs: self.0.elapsed().as_secs_f64(),
+            cpu_secs: process_cpu() - self.1,
+        }
+    }
+}
+
+/// utime + stime of this process, all threads (librdkafka's included).
+fn process_cpu() -> f64 {
+    crate::runner::Proc::cpu_of("self").map_or(0.0, |(cpu, _)| cpu)
 }
 
 fn assigned_consumer(topic: &str, group: &str) -> anyhow::Result<BaseConsumer> {
@@ -55,14 +86,14 @@ pub fn raw_consume(topic: &str, n: u64) -> anyhow::Result<Measure> {
         }
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m?;
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(Start::now);
             bytes += m.payload().map_or(0, <[u8]>::len);
             seen += 1;
         }
     }
     std::hint::black_box(bytes);
-    let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    Ok(Measure { records: n, secs })
+    let first = first.context("raw consume: no record")?;
+    Ok(first.measure(n))
 }
 
 /// Binary COPY of the W1 rows of the backlog's `n` records, `BATCH_ROWS` per
@@ -101,14 +132,11 @@ pub async fn raw_copy(db: &str, dist: Dist, n: u64, base: i64) -> anyhow::Result
         buffers.push(buf);
     }
     let mut c = db::connect(db).await?;
-    let started = Instant::now();
+    let started = Start::now();
     for b in &buffers {
         db::copy_in(&mut c, b).await?;
     }
-    Ok(Measure {
-        records: n,
-        secs: started.elapsed().as_secs_f64(),
-    })
+    Ok(started.measure(n))
 }
 
 #[derive(serde::Deserialize)]
@@ -142,7 +170,7 @@ pub fn consume_copy(topic: &str, db: &str, n: u64) -> anyhow::Result<Measure> {
             continue;
         };
         let m = m?;
-        first.get_or_insert_with(Instant::now);
+        first.get_or_insert_with(Start::now);
         seen += 1;
         let r: Rec = serde_json::from_slice(m.payload().unwrap_or_default())
             .context("decoding a generated record")?;
@@ -168,6 +196,6 @@ pub fn consume_copy(topic: &str, db: &str, n: u64) -> anyhow::Result<Measure> {
             rows = 0;
         }
     }
-    let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    Ok(Measure { records: n, secs })
+    let first = first.context("consume→COPY: no record")?;
+    Ok(first.measure(n))
 }

@@ -134,7 +134,15 @@ impl Results {
             match self.drain(w, true) {
                 Some(d) => {
                     let us = d.cpu_secs / d.records as f64 * 1e6;
-                    row(&mut t, &name, format!("{us:.2} µs"), Some(us <= limit));
+                    let mut got = format!("{us:.2} µs");
+                    if let Some(floor) = self.consume_copy.filter(|_| w == Workload::W1) {
+                        // What the minimal loop alone spends: the floor below tidemill.
+                        got += &format!(
+                            " (the minimal consume → decode → COPY loop: {:.2} µs)",
+                            floor.cpu_us()
+                        );
+                    }
+                    row(&mut t, &name, got, Some(us <= limit));
                 }
                 None => row(&mut t, &name, "not measured".into(), None),
             }
@@ -239,7 +247,7 @@ impl Results {
         m += &self.summary();
         m += "\nDrain = records / (last commit − first commit seen), polled every 20 ms; startup = process start → first commit. \
               CPU = utime + stime of the tidemill process at the last commit; RSS = VmHWM.\n\n## Baselines\n\n\
-              | baseline | records | seconds | records/s |\n|---|---|---|---|\n";
+              | baseline | records | seconds | records/s | CPU µs / record (bench process) |\n|---|---|---|---|---|\n";
         for (name, b) in [
             ("raw consume (rdkafka, discard)", self.raw_consume),
             (
@@ -251,10 +259,11 @@ impl Results {
             if let Some(b) = b {
                 let _ = writeln!(
                     m,
-                    "| {name} | {} | {:.2} | {} |",
+                    "| {name} | {} | {:.2} | {} | {:.2} |",
                     b.records,
                     b.secs,
-                    k(b.rate())
+                    k(b.rate()),
+                    b.cpu_us()
                 );
             }
         }

@@ -149,7 +149,11 @@ impl Proc {
 
     /// (utime + stime seconds, VmHWM bytes) so far.
     pub fn usage(&self) -> anyhow::Result<(f64, u64)> {
-        let pid = self.child.id();
+        Self::cpu_of(&self.child.id().to_string())
+    }
+
+    /// (utime + stime seconds, VmHWM bytes) of `/proc/<pid>` (`self`: this process).
+    pub fn cpu_of(pid: &str) -> anyhow::Result<(f64, u64)> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         let rest = stat.rsplit_once(')').context("malformed stat")?.1;
         let f: Vec<&str> = rest.split_whitespace().collect();
@@ -180,13 +184,16 @@ impl Proc {
 }
 
 fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// Records committed so far: from tidemill_offsets (exactly-once) or from the
