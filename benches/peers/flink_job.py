@@ -4,7 +4,7 @@ Runs in PyFlink's local MiniCluster (one JVM started by PyFlink's gateway; the S
 Python UDFs, so no Python worker runs during processing). It keeps running (an unbounded Kafka
 source) until run.sh stops it. Tuning (see README.md):
 - parallelism = --parallelism (default: cores);
-- checkpointing every 10 s, AT_LEAST_ONCE mode: the Kafka source commits offsets on checkpoints
+- checkpointing every 10 s to files (under the runner's temporary directory), AT_LEAST_ONCE mode: the Kafka source commits offsets on checkpoints
   and the JDBC sink flushes on every checkpoint, so delivery is at-least-once (W2's upsert and
   its primary key make replays idempotent; W1/W3 appends could duplicate after a failure);
 - JDBC sink: flush at 5,000 rows or every second, reWriteBatchedInserts=true in the URL;
@@ -74,6 +74,13 @@ def main():
         "parallelism.default": str(a.parallelism),
         "execution.checkpointing.interval": "10s",
         "execution.checkpointing.mode": "AT_LEAST_ONCE",
+        # On disk: the default JobManager storage caps state at 5 MiB, and W3's windows
+        # outgrow it; a failed checkpoint fails the job, whose replay then duplicates
+        # W3's appended windows.
+        "state.checkpoint-storage": "filesystem",
+        "state.checkpoints.dir": "file://" + os.path.join(
+            os.environ.get("TIDEMILL_PEER_TMP", "/tmp"), "checkpoints", a.group
+        ),
         "table.local-time-zone": "UTC",
         "pipeline.name": f"tidemill-peer-{a.workload}",
     }.items():

@@ -63,15 +63,18 @@ def flink_default_java_opts():
 
 def peer_env(a):
     env = dict(os.environ)
-    if a.peer == "flink" and "FLINK_ENV_JAVA_OPTS" not in env:
-        # PyFlink's gateway JVM (the local MiniCluster) would otherwise take 1/4 of RAM as heap.
-        # Its temporary files (an unpacked RPC jar per run, ~70 MB) go to a directory of
-        # ours, emptied before each run, instead of piling up in /tmp.
+    if a.peer == "flink":
+        # The MiniCluster's temporary files (an unpacked RPC jar per run, ~70 MB) and the
+        # job's checkpoints go to a directory of ours, emptied before each run, instead of
+        # piling up in /tmp.
         tmp = os.path.join(DIR, "tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp, exist_ok=True)
+        env["TIDEMILL_PEER_TMP"] = tmp
+    if a.peer == "flink" and "FLINK_ENV_JAVA_OPTS" not in env:
+        # PyFlink's gateway JVM (the local MiniCluster) would otherwise take 1/4 of RAM as heap
         env["FLINK_ENV_JAVA_OPTS"] = (
-            f"{flink_default_java_opts()} -Xmx{a.flink_heap} -Djava.io.tmpdir={tmp}"
+            f"{flink_default_java_opts()} -Xmx{a.flink_heap} -Djava.io.tmpdir={env['TIDEMILL_PEER_TMP']}"
         )
     if a.peer == "flink":  # the MiniCluster's own log, otherwise overwritten inside the venv
         env.setdefault("FLINK_LOG_DIR", os.path.join(DIR, "logs", f"flink-{a.group}"))
