@@ -11,7 +11,7 @@ use super::Checkpoint;
 use crate::sink::SinkError;
 
 /// The statement advancing one partition's checkpoint under its generation.
-pub fn advance_sql(table: &str) -> String {
+fn advance_sql(table: &str) -> String {
     format!(
         "UPDATE {table} SET next_offset = COALESCE($1, next_offset) WHERE pipeline = $2 AND topic = $3 AND partition_id = $4 AND generation = $5"
     )
@@ -114,12 +114,16 @@ pub async fn advance_postgres(
 /// leaves a partition unmatched.
 pub fn advance_all_sql_mysql(table: &str) -> String {
     format!(
-        "UPDATE {table} AS c JOIN JSON_TABLE(?, '$[*]' COLUMNS (t VARCHAR(255) PATH '$.t', p INT PATH '$.p', \
-         n BIGINT PATH '$.n' NULL ON EMPTY, g BIGINT PATH '$.g')) AS u \
-         ON c.topic = u.t AND c.partition_id = u.p AND c.generation = u.g \
-         SET c.next_offset = COALESCE(u.n, c.next_offset) WHERE c.pipeline = ?"
+        "UPDATE {table} AS c {MYSQL_MATCHING} SET c.next_offset = COALESCE(u.n, c.next_offset) WHERE c.pipeline = ?"
     )
 }
+
+/// The checkpoint rows (`c`) that the JSON entries (`u`, the first parameter)
+/// name under their generation.
+const MYSQL_MATCHING: &str =
+    "JOIN JSON_TABLE(?, '$[*]' COLUMNS (t VARCHAR(255) PATH '$.t', p INT PATH '$.p', \
+     n BIGINT PATH '$.n' NULL ON EMPTY, g BIGINT PATH '$.g')) AS u \
+     ON c.topic = u.t AND c.partition_id = u.p AND c.generation = u.g";
 
 /// Advances every partition of a checkpoint in one statement. When fewer rows
 /// matched than the batch spans, a read under the same transaction names the
@@ -152,9 +156,7 @@ pub async fn advance_mysql(
         return Ok(());
     }
     let current: Vec<(String, i32)> = sqlx::query_as(&format!(
-        "SELECT CONVERT(c.topic USING utf8mb4), c.partition_id FROM {table} AS c JOIN JSON_TABLE(?, '$[*]' \
-         COLUMNS (t VARCHAR(255) PATH '$.t', p INT PATH '$.p', g BIGINT PATH '$.g')) AS u \
-         ON c.topic = u.t AND c.partition_id = u.p AND c.generation = u.g WHERE c.pipeline = ?"
+        "SELECT CONVERT(c.topic USING utf8mb4), c.partition_id FROM {table} AS c {MYSQL_MATCHING} WHERE c.pipeline = ?"
     ))
     .bind(&doc)
     .bind(&checkpoint.pipeline)
