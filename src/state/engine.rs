@@ -15,12 +15,15 @@ use crate::model::{Batch, Row, TopicPartition};
 use crate::sink::SinkError;
 use crate::transform::jq::JqProgram;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-/// A row on its way through the tail, with where it came from.
+/// A row on its way through the tail, with where it came from. Rows of the
+/// batch are borrowed (the batch stays intact for a retry); rows a step made
+/// are owned.
 #[derive(Debug, Clone)]
-pub struct Item {
-    pub row: Row,
+pub struct Item<'a> {
+    pub row: Cow<'a, Row>,
     /// Index into the batch's partition list.
     pub part: u32,
     /// The record's offset; for rows a state emitted on its own, the last
@@ -213,7 +216,7 @@ impl Engine {
             .iter()
             .zip(&batch.meta)
             .map(|(row, m)| Item {
-                row: row.clone(),
+                row: Cow::Borrowed(row),
                 part: m.part,
                 offset: m.offset,
                 kafka_ts: m.timestamp_ms,
@@ -262,7 +265,7 @@ impl Engine {
                 raw: i.raw,
             })
             .collect();
-        let rows = items.into_iter().map(|i| i.row).collect();
+        let rows = items.into_iter().map(|i| i.row.into_owned()).collect();
         Ok(Applied {
             rows,
             origins,
@@ -292,16 +295,24 @@ impl Engine {
     }
 }
 
-fn run_jq(program: &JqProgram, items: Vec<Item>, rejected: &mut Vec<Rejected>) -> Vec<Item> {
+fn run_jq<'a>(
+    program: &JqProgram,
+    items: Vec<Item<'a>>,
+    rejected: &mut Vec<Rejected>,
+) -> Vec<Item<'a>> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        match program.run(Value::Object(item.row.clone())) {
+        match program.run(Value::Object(item.row.as_ref().clone())) {
             Ok(values) => {
                 for v in values {
                     match v {
                         Value::Object(row) => out.push(Item {
-                            row,
-                            ..item.clone()
+                            row: Cow::Owned(row),
+                            part: item.part,
+                            offset: item.offset,
+                            kafka_ts: item.kafka_ts,
+                            key: item.key.clone(),
+                            raw: item.raw,
                         }),
                         other => rejected.push(Rejected::of(
                             &item,
@@ -318,7 +329,11 @@ fn run_jq(program: &JqProgram, items: Vec<Item>, rejected: &mut Vec<Rejected>) -
     out
 }
 
-fn set_keys(spec: &KeySpec, items: Vec<Item>, rejected: &mut Vec<Rejected>) -> Vec<Item> {
+fn set_keys<'a>(
+    spec: &KeySpec,
+    items: Vec<Item<'a>>,
+    rejected: &mut Vec<Rejected>,
+) -> Vec<Item<'a>> {
     items
         .into_iter()
         .filter_map(|mut item| match spec.of(&item.row, &item.key) {

@@ -57,12 +57,12 @@ pub trait Stage: Send + Sync {
         loaded: Vec<Loaded>,
         parts: &[TopicPartition],
     ) -> Result<(), SinkError>;
-    fn process(
+    fn process<'a>(
         &mut self,
-        items: Vec<Item>,
+        items: Vec<Item<'a>>,
         idle: &[(u32, i64)],
         rejected: &mut Vec<Rejected>,
-    ) -> Vec<Item>;
+    ) -> Vec<Item<'a>>;
     /// Partitions whose watermark moved, with it: states due by then must be loaded.
     fn due(&self) -> Vec<(u32, i64)>;
     fn fire_due(
@@ -71,7 +71,7 @@ pub trait Stage: Send + Sync {
         watermark: i64,
         loaded: Vec<(String, String)>,
         parts: &[TopicPartition],
-    ) -> Result<Vec<Item>, SinkError>;
+    ) -> Result<Vec<Item<'static>>, SinkError>;
     fn writes(&self, parts: &[TopicPartition]) -> Result<OpWrites, SinkError>;
     fn commit(&mut self, parts: &[TopicPartition]);
     fn rollback(&mut self);

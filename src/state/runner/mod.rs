@@ -9,10 +9,31 @@ use super::store::{Loaded, OpWrites};
 use super::KeySpec;
 use crate::model::{Row, TopicPartition};
 use crate::sink::SinkError;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 mod work;
+
+/// A state row's address in the batch's JSON for the state table: topic,
+/// partition, key (the SQL reads the fields by name).
+#[derive(Serialize)]
+struct StateKey<'a> {
+    t: &'a str,
+    p: i32,
+    k: &'a str,
+}
+
+/// A state row to upsert: its address (as in [`StateKey`]), the state as JSON
+/// text, and when it is due.
+#[derive(Serialize)]
+struct StateRow<'a> {
+    t: &'a str,
+    p: i32,
+    k: &'a str,
+    s: String,
+    d: Option<i64>,
+}
 
 /// A state being worked on in the current batch.
 struct Work<S> {
@@ -197,12 +218,12 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         Ok(())
     }
 
-    fn process(
+    fn process<'a>(
         &mut self,
-        items: Vec<Item>,
+        items: Vec<Item<'a>>,
         idle: &[(u32, i64)],
         rejected: &mut Vec<Rejected>,
-    ) -> Vec<Item> {
+    ) -> Vec<Item<'a>> {
         let keys = std::mem::take(&mut self.keys);
         let mut out = Vec::with_capacity(items.len());
         for (item, key) in items.into_iter().zip(keys) {
@@ -267,7 +288,7 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         wm: i64,
         loaded: Vec<(String, String)>,
         parts: &[TopicPartition],
-    ) -> Result<Vec<Item>, SinkError> {
+    ) -> Result<Vec<Item<'static>>, SinkError> {
         let tp = &parts[part as usize];
         for (key, json) in loaded {
             let slot = (part, key);
@@ -332,15 +353,28 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         };
         for ((part, key), work) in self.working.iter().filter(|(_, w)| w.dirty) {
             let tp = &parts[*part as usize];
+            let (t, p, k) = (tp.topic.as_str(), tp.partition, key.as_str());
             match &work.state {
-                Some(s) => upserts.push(json!({"t": tp.topic, "p": tp.partition, "k": key, "s": serde_json::to_string(s).map_err(encode)?, "d": self.op.due_at(s)})),
-                None => deletes.push(json!({"t": tp.topic, "p": tp.partition, "k": key})),
+                Some(s) => upserts.push(StateRow {
+                    t,
+                    p,
+                    k,
+                    s: serde_json::to_string(s).map_err(encode)?,
+                    d: self.op.due_at(s),
+                }),
+                None => deletes.push(StateKey { t, p, k }),
             }
         }
         for (part, (mark, dirty)) in &self.marks {
             if *dirty {
                 let tp = &parts[*part as usize];
-                upserts.push(json!({"t": tp.topic, "p": tp.partition, "k": MARK_KEY, "s": serde_json::to_string(mark).map_err(encode)?, "d": null}));
+                upserts.push(StateRow {
+                    t: &tp.topic,
+                    p: tp.partition,
+                    k: MARK_KEY,
+                    s: serde_json::to_string(mark).map_err(encode)?,
+                    d: None,
+                });
             }
         }
         Ok(OpWrites {

@@ -2,6 +2,7 @@
 //! operator's [`Context`], and turning what it emits into rows.
 
 use super::*;
+use std::borrow::Cow;
 
 impl<O: KeyedOperator> Runner<O> {
     pub(super) fn decode(&self, key: &str, json: &str) -> Result<O::State, SinkError> {
@@ -34,15 +35,15 @@ impl<O: KeyedOperator> Runner<O> {
         }
     }
 
-    pub(super) fn emitted(
+    pub(super) fn emitted<'k, 'a>(
         rows: Vec<Row>,
         part: u32,
         (offset, raw): (i64, Option<u32>),
         kafka_ts: Option<i64>,
-        key: &Value,
-    ) -> impl Iterator<Item = Item> + '_ {
+        key: &'k Value,
+    ) -> impl Iterator<Item = Item<'a>> + use<'k, 'a, O> {
         rows.into_iter().map(move |row| Item {
-            row,
+            row: Cow::Owned(row),
             part,
             offset,
             kafka_ts,
@@ -52,11 +53,11 @@ impl<O: KeyedOperator> Runner<O> {
     }
 
     /// Folds one item into its key's working state.
-    pub(super) fn process_one(
+    pub(super) fn process_one<'a>(
         &mut self,
-        item: Item,
+        item: Item<'a>,
         key: (Value, String),
-        idle_marks: &mut Vec<Item>,
+        idle_marks: &mut Vec<Item<'a>>,
         rejected: &mut Vec<Rejected>,
     ) {
         let t = if self.op.uses_time() {
