@@ -19,6 +19,7 @@ per_backend!(
     tumbling_windows_emit_each_final_row_once_and_dead_letter_late_records,
     dedup_drops_every_repeat_within_the_ttl,
     a_custom_operator_keeps_its_own_state_across_a_restart,
+    jq_steps_around_an_aggregate_see_the_rows_of_their_place_in_the_chain,
 );
 
 const TOTALS: &str = r#"
@@ -81,6 +82,57 @@ key_columns = ["user_id"]"#;
         .pairs("SELECT user_id * 1000000 + n, total FROM totals ORDER BY user_id")
         .await;
     assert_eq!(got, events::totals(&all));
+}
+
+/// jq steps between and after keyed steps run in the writer's tail: one sees
+/// the batch's own rows (borrowed), the next the aggregate's rows (owned).
+async fn jq_steps_around_an_aggregate_see_the_rows_of_their_place_in_the_chain(kind: Kind) {
+    const N: i64 = 2_000;
+    let (topic, group) = (unique("tailjq"), unique("g"));
+    kafka::create_topic(&topic, 3).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE totals (user_id BIGINT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL)").await;
+    let sink = "mode = \"upsert\"\nkey_columns = [\"user_id\"]";
+    let steps = r#"
+[[pipelines.p.transforms]]
+type = "key"
+fields = ["user_id"]
+
+[[pipelines.p.transforms]]
+type = "jq"
+expr = 'select(.amount >= 0) | {user_id, amount: (.amount * 2)}'
+
+[[pipelines.p.transforms]]
+type = "aggregate"
+name = "totals"
+columns = { n = "count()", total = "sum(amount)" }
+
+[[pipelines.p.transforms]]
+type = "jq"
+expr = '{user_id, n, total: (.total * 10)}'
+"#;
+    let toml = format!(
+        "{}\n{steps}",
+        pipeline_toml(&topic, &group, db.url(), "totals", sink)
+    );
+    let all: Vec<Event> = (0..N).map(|i| events::event(i, 30)).collect();
+    let running = Running::start(&toml).await;
+    produce(&topic, &all);
+    wait_for("all committed", Duration::from_secs(60), || {
+        all_committed(&group, &topic, 3)
+    })
+    .await;
+    running.stop().await;
+
+    let kept: Vec<Event> = all.into_iter().filter(|e| e.amount >= 0).collect();
+    let want: Vec<(i64, i64)> = events::totals(&kept)
+        .into_iter()
+        .map(|(user_n, total)| (user_n, total * 2 * 10))
+        .collect();
+    let got = db
+        .pairs("SELECT user_id * 1000000 + n, total FROM totals ORDER BY user_id")
+        .await;
+    assert_eq!(got, want);
 }
 
 async fn tumbling_windows_emit_each_final_row_once_and_dead_letter_late_records(kind: Kind) {

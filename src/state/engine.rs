@@ -301,8 +301,10 @@ fn run_jq<'a>(
     rejected: &mut Vec<Rejected>,
 ) -> Vec<Item<'a>> {
     let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        match program.run(Value::Object(item.row.as_ref().clone())) {
+    for mut item in items {
+        // An owned row moves into the program; a borrowed one is copied.
+        let row = std::mem::take(&mut item.row).into_owned();
+        match program.run(Value::Object(row)) {
             Ok(values) => {
                 for v in values {
                     match v {
