@@ -15,7 +15,10 @@
 //! expression yields zero or one value, so no output order question arises.
 //! Runtime cases it does not model (a type error, an integer overflow, a
 //! division by zero, comparing arrays or objects, an unsigned 64-bit number
-//! above `i64::MAX`) are [`Unsupported`], not errors.
+//! above `i64::MAX`, arithmetic that leaves the finite doubles) are
+//! [`Unsupported`], not errors, and so is evaluating a number literal beyond
+//! the finite doubles (`1e400`): jaq computes with the infinity and clamps
+//! only its output.
 //!
 //! Why: jaq converts every record into its own value type and back, which was
 //! more than half of the CPU of a map/filter pipeline.
@@ -48,6 +51,9 @@ enum Expr {
     Cmp(Box<Expr>, Cmp, Box<Expr>),
     Math(Box<Expr>, Math, Box<Expr>),
     Neg(Box<Expr>),
+    /// A number literal beyond the finite doubles (`1e400`): jaq computes with
+    /// the infinity and clamps only its output, so each record goes to jaq.
+    Infinite,
 }
 
 /// A compiled expression of the subset.
@@ -82,7 +88,7 @@ fn compile(t: Term<&str>) -> Option<Expr> {
     let b = |t: Term<&str>| compile(t).map(Box::new);
     Some(match t {
         Term::Id => Expr::Id,
-        Term::Num(n) => Expr::Lit(number_literal(n)?),
+        Term::Num(n) => number_literal(n)?,
         Term::Str(None, parts) => Expr::Lit(Value::String(literal(&parts)?)),
         Term::Call("true", a) if a.is_empty() => Expr::Lit(Value::Bool(true)),
         Term::Call("false", a) if a.is_empty() => Expr::Lit(Value::Bool(false)),
@@ -145,21 +151,27 @@ fn literal<T>(parts: &[StrPart<&str, T>]) -> Option<String> {
 /// jaq reads an integer literal as a machine integer and anything else as a
 /// decimal it parses to f64 when used; literals it would keep as big integers
 /// stay with jaq.
-fn number_literal(n: &str) -> Option<Value> {
+fn number_literal(n: &str) -> Option<Expr> {
     if let Ok(i) = n.parse::<i64>() {
-        return Some(Value::from(i));
+        return Some(Expr::Lit(Value::from(i)));
     }
     if n.bytes().all(|b| b.is_ascii_digit()) {
         return None; // a big integer
     }
     let f: f64 = n.parse().ok()?;
-    float(f)
+    // jaq keeps `1e400` as infinity until output; clamping it here would change
+    // what `-1 / 1e400` gives.
+    if !f.is_finite() {
+        return Some(Expr::Infinite);
+    }
+    float(f).map(Expr::Lit)
 }
 
 fn eval<'v>(e: &Expr, input: &'v Value) -> Out<'v> {
     Ok(Some(match e {
         Expr::Id => Cow::Borrowed(input),
         Expr::Lit(v) => Cow::Owned(v.clone()),
+        Expr::Infinite => return Err(Unsupported),
         Expr::Path(base, keys) => match eval(base, input)? {
             None => return Ok(None),
             Some(Cow::Borrowed(v)) => Cow::Borrowed(index(v, keys)?),
@@ -294,6 +306,11 @@ fn math(l: Value, op: Math, r: Value) -> Result<Value, Unsupported> {
             }
         }
     };
+    // jaq carries an infinity on to the next operation; this evaluator would
+    // clamp it at once, so it leaves such a record to jaq.
+    if !out.is_finite() {
+        return Err(Unsupported);
+    }
     float(out).ok_or(Unsupported)
 }
 
@@ -412,6 +429,10 @@ mod tests {
         );
         assert_eq!(run(".a", json!({"a": u64::MAX})).map(|_| ()), Ok(()));
         assert_eq!(run(".a + 0", json!({"a": u64::MAX})), Err(Unsupported));
+        // jaq: -1 / inf is -0, and inf / 1e308 stays inf (clamped on output);
+        // a clamp in between would differ.
+        assert_eq!(run("-(1) / 1e400", json!(null)), Err(Unsupported));
+        assert_eq!(run(".a * 10 / .a", json!({"a": 1e308})), Err(Unsupported));
     }
 
     #[test]
