@@ -97,6 +97,12 @@ async fn bad_input_scenario(kind: Kind, sink_extra: &str) {
     let not_an_object = br#"[1,2,3]"#.to_vec();
     send_bytes(&topic, Some(b"array"), &not_an_object);
     bad.push((not_an_object, "transform"));
+    // `"x" * .pad` with a huge `pad` would ask for exabytes: refused, not an abort.
+    let huge_repeat = br#"{"id":107,"qty":1,"pad":9223372036854775807}"#.to_vec();
+    send_bytes(&topic, Some(b"pad"), &huge_repeat);
+    bad.push((huge_repeat, "transform"));
+    send_bytes(&topic, Some(b"pad"), br#"{"id":60,"qty":1,"pad":3}"#);
+    good.insert(60);
     for id in 40..60_i64 {
         producer.send(
             Some(&id.to_string()),
@@ -110,7 +116,9 @@ async fn bad_input_scenario(kind: Kind, sink_extra: &str) {
     producer.flush();
 
     let toml = pipeline_toml(&topic, &group, db.url(), "items", sink_extra)
-        + &format!("\n[pipelines.p.dead_letter]\ntopic = \"{dlq}\"\n");
+        + &format!("\n[pipelines.p.dead_letter]\ntopic = \"{dlq}\"\n")
+        + "\n[[pipelines.p.transforms]]\ntype = \"jq\"\n"
+        + "expr = 'if .pad then .name = \"x\" * .pad | del(.pad) else . end'\n";
     let running = Running::start(&toml).await;
     wait_for("every offset committed", Duration::from_secs(60), || {
         all_committed(&group, &topic, 1)
@@ -130,6 +138,12 @@ async fn bad_input_scenario(kind: Kind, sink_extra: &str) {
     assert_eq!(
         db.scalar("SELECT count(*) FROM items").await,
         good.len() as i64
+    );
+    let padded = "SELECT count(*) FROM items WHERE id = 60 AND name = 'xxx'";
+    assert_eq!(
+        db.scalar(padded).await,
+        1,
+        "the jq step ran on the good record"
     );
 
     let expected = bad.len();

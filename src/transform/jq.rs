@@ -8,7 +8,8 @@
 //! [`JqError::Compile`], failures while running give [`JqError::Runtime`].
 
 use super::native::Native;
-use jaq_core::load::{self, lex, parse, Arena, File, Loader};
+use super::repeat_guard;
+use jaq_core::load::{self, lex, parse, parse::Def, Arena, File, Loader};
 use jaq_core::{compile, data::JustLut, Compiler, Ctx, Exn, Filter, Vars};
 use jaq_json::{Num, Val};
 use serde_json::{Number, Value};
@@ -82,11 +83,51 @@ impl JqProgram {
     pub fn expr(&self) -> &str {
         &self.expr
     }
+
+    /// The program as jaq compiles it, multiplications unguarded (tests compare).
+    #[cfg(test)]
+    pub(super) fn unguarded(expr: &str) -> Self {
+        let filter = compile_module(expr, Vec::new());
+        let filter = filter.expect("test expression compiles");
+        let (native, expr) = (None, expr.to_owned());
+        Self {
+            filter,
+            native,
+            expr,
+        }
+    }
 }
 
+/// Compiles `code` as written (so errors speak of what the user wrote), then,
+/// if it multiplies, once more with its multiplications guarded (see
+/// [`repeat_guard`]).
 fn compile_filter(code: &str) -> Result<Filter<Data>, String> {
-    let defs = jaq_core::defs().chain(jaq_std::defs());
-    let defs = defs.chain(jaq_json::defs());
+    let filter = compile_module(code, Vec::new())?;
+    let Some(mut term) = load::parse(code, |p| p.term()) else {
+        return Err("module directives (`module`, `import`, `include`) are not supported".into());
+    };
+    if !repeat_guard::guard(&mut term) {
+        return Ok(filter);
+    }
+    let main = Def {
+        name: GUARDED_MAIN,
+        args: Vec::new(),
+        body: term,
+    };
+    let prelude = repeat_guard::prelude().into_iter().chain([main]).collect();
+    compile_module(GUARDED_MAIN, prelude)
+        .map_err(|message| format!("internal: the guarded program does not compile: {message}"))
+}
+
+/// The prelude definition holding a guarded program; its main module only calls it.
+const GUARDED_MAIN: &str = "tidemill_guarded_main";
+
+fn compile_module<'s>(code: &'s str, extra: Vec<Def<&'s str>>) -> Result<Filter<Data>, String> {
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let mut defs: Vec<Def<&'s str>> = defs.collect::<Vec<_>>();
+    defs.extend(extra);
     let funs = jaq_core::funs().chain(jaq_std::funs());
     // `env` and `now` would make runs impure (and leak the process environment).
     let funs = funs.chain(jaq_json::funs());

@@ -8,6 +8,7 @@
 
 pub mod jq;
 mod native;
+mod repeat_guard;
 
 use crate::config::TransformConfig;
 use crate::model::Row;
