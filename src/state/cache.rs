@@ -10,14 +10,17 @@ use std::collections::HashMap;
 
 pub struct Partition<S> {
     generation: i64,
-    entries: HashMap<String, (Option<S>, u64)>,
+    /// Key → (state, stamp). Keys are boxed and stamps 32-bit so that an entry
+    /// of a running aggregate's state (a boxed slice) is 40 bytes.
+    entries: HashMap<Box<str>, (Option<S>, u32)>,
 }
 
 pub struct Cache<S> {
     capacity: usize,
     len: usize,
-    /// Batches committed so far: an entry's stamp is the last batch that used it.
-    clock: u64,
+    /// Batches committed so far: an entry's stamp is the last batch that used
+    /// it. After 4 billion batches every stamp restarts at 0 (see `tick`).
+    clock: u32,
     partitions: HashMap<TopicPartition, Partition<S>>,
 }
 
@@ -60,7 +63,10 @@ impl<S: Clone> Cache<S> {
         let Some(p) = self.partitions.get_mut(tp) else {
             return; // partition not claimed by this writer: nothing to cache
         };
-        if p.entries.insert(key, (state, self.clock)).is_none() {
+        if p.entries
+            .insert(key.into_boxed_str(), (state, self.clock))
+            .is_none()
+        {
             self.len += 1;
         }
     }
@@ -76,7 +82,7 @@ impl<S: Clone> Cache<S> {
     /// it: 46 MB of empty buckets with 1M keys over 8 partitions.)
     pub fn end_batch(&mut self) {
         let clock = self.clock;
-        self.clock += 1;
+        self.tick();
         if self.len <= self.capacity {
             return;
         }
@@ -107,6 +113,17 @@ impl<S: Clone> Cache<S> {
                 p.entries.shrink_to(p.entries.len() + p.entries.len() / 4);
             }
         }
+    }
+
+    /// Advances the clock; where it would wrap, every entry counts as used by
+    /// the oldest batch instead.
+    fn tick(&mut self) {
+        self.clock = self.clock.checked_add(1).unwrap_or_else(|| {
+            for p in self.partitions.values_mut() {
+                p.entries.values_mut().for_each(|(_, used)| *used = 0);
+            }
+            1
+        });
     }
 
     /// Buckets allocated across the partitions' tables.
@@ -160,6 +177,24 @@ mod tests {
         }
         c.end_batch();
         assert_eq!(c.len(), 9, "down to 90% of capacity, even from one batch");
+    }
+
+    #[test]
+    fn the_clock_restarts_instead_of_wrapping() {
+        let tp = TopicPartition::new("t", 0);
+        let mut c: Cache<i64> = Cache::new(4);
+        c.check_generation(&tp, 1);
+        c.clock = u32::MAX;
+        c.put(&tp, "old".into(), Some(0));
+        c.end_batch();
+        assert_eq!(c.clock, 1);
+        for i in 0..4 {
+            c.put(&tp, format!("new{i}"), Some(i));
+        }
+        c.end_batch();
+        // Over capacity by one: the entry of the batch before the wrap goes first.
+        assert_eq!(c.get(&tp, "old"), None);
+        assert_eq!(c.len(), 4);
     }
 
     #[test]

@@ -21,10 +21,10 @@ impl RunningAggregate {
 /// the originals stay untouched when the record is refused.
 pub fn folded(
     specs: &[AggSpec],
-    accs: Option<&Vec<Acc>>,
+    accs: Option<&[Acc]>,
     record: &Row,
-) -> Result<Vec<Acc>, OperatorError> {
-    let mut next = accs.cloned().unwrap_or_else(|| fresh(specs));
+) -> Result<Box<[Acc]>, OperatorError> {
+    let mut next: Box<[Acc]> = accs.map_or_else(|| fresh(specs), Box::from);
     for (spec, acc) in specs.iter().zip(next.iter_mut()) {
         acc.fold(spec, record).map_err(OperatorError::Record)?;
     }
@@ -38,24 +38,24 @@ pub fn columns(specs: &[AggSpec], accs: &[Acc], row: &mut Row) {
     }
 }
 
-pub fn fresh(specs: &[AggSpec]) -> Vec<Acc> {
+pub fn fresh(specs: &[AggSpec]) -> Box<[Acc]> {
     specs.iter().map(|s| Acc::new(s.func)).collect()
 }
 
 impl KeyedOperator for RunningAggregate {
-    type State = Vec<Acc>;
+    type State = Box<[Acc]>;
 
     fn process(
         &self,
         _cx: &mut Context<'_>,
-        state: &mut Option<Vec<Acc>>,
+        state: &mut Option<Box<[Acc]>>,
         record: &Row,
     ) -> Result<(), OperatorError> {
-        *state = Some(folded(&self.specs, state.as_ref(), record)?);
+        *state = Some(folded(&self.specs, state.as_deref(), record)?);
         Ok(())
     }
 
-    fn touched(&self, cx: &mut Context<'_>, state: &mut Option<Vec<Acc>>) {
+    fn touched(&self, cx: &mut Context<'_>, state: &mut Option<Box<[Acc]>>) {
         if let Some(accs) = state {
             let mut row = Row::new();
             columns(&self.specs, accs, &mut row);

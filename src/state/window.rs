@@ -25,7 +25,7 @@ fn ms(d: std::time::Duration) -> i64 {
 pub struct Win {
     pub start: i64,
     pub end: i64,
-    pub accs: Vec<Acc>,
+    pub accs: Box<[Acc]>,
     #[serde(default)]
     pub closed: bool,
     /// Changed in the current batch (not stored).
@@ -130,7 +130,7 @@ impl WindowedAggregate {
         match existing {
             Some(i) if !s.wins[i].closed || self.late == LatePolicy::Correct => {
                 let w = &mut s.wins[i];
-                w.accs = folded(&self.specs, Some(&w.accs), record)?;
+                w.accs = folded(&self.specs, Some(&w.accs[..]), record)?;
                 w.dirty = true;
                 Ok(true)
             }
