@@ -8,6 +8,7 @@
 use crate::batch::Batcher;
 use crate::config::{Delivery, PipelineConfig, Settings};
 use crate::dead_letter::DeadLetters;
+use crate::decode::{Decoder, Projection};
 use crate::sink::writer::{self, WriterContext, WriterError};
 use crate::sink::{AnySink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
@@ -177,8 +178,13 @@ impl Pipeline {
             (cfg.delivery == Delivery::ExactlyOnce).then(|| (name.clone(), sink.offset_store()));
         let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(cfg.batch.max_in_flight);
         let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let projection = Projection::for_transforms(&cfg.transforms);
+        if let Some(p) = &projection {
+            let fields = p.fields().collect::<Vec<_>>().join(",");
+            info!(pipeline = %name, fields, "records only feed aggregates: decoding just these fields");
+        }
         let driver = Driver::new(
-            cfg.format,
+            Decoder::new(cfg.format, projection),
             chain,
             Batcher::new(&cfg.batch, cfg.dead_letter.is_some(), engine.is_some()),
             batch_tx,

@@ -181,10 +181,25 @@ window = {{ kind = "tumbling", size = "1s", time_field = "ts", idle_timeout = "1
         ..all[5]
     };
     produce(&topic, &[late]);
+    // This chain decodes only user_id, amount and ts; bad payloads still fail
+    // as a full decode would, and an unread extra field changes nothing.
+    let poison = [
+        (r#"{"user_id": 1, "ts": "#, "decode"),
+        (
+            r#"{"user_id": 1, "amount": 1, "ts": 0, "unread": [1, }"#,
+            "decode",
+        ),
+        ("[1, 2]", "transform"),
+    ];
+    let producer = TestProducer::new(&topic);
+    for (payload, _) in poison {
+        producer.send(Some("poison"), Some(payload));
+    }
+    producer.flush();
     wait_for(
-        "the late record dead-lettered",
+        "the late and the poison records dead-lettered",
         Duration::from_secs(30),
-        || async { Stats::get(&running.stats.dead_lettered) == 1 },
+        || async { Stats::get(&running.stats.dead_lettered) == 1 + poison.len() as u64 },
     )
     .await;
     wait_for("everything committed", Duration::from_secs(30), || {
@@ -205,11 +220,19 @@ window = {{ kind = "tumbling", size = "1s", time_field = "ts", idle_timeout = "1
             .await,
         0
     );
-    let letters = tokio::task::spawn_blocking(move || kafka::read_all(&dlq, 1))
+    let letters = tokio::task::spawn_blocking(move || kafka::read_all(&dlq, 1 + poison.len()))
         .await
         .expect("read");
-    assert_eq!(letters[0].header("tidemill.error.class"), Some("late"));
-    assert_eq!(letters[0].value.as_deref(), Some(late.json().as_bytes()));
+    let class_of = |payload: &str| {
+        let letter = letters
+            .iter()
+            .find(|l| l.value.as_deref() == Some(payload.as_bytes()));
+        letter.and_then(|l| l.header("tidemill.error.class"))
+    };
+    assert_eq!(class_of(&late.json()), Some("late"));
+    for (payload, class) in poison {
+        assert_eq!(class_of(payload), Some(class), "{payload}");
+    }
 }
 
 async fn dedup_drops_every_repeat_within_the_ttl(kind: Kind) {

@@ -16,9 +16,8 @@ use record::raw_record;
 
 use crate::batch::Batcher;
 use crate::commit::Committer;
-use crate::config::DecodeFormat;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
-use crate::decode::decode;
+use crate::decode::Decoder;
 use crate::model::{Batch, BatchAck, RawRecord, TopicPartition};
 use crate::sink::checkpoint::OffsetStore;
 use crate::stats::{PartitionStats, Stats};
@@ -67,7 +66,7 @@ pub enum SourceError {
 }
 
 pub struct Driver {
-    pub(super) format: DecodeFormat,
+    pub(super) decoder: Decoder,
     pub(super) chain: Chain,
     pub(super) batcher: Batcher,
     pub(super) committer: Committer,
@@ -118,7 +117,7 @@ pub struct Eos {
 impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        format: DecodeFormat,
+        decoder: Decoder,
         chain: Chain,
         batcher: Batcher,
         batches: Sender<Batch>,
@@ -131,7 +130,7 @@ impl Driver {
         max_in_flight_bytes: usize,
     ) -> Self {
         Self {
-            format,
+            decoder,
             chain,
             batcher,
             committer: Committer::default(),
@@ -206,7 +205,7 @@ impl Driver {
         }
         let payload = msg.payload();
         let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
-        let outcome = match decode(self.format, payload) {
+        let outcome = match self.decoder.decode(payload) {
             Err(e) => Err((Reason::Decode, e.to_string())),
             Ok(None) => match &self.delete_keys {
                 None => {
