@@ -12,8 +12,8 @@ use super::schema::TableSchema;
 use super::SinkError;
 use crate::config::SinkMode;
 use crate::model::Row;
+use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// One statement's worth of rows that all carry the same columns.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@
 //! load. Over capacity, entries the last batch did not touch are evicted.
 
 use crate::model::TopicPartition;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 pub struct Partition<S> {
     generation: i64,

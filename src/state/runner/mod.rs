@@ -9,9 +9,10 @@ use super::store::{Loaded, OpWrites};
 use super::KeySpec;
 use crate::model::{Row, TopicPartition};
 use crate::sink::SinkError;
+use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 mod work;
 
