@@ -81,6 +81,12 @@ fn expr() -> impl Strategy<Value = String> {
             inner.clone().prop_map(|e| format!("select({e})")),
             inner.clone().prop_map(|e| format!("-({e})")),
             (inner.clone(), inner.clone()).prop_map(|(x, y)| format!(r#"{{a: {x}, b, "c": {y}}}"#)),
+            // Objects that move fields out of the record (`{b}`, `{d: .a}`).
+            (inner.clone(), inner.clone())
+                .prop_map(|(x, y)| format!(r#"select({x}) | {{b, d: .a, c: {y}}}"#)),
+            inner
+                .clone()
+                .prop_map(|x| format!(r#"{{c, a: {x}, b: .c}}"#)),
         ]
     })
 }
