@@ -150,15 +150,24 @@ impl Output<'_> {
         let mut unfit = Vec::new();
         let mut kept = 0;
         let tracked = self.origins.len() == self.rows.len();
-        // Converting rewrites values (timestamps, uuids, bytes): the rows are
-        // copied out of the batch here, once.
-        let rows = self.rows.to_mut();
-        for i in 0..rows.len() {
-            match types.convert_row(&mut rows[i]) {
-                Ok(()) => {
-                    rows.swap(kept, i);
-                    if tracked {
-                        self.origins.swap(kept, i);
+        let total = self.rows.len();
+        // The rows stay borrowed from the batch (kept whole for a retry) unless
+        // a value is rewritten (timestamps, uuids, bytes) or a row refused:
+        // then they are copied out of it, once.
+        for i in 0..total {
+            match types.changes(&self.rows[i]) {
+                Ok(changes) => {
+                    if !changes.is_empty() || kept != i {
+                        let rows = self.rows.to_mut();
+                        for (column, value) in changes {
+                            if let Some(slot) = rows[i].get_mut(&column) {
+                                *slot = value;
+                            }
+                        }
+                        rows.swap(kept, i);
+                        if tracked {
+                            self.origins.swap(kept, i);
+                        }
                     }
                     kept += 1;
                 }
@@ -170,9 +179,11 @@ impl Output<'_> {
                 }),
             }
         }
-        rows.truncate(kept);
-        if tracked {
-            self.origins.truncate(kept);
+        if kept < total {
+            self.rows.to_mut().truncate(kept);
+            if tracked {
+                self.origins.truncate(kept);
+            }
         }
         unfit
     }

@@ -18,40 +18,59 @@ pub fn convert(
     timestamps: TimestampFormat,
     target: Target,
 ) -> Result<Value, String> {
+    Ok(fit(ty, value, timestamps, target)?.unwrap_or_else(|| value.clone()))
+}
+
+/// As [`convert`], without copying what passes unchanged: `Ok(None)` means
+/// `value` fits as it is (the common case: text, numbers, JSON), `Ok(Some)`
+/// is the rewritten form (timestamps, UUIDs, bytes, decimals, whole floats
+/// in integer columns).
+pub fn fit(
+    ty: &ColumnType,
+    value: &Value,
+    timestamps: TimestampFormat,
+    target: Target,
+) -> Result<Option<Value>, String> {
     if value.is_null() {
-        return Ok(Value::Null);
+        return Ok(None);
     }
     match ty {
         ColumnType::Int { min, max } => integer(value, *min, *max),
-        ColumnType::Decimal { precision, scale } => decimal(value, *precision, *scale),
-        ColumnType::Float { single } => float(value, *single),
+        ColumnType::Decimal { precision, scale } => decimal(value, *precision, *scale).map(Some),
+        ColumnType::Float { single } => float(value, *single).map(|()| None),
         ColumnType::Bool => boolean(value),
         ColumnType::Text {
             max_chars,
             structured,
-        } => text(value, *max_chars, *structured),
+        } => text(value, *max_chars, *structured).map(|()| None),
         ColumnType::Timestamp { zone, precision } => {
-            timestamp(value, *zone, *precision, timestamps, target)
+            timestamp(value, *zone, *precision, timestamps, target).map(Some)
         }
         ColumnType::Date => {
             let s = string(value, "a YYYY-MM-DD date")?;
             time::date(s).ok_or_else(|| format!("`{s}` is not a YYYY-MM-DD date"))?;
-            Ok(value.clone())
+            Ok(None)
         }
-        ColumnType::Uuid => uuid(value),
-        ColumnType::Json | ColumnType::Unknown => Ok(value.clone()),
-        ColumnType::Bytes { max_len } => bytes(value, *max_len, target),
-        ColumnType::Array(element) => match value {
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    convert(element, v, timestamps, target).map_err(|e| format!("element {i}: {e}"))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array),
-            other => Err(wrong(other, "an array")),
-        },
+        ColumnType::Uuid => uuid(value).map(Some),
+        ColumnType::Json | ColumnType::Unknown => Ok(None),
+        ColumnType::Bytes { max_len } => bytes(value, *max_len, target).map(Some),
+        ColumnType::Array(element) => {
+            let Value::Array(items) = value else {
+                return Err(wrong(value, "an array"));
+            };
+            let mut fitted = Vec::with_capacity(items.len());
+            let mut changed = false;
+            for (i, v) in items.iter().enumerate() {
+                let f =
+                    fit(element, v, timestamps, target).map_err(|e| format!("element {i}: {e}"))?;
+                changed |= f.is_some();
+                fitted.push(f);
+            }
+            Ok(changed.then(|| {
+                let items = items.iter().zip(fitted);
+                Value::Array(items.map(|(v, f)| f.unwrap_or_else(|| v.clone())).collect())
+            }))
+        }
     }
 }
 
@@ -74,15 +93,18 @@ fn string<'v>(v: &'v Value, wanted: &str) -> Result<&'v str, String> {
     v.as_str().ok_or_else(|| wrong(v, wanted))
 }
 
-fn integer(v: &Value, min: i128, max: i128) -> Result<Value, String> {
+fn integer(v: &Value, min: i128, max: i128) -> Result<Option<Value>, String> {
     let Value::Number(n) = v else {
         return Err(wrong(v, "an integer"));
     };
-    let i: i128 = if let Some(i) = n.as_i64() {
-        i.into()
-    } else if let Some(u) = n.as_u64() {
-        u.into()
-    } else {
+    let whole = n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+    if let Some(i) = whole {
+        if i < min || i > max {
+            return Err(format!("{i} is out of range {min}..={max}"));
+        }
+        return Ok(None);
+    }
+    let i: i128 = {
         // A float: only a whole number within range passes (12.0 → 12).
         let d = Decimal::parse(&n.to_string()).ok_or_else(|| format!("`{n}` is not a number"))?;
         if !d.frac.is_empty() {
@@ -107,11 +129,11 @@ fn integer(v: &Value, min: i128, max: i128) -> Result<Value, String> {
     if i < min || i > max {
         return Err(format!("{i} is out of range {min}..={max}"));
     }
-    Ok(match (i64::try_from(i), u64::try_from(i)) {
+    Ok(Some(match (i64::try_from(i), u64::try_from(i)) {
         (Ok(s), _) => Value::Number(s.into()),
         (_, Ok(u)) => Value::Number(u.into()),
         _ => unreachable!("range checked against a 64-bit column"),
-    })
+    }))
 }
 
 fn decimal(v: &Value, precision: Option<u32>, scale: u32) -> Result<Value, String> {
@@ -140,7 +162,7 @@ fn decimal(v: &Value, precision: Option<u32>, scale: u32) -> Result<Value, Strin
     Ok(Value::String(d.plain()))
 }
 
-fn float(v: &Value, single: bool) -> Result<Value, String> {
+fn float(v: &Value, single: bool) -> Result<(), String> {
     let Value::Number(n) = v else {
         return Err(wrong(v, "a number"));
     };
@@ -148,22 +170,22 @@ fn float(v: &Value, single: bool) -> Result<Value, String> {
     if single && f.is_finite() && f.abs() > f64::from(f32::MAX) {
         return Err(format!("`{n}` is out of range of a single-precision float"));
     }
-    Ok(v.clone())
+    Ok(())
 }
 
-fn boolean(v: &Value) -> Result<Value, String> {
+fn boolean(v: &Value) -> Result<Option<Value>, String> {
     match v {
-        Value::Bool(_) => Ok(v.clone()),
-        Value::Number(n) if n.as_u64() == Some(0) => Ok(Value::Bool(false)),
-        Value::Number(n) if n.as_u64() == Some(1) => Ok(Value::Bool(true)),
+        Value::Bool(_) => Ok(None),
+        Value::Number(n) if n.as_u64() == Some(0) => Ok(Some(Value::Bool(false))),
+        Value::Number(n) if n.as_u64() == Some(1) => Ok(Some(Value::Bool(true))),
         other => Err(wrong(other, "a boolean (or 0/1)")),
     }
 }
 
-fn text(v: &Value, max_chars: Option<usize>, structured: bool) -> Result<Value, String> {
+fn text(v: &Value, max_chars: Option<usize>, structured: bool) -> Result<(), String> {
     let s = match v {
         Value::String(s) => s,
-        Value::Array(_) | Value::Object(_) if structured => return Ok(v.clone()),
+        Value::Array(_) | Value::Object(_) if structured => return Ok(()),
         other => return Err(wrong(other, "a string")),
     };
     if let Some(max) = max_chars {
@@ -174,7 +196,7 @@ fn text(v: &Value, max_chars: Option<usize>, structured: bool) -> Result<Value, 
             ));
         }
     }
-    Ok(v.clone())
+    Ok(())
 }
 
 fn timestamp(

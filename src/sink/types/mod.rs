@@ -21,7 +21,7 @@ mod number;
 mod parse;
 mod time;
 
-pub use convert::convert;
+pub use convert::{convert, fit};
 pub use parse::parse;
 
 use super::schema::TableSchema;
@@ -141,18 +141,33 @@ impl RowTypes {
     /// Converts every field that has a column, in place; the first value that
     /// does not fit refuses the row.
     pub fn convert_row(&self, row: &mut Row) -> Result<(), Refusal> {
-        for (name, value) in row.iter_mut() {
+        for (name, value) in self.changes(row)? {
+            if let Some(slot) = row.get_mut(&name) {
+                *slot = value;
+            }
+        }
+        Ok(())
+    }
+
+    /// What [`Self::convert_row`] would rewrite, as `(column, value)` pairs,
+    /// without touching the row: empty when every field fits as it is, so a
+    /// caller holding a shared row copies it only when something changes.
+    pub fn changes(&self, row: &Row) -> Result<Vec<(String, Value)>, Refusal> {
+        let mut changes = Vec::new();
+        for (name, value) in row {
             let Some(spec) = self.columns.get(name) else {
                 continue;
             };
-            *value = convert(&spec.ty, value, spec.timestamps, self.target).map_err(|reason| {
-                Refusal {
+            let fitted =
+                fit(&spec.ty, value, spec.timestamps, self.target).map_err(|reason| Refusal {
                     column: name.clone(),
                     reason,
-                }
-            })?;
+                })?;
+            if let Some(v) = fitted {
+                changes.push((name.clone(), v));
+            }
         }
-        Ok(())
+        Ok(changes)
     }
 }
 

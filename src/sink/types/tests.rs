@@ -355,3 +355,50 @@ fn delete_keys_read_bare_text_as_their_columns_numbers_and_refuse_what_cannot_fi
         assert!(types.convert_key(&mut k).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn rows_that_fit_as_they_are_report_no_changes() {
+    let spec = |ty| ColumnSpec {
+        ty,
+        timestamps: TimestampFormat::Rfc3339,
+    };
+    let int = ColumnType::Int {
+        min: i64::MIN as i128,
+        max: i64::MAX as i128,
+    };
+    let text = ColumnType::Text {
+        max_chars: None,
+        structured: false,
+    };
+    let types = RowTypes {
+        target: Target::Postgres,
+        columns: HashMap::from([
+            ("id".to_string(), spec(int)),
+            ("name".to_string(), spec(text)),
+            ("u".to_string(), spec(ColumnType::Uuid)),
+            ("tags".to_string(), spec(parse("integer[]", PG))),
+        ]),
+    };
+    let row = |v: serde_json::Value| v.as_object().cloned().expect("an object");
+    let plain = row(json!({"id": 7, "name": "x", "tags": [1, 2], "other": {"a": 1}}));
+    assert_eq!(types.changes(&plain).expect("fits"), vec![]);
+    let rewritten = row(json!({"id": 12.0, "name": "x", "tags": [1, 2.0]}));
+    assert_eq!(
+        types.changes(&rewritten).expect("fits"),
+        vec![
+            ("id".to_string(), json!(12)),
+            ("tags".to_string(), json!([1, 2]))
+        ]
+    );
+    let refused = types
+        .changes(&row(json!({"id": 1, "u": "nope"})))
+        .expect_err("not a uuid");
+    assert_eq!(refused.column, "u");
+    // convert_row applies exactly those changes.
+    let mut converted = rewritten.clone();
+    types.convert_row(&mut converted).expect("fits");
+    assert_eq!(
+        converted,
+        row(json!({"id": 12, "name": "x", "tags": [1, 2]}))
+    );
+}
