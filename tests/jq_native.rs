@@ -130,6 +130,9 @@ fn native_and_jaq_agree_on_typical_pipeline_expressions() {
         r#"select(.a > 1 and .b != null) | {a, total: (.a + (.b // 0))}"#,
         r#"{id: .id, name: (.first + " " + .last), score: (.score / 10)}"#,
         r#"select((.kind == "x" or .kind == "y") | not)"#,
+        // Repeated keys: the later entry wins, moved or computed.
+        r#"{a, a: 1, b: .a, id}"#,
+        r#"{a: 1, a, first: .last, last: .first}"#,
     ];
     let inputs = [
         json!({"event_id": "e", "key": 1, "ts": 5, "type": "buy", "amount": 2.5, "qty": 3}),

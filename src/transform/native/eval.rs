@@ -56,28 +56,36 @@ fn object(o: &Obj, input: Value) -> Result<Option<Value>, (Unsupported, Value)> 
         }
     }
     // `.k` on anything but an object or null is jaq's error (or its own case).
-    let mut record = match input {
+    let record = match input {
         Value::Object(record) => record,
         other => return Err((Unsupported, other)),
     };
-    let mut computed = computed.into_iter();
-    let mut map = Map::new();
-    for ((k, _), moved) in o.entries.iter().zip(&o.moves) {
-        let (key, value) = if let Some(field) = moved {
-            match record.remove_entry(field) {
-                Some((name, v)) if name == *k => (name, v),
-                Some((_, v)) => (k.clone(), v),
-                None => (k.clone(), Value::Null),
-            }
-        } else {
-            let v = computed
-                .next()
-                .expect("one computed value per unmoved entry");
-            (k.clone(), v)
-        };
-        map.insert(key, value);
+    // One pass over the record (which is dropped anyway) picks the moved
+    // fields; the output is bulk-built from its pairs rather than inserted
+    // key by key.
+    let mut taken: Vec<Option<(String, Value)>> = vec![None; o.entries.len()];
+    for (name, v) in record {
+        if let Some(i) = o.moves.iter().position(|m| m.as_deref() == Some(&*name)) {
+            taken[i] = Some((name, v));
+        }
     }
-    Ok(Some(Value::Object(map)))
+    let mut computed = computed.into_iter();
+    let mut pairs = Vec::with_capacity(o.entries.len());
+    for (((k, _), moved), taken) in o.entries.iter().zip(&o.moves).zip(taken) {
+        pairs.push(match (moved, taken) {
+            (Some(_), Some((name, v))) if name == *k => (name, v),
+            (Some(_), Some((_, v))) => (k.clone(), v),
+            (Some(_), None) => (k.clone(), Value::Null),
+            (None, _) => {
+                let v = computed
+                    .next()
+                    .expect("one computed value per unmoved entry");
+                (k.clone(), v)
+            }
+        });
+    }
+    // Later entries win on a repeated key, as with inserting in order.
+    Ok(Some(Value::Object(pairs.into_iter().collect())))
 }
 
 fn eval<'v>(e: &'v Expr, input: &'v Value) -> Out<'v> {
@@ -91,14 +99,14 @@ fn eval<'v>(e: &'v Expr, input: &'v Value) -> Out<'v> {
             Some(Cow::Owned(v)) => Cow::Owned(index(&v, keys)?.clone()),
         },
         Expr::Obj(o) => {
-            let mut map = Map::new();
+            let mut pairs = Vec::with_capacity(o.entries.len());
             for (k, f) in &o.entries {
                 let Some(v) = eval(f, input)? else {
                     return Ok(None);
                 };
-                map.insert(k.clone(), v.into_owned());
+                pairs.push((k.clone(), v.into_owned()));
             }
-            Cow::Owned(Value::Object(map))
+            Cow::Owned(Value::Object(pairs.into_iter().collect::<Map<_, _>>()))
         }
         Expr::Pipe(l, r) => match eval(l, input)? {
             None => return Ok(None),
