@@ -78,8 +78,9 @@ async fn bench<S: Sink>(
     let converted = converting.elapsed().as_secs_f64();
     let started = Instant::now();
     for batch in rows.chunks(5000) {
+        let ids: Vec<Map<String, Value>>;
         let prepared = if delete {
-            let ids: Vec<Map<String, Value>> = batch
+            ids = batch
                 .iter()
                 .map(|r| {
                     r.iter()

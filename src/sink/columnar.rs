@@ -4,29 +4,28 @@
 //!
 //! Contract: row `r`'s value for `columns[c]` is `values[r * width + c]`; a
 //! missing field and a JSON `null` are both [`Value::Null`]; fields that are
-//! not columns are left out. The values are copied out of the rows once,
-//! with no JSON text in between.
+//! not columns are left out. The values are borrowed from the rows, with no
+//! copy and no JSON text in between.
 
 use crate::model::Row;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 
+/// Stands in for a field the row does not carry.
+static NULL: Value = Value::Null;
+
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Columnar {
+pub struct Columnar<'r> {
     pub width: usize,
-    pub values: Vec<Value>,
+    pub values: Vec<&'r Value>,
 }
 
-impl Columnar {
+impl<'r> Columnar<'r> {
     /// The `columns` of each row, in that order.
-    pub fn from_rows(columns: &[String], rows: &[&Row]) -> Self {
+    pub fn from_rows(columns: &[String], rows: &[&'r Row]) -> Self {
         let mut values = Vec::with_capacity(rows.len() * columns.len());
         for row in rows {
-            values.extend(
-                columns
-                    .iter()
-                    .map(|c| row.get(c).cloned().unwrap_or(Value::Null)),
-            );
+            values.extend(columns.iter().map(|c| row.get(c).unwrap_or(&NULL)));
         }
         Self {
             width: columns.len(),
@@ -35,7 +34,7 @@ impl Columnar {
     }
 
     /// The rows, each a slice of `width` values.
-    pub fn rows(&self) -> std::slice::ChunksExact<'_, Value> {
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, &'r Value> {
         self.values.chunks_exact(self.width.max(1))
     }
 
@@ -51,7 +50,7 @@ impl Columnar {
 
 struct Document<'a> {
     columns: &'a [String],
-    data: &'a Columnar,
+    data: &'a Columnar<'a>,
 }
 
 impl Serialize for Document<'_> {
@@ -70,7 +69,7 @@ impl Serialize for Document<'_> {
     }
 }
 
-struct Object<'a>(&'a [String], &'a [Value]);
+struct Object<'a>(&'a [String], &'a [&'a Value]);
 
 impl Serialize for Object<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -104,11 +103,11 @@ mod tests {
         let refs: Vec<&Row> = rows.iter().collect();
         let columns = ["a".to_string(), "b\"q".to_string()];
         let c = Columnar::from_rows(&columns, &refs);
-        let got: Vec<&[Value]> = c.rows().collect();
+        let got: Vec<&[&Value]> = c.rows().collect();
         assert_eq!(got.len(), 3);
-        assert_eq!(got[0], &[json!("s"), json!(1)]);
-        assert_eq!(got[1], &[Value::Null, Value::Null]);
-        assert_eq!(got[2], &[Value::Null, Value::Null]);
+        assert_eq!(got[0], &[&json!("s"), &json!(1)]);
+        assert_eq!(got[1], &[&Value::Null, &Value::Null]);
+        assert_eq!(got[2], &[&Value::Null, &Value::Null]);
         assert_eq!(
             c.to_json(&columns),
             r#"[{"a":"s","b\"q":1},{"a":null,"b\"q":null},{"a":null,"b\"q":null}]"#

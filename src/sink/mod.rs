@@ -66,7 +66,7 @@ pub trait Sink: Send + 'static {
     /// the number of rows the deletes removed.
     fn transact(
         &mut self,
-        batch: &PreparedWrite,
+        batch: &PreparedWrite<'_>,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,
@@ -84,7 +84,7 @@ pub trait Sink: Send + 'static {
     /// or not at all.
     fn write(
         &mut self,
-        batch: &PreparedWrite,
+        batch: &PreparedWrite<'_>,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
     ) -> impl Future<Output = Result<u64, SinkError>> + Send {
@@ -95,7 +95,7 @@ pub trait Sink: Send + 'static {
     /// the database would accept these rows (used to isolate bad rows).
     fn trial(
         &mut self,
-        batch: &PreparedWrite,
+        batch: &PreparedWrite<'_>,
     ) -> impl Future<Output = Result<u64, SinkError>> + Send {
         self.transact(batch, None, None, false)
     }

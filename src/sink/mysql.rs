@@ -104,7 +104,7 @@ impl MySqlSink {
     async fn run_part(
         &mut self,
         tx: &mut sqlx::MySqlConnection,
-        part: &PreparedBatch,
+        part: &PreparedBatch<'_>,
         delete: bool,
     ) -> Result<u64, SinkError> {
         let table = self.schema.table.to_string();
@@ -303,7 +303,7 @@ impl Sink for MySqlSink {
     /// when `commit` is false.
     async fn transact(
         &mut self,
-        batch: &PreparedWrite,
+        batch: &PreparedWrite<'_>,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,

@@ -20,7 +20,7 @@ type MyQuery<'q> = Query<'q, MySql, MySqlArguments>;
 /// `width` values each). Each statement's row count is a power of two, so a
 /// stream of batches reuses a handful of prepared statements instead of
 /// preparing one per distinct batch size.
-pub fn chunks(data: &Columnar, budget: usize) -> Vec<&[Value]> {
+pub fn chunks<'a>(data: &'a Columnar<'_>, budget: usize) -> Vec<&'a [&'a Value]> {
     let width = data.width.max(1);
     let max_rows = (MAX_PLACEHOLDERS / width).max(1);
     let rows = data.values.len() / width;
@@ -46,7 +46,7 @@ pub fn chunks(data: &Columnar, budget: usize) -> Vec<&[Value]> {
 
 /// Estimated bytes of one row's parameters in `COM_STMT_EXECUTE`: 2 type bytes
 /// per parameter, the value, and up to 9 bytes of length prefix.
-fn row_size(row: &[Value]) -> usize {
+fn row_size(row: &[&Value]) -> usize {
     row.iter()
         .map(|v| {
             2 + match v {
@@ -83,19 +83,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rows(n: usize, width: usize, text: &str) -> Columnar {
-        let values = (0..n)
+    /// Chunk sizes (in rows) of `n` rows of `width` values, `text` in all but the first.
+    fn sizes(n: usize, width: usize, text: &str, budget: usize) -> Vec<usize> {
+        let owned: Vec<Value> = (0..n)
             .flat_map(|i| {
                 let mut row = vec![json!(text); width];
                 row[0] = json!(i);
                 row
             })
             .collect();
-        Columnar { width, values }
-    }
-
-    fn sizes(data: &Columnar, budget: usize) -> Vec<usize> {
-        chunks(data, budget)
+        let data = Columnar {
+            width,
+            values: owned.iter().collect(),
+        };
+        chunks(&data, budget)
             .iter()
             .map(|c| c.len() / data.width)
             .collect()
@@ -103,24 +104,20 @@ mod tests {
 
     #[test]
     fn chunks_respect_the_byte_budget() {
-        let data = rows(10, 2, &"x".repeat(100)); // 10 + 111 bytes each
-        assert_eq!(sizes(&data, 500), vec![4, 4, 2]);
-        assert_eq!(
-            sizes(&rows(13, 2, ""), usize::MAX),
-            vec![8, 4, 1],
-            "powers of two"
-        );
+        // 10 + 111 bytes each
+        assert_eq!(sizes(10, 2, &"x".repeat(100), 500), vec![4, 4, 2]);
+        assert_eq!(sizes(13, 2, "", usize::MAX), vec![8, 4, 1], "powers of two");
     }
 
     #[test]
     fn chunks_respect_the_placeholder_limit() {
-        let sizes = sizes(&rows(200, 1000, ""), usize::MAX);
+        let sizes = sizes(200, 1000, "", usize::MAX);
         assert_eq!(sizes, vec![64, 64, 64, 8]);
         assert!(sizes.iter().all(|n| n * 1000 <= MAX_PLACEHOLDERS));
     }
 
     #[test]
     fn a_row_over_the_budget_goes_alone() {
-        assert_eq!(sizes(&rows(3, 2, &"x".repeat(1000)), 100), vec![1, 1, 1]);
+        assert_eq!(sizes(3, 2, &"x".repeat(1000), 100), vec![1, 1, 1]);
     }
 }

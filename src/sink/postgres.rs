@@ -72,7 +72,7 @@ impl PostgresSink {
     }
 
     /// Whether every part of `batch` would load through `COPY` (diagnostics and tests).
-    pub fn takes_copy(&mut self, batch: &PreparedWrite) -> bool {
+    pub fn takes_copy(&mut self, batch: &PreparedWrite<'_>) -> bool {
         !batch.parts.is_empty()
             && batch
                 .parts
@@ -84,7 +84,7 @@ impl PostgresSink {
     async fn write_part(
         &mut self,
         tx: &mut sqlx::PgConnection,
-        part: &PreparedBatch,
+        part: &PreparedBatch<'_>,
     ) -> Result<(), SinkError> {
         if let Some(data) = self.copy_payload(part)? {
             let (t, keys) = (&self.schema.table, &self.key_columns);
@@ -103,7 +103,7 @@ impl PostgresSink {
     }
 
     /// The batch's binary `COPY` data when the bulk path applies to it.
-    fn copy_payload(&mut self, batch: &PreparedBatch) -> Result<Option<Vec<u8>>, SinkError> {
+    fn copy_payload(&mut self, batch: &PreparedBatch<'_>) -> Result<Option<Vec<u8>>, SinkError> {
         if self.copy_threshold == 0 || batch.rows < self.copy_threshold {
             return Ok(None);
         }
@@ -237,7 +237,7 @@ impl Sink for PostgresSink {
     /// back when `commit` is false (a trial that only tells whether it would pass).
     async fn transact(
         &mut self,
-        batch: &PreparedWrite,
+        batch: &PreparedWrite<'_>,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,

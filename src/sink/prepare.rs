@@ -17,17 +17,17 @@ use serde_json::Value;
 
 /// One statement's worth of rows that all carry the same columns.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PreparedBatch {
+pub struct PreparedBatch<'r> {
     /// Table columns the rows carry, in table order. Columns the rows do not
     /// carry are left out of the statement, so they keep their default
     /// (insert) or their current value (upsert).
     pub columns: Vec<String>,
     /// The rows' values of `columns`, row by row.
-    pub data: Columnar,
+    pub data: Columnar<'r>,
     pub rows: usize,
 }
 
-impl PreparedBatch {
+impl PreparedBatch<'_> {
     /// The rows as one JSON array of objects (the statement paths bind it).
     pub fn json(&self) -> String {
         self.data.to_json(&self.columns)
@@ -36,14 +36,14 @@ impl PreparedBatch {
 
 /// A batch ready for the database: the deletes (run first), then the rows.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct PreparedWrite {
+pub struct PreparedWrite<'r> {
     /// The rows, grouped by the set of columns they carry.
-    pub parts: Vec<PreparedBatch>,
+    pub parts: Vec<PreparedBatch<'r>>,
     /// Keys of the rows to delete (`columns` are the key columns).
-    pub deletes: Option<PreparedBatch>,
+    pub deletes: Option<PreparedBatch<'r>>,
 }
 
-impl PreparedWrite {
+impl PreparedWrite<'_> {
     /// Rows to insert or upsert.
     pub fn rows(&self) -> usize {
         self.parts.iter().map(|p| p.rows).sum()
@@ -62,27 +62,34 @@ impl PreparedWrite {
 /// Prepares rows for the statement path. In upsert mode only the last row per
 /// key is kept (a database statement may not touch one row twice), and a row
 /// without every key column is rejected.
-pub fn prepare(
+pub fn prepare<'r>(
     schema: &TableSchema,
     mode: SinkMode,
     key_columns: &[String],
-    rows: &[Row],
-) -> Result<PreparedWrite, SinkError> {
+    rows: &'r [Row],
+) -> Result<PreparedWrite<'r>, SinkError> {
     let kept: Vec<&Row> = match mode {
         SinkMode::Insert => rows.iter().collect(),
         SinkMode::Upsert => last_per_key(schema, key_columns, rows)?,
     };
     let mut groups: HashMap<Vec<usize>, usize> = HashMap::new();
-    let mut parts: Vec<(Vec<usize>, Vec<&Row>)> = Vec::new();
+    // Per part: the columns present (table order), then the values row by row.
+    let mut parts: Vec<(Vec<usize>, Vec<&'r Value>)> = Vec::new();
     // Rows of a stream mostly carry the same fields: compare with the previous
-    // row's set first, without hashing or allocating.
+    // row's set first, without hashing or allocating. One lookup per column
+    // finds both whether the row carries it and its value.
     let mut present: Vec<usize> = Vec::with_capacity(schema.columns.len());
+    let mut values: Vec<&'r Value> = Vec::with_capacity(schema.columns.len());
     let mut last: Option<usize> = None;
     for row in kept {
         present.clear();
-        present.extend(
-            (0..schema.columns.len()).filter(|&i| row.contains_key(&schema.columns[i].name)),
-        );
+        values.clear();
+        for (i, column) in schema.columns.iter().enumerate() {
+            if let Some(v) = row.get(&column.name) {
+                present.push(i);
+                values.push(v);
+            }
+        }
         if present.is_empty() {
             return Err(SinkError::Row {
                 table: schema.table.to_string(),
@@ -101,16 +108,20 @@ pub fn prepare(
             }
         };
         last = Some(at);
-        parts[at].1.push(row);
+        parts[at].1.extend_from_slice(&values);
     }
     let parts = parts
         .into_iter()
-        .map(|(present, rows)| {
-            let columns = present
+        .map(|(present, values)| PreparedBatch {
+            columns: present
                 .iter()
                 .map(|&i| schema.columns[i].name.clone())
-                .collect();
-            part(columns, &rows)
+                .collect(),
+            rows: values.len() / present.len(),
+            data: Columnar {
+                width: present.len(),
+                values,
+            },
         })
         .collect();
     Ok(PreparedWrite {
@@ -120,11 +131,11 @@ pub fn prepare(
 }
 
 /// Adds the keys of rows to delete (each carrying every key column) to `write`.
-pub fn with_deletes(
+pub fn with_deletes<'r>(
     key_columns: &[String],
-    mut write: PreparedWrite,
-    keys: &[Row],
-) -> PreparedWrite {
+    mut write: PreparedWrite<'r>,
+    keys: &'r [Row],
+) -> PreparedWrite<'r> {
     if !keys.is_empty() {
         let refs: Vec<&Row> = keys.iter().collect();
         write.deletes = Some(part(key_columns.to_vec(), &refs));
@@ -132,7 +143,7 @@ pub fn with_deletes(
     write
 }
 
-fn part(columns: Vec<String>, rows: &[&Row]) -> PreparedBatch {
+fn part<'r>(columns: Vec<String>, rows: &[&'r Row]) -> PreparedBatch<'r> {
     PreparedBatch {
         data: Columnar::from_rows(&columns, rows),
         columns,

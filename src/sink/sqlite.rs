@@ -83,7 +83,7 @@ impl SqliteSink {
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 /// Binds a part's JSON document and its columns' paths.
-fn bind_part<'q>(mut query: SqliteQuery<'q>, part: &'q PreparedBatch) -> SqliteQuery<'q> {
+fn bind_part<'q>(mut query: SqliteQuery<'q>, part: &'q PreparedBatch<'_>) -> SqliteQuery<'q> {
     query = query.bind(part.json());
     for column in &part.columns {
         query = query.bind(column_param(column));
@@ -255,7 +255,7 @@ impl Sink for SqliteSink {
     /// back when `commit` is false (a trial that only tells whether it would pass).
     async fn transact(
         &mut self,
-        batch: &PreparedWrite,
+        batch: &PreparedWrite<'_>,
         checkpoint: Option<&Checkpoint>,
         state: Option<&StateWrites>,
         commit: bool,

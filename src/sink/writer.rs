@@ -428,10 +428,11 @@ async fn write_rows<S: Sink>(
     let (schema_keys, mode) = (&ctx.cfg.key_columns, ctx.cfg.mode);
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
+        let kept: Vec<Row>;
         let prepared = match &subset {
             None => prepare(sink.schema(), mode, schema_keys, rows),
             Some(keep) => {
-                let kept: Vec<_> = keep.iter().map(|&i| rows[i].clone()).collect();
+                kept = keep.iter().map(|&i| rows[i].clone()).collect();
                 prepare(sink.schema(), mode, schema_keys, &kept)
             }
         }
