@@ -81,7 +81,7 @@ fn expr() -> impl Strategy<Value = String> {
             inner.clone().prop_map(|e| format!("select({e})")),
             inner.clone().prop_map(|e| format!("-({e})")),
             (inner.clone(), inner.clone()).prop_map(|(x, y)| format!(r#"{{a: {x}, b, "c": {y}}}"#)),
-            // Objects that move fields out of the record (`{b}`, `{d: .a}`).
+            // Objects built in place from the record (`{b}` kept, `{d: .a}` computed).
             (inner.clone(), inner.clone())
                 .prop_map(|(x, y)| format!(r#"select({x}) | {{b, d: .a, c: {y}}}"#)),
             inner
@@ -133,6 +133,7 @@ fn native_and_jaq_agree_on_typical_pipeline_expressions() {
         // Repeated keys: the later entry wins, moved or computed.
         r#"{a, a: 1, b: .a, id}"#,
         r#"{a: 1, a, first: .last, last: .first}"#,
+        r#"{score: (.score * 2), a, kind: .id, id: .kind, all: .}"#,
     ];
     let inputs = [
         json!({"event_id": "e", "key": 1, "ts": 5, "type": "buy", "amount": 2.5, "qty": 3}),

@@ -27,8 +27,8 @@ pub use parse::parse;
 use super::schema::TableSchema;
 use crate::config::{Backend, SinkConfig, TimestampFormat};
 use crate::model::Row;
+use foldhash::HashMap;
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// The database a value is converted for: each reads some types in its own form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

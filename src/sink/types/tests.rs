@@ -314,7 +314,7 @@ fn delete_keys_read_bare_text_as_their_columns_numbers_and_refuse_what_cannot_fi
     };
     let types = RowTypes {
         target: Target::Postgres,
-        columns: HashMap::from([
+        columns: [
             (
                 "id".to_string(),
                 spec(ColumnType::Int {
@@ -330,7 +330,9 @@ fn delete_keys_read_bare_text_as_their_columns_numbers_and_refuse_what_cannot_fi
                 }),
             ),
             ("u".to_string(), spec(ColumnType::Uuid)),
-        ]),
+        ]
+        .into_iter()
+        .collect(),
     };
     let key = |v: serde_json::Value| v.as_object().cloned().expect("an object");
     let mut bare = key(json!({"id": "42"}));
@@ -372,12 +374,14 @@ fn rows_that_fit_as_they_are_report_no_changes() {
     };
     let types = RowTypes {
         target: Target::Postgres,
-        columns: HashMap::from([
+        columns: [
             ("id".to_string(), spec(int)),
             ("name".to_string(), spec(text)),
             ("u".to_string(), spec(ColumnType::Uuid)),
             ("tags".to_string(), spec(parse("integer[]", PG))),
-        ]),
+        ]
+        .into_iter()
+        .collect(),
     };
     let row = |v: serde_json::Value| v.as_object().cloned().expect("an object");
     let plain = row(json!({"id": 7, "name": "x", "tags": [1, 2], "other": {"a": 1}}));

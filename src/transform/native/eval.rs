@@ -2,14 +2,14 @@
 //! borrowed value (the record, or an intermediate result).
 
 use super::ops::{compare, float, math, num, Num};
-use super::{Expr, Obj, Unsupported};
+use super::{Expr, InPlace, Obj, Unsupported};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
 type Out<'v> = Result<Option<Cow<'v, Value>>, Unsupported>;
 
 /// Evaluates `e` on an owned record: `select` passes it on and objects move
-/// fields out of it (see `Obj::moves`). On [`Unsupported`] the record comes
+/// turn it into their output in place (see `InPlace`). On [`Unsupported`] the record comes
 /// back as it was, because nothing is moved until no step can fail.
 pub(super) fn owned(e: &Expr, input: Value) -> Result<Option<Value>, (Unsupported, Value)> {
     match e {
@@ -23,9 +23,10 @@ pub(super) fn owned(e: &Expr, input: Value) -> Result<Option<Value>, (Unsupporte
             None => Ok(None),
             Some(v) => owned(r, v),
         },
-        Expr::Obj(o) if input.is_object() && o.moves.iter().any(Option::is_some) => {
-            object(o, input)
-        }
+        Expr::Obj(Obj {
+            entries,
+            in_place: Some(edit),
+        }) if input.is_object() => object(entries, edit, input),
         _ => {
             let out = match eval(e, &input) {
                 Ok(out) => out,
@@ -40,52 +41,56 @@ pub(super) fn owned(e: &Expr, input: Value) -> Result<Option<Value>, (Unsupporte
     }
 }
 
-/// An object built from an owned record: the entries that compute first (they
-/// may fail or be empty, and borrow the record), then the movable fields are
-/// taken out of it, with their key strings when the name stays the same.
-fn object(o: &Obj, input: Value) -> Result<Option<Value>, (Unsupported, Value)> {
-    let mut computed = Vec::with_capacity(o.entries.len());
-    for ((_, f), moved) in o.entries.iter().zip(&o.moves) {
-        if moved.is_some() {
+/// An object built from an owned record, in place: the computed entries
+/// first (they may fail or be empty, and borrow the record), then the record
+/// drops the fields the object does not keep and takes the computed values.
+fn object(
+    entries: &[(String, Expr)],
+    edit: &InPlace,
+    input: Value,
+) -> Result<Option<Value>, (Unsupported, Value)> {
+    let mut computed = Vec::with_capacity(entries.len());
+    for ((k, f), copy) in entries.iter().zip(&edit.copies) {
+        if *copy {
             continue;
         }
         match eval(f, &input) {
-            Ok(Some(v)) => computed.push(v.into_owned()),
+            Ok(Some(v)) => computed.push((k, v.into_owned())),
             Ok(None) => return Ok(None),
             Err(u) => return Err((u, input)),
         }
     }
-    // `.k` on anything but an object or null is jaq's error (or its own case).
-    let record = match input {
+    let mut record = match input {
         Value::Object(record) => record,
         other => return Err((Unsupported, other)),
     };
-    // One pass over the record (which is dropped anyway) picks the moved
-    // fields; the output is bulk-built from its pairs rather than inserted
-    // key by key.
-    let mut taken: Vec<Option<(String, Value)>> = vec![None; o.entries.len()];
-    for (name, v) in record {
-        if let Some(i) = o.moves.iter().position(|m| m.as_deref() == Some(&*name)) {
-            taken[i] = Some((name, v));
+    let mut copies_present = 0;
+    record.retain(
+        |name, _| match edit.keys.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+            Ok(i) => {
+                copies_present += usize::from(edit.keys[i].1);
+                true
+            }
+            Err(_) => false,
+        },
+    );
+    // A copied field the record lacks is null, as `.k` reads it.
+    if copies_present < edit.copies.iter().filter(|c| **c).count() {
+        for (k, _) in edit.keys.iter().filter(|(_, copy)| *copy) {
+            if !record.contains_key(k) {
+                record.insert(k.clone(), Value::Null);
+            }
         }
     }
-    let mut computed = computed.into_iter();
-    let mut pairs = Vec::with_capacity(o.entries.len());
-    for (((k, _), moved), taken) in o.entries.iter().zip(&o.moves).zip(taken) {
-        pairs.push(match (moved, taken) {
-            (Some(_), Some((name, v))) if name == *k => (name, v),
-            (Some(_), Some((_, v))) => (k.clone(), v),
-            (Some(_), None) => (k.clone(), Value::Null),
-            (None, _) => {
-                let v = computed
-                    .next()
-                    .expect("one computed value per unmoved entry");
-                (k.clone(), v)
+    for (k, v) in computed {
+        match record.get_mut(k) {
+            Some(slot) => *slot = v,
+            None => {
+                record.insert(k.clone(), v);
             }
-        });
+        }
     }
-    // Later entries win on a repeated key, as with inserting in order.
-    Ok(Some(Value::Object(pairs.into_iter().collect())))
+    Ok(Some(Value::Object(record)))
 }
 
 fn eval<'v>(e: &'v Expr, input: &'v Value) -> Out<'v> {

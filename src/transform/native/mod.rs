@@ -24,9 +24,10 @@
 //! more than half of the CPU of a map/filter pipeline.
 //!
 //! Ownership: [`Native::run`] owns the record. `select` hands the record itself
-//! on, and an object built from it moves the fields it copies verbatim (`{a}`,
-//! `{b: .a}`, when nothing else in the object reads that field) instead of
-//! cloning them; everything else borrows. The record is only taken apart once
+//! on, and an object built from it (with distinct keys) is the record turned
+//! into the output in place: fields it copies under their own name (`{a}`,
+//! `{a: .a}`) stay where they are, the other fields are dropped, and computed
+//! values are added; everything else borrows. The record is only changed once
 //! no step can fail any more, so an [`Unsupported`] always hands the caller the
 //! record exactly as it came in.
 
@@ -66,12 +67,40 @@ enum Expr {
     Infinite,
 }
 
-/// Object construction: `(key, value)` entries, and for each entry the input
-/// field its value can be moved out of, when the input is owned (see [`movable`]).
+/// Object construction: `(key, value)` entries, and how an owned record
+/// becomes this object in place (see [`InPlace`]).
 #[derive(Debug, Clone)]
 struct Obj {
     entries: Vec<(String, Expr)>,
-    moves: Vec<Option<String>>,
+    in_place: Option<InPlace>,
+}
+
+/// The output keys sorted, each marked when its entry copies the record's
+/// field of the same name (`{a}`); the other entries are computed. `None`
+/// when a key repeats (the later entry wins, which in-place editing would
+/// have to replay).
+#[derive(Debug, Clone)]
+struct InPlace {
+    keys: Vec<(String, bool)>,
+    /// Entries that are copies: the record keeps those fields as they are.
+    copies: Vec<bool>,
+}
+
+impl InPlace {
+    fn new(entries: &[(String, Expr)]) -> Option<Self> {
+        let copies: Vec<bool> = entries
+            .iter()
+            .map(|(k, e)| matches!(e, Expr::Path(base, keys) if matches!(**base, Expr::Id) && keys.len() == 1 && keys[0] == *k))
+            .collect();
+        let mut keys: Vec<(String, bool)> = entries
+            .iter()
+            .zip(&copies)
+            .map(|((k, _), copy)| (k.clone(), *copy))
+            .collect();
+        keys.sort();
+        let distinct = keys.windows(2).all(|w| w[0].0 != w[1].0);
+        distinct.then_some(Self { keys, copies })
+    }
 }
 
 /// A compiled expression of the subset.
@@ -125,8 +154,8 @@ fn compile(t: Term<&str>) -> Option<Expr> {
             };
             let entries: Vec<(String, Expr)> =
                 entries.into_iter().map(entry).collect::<Option<_>>()?;
-            let moves = movable(&entries);
-            Expr::Obj(Obj { entries, moves })
+            let in_place = InPlace::new(&entries);
+            Expr::Obj(Obj { entries, in_place })
         }
         Term::BinOp(l, op, r) => {
             let (l, r) = (b(*l)?, b(*r)?);
@@ -144,53 +173,6 @@ fn compile(t: Term<&str>) -> Option<Expr> {
         }
         _ => return None,
     })
-}
-
-/// Which entries of an object copy a top-level field of the input verbatim
-/// (`.k`) that no other entry reads: those values can be moved out of an owned
-/// input. An entry that reads the whole input (`.`, `select`, `not`, a pipe)
-/// rules out every move.
-fn movable(entries: &[(String, Expr)]) -> Vec<Option<String>> {
-    let mut reads = Reads::default();
-    for (_, e) in entries {
-        reads.add(e);
-    }
-    entries
-        .iter()
-        .map(|(_, e)| match e {
-            Expr::Path(base, keys) if matches!(**base, Expr::Id) && keys.len() == 1 => {
-                let once = reads.fields.iter().filter(|k| **k == keys[0]).count() == 1;
-                (once && !reads.whole).then(|| keys[0].clone())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// What an expression reads of its input: top-level fields, or all of it.
-#[derive(Default)]
-struct Reads<'e> {
-    fields: Vec<&'e str>,
-    whole: bool,
-}
-
-impl<'e> Reads<'e> {
-    fn add(&mut self, e: &'e Expr) {
-        match e {
-            Expr::Lit(_) | Expr::Infinite => {}
-            Expr::Path(base, keys) => match (&**base, keys.first()) {
-                (Expr::Id, Some(k)) => self.fields.push(k),
-                _ => self.add(base),
-            },
-            Expr::Obj(o) => o.entries.iter().for_each(|(_, e)| self.add(e)),
-            Expr::Logic(l, _, r) | Expr::Alt(l, r) | Expr::Cmp(l, _, r) | Expr::Math(l, _, r) => {
-                self.add(l);
-                self.add(r);
-            }
-            Expr::Neg(x) => self.add(x),
-            Expr::Id | Expr::Not | Expr::Select(_) | Expr::Pipe(..) => self.whole = true,
-        }
-    }
 }
 
 /// A string literal without interpolation or format.

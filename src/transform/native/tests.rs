@@ -60,7 +60,9 @@ fn numbers_keep_jaq_types() {
     assert_eq!(run("null < false", json!(null)), Ok(Some(json!(true))));
 }
 
-fn moves(code: &str) -> Vec<Option<String>> {
+/// Per entry, whether an owned record keeps that field in place; `None` when
+/// the object is not built in place.
+fn copies(code: &str) -> Option<Vec<bool>> {
     let Native(e) = Native::compile(code).expect("in the subset");
     let obj = match e {
         Expr::Obj(o) => o,
@@ -70,25 +72,25 @@ fn moves(code: &str) -> Vec<Option<String>> {
         },
         other => panic!("not an object: {other:?}"),
     };
-    obj.moves
+    obj.in_place.map(|edit| edit.copies)
 }
 
 #[test]
-fn fields_copied_verbatim_and_read_once_are_moved() {
-    let some = |s: &str| Some(s.to_string());
-    assert_eq!(moves("{a, b}"), vec![some("a"), some("b")]);
-    assert_eq!(moves("{x: .a, b}"), vec![some("a"), some("b")]);
-    assert_eq!(moves("select(.a) | {a, b: 1}"), vec![some("a"), None]);
-    // `.a` is read twice, `.b` below the top level, `.` whole: nothing to move.
-    assert_eq!(moves("{a, v: (.a * 2), c}"), vec![None, None, some("c")]);
-    assert_eq!(moves("{a: .a.b}"), vec![None]);
-    assert_eq!(moves("{a, all: .}"), vec![None, None]);
-    assert_eq!(moves("{a, n: (. | not)}"), vec![None, None]);
-    assert_eq!(moves("{a, v: {w: .a}}"), vec![None, None]);
+fn objects_with_distinct_keys_are_built_in_place_keeping_copied_fields() {
+    assert_eq!(copies("{a, b}"), Some(vec![true, true]));
+    assert_eq!(copies("{x: .a, b}"), Some(vec![false, true]));
+    assert_eq!(copies("select(.a) | {a, b: 1}"), Some(vec![true, false]));
+    assert_eq!(
+        copies("{a, v: (.a * 2), all: .}"),
+        Some(vec![true, false, false])
+    );
+    assert_eq!(copies("{a: .a.b}"), Some(vec![false]));
+    // A repeated key: the later entry wins, so the object is built afresh.
+    assert_eq!(copies("{a, a: 1}"), None);
 }
 
 #[test]
-fn moving_fields_gives_jaqs_object_and_hands_back_the_record_on_unsupported() {
+fn in_place_objects_give_jaqs_object_and_hand_back_the_record_on_unsupported() {
     let code = r#"select(.t != "x") | {id, k: .key, missing, v: (.n + 1)}"#;
     let input = json!({"id": "e1", "key": "k7", "t": "buy", "n": 2, "tag": "z"});
     assert_eq!(
@@ -101,6 +103,11 @@ fn moving_fields_gives_jaqs_object_and_hands_back_the_record_on_unsupported() {
     let input = json!({"id": "e1", "key": "k7", "t": "buy", "n": "s"});
     let n = Native::compile(code).expect("in the subset");
     assert_eq!(n.run(input.clone()), Err((Unsupported, input)));
+    // A computed value replaces the record's field of the same name.
+    assert_eq!(
+        run("{n: (.n * 2), id}", json!({"n": 2, "id": 1, "x": 0})),
+        Ok(Some(json!({"n": 4, "id": 1})))
+    );
     // Null and non-objects take the borrowing path, as before.
     assert_eq!(
         run("{a, b}", json!(null)),
