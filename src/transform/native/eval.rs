@@ -65,15 +65,18 @@ fn object(
         other => return Err((Unsupported, other)),
     };
     let mut copies_present = 0;
-    record.retain(
-        |name, _| match edit.keys.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            Ok(i) => {
-                copies_present += usize::from(edit.keys[i].1);
-                true
-            }
-            Err(_) => false,
-        },
-    );
+    record.retain(|name, _| {
+        // A linear scan that compares lengths first beats a binary search's
+        // string comparisons on the handful of short keys objects have.
+        let found = edit
+            .keys
+            .iter()
+            .find(|(k, _)| k.len() == name.len() && k.as_bytes() == name.as_bytes());
+        if let Some((_, copy)) = found {
+            copies_present += usize::from(*copy);
+        }
+        found.is_some()
+    });
     // A copied field the record lacks is null, as `.k` reads it.
     if copies_present < edit.copies.iter().filter(|c| **c).count() {
         for (k, _) in edit.keys.iter().filter(|(_, copy)| *copy) {
