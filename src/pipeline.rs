@@ -181,7 +181,7 @@ impl Pipeline {
         let projection = Projection::for_transforms(&cfg.transforms);
         if let Some(p) = &projection {
             let fields = p.fields().collect::<Vec<_>>().join(",");
-            info!(pipeline = %name, fields, "records only feed aggregates: decoding just these fields");
+            info!(pipeline = %name, fields, "the transforms read only these fields: decoding just them");
         }
         let driver = Driver::new(
             Decoder::new(cfg.format, projection),

@@ -1,11 +1,17 @@
 //! Projection pushdown: decode only the fields a pipeline reads.
 //!
-//! When a pipeline's transforms start with keyed steps and every record ends
-//! in an aggregate (reaching it through `key` and `dedup` steps only), no row
-//! the sink receives carries anything of the record but the fields those steps
-//! read: the `key` fields, the `dedup` field, the aggregate's `func(field)`
-//! fields and its window's `time_field`. Only those top-level fields are then
-//! built; every other value is parsed without being allocated.
+//! Two chains never pass a record's other fields on, so only the top-level
+//! fields they read are built and every other value is parsed without being
+//! allocated:
+//! - every record ends in an aggregate (reaching it through `key` and `dedup`
+//!   steps only): the `key` fields, the `dedup` field, the aggregate's
+//!   `func(field)` fields and its window's `time_field`;
+//! - the first step that is not `key` or `dedup` is a `jq` expression in the
+//!   native subset whose output depends on named fields only (no `.`, no bare
+//!   `select` handing the record on, see [`crate::transform::jq::JqProgram::reads`]):
+//!   those fields, with the `key`/`dedup` fields before it. A record the
+//!   native path leaves to jaq gets the same answer from the projected
+//!   record, since the output depends on nothing else.
 //!
 //! What stays exactly as before: a payload that is not UTF-8 or not JSON
 //! syntax is the same error (with the same message: such payloads are handed
@@ -21,6 +27,7 @@ use super::DecodeError;
 use crate::config::TransformConfig;
 use crate::model::Row;
 use crate::state::aggregate;
+use crate::transform::jq::JqProgram;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -33,8 +40,7 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// The projection a transform chain allows, if any: `None` unless every
-    /// record reaches an aggregate through `key` and `dedup` steps only.
+    /// The projection a transform chain allows, if any (see the module docs).
     pub fn for_transforms(steps: &[TransformConfig]) -> Option<Self> {
         let mut fields: Vec<&str> = Vec::new();
         for step in steps {
@@ -54,8 +60,18 @@ impl Projection {
                         fields: fields.into_boxed_slice(),
                     });
                 }
-                // Either may read (or pass on) any field.
-                TransformConfig::Jq { .. } | TransformConfig::Operator { .. } => return None,
+                TransformConfig::Jq { expr } => {
+                    let reads = JqProgram::compile(expr).ok()?.reads()?;
+                    let mut fields: Vec<Box<str>> = fields.into_iter().map(Box::from).collect();
+                    fields.extend(reads.into_iter().map(Box::from));
+                    fields.sort();
+                    fields.dedup();
+                    return Some(Self {
+                        fields: fields.into_boxed_slice(),
+                    });
+                }
+                // May read (or pass on) any field.
+                TransformConfig::Operator { .. } => return None,
             }
         }
         None

@@ -65,6 +65,13 @@ impl JqProgram {
         self.run_jaq(input)
     }
 
+    /// The top-level record fields the output depends on, when the
+    /// expression is in the native subset and never hands on or tests the
+    /// record as a whole (see [`super::native`]).
+    pub fn reads(&self) -> Option<Vec<String>> {
+        self.native.as_ref().and_then(Native::reads)
+    }
+
     /// Whether the expression runs on the native fast path (see [`super::native`]).
     pub fn is_native(&self) -> bool {
         self.native.is_some()

@@ -45,6 +45,32 @@ fn records_ending_in_an_aggregate_need_only_the_fields_read() {
 }
 
 #[test]
+fn a_native_jq_step_reading_named_fields_needs_only_those() {
+    let w1 = steps(json!([{"type": "jq", "expr":
+        r#"select(.type != "view") | {event_id, key, value: (.amount * .qty)}"#}]));
+    assert_eq!(
+        fields(Projection::for_transforms(&w1)),
+        Some(vec![
+            "amount".into(),
+            "event_id".into(),
+            "key".into(),
+            "qty".into(),
+            "type".into()
+        ])
+    );
+    // Fields read before the jq step count too; steps after it see its output.
+    let keyed = steps(json!([
+        {"type": "key", "fields": ["region"]},
+        {"type": "jq", "expr": "{n: .amount}"},
+        {"type": "aggregate", "columns": {"total": "sum(n)"}},
+    ]));
+    assert_eq!(
+        fields(Projection::for_transforms(&keyed)),
+        Some(vec!["amount".into(), "region".into()])
+    );
+}
+
+#[test]
 fn records_that_reach_the_sink_or_jq_or_an_operator_are_decoded_in_full() {
     for chain in [
         json!([]),
@@ -52,6 +78,10 @@ fn records_that_reach_the_sink_or_jq_or_an_operator_are_decoded_in_full() {
         json!([{"type": "key", "fields": ["k"]}, {"type": "jq", "expr": "."},
                {"type": "aggregate", "columns": {"n": "count()"}}]),
         json!([{"type": "key", "fields": ["k"]}, {"type": "dedup", "ttl": "1m"}]),
+        // jq that hands the record on, or outside the native subset.
+        json!([{"type": "jq", "expr": "select(.a > 1)"}]),
+        json!([{"type": "jq", "expr": "{a, all: .}"}]),
+        json!([{"type": "jq", "expr": "{a, n: (.items | length)}"}]),
         json!([{"type": "key", "fields": ["k"]}, {"type": "operator", "name": "custom"},
                {"type": "aggregate", "columns": {"n": "count()"}}]),
     ] {

@@ -114,6 +114,21 @@ impl Native {
         compile(term).map(Self)
     }
 
+    /// The top-level fields of the record the output depends on, sorted;
+    /// `None` when it may depend on the whole record (`.`, a bare `select`
+    /// or `not` hands the record itself on or tests it).
+    pub fn reads(&self) -> Option<Vec<String>> {
+        let mut reads = Reads::default();
+        reads.add(&self.0);
+        if reads.whole {
+            return None;
+        }
+        let mut fields: Vec<String> = reads.fields.into_iter().map(str::to_owned).collect();
+        fields.sort();
+        fields.dedup();
+        Some(fields)
+    }
+
     /// Zero or one output for `input`, exactly as jaq would give it; on
     /// [`Unsupported`], `input` comes back untouched.
     pub fn run(&self, input: Value) -> Result<Option<Value>, (Unsupported, Value)> {
@@ -173,6 +188,44 @@ fn compile(t: Term<&str>) -> Option<Expr> {
         }
         _ => return None,
     })
+}
+
+/// What an expression's output is computed from: top-level fields of its
+/// input, or all of it.
+#[derive(Default)]
+struct Reads<'e> {
+    fields: Vec<&'e str>,
+    whole: bool,
+}
+
+impl<'e> Reads<'e> {
+    fn add(&mut self, e: &'e Expr) {
+        match e {
+            Expr::Lit(_) | Expr::Infinite => {}
+            Expr::Path(base, keys) => match (&**base, keys.first()) {
+                (Expr::Id, Some(k)) => self.fields.push(k),
+                _ => self.add(base),
+            },
+            Expr::Obj(o) => o.entries.iter().for_each(|(_, e)| self.add(e)),
+            Expr::Logic(l, _, r) | Expr::Alt(l, r) | Expr::Cmp(l, _, r) | Expr::Math(l, _, r) => {
+                self.add(l);
+                self.add(r);
+            }
+            Expr::Neg(x) => self.add(x),
+            // The right side reads the record itself after `.` or `select`;
+            // otherwise it reads the left side's output, which the left
+            // side's own reads determine.
+            Expr::Pipe(l, r) => match &**l {
+                Expr::Id => self.add(r),
+                Expr::Select(f) => {
+                    self.add(f);
+                    self.add(r);
+                }
+                _ => self.add(l),
+            },
+            Expr::Id | Expr::Not | Expr::Select(_) => self.whole = true,
+        }
+    }
 }
 
 /// A string literal without interpolation or format.

@@ -115,3 +115,21 @@ fn in_place_objects_give_jaqs_object_and_hand_back_the_record_on_unsupported() {
     );
     assert_eq!(run("{a, b}", json!([1])), Err(Unsupported));
 }
+
+#[test]
+fn reads_name_the_top_level_fields_an_output_depends_on() {
+    let reads = |code: &str| Native::compile(code).expect("in the subset").reads();
+    let fields = |f: &[&str]| Some(f.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        reads(r#"select(.type != "view") | {event_id, v: (.amount * .qty)}"#),
+        fields(&["amount", "event_id", "qty", "type"])
+    );
+    assert_eq!(reads(".a.b | .c"), fields(&["a"]));
+    assert_eq!(reads("{a: (.x // .y)} | .a"), fields(&["x", "y"]));
+    assert_eq!(reads(". | {b}"), fields(&["b"]));
+    assert_eq!(reads("1"), fields(&[]));
+    // The record itself (or its truthiness) is the output or part of it.
+    for code in [".", "select(.a)", "{a, all: .}", "not", "select(.a) | ."] {
+        assert_eq!(reads(code), None, "{code}");
+    }
+}
