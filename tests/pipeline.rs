@@ -15,6 +15,7 @@ per_backend!(
     insert_loads_every_record_exactly_once_and_commits_to_the_end,
     upsert_keeps_the_last_value_per_key,
     filtered_records_and_tombstones_still_advance_offsets,
+    a_map_filter_that_reads_few_fields_loads_them_and_dead_letters_as_a_full_decode_would,
 );
 
 async fn insert_loads_every_record_exactly_once_and_commits_to_the_end(kind: Kind) {
@@ -138,4 +139,88 @@ async fn filtered_records_and_tombstones_still_advance_offsets(kind: Kind) {
         db.scalar("SELECT sum(doubled) FROM kept").await,
         (0..400).filter(|i| i % 4 == 0).map(|i| i * 2).sum::<i64>()
     );
+}
+
+/// `select(…) | {…}` on named fields decodes only those fields (projection
+/// pushdown); bad payloads and records the fast path leaves to jaq still end
+/// as a full decode would have them end.
+async fn a_map_filter_that_reads_few_fields_loads_them_and_dead_letters_as_a_full_decode_would(
+    kind: Kind,
+) {
+    const N: i64 = 600;
+    let (topic, group, dlq) = (unique("project"), unique("g"), unique("dlq"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE picked (id BIGINT PRIMARY KEY, kind TEXT, value BIGINT)")
+        .await;
+    let producer = TestProducer::new(&topic);
+    for i in 0..N {
+        let kind = if i % 3 == 0 { "b" } else { "a" };
+        let value = format!(
+            r#"{{"id":{i},"kind":"{kind}","amount":{i},"qty":2,"tag":"t{i}","nested":{{"x":[1,{{"y":null}}]}}}}"#
+        );
+        producer.send(Some(&i.to_string()), Some(&value));
+    }
+    let poison = [
+        (r#"{"id": 1, "kind": "#, "decode"),
+        (
+            r#"{"id": 1, "kind": "a", "amount": 1, "qty": 1, "tag": [1, }"#,
+            "decode",
+        ),
+        ("[1, 2]", "transform"),
+        (
+            r#"{"id": 2, "kind": "a", "amount": {"a": 1}, "qty": 2}"#,
+            "transform",
+        ),
+    ];
+    for (payload, _) in poison {
+        producer.send(Some("poison"), Some(payload));
+    }
+    producer.flush();
+
+    let toml = format!(
+        r#"{}
+[pipelines.p.dead_letter]
+topic = "{dlq}"
+
+[[pipelines.p.transforms]]
+type = "jq"
+expr = 'select(.kind != "b") | {{id, kind, value: (.amount * .qty)}}'
+"#,
+        pipeline_toml(&topic, &group, db.url(), "picked", "")
+    );
+    let running = Running::start(&toml).await;
+    wait_for("everything committed", Duration::from_secs(60), || {
+        common::all_committed(&group, &topic, PARTITIONS)
+    })
+    .await;
+    assert_eq!(
+        Stats::get(&running.stats.dead_lettered),
+        poison.len() as u64
+    );
+    running.stop().await;
+
+    let kept: Vec<i64> = (0..N).filter(|i| i % 3 != 0).collect();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM picked WHERE kind = 'a'")
+            .await,
+        kept.len() as i64
+    );
+    assert_eq!(
+        db.scalar("SELECT sum(value) FROM picked").await,
+        kept.iter().map(|i| i * 2).sum::<i64>()
+    );
+    let letters = tokio::task::spawn_blocking(move || kafka::read_all(&dlq, poison.len()))
+        .await
+        .expect("read");
+    for (payload, class) in poison {
+        let letter = letters
+            .iter()
+            .find(|l| l.value.as_deref() == Some(payload.as_bytes()));
+        assert_eq!(
+            letter.and_then(|l| l.header("tidemill.error.class")),
+            Some(class),
+            "{payload}"
+        );
+    }
 }
