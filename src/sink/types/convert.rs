@@ -11,20 +11,10 @@ use serde_json::Value;
 const EXACT_DIGITS: usize = 15;
 
 /// `value` as `target` should receive it for a column of type `ty`, or why it
-/// does not fit. `null` always passes; [`ColumnType::Unknown`] passes anything.
-pub fn convert(
-    ty: &ColumnType,
-    value: &Value,
-    timestamps: TimestampFormat,
-    target: Target,
-) -> Result<Value, String> {
-    Ok(fit(ty, value, timestamps, target)?.unwrap_or_else(|| value.clone()))
-}
-
-/// As [`convert`], without copying what passes unchanged: `Ok(None)` means
-/// `value` fits as it is (the common case: text, numbers, JSON), `Ok(Some)`
-/// is the rewritten form (timestamps, UUIDs, bytes, decimals, whole floats
-/// in integer columns).
+/// does not fit, without copying what passes unchanged: `null` always passes,
+/// [`ColumnType::Unknown`] passes anything. `Ok(None)` means `value` fits as
+/// it is (the common case: text, numbers, JSON); `Ok(Some)` is the rewritten
+/// form (timestamps, UUIDs, bytes, decimals, whole floats in integer columns).
 pub fn fit(
     ty: &ColumnType,
     value: &Value,

@@ -5,7 +5,8 @@
 //! - Each column's database type is parsed once ([`parse`]) into a
 //!   [`ColumnType`]; every value of a row is checked against it and rewritten
 //!   into the one form its backend ([`Target`]) reads exactly
-//!   ([`convert`](convert::convert)).
+//!   ([`fit`](convert::fit)); a value that already has that form is left
+//!   where it is, not copied.
 //! - A value that does not fit — wrong JSON type, integer overflow, a fraction
 //!   into an integer column, more digits than a decimal's precision or scale,
 //!   a string longer than its column (in characters), a bad timestamp, date,
@@ -21,7 +22,7 @@ mod number;
 mod parse;
 mod time;
 
-pub use convert::{convert, fit};
+pub use convert::fit;
 pub use parse::parse;
 
 use super::schema::TableSchema;

@@ -12,6 +12,16 @@ const LITE: Target = Target::Sqlite;
 /// `Ok(expected)` or `Err(substring of the reason)`.
 type Case = (&'static str, Value, Result<Value, &'static str>);
 
+/// The form sent: the rewritten value, or `value` itself when it fits as is.
+fn convert(
+    ty: &ColumnType,
+    value: &Value,
+    format: TimestampFormat,
+    target: Target,
+) -> Result<Value, String> {
+    Ok(fit(ty, value, format, target)?.unwrap_or_else(|| value.clone()))
+}
+
 fn run(target: Target, format: TimestampFormat, cases: &[Case]) {
     for (ty, value, expected) in cases {
         let parsed = parse(ty, target);

@@ -8,9 +8,10 @@ use std::borrow::Cow;
 
 type Out<'v> = Result<Option<Cow<'v, Value>>, Unsupported>;
 
-/// Evaluates `e` on an owned record: `select` passes it on and objects move
-/// turn it into their output in place (see `InPlace`). On [`Unsupported`] the record comes
-/// back as it was, because nothing is moved until no step can fail.
+/// Evaluates `e` on an owned record: `select` passes it on and objects turn
+/// it into their output in place (see `InPlace`). On [`Unsupported`] the
+/// record comes back as it was, because nothing is changed until no step can
+/// fail.
 pub(super) fn owned(e: &Expr, input: Value) -> Result<Option<Value>, (Unsupported, Value)> {
     match e {
         Expr::Id => Ok(Some(input)),
