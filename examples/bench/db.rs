@@ -48,6 +48,27 @@ pub async fn drop_database(db: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flushes what earlier phases left in memory, so that a measured phase
+/// starts from the same quiet disk whatever ran before it: a PostgreSQL
+/// `CHECKPOINT` (dirty shared buffers), then `sync` (the page cache, Kafka's
+/// log segments included). Without it the kernel wrote back the previous
+/// phase's dirty pages (~0.8 GB after the 400k/s rate step) in the middle of
+/// the next one, and every WAL fsync queued behind them. Returns the seconds
+/// it took.
+pub async fn settle() -> anyhow::Result<f64> {
+    let start = std::time::Instant::now();
+    let mut admin = connect("postgres").await?;
+    sqlx::query("CHECKPOINT")
+        .execute(&mut admin)
+        .await
+        .context("CHECKPOINT before a measured phase")?;
+    let status = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status())
+        .await?
+        .context("running sync(1)")?;
+    anyhow::ensure!(status.success(), "sync(1) failed: {status}");
+    Ok(start.elapsed().as_secs_f64())
+}
+
 /// Records committed by an exactly-once pipeline: the sum of its stored next
 /// offsets (topics start at offset 0). 0 before the table exists.
 pub async fn committed(c: &mut PgConnection, pipeline: &str) -> i64 {

@@ -46,6 +46,14 @@ pub fn progress(msg: &str) {
     }
 }
 
+/// Starts a measured phase: announces it, then [`db::settle`]s the disk.
+async fn measured(msg: &str) -> anyhow::Result<()> {
+    phase(msg);
+    let secs = db::settle().await?;
+    eprintln!("[bench] settled in {secs:.1} s (CHECKPOINT + sync)");
+    Ok(())
+}
+
 fn phase(msg: &str) {
     if let Ok(mut p) = PROGRESS.lock() {
         let (start, _) = p.get_or_insert((Instant::now(), Instant::now()));
@@ -133,15 +141,15 @@ async fn baselines(
     base: i64,
     a: &Args,
 ) -> anyhow::Result<()> {
-    phase("baseline: raw consume");
+    measured("baseline: raw consume").await?;
     let (t, n) = (topic.to_string(), a.records);
     r.raw_consume =
         Some(tokio::task::spawn_blocking(move || baselines::raw_consume(&t, n)).await??);
-    phase("baseline: raw COPY");
     let db = run.db("rawcopy", true).await?;
+    measured("baseline: raw COPY").await?;
     r.raw_copy = Some(baselines::raw_copy(&db, a.dist, a.records, base).await?);
-    phase("baseline: consume→COPY");
     let (db, t) = (run.db("cc", true).await?, topic.to_string());
+    measured("baseline: consume→COPY").await?;
     r.consume_copy =
         Some(tokio::task::spawn_blocking(move || baselines::consume_copy(&t, &db, n)).await??);
     Ok(())
@@ -174,12 +182,13 @@ async fn tidemill_runs(
         } else {
             name
         };
-        phase(&format!(
+        let db = run.db(&name, true).await?;
+        measured(&format!(
             "tidemill {} {}",
             w.name(),
             if eo { "exactly-once" } else { "at-least-once" }
-        ));
-        let db = run.db(&name, true).await?;
+        ))
+        .await?;
         match runner::drain(run.spec(&name, w, eo, db, topic), a.records, exp).await {
             Ok(d) => r.drains.push(d),
             Err(e) => r
@@ -202,9 +211,9 @@ async fn tidemill_runs(
         r.tracing.push(("off".into(), off, 0, 0));
     }
     for (label, ratio) in [("on, 1%", 0.01), ("on, 100%", 1.0)] {
-        phase(&format!("tidemill W1 tracing {label}"));
         let name = format!("w1_trace{}", (ratio * 100.0) as u32);
         let db = run.db(&name, true).await?;
+        measured(&format!("tidemill W1 tracing {label}")).await?;
         let mut spec = run.spec(&name, Workload::W1, true, db, topic);
         spec.tracing = Some((ratio, port));
         let before = counts.get();
@@ -269,8 +278,8 @@ async fn peers_runs(run: &mut Run, r: &mut Results, topic: &str, n: u64) -> anyh
     }
     for w in ["W1", "W2", "W3"] {
         for p in ["flink", "quix"] {
-            phase(&format!("peer {p} {w}"));
             let db = run.db(&format!("{p}_{}", w.to_lowercase()), false).await?;
+            measured(&format!("peer {p} {w}")).await?;
             let t = topic.to_string();
             r.peers
                 .push(tokio::task::spawn_blocking(move || peers::run(p, w, &t, n, &db)).await?);
