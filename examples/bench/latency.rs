@@ -46,6 +46,74 @@ pub struct Latency {
     pub early_p50_ms: f64,
     pub late_p50_ms: f64,
     pub poll_ms: f64,
+    /// tidemill's own `/metrics` over the window (None if unreadable).
+    pub batches: Option<BatchTotals>,
+    pub window_secs: f64,
+}
+
+/// Totals of tidemill's batch metrics; the difference of two scrapes is what
+/// a window did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BatchTotals {
+    pub batches: f64,
+    pub rows: f64,
+    /// Summed batch durations: receipt by the writer → committed.
+    pub write_secs: f64,
+}
+
+impl BatchTotals {
+    fn since(self, before: Self) -> Self {
+        Self {
+            batches: self.batches - before.batches,
+            rows: self.rows - before.rows,
+            write_secs: self.write_secs - before.write_secs,
+        }
+    }
+
+    /// From the Prometheus text: every pipeline's series summed.
+    fn parse(text: &str) -> Self {
+        let mut t = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            match series.split('{').next().unwrap_or(series) {
+                "tidemill_batch_duration_seconds_count" => t.batches += v,
+                "tidemill_batch_duration_seconds_sum" => t.write_secs += v,
+                "tidemill_batch_rows_sum" => t.rows += v,
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// Reads tidemill's `/metrics` (HTTP/1.1, one response per connection).
+async fn scrape(port: u16) -> anyhow::Result<BatchTotals> {
+    let text = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    })
+    .await??;
+    Ok(BatchTotals::parse(&text))
+}
+
+async fn scrape_if(port: Option<u16>) -> Option<BatchTotals> {
+    match scrape(port?).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("[bench] tidemill /metrics not read: {e:#}");
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -292,6 +360,7 @@ pub async fn session(
         let target = Arc::new(AtomicI64::new(i64::MAX));
         let before = db::committed(&mut conn, &spec.name).await;
         let probe = probe(db::url(&spec.db), spec.name.clone(), target.clone());
+        let (metrics_before, window) = (scrape_if(spec.metrics_port).await, Instant::now());
         let (s, run, ()) = send_step(
             &spec.topic,
             state,
@@ -305,6 +374,11 @@ pub async fn session(
         state = s;
         target.store(before + i64::try_from(run.sent)?, Ordering::Relaxed);
         let (events, poll_ms) = probe.await??;
+        let window_secs = window.elapsed().as_secs_f64();
+        let batches = match (metrics_before, scrape_if(spec.metrics_port).await) {
+            (Some(before), Some(after)) => Some(after.since(before)),
+            _ => None,
+        };
         let (hs, early_p50_ms, late_p50_ms) = latencies(&run, &events)?;
         let h = &hs.total;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
@@ -325,6 +399,8 @@ pub async fn session(
             early_p50_ms,
             late_p50_ms,
             poll_ms,
+            batches,
+            window_secs,
         });
     }
     proc.stop()?;
@@ -341,6 +417,33 @@ pub async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_totals_sum_every_pipeline_and_ignore_other_series() {
+        let text = "# HELP tidemill_batch_rows rows\n\
+            tidemill_batch_rows_sum{pipeline=\"a\"} 600\n\
+            tidemill_batch_rows_sum{pipeline=\"b\"} 400\n\
+            tidemill_batch_rows_count{pipeline=\"a\"} 2\n\
+            tidemill_batch_duration_seconds_bucket{pipeline=\"a\",le=\"0.005\"} 3\n\
+            tidemill_batch_duration_seconds_sum{pipeline=\"a\"} 0.0125\n\
+            tidemill_batch_duration_seconds_count{pipeline=\"a\"} 3\n";
+        let t = BatchTotals::parse(text);
+        assert_eq!(
+            t,
+            BatchTotals {
+                batches: 3.0,
+                rows: 1000.0,
+                write_secs: 0.0125
+            }
+        );
+        let before = BatchTotals {
+            batches: 1.0,
+            rows: 100.0,
+            write_secs: 0.0025,
+        };
+        assert_eq!(t.since(before).batches, 2.0);
+        assert_eq!(t.since(before).rows, 900.0);
+    }
 
     #[test]
     fn latency_percentiles_come_from_the_first_commit_past_each_record() {

@@ -130,6 +130,7 @@ impl Run {
             tracing: None,
             topic: topic.into(),
             db,
+            metrics_port: None,
         }
     }
 }
@@ -257,7 +258,13 @@ async fn rate(run: &mut Run, r: &mut Results, a: &Args) -> anyhow::Result<()> {
     let topic = format!("{}_rate", run.id);
     kafka::create_topic(&topic).await?;
     let db = run.db("rate", true).await?;
-    let spec = run.spec("rate", Workload::W1, true, db, &topic);
+    let mut spec = run.spec("rate", Workload::W1, true, db, &topic);
+    // tidemill's own batch metrics are read before and after the latency window.
+    spec.metrics_port = Some(
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+    );
     phase(&format!(
         "rate mode: steps {:?} records/s, {step_secs} s each",
         plan.rates

@@ -301,6 +301,17 @@ impl Results {
         let _ = writeln!(m, "\nMaximum sustainable rate: **{}/s** (highest step sent at ≥ 95% of the offered rate whose lag grew by ≤ 10% of the rate over the step's second half or, for short quick-mode steps, drained within 1 s of the last send). Verified: {} ({}).\n", k(r.max_sustainable), if r.verdict.ok { "yes" } else { "**NO**" }, r.verdict.detail);
         if let Some(l) = &r.latency {
             let _ = writeln!(m, "End-to-end latency at {}/s (sent at {}/s; {} records, scheduled send → commit visible in `tidemill_offsets`, probe polled every {:.2} ms on average): p50 **{:.1} ms**, p99 **{:.1} ms**, p99.9 **{:.1} ms**, max {:.1} ms; median of the first fifth sent {:.1} ms, of the last fifth {:.1} ms. The two legs: scheduled send → broker acknowledged (generator, producer, broker) p50 {:.1} ms, p99 {:.1} ms; broker acknowledged → commit visible (tidemill) p50 {:.1} ms, p99 {:.1} ms.", k(l.rate), k(l.achieved), l.records, l.poll_ms, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.early_p50_ms, l.late_p50_ms, l.to_broker_ms.0, l.to_broker_ms.1, l.in_tidemill_ms.0, l.in_tidemill_ms.1);
+            if let Some(b) = l.batches.filter(|b| b.batches > 0.0) {
+                let _ = writeln!(
+                    m,
+                    "\nIn the same window tidemill's own `/metrics` counted {:.0} batches of {:.0} rows on average, each received, written and committed in {:.2} ms on average: the writer was busy {:.0}% of the {:.1} s. Batches go to the writer whenever it is idle, so under load a record waits for the write in progress and then for its own.",
+                    b.batches,
+                    b.rows / b.batches,
+                    b.write_secs / b.batches * 1000.0,
+                    b.write_secs / l.window_secs * 100.0,
+                    l.window_secs
+                );
+            }
         }
         m
     }

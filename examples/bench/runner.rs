@@ -76,6 +76,8 @@ pub struct Spec {
     pub tracing: Option<(f64, u16)>,
     pub topic: String,
     pub db: String,
+    /// Port for tidemill's `/metrics` (`[health] listen`); None = off.
+    pub metrics_port: Option<u16>,
 }
 
 impl Spec {
@@ -86,6 +88,9 @@ impl Spec {
             t += &format!(
                 "[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}/v1/traces\"\nsampling_ratio = {ratio}\n\n"
             );
+        }
+        if let Some(port) = self.metrics_port {
+            t += &format!("[health]\nlisten = \"127.0.0.1:{port}\"\n\n");
         }
         let delivery = if self.exactly_once {
             "exactly-once"
