@@ -1,8 +1,8 @@
 //! Sink throughput without Kafka: generated event rows (the shape of the
-//! former `loadgen` example), prepared in batches of 5,000 and written
+//! former `loadgen` example), prepared in batches of 5,000 (or BATCH) and written
 //! through the sink, one transaction per batch.
 //!
-//!   cargo run --release --example sinkbench -- URL insert|upsert|update [ROWS] [COPY_THRESHOLD]
+//!   cargo run --release --example sinkbench -- URL insert|upsert|update|delete [ROWS] [COPY_THRESHOLD] [BATCH]
 //!
 //! `update` upserts every row twice and times the second pass, where every key
 //! conflicts. `delete` upserts every row, then times deleting them all by key
@@ -66,6 +66,7 @@ async fn bench<S: Sink>(
     cfg: &SinkConfig,
     rows: &[Map<String, Value>],
     delete: bool,
+    batch_rows: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let (mode, keys) = (cfg.mode, vec!["event_id".to_string()]);
     let target = cfg.backend().map_or(Target::Postgres, Target::from);
@@ -77,7 +78,7 @@ async fn bench<S: Sink>(
     }
     let converted = converting.elapsed().as_secs_f64();
     let started = Instant::now();
-    for batch in rows.chunks(5000) {
+    for batch in rows.chunks(batch_rows) {
         let ids: Vec<Map<String, Value>>;
         let prepared = if delete {
             ids = batch
@@ -106,9 +107,9 @@ async fn bench<S: Sink>(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args
-        .get(1)
-        .ok_or_else(|| anyhow::anyhow!("usage: sinkbench URL MODE [ROWS] [COPY_THRESHOLD]"))?;
+    let url = args.get(1).ok_or_else(|| {
+        anyhow::anyhow!("usage: sinkbench URL MODE [ROWS] [COPY_THRESHOLD] [BATCH]")
+    })?;
     let arg = args.get(2).map_or("insert", String::as_str);
     let mode = if matches!(arg, "upsert" | "update" | "delete") {
         "upsert"
@@ -117,6 +118,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let n: usize = args.get(3).map_or(Ok(1_000_000), |s| s.parse())?;
     let copy: usize = args.get(4).map_or(Ok(1000), |s| s.parse())?;
+    let batch: usize = args.get(5).map_or(Ok(5000), |s| s.parse())?;
+    anyhow::ensure!(batch > 0, "BATCH must be at least 1");
     create_table(url).await?;
     let toml = format!(
         "[pipelines.b]\ntopics = [\"x\"]\n[pipelines.b.kafka]\nbrokers = \"x\"\n[pipelines.b.sink]\nurl = \"{url}\"\ntable = \"events\"\nmode = \"{mode}\"\nkey_columns = [\"event_id\"]\ncopy_threshold = {copy}\n"
@@ -132,13 +135,13 @@ async fn main() -> anyhow::Result<()> {
     for pass in 0..passes {
         let delete = arg == "delete" && pass == 1;
         (conv, secs) = match AnySink::open(&cfg).await? {
-            AnySink::Postgres(s) => bench(s, &cfg, &rows, delete).await?,
-            AnySink::MySql(s) => bench(s, &cfg, &rows, delete).await?,
-            AnySink::Sqlite(s) => bench(s, &cfg, &rows, delete).await?,
+            AnySink::Postgres(s) => bench(s, &cfg, &rows, delete, batch).await?,
+            AnySink::MySql(s) => bench(s, &cfg, &rows, delete, batch).await?,
+            AnySink::Sqlite(s) => bench(s, &cfg, &rows, delete, batch).await?,
         };
     }
     println!(
-        "sinkbench: mode={arg} copy_threshold={copy} rows={n} batch=5000 in {secs:.2}s = {:.0} rows/s; type conversion {conv:.2}s = {:.0} rows/s",
+        "sinkbench: mode={arg} copy_threshold={copy} rows={n} batch={batch} in {secs:.2}s = {:.0} rows/s; type conversion {conv:.2}s = {:.0} rows/s",
         n as f64 / secs,
         n as f64 / conv
     );

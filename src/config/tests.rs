@@ -22,6 +22,18 @@ fn minimal_pipeline_gets_defaults() {
 }
 
 #[test]
+fn copy_threshold_defaults_per_mode_and_an_explicit_value_wins() {
+    let insert = Settings::from_toml(MINIMAL).expect("valid config");
+    assert_eq!(insert.pipelines["orders"].sink.copy_threshold(), 100);
+    let upsert = format!("{MINIMAL}mode = \"upsert\"\nkey_columns = [\"id\"]\n");
+    let upsert = Settings::from_toml(&upsert).expect("valid config");
+    assert_eq!(upsert.pipelines["orders"].sink.copy_threshold(), 1000);
+    let set = format!("{MINIMAL}mode = \"upsert\"\nkey_columns = [\"id\"]\ncopy_threshold = 0\n");
+    let set = Settings::from_toml(&set).expect("valid config");
+    assert_eq!(set.pipelines["orders"].sink.copy_threshold(), 0);
+}
+
+#[test]
 fn debug_output_does_not_leak_the_database_password() {
     let s = Settings::from_toml(MINIMAL).expect("valid config");
     let printed = format!("{s:?}");

@@ -66,7 +66,7 @@ impl PostgresSink {
             mode: cfg.mode,
             key_columns: cfg.key_columns.clone(),
             statements: HashMap::new(),
-            copy_threshold: cfg.copy_threshold,
+            copy_threshold: cfg.copy_threshold(),
             copy_types: HashMap::new(),
         })
     }
