@@ -36,6 +36,7 @@ pub mod isolate;
 pub mod mysql;
 mod mysql_values;
 pub mod observe;
+mod output;
 mod pg_binary;
 mod pg_copy;
 mod pool;

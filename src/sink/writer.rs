@@ -11,21 +11,20 @@
 
 pub use super::backoff::Backoff;
 use super::checkpoint::Checkpoint;
-use super::collapse::collapse;
 use super::ddl;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
-use super::refused::{dead_letter, partition_of, Refused, Source};
+use super::output::{discount, stateless_output, Output};
+use super::refused::{dead_letter, Refused, Source};
 use super::types::{RowTypes, Target};
 use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
 use crate::dead_letter::{DeadLetters, Reason};
-use crate::model::{Batch, BatchAck, Row, TopicPartition};
-use crate::state::{Engine, RowOrigin, StateWrites};
+use crate::model::{Batch, BatchAck, Row};
+use crate::state::{Engine, RowOrigin};
 use crate::stats::Stats;
 use crate::trace::{self, SpanNames};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -129,92 +128,6 @@ pub struct WriterContext {
     pub names: SpanNames,
 }
 
-/// A batch's output: rows, where each came from, the state it changes.
-struct Output<'a> {
-    /// Borrowed from the batch when no stateful tail ran (no copy per batch).
-    rows: Cow<'a, [Row]>,
-    origins: Vec<Source>,
-    writes: Option<StateWrites>,
-    /// Rows per source partition.
-    by_partition: BTreeMap<TopicPartition, u64>,
-    /// Keys of the rows to delete before the rows are written.
-    deletes: Vec<Row>,
-}
-
-impl Output<'_> {
-    /// Converts every row to its columns' types ([`RowTypes`]); the rows that
-    /// do not fit leave the output and are returned, with column and reason.
-    /// (Without a dead-letter topic no origins are kept; the first refusal
-    /// then stops the pipeline, so its source is never read.)
-    fn convert(&mut self, types: &RowTypes) -> Vec<Refused> {
-        let mut unfit = Vec::new();
-        let mut kept = 0;
-        let tracked = self.origins.len() == self.rows.len();
-        let total = self.rows.len();
-        // The rows stay borrowed from the batch (kept whole for a retry) unless
-        // a value is rewritten (timestamps, uuids, bytes) or a row refused:
-        // then they are copied out of it, once.
-        for i in 0..total {
-            match types.changes(&self.rows[i]) {
-                Ok(changes) => {
-                    if !changes.is_empty() || kept != i {
-                        let rows = self.rows.to_mut();
-                        for (column, value) in changes {
-                            if let Some(slot) = rows[i].get_mut(&column) {
-                                *slot = value;
-                            }
-                        }
-                        rows.swap(kept, i);
-                        if tracked {
-                            self.origins.swap(kept, i);
-                        }
-                    }
-                    kept += 1;
-                }
-                Err(refusal) => unfit.push(Refused {
-                    source: self.origins.get(i).copied().unwrap_or(Source::Raw(i)),
-                    reason: Reason::Data,
-                    message: refusal.to_string(),
-                    column: Some(refusal.column),
-                }),
-            }
-        }
-        if kept < total {
-            self.rows.to_mut().truncate(kept);
-            if tracked {
-                self.origins.truncate(kept);
-            }
-        }
-        unfit
-    }
-
-    /// Converts the delete keys like rows (a UUID key in any case matches; a
-    /// bare `42` becomes a number for an integer key); a key that cannot be a
-    /// value of its column names no row, so its delete is dropped — counted
-    /// and logged — instead of failing the batch. Returns how many were.
-    fn convert_deletes(&mut self, types: &RowTypes) -> u64 {
-        let before = self.deletes.len();
-        self.deletes.retain_mut(|key| match types.convert_key(key) {
-            Ok(()) => true,
-            Err(refusal) => {
-                warn!(column = %refusal.column, reason = %refusal.reason, "a tombstone's key does not fit its column, so it names no row; nothing to delete");
-                false
-            }
-        });
-        (before - self.deletes.len()) as u64
-    }
-}
-
-/// Takes refused rows off their partitions' row counts.
-fn discount(by_partition: &mut BTreeMap<TopicPartition, u64>, batch: &Batch, refused: &[Refused]) {
-    for r in refused {
-        let tp = partition_of(batch, r.source);
-        if let Some(n) = by_partition.get_mut(&tp) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
-
 /// Writes one batch; returns the rows loaded. The stateful tail
 /// runs first (records it refuses are dead-lettered); data errors are
 /// isolated and the refused rows dead-lettered (when a dead-letter topic is
@@ -229,7 +142,7 @@ async fn write_batch<S: Sink>(
 ) -> Result<Loaded, WriterError> {
     let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
     let Some(engine) = engine else {
-        let output = stateless_output(ctx, batch);
+        let output = stateless_output(&ctx.cfg.key_columns, batch);
         return write_rows(
             sink,
             ctx,
@@ -283,49 +196,6 @@ async fn write_batch<S: Sink>(
             engine.rollback();
             Err(e)
         }
-    }
-}
-
-/// The batch's rows as they are, with its deletes collapsed into them: a row
-/// followed by a delete of its key is not written (nor counted as loaded).
-fn stateless_output<'b>(ctx: &WriterContext, batch: &'b Batch) -> Output<'b> {
-    let mut by_partition: BTreeMap<TopicPartition, u64> = batch
-        .tally
-        .iter()
-        .map(|(tp, t)| (tp.clone(), t.rows))
-        .collect();
-    let origins = batch.row_source.iter().map(|&i| Source::Raw(i));
-    if batch.deletes.is_empty() {
-        return Output {
-            // Borrowed: no copy of the rows per batch.
-            rows: Cow::Borrowed(&batch.rows),
-            origins: origins.collect(),
-            writes: None,
-            by_partition,
-            deletes: Vec::new(),
-        };
-    }
-    let collapsed = collapse(&ctx.cfg.key_columns, &batch.rows, &batch.deletes);
-    let mut rows = Vec::with_capacity(batch.rows.len());
-    let mut kept_origins = Vec::with_capacity(batch.row_source.len());
-    let mut origins = origins.map(Some).chain(std::iter::repeat(None));
-    for (row, keep) in batch.rows.iter().zip(&collapsed.keep) {
-        let origin = origins.next().flatten();
-        if *keep {
-            rows.push(row.clone());
-            kept_origins.extend(origin);
-        } else if let Some(origin) = origin {
-            if let Some(n) = by_partition.get_mut(&partition_of(batch, origin)) {
-                *n = n.saturating_sub(1);
-            }
-        }
-    }
-    Output {
-        rows: Cow::Owned(rows),
-        origins: kept_origins,
-        writes: None,
-        by_partition,
-        deletes: collapsed.deletes,
     }
 }
 

@@ -1,0 +1,151 @@
+//! What the writer writes for a batch: its rows (borrowed from the batch
+//! unless something changes them), where each row came from, the state it
+//! changes and the keys it deletes.
+//!
+//! Guarantees: converting to the columns' types never reorders the rows that
+//! stay; a row that does not fit leaves the output with its column and reason
+//! (for the dead-letter topic) and is taken off its partition's row count, so
+//! the per-partition metrics count only rows loaded. Nothing here does I/O.
+
+use super::collapse::collapse;
+use super::refused::{partition_of, Refused, Source};
+use super::types::RowTypes;
+use crate::dead_letter::Reason;
+use crate::model::{Batch, Row, TopicPartition};
+use crate::state::StateWrites;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use tracing::warn;
+
+/// A batch's output: rows, where each came from, the state it changes.
+pub(super) struct Output<'a> {
+    /// Borrowed from the batch when no stateful tail ran (no copy per batch).
+    pub(super) rows: Cow<'a, [Row]>,
+    pub(super) origins: Vec<Source>,
+    pub(super) writes: Option<StateWrites>,
+    /// Rows per source partition.
+    pub(super) by_partition: BTreeMap<TopicPartition, u64>,
+    /// Keys of the rows to delete before the rows are written.
+    pub(super) deletes: Vec<Row>,
+}
+
+impl Output<'_> {
+    /// Converts every row to its columns' types ([`RowTypes`]); the rows that
+    /// do not fit leave the output and are returned, with column and reason.
+    /// (Without a dead-letter topic no origins are kept; the first refusal
+    /// then stops the pipeline, so its source is never read.)
+    pub(super) fn convert(&mut self, types: &RowTypes) -> Vec<Refused> {
+        let mut unfit = Vec::new();
+        let mut kept = 0;
+        let tracked = self.origins.len() == self.rows.len();
+        let total = self.rows.len();
+        // The rows stay borrowed from the batch (kept whole for a retry) unless
+        // a value is rewritten (timestamps, uuids, bytes) or a row refused:
+        // then they are copied out of it, once.
+        for i in 0..total {
+            match types.changes(&self.rows[i]) {
+                Ok(changes) => {
+                    if !changes.is_empty() || kept != i {
+                        let rows = self.rows.to_mut();
+                        for (column, value) in changes {
+                            if let Some(slot) = rows[i].get_mut(&column) {
+                                *slot = value;
+                            }
+                        }
+                        rows.swap(kept, i);
+                        if tracked {
+                            self.origins.swap(kept, i);
+                        }
+                    }
+                    kept += 1;
+                }
+                Err(refusal) => unfit.push(Refused {
+                    source: self.origins.get(i).copied().unwrap_or(Source::Raw(i)),
+                    reason: Reason::Data,
+                    message: refusal.to_string(),
+                    column: Some(refusal.column),
+                }),
+            }
+        }
+        if kept < total {
+            self.rows.to_mut().truncate(kept);
+            if tracked {
+                self.origins.truncate(kept);
+            }
+        }
+        unfit
+    }
+
+    /// Converts the delete keys like rows (a UUID key in any case matches; a
+    /// bare `42` becomes a number for an integer key); a key that cannot be a
+    /// value of its column names no row, so its delete is dropped — counted
+    /// and logged — instead of failing the batch. Returns how many were.
+    pub(super) fn convert_deletes(&mut self, types: &RowTypes) -> u64 {
+        let before = self.deletes.len();
+        self.deletes.retain_mut(|key| match types.convert_key(key) {
+            Ok(()) => true,
+            Err(refusal) => {
+                warn!(column = %refusal.column, reason = %refusal.reason, "a tombstone's key does not fit its column, so it names no row; nothing to delete");
+                false
+            }
+        });
+        (before - self.deletes.len()) as u64
+    }
+}
+
+/// Takes refused rows off their partitions' row counts.
+pub(super) fn discount(
+    by_partition: &mut BTreeMap<TopicPartition, u64>,
+    batch: &Batch,
+    refused: &[Refused],
+) {
+    for r in refused {
+        let tp = partition_of(batch, r.source);
+        if let Some(n) = by_partition.get_mut(&tp) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// The batch's rows as they are, with its deletes collapsed into them: a row
+/// followed by a delete of its key is not written (nor counted as loaded).
+pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> Output<'b> {
+    let mut by_partition: BTreeMap<TopicPartition, u64> = batch
+        .tally
+        .iter()
+        .map(|(tp, t)| (tp.clone(), t.rows))
+        .collect();
+    let origins = batch.row_source.iter().map(|&i| Source::Raw(i));
+    if batch.deletes.is_empty() {
+        return Output {
+            // Borrowed: no copy of the rows per batch.
+            rows: Cow::Borrowed(&batch.rows),
+            origins: origins.collect(),
+            writes: None,
+            by_partition,
+            deletes: Vec::new(),
+        };
+    }
+    let collapsed = collapse(key_columns, &batch.rows, &batch.deletes);
+    let mut rows = Vec::with_capacity(batch.rows.len());
+    let mut kept_origins = Vec::with_capacity(batch.row_source.len());
+    let mut origins = origins.map(Some).chain(std::iter::repeat(None));
+    for (row, keep) in batch.rows.iter().zip(&collapsed.keep) {
+        let origin = origins.next().flatten();
+        if *keep {
+            rows.push(row.clone());
+            kept_origins.extend(origin);
+        } else if let Some(origin) = origin {
+            if let Some(n) = by_partition.get_mut(&partition_of(batch, origin)) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+    Output {
+        rows: Cow::Owned(rows),
+        origins: kept_origins,
+        writes: None,
+        by_partition,
+        deletes: collapsed.deletes,
+    }
+}
