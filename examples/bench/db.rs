@@ -48,15 +48,25 @@ pub async fn drop_database(db: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Flushes what earlier phases left in memory, so that a measured phase
-/// starts from the same quiet disk whatever ran before it: a PostgreSQL
-/// `CHECKPOINT` (dirty shared buffers), then `sync` (the page cache, Kafka's
-/// log segments included). Without it the kernel wrote back the previous
-/// phase's dirty pages (~0.8 GB after the 400k/s rate step) in the middle of
-/// the next one, and every WAL fsync queued behind them. Returns the seconds
-/// it took.
-pub async fn settle() -> anyhow::Result<f64> {
+/// Settles the machine before a measured phase, so that the phase does not
+/// pay for work the phases before it left behind, whatever ran before it:
+/// `VACUUM` in each of `dbs` (the run's databases: their tables' inserts
+/// would otherwise start autovacuum — a full read of a 20M-row table after
+/// the rate steps — during a later phase, as pgbench also vacuums before it
+/// runs), a PostgreSQL `CHECKPOINT` (dirty shared buffers), then `sync` (the
+/// page cache, Kafka's log segments included: without it the kernel wrote
+/// back ~0.8 GB of the previous step's dirty pages in the middle of the
+/// latency window, and every WAL fsync queued behind them). Returns the
+/// seconds it took.
+pub async fn settle(dbs: &[String]) -> anyhow::Result<f64> {
     let start = std::time::Instant::now();
+    for db in dbs {
+        let mut c = connect(db).await?;
+        sqlx::query("VACUUM")
+            .execute(&mut c)
+            .await
+            .with_context(|| format!("VACUUM in {db} before a measured phase"))?;
+    }
     let mut admin = connect("postgres").await?;
     sqlx::query("CHECKPOINT")
         .execute(&mut admin)

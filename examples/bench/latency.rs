@@ -320,9 +320,11 @@ fn latencies(run: &RateRun, events: &[(i32, i64, Instant)]) -> anyhow::Result<(H
 
 /// [`db::settle`] before a step or the latency window, so neither pays for
 /// the writeback of the one before.
-async fn settle() -> anyhow::Result<()> {
-    let secs = db::settle().await?;
-    crate::progress(&format!("settled in {secs:.1} s (CHECKPOINT + sync)"));
+async fn settle(spec: &Spec) -> anyhow::Result<()> {
+    let secs = db::settle(std::slice::from_ref(&spec.db)).await?;
+    crate::progress(&format!(
+        "settled in {secs:.1} s (VACUUM, CHECKPOINT, sync)"
+    ));
     Ok(())
 }
 
@@ -343,7 +345,7 @@ pub async fn session(
     }
     let (mut state, mut steps, mut best) = (state, Vec::new(), 0.0f64);
     for &rate in &plan.rates {
-        settle().await?;
+        settle(&spec).await?;
         let (s, st) = step(&mut conn, &spec, state, rate, plan.step_secs).await?;
         state = s;
         let flat = st.flat;
@@ -356,7 +358,7 @@ pub async fn session(
     let mut latency = None;
     if best > 0.0 {
         let rate = best / 2.0;
-        settle().await?;
+        settle(&spec).await?;
         let target = Arc::new(AtomicI64::new(i64::MAX));
         let before = db::committed(&mut conn, &spec.name).await;
         let probe = probe(db::url(&spec.db), spec.name.clone(), target.clone());

@@ -46,11 +46,12 @@ pub fn progress(msg: &str) {
     }
 }
 
-/// Starts a measured phase: announces it, then [`db::settle`]s the disk.
-async fn measured(msg: &str) -> anyhow::Result<()> {
+/// Starts a measured phase: announces it, then [`db::settle`]s the machine
+/// (every database of the run so far).
+async fn measured(run: &Run, msg: &str) -> anyhow::Result<()> {
     phase(msg);
-    let secs = db::settle().await?;
-    eprintln!("[bench] settled in {secs:.1} s (CHECKPOINT + sync)");
+    let secs = db::settle(&run.dbs).await?;
+    eprintln!("[bench] settled in {secs:.1} s (VACUUM, CHECKPOINT, sync)");
     Ok(())
 }
 
@@ -142,15 +143,15 @@ async fn baselines(
     base: i64,
     a: &Args,
 ) -> anyhow::Result<()> {
-    measured("baseline: raw consume").await?;
+    measured(run, "baseline: raw consume").await?;
     let (t, n) = (topic.to_string(), a.records);
     r.raw_consume =
         Some(tokio::task::spawn_blocking(move || baselines::raw_consume(&t, n)).await??);
     let db = run.db("rawcopy", true).await?;
-    measured("baseline: raw COPY").await?;
+    measured(run, "baseline: raw COPY").await?;
     r.raw_copy = Some(baselines::raw_copy(&db, a.dist, a.records, base).await?);
     let (db, t) = (run.db("cc", true).await?, topic.to_string());
-    measured("baseline: consume→COPY").await?;
+    measured(run, "baseline: consume→COPY").await?;
     r.consume_copy =
         Some(tokio::task::spawn_blocking(move || baselines::consume_copy(&t, &db, n)).await??);
     Ok(())
@@ -184,11 +185,14 @@ async fn tidemill_runs(
             name
         };
         let db = run.db(&name, true).await?;
-        measured(&format!(
-            "tidemill {} {}",
-            w.name(),
-            if eo { "exactly-once" } else { "at-least-once" }
-        ))
+        measured(
+            run,
+            &format!(
+                "tidemill {} {}",
+                w.name(),
+                if eo { "exactly-once" } else { "at-least-once" }
+            ),
+        )
         .await?;
         match runner::drain(run.spec(&name, w, eo, db, topic), a.records, exp).await {
             Ok(d) => r.drains.push(d),
@@ -214,7 +218,7 @@ async fn tidemill_runs(
     for (label, ratio) in [("on, 1%", 0.01), ("on, 100%", 1.0)] {
         let name = format!("w1_trace{}", (ratio * 100.0) as u32);
         let db = run.db(&name, true).await?;
-        measured(&format!("tidemill W1 tracing {label}")).await?;
+        measured(run, &format!("tidemill W1 tracing {label}")).await?;
         let mut spec = run.spec(&name, Workload::W1, true, db, topic);
         spec.tracing = Some((ratio, port));
         let before = counts.get();
@@ -265,10 +269,14 @@ async fn rate(run: &mut Run, r: &mut Results, a: &Args) -> anyhow::Result<()> {
             .local_addr()?
             .port(),
     );
-    phase(&format!(
-        "rate mode: steps {:?} records/s, {step_secs} s each",
-        plan.rates
-    ));
+    measured(
+        run,
+        &format!(
+            "rate mode: steps {:?} records/s, {step_secs} s each",
+            plan.rates
+        ),
+    )
+    .await?;
     let state = (Generator::new(a.dist), Expected::new(false));
     match latency::session(spec, &plan, state).await {
         Ok(rr) => r.rate = Some(rr),
@@ -286,7 +294,7 @@ async fn peers_runs(run: &mut Run, r: &mut Results, topic: &str, n: u64) -> anyh
     for w in ["W1", "W2", "W3"] {
         for p in ["flink", "quix"] {
             let db = run.db(&format!("{p}_{}", w.to_lowercase()), false).await?;
-            measured(&format!("peer {p} {w}")).await?;
+            measured(run, &format!("peer {p} {w}")).await?;
             let t = topic.to_string();
             r.peers
                 .push(tokio::task::spawn_blocking(move || peers::run(p, w, &t, n, &db)).await?);
