@@ -179,13 +179,14 @@ impl Driver {
         self
     }
 
-    /// How long the next poll may block: short while a batch is open, so it
-    /// goes out as soon as it is due.
+    /// How long the next poll may block: 1 ms while a batch is open or
+    /// waiting, so it goes out within a millisecond of the writer's ack (a
+    /// blocked poll cannot be woken by it) or of being due; 100 ms otherwise.
     pub fn poll_timeout(&self) -> Duration {
         if self.batcher.is_empty() && self.pending.is_none() {
             Duration::from_millis(100)
         } else {
-            Duration::from_millis(5)
+            Duration::from_millis(1)
         }
     }
 
