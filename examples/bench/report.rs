@@ -193,7 +193,11 @@ impl Results {
                 row(
                     &mut t,
                     "RSS ≤ 100 MB with 1M keys of state",
-                    format!("{mib:.0} MiB with {} keys", d.records),
+                    format!(
+                        "{mib:.0} MiB ({:.1} MB) with {} keys",
+                        d.rss_bytes as f64 / 1e6,
+                        d.records
+                    ),
                     Some(d.rss_bytes <= 100_000_000),
                 );
             }
