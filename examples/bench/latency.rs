@@ -319,7 +319,7 @@ fn latencies(run: &RateRun, events: &[(i32, i64, Instant)]) -> anyhow::Result<(H
 }
 
 /// [`db::settle`] before a step or the latency window, so neither pays for
-/// the writeback of the one before.
+/// the writeback or vacuuming left by the one before.
 async fn settle(spec: &Spec) -> anyhow::Result<()> {
     let secs = db::settle(std::slice::from_ref(&spec.db)).await?;
     crate::progress(&format!(
