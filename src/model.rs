@@ -112,6 +112,9 @@ pub struct Batch {
     pub links_dropped: u32,
     /// Rows to delete (from tombstones), in arrival order among the rows.
     pub deletes: Vec<Delete>,
+    /// One of the source's `batch.max_in_flight` slots, freed when the
+    /// writer drops the batch (after its ack): bounds the rows held in memory.
+    pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A delete from a tombstone: the key columns of the row to remove.

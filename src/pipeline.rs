@@ -189,12 +189,11 @@ impl Pipeline {
             Batcher::new(&cfg.batch, cfg.dead_letter.is_some(), engine.is_some()),
             batch_tx,
             ack_rx,
-            cfg.batch.revoke_timeout,
+            &cfg.batch,
             Arc::clone(&stats),
             eos.clone(),
             dead_letters.clone(),
             shutdown.clone(),
-            cfg.batch.max_in_flight_bytes,
         )
         .with_idle_timeout(idle_timeout(&cfg))
         .with_group(cfg.group_id(&name))

@@ -1,7 +1,7 @@
 //! Live counters of one pipeline, shared by its stages and rendered by
 //! [`crate::metrics`] on `/metrics` (the demo prints some of them).
 //!
-//! Contract: every counter only grows; updates are relaxed atomics (a scrape
+//! Contract: every counter only grows (gauges are marked as such); updates are relaxed atomics (a scrape
 //! may see one counter a batch ahead of another, never a torn value). Per
 //! partition figures live in [`PartitionStats`], created on first use and kept
 //! for the life of the process; the hot path (one record) takes one
@@ -40,6 +40,11 @@ pub struct Stats {
     pub heartbeat_ms: AtomicU64,
     /// Set while the writer is retrying a transient database error (readiness).
     pub sink_failing: AtomicBool,
+    /// Batches handed to the writer and not yet finished (gauge, at most
+    /// `batch.max_in_flight`).
+    pub batches_in_flight: AtomicU64,
+    /// Set while backpressure holds every partition paused.
+    pub source_paused: AtomicBool,
     /// Batch write durations (database transaction, retries included).
     pub batch_seconds: Histogram,
     /// Records refused by a window as late.
@@ -189,6 +194,11 @@ pub fn now_ms() -> u64 {
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge (the fields documented as such).
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

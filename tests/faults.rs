@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::db::{PrivatePostgres, TestDb};
+use common::db::{PrivatePostgres, TableLock, TestDb};
 use common::kafka::{self, TestProducer};
 use common::process::Tidemill;
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
@@ -257,4 +257,68 @@ async fn database_outage_commits_nothing_unloaded_then_recovers() {
         db.scalar("SELECT sum(v) FROM events").await,
         1999 * 2000 / 2
     );
+}
+
+/// A writer blocked on a table lock: the source hands it at most
+/// `max_in_flight` batches, fills one more and pauses; nothing beyond that is
+/// consumed (memory stays bounded), and everything loads once the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_writer_holds_at_most_max_in_flight_batches_then_catches_up() {
+    const ROWS: u64 = 20;
+    let (topic, group) = (unique("inflight"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE events (id BIGINT PRIMARY KEY, v BIGINT)")
+        .await;
+    let producer = TestProducer::new(&topic);
+    for i in 0..1000 {
+        producer.send(None, Some(&format!(r#"{{"id":{i},"v":{i}}}"#)));
+    }
+    producer.flush();
+    let lock = TableLock::take(db.url(), "events").await;
+    let toml = pipeline_toml(&topic, &group, db.url(), "events", "").replace(
+        "max_rows = 500",
+        &format!("max_rows = {ROWS}\nmax_in_flight = 2"),
+    );
+    let running = Running::start(&toml).await;
+    let stats = &running.stats;
+    wait_for(
+        "both slots taken and the partitions paused",
+        Duration::from_secs(60),
+        || async {
+            Stats::get(&stats.batches_in_flight) == 2
+                && stats
+                    .source_paused
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        },
+    )
+    .await;
+    let consumed = Stats::get(&stats.records_in);
+    assert!(
+        consumed <= 3 * ROWS,
+        "two batches in flight and one open, at most {} records; consumed {consumed}",
+        3 * ROWS
+    );
+    assert_eq!(
+        Stats::get(&stats.batches),
+        0,
+        "nothing committed under the lock"
+    );
+
+    lock.release().await;
+    wait_for(
+        "all loaded and committed, nothing in flight, partitions resumed",
+        Duration::from_secs(60),
+        || async {
+            db.try_scalar("SELECT count(*) FROM events").await == Some(1000)
+                && all_committed(&group, &topic, 1).await
+                && Stats::get(&stats.batches_in_flight) == 0
+                && !stats
+                    .source_paused
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        },
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(db.scalar("SELECT sum(v) FROM events").await, 999 * 1000 / 2);
 }

@@ -251,7 +251,8 @@ pub struct BatchConfig {
     /// …or this long after its first record arrived.
     #[serde(with = "duration")]
     pub max_linger: Duration,
-    /// Batches handed to the sink and not yet acknowledged.
+    /// Batches the writer holds (the one it writes and those queued behind
+    /// it); when all are taken and the next batch is due, partitions pause.
     pub max_in_flight: usize,
     /// Payload bytes consumed and not yet acknowledged; above it, partitions pause.
     pub max_in_flight_bytes: usize,

@@ -27,7 +27,7 @@ pub type Registry = Vec<(String, Arc<Stats>)>;
 /// A counter's name, help text and reader.
 type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
 
-const COUNTERS: [Counter; 12] = [
+const COUNTERS: [Counter; 14] = [
     (
         "tidemill_records_in_total",
         "Records consumed from Kafka.",
@@ -85,6 +85,16 @@ const COUNTERS: [Counter; 12] = [
         "tidemill_assigned_partitions",
         "Partitions owned by this member.",
         |s| Stats::get(&s.assigned_partitions),
+    ),
+    (
+        "tidemill_batches_in_flight",
+        "Batches handed to the writer and not yet finished (at most batch.max_in_flight).",
+        |s| Stats::get(&s.batches_in_flight),
+    ),
+    (
+        "tidemill_source_paused",
+        "1 while backpressure holds every partition paused (the writer or the in-flight byte budget is behind).",
+        |s| u64::from(s.source_paused.load(Ordering::Relaxed)),
     ),
 ];
 

@@ -23,10 +23,7 @@ impl Driver {
         done: impl Fn(&Committer) -> bool,
     ) -> bool {
         loop {
-            if self.pending.is_none() {
-                self.pending = self.take_batch();
-            }
-            if self.send_pending(consumer).is_err() {
+            if self.dispatch(consumer).is_err() {
                 return done(&self.committer);
             }
             if done(&self.committer) {
@@ -177,7 +174,7 @@ impl Driver {
         let done = self.drain_until(consumer, deadline, |c| c.in_flight(None) == 0);
         let committed = self.committer.commit(consumer, CommitMode::Sync).is_ok();
         self.batches = None;
-        done && committed && self.pending.is_none()
+        done && committed && self.batcher.is_empty()
     }
 }
 

@@ -1,10 +1,13 @@
 //! The source thread's state: turns polled messages into batches, hands them
 //! to the writer, and feeds acknowledgements to the committer.
 //!
-//! Backpressure: when the writer's queue is full, the ready batch waits here and
-//! every assigned partition is paused; the thread keeps polling (so it stays in
-//! the group and serves rebalances) and resumes the partitions once the writer
-//! accepted the batch.
+//! Backpressure: at most `batch.max_in_flight` batches are handed to the
+//! writer and not yet finished (each holds a slot until the writer drops it).
+//! When none is free, the due batch stays open here and every assigned
+//! partition is paused; the thread keeps polling (so it stays in the group and
+//! serves rebalances) and resumes the partitions once a slot freed and the
+//! batch went out. Memory held in rows is therefore bounded by
+//! `max_in_flight + 1` batches.
 
 use super::rebalance::Consumer;
 mod idle;
@@ -16,6 +19,7 @@ use record::raw_record;
 
 use crate::batch::Batcher;
 use crate::commit::Committer;
+use crate::config::BatchConfig;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::decode::Decoder;
 use crate::model::{Batch, BatchAck, RawRecord, TopicPartition};
@@ -30,11 +34,12 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{error::TrySendError, Sender};
+use tokio::sync::mpsc::Sender;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-/// How long a full writer queue may block the poll thread before partitions are paused.
+/// How long waiting for a free slot may block the poll thread before partitions are paused.
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(500);
 
 /// Why the source stopped.
@@ -75,10 +80,14 @@ pub struct Driver {
     pub(super) acks: Receiver<BatchAck>,
     pub(super) revoke_timeout: Duration,
     pub(super) stats: Arc<Stats>,
-    /// A batch the writer's queue had no room for yet.
-    pending: Option<Batch>,
+    /// One permit per batch the writer may hold (`batch.max_in_flight`); a
+    /// batch carries its permit until the writer drops it.
+    slots: Arc<Semaphore>,
+    max_in_flight: usize,
+    /// The open batch is due but no slot is free.
+    waiting: bool,
     paused: bool,
-    /// To wait on the writer's queue from this (non-async) thread.
+    /// To wait for a slot from this (non-async) thread.
     runtime: tokio::runtime::Handle,
     /// An error met inside a rebalance callback, reported by the poll loop.
     pub(super) failed: Option<SourceError>,
@@ -122,12 +131,11 @@ impl Driver {
         batcher: Batcher,
         batches: Sender<Batch>,
         acks: Receiver<BatchAck>,
-        revoke_timeout: Duration,
+        limits: &BatchConfig,
         stats: Arc<Stats>,
         eos: Option<(String, OffsetStore)>,
         dead_letters: Option<Arc<DeadLetters>>,
         shutdown: CancellationToken,
-        max_in_flight_bytes: usize,
     ) -> Self {
         Self {
             decoder,
@@ -136,14 +144,16 @@ impl Driver {
             committer: Committer::default(),
             batches: Some(batches),
             acks,
-            revoke_timeout,
-            pending: None,
+            revoke_timeout: limits.revoke_timeout,
+            slots: Arc::new(Semaphore::new(limits.max_in_flight)),
+            max_in_flight: limits.max_in_flight,
+            waiting: false,
             paused: false,
             runtime: tokio::runtime::Handle::current(),
             dead_letters,
             shutdown,
             in_flight_bytes: 0,
-            max_in_flight_bytes,
+            max_in_flight_bytes: limits.max_in_flight_bytes,
             eos: eos.map(|(pipeline, store)| Eos {
                 pipeline,
                 store,
@@ -183,7 +193,7 @@ impl Driver {
     /// waiting, so it goes out within a millisecond of the writer's ack (a
     /// blocked poll cannot be woken by it) or of being due; 100 ms otherwise.
     pub fn poll_timeout(&self) -> Duration {
-        if self.batcher.is_empty() && self.pending.is_none() {
+        if self.batcher.is_empty() {
             Duration::from_millis(100)
         } else {
             Duration::from_millis(1)
@@ -305,7 +315,7 @@ impl Driver {
         self.drain_acks(consumer)?;
         let sink_idle = self.committer.in_flight(None) == 0;
         if let Some(clock) = &mut self.idle {
-            if self.pending.is_some() || self.paused {
+            if self.waiting || self.paused {
                 clock.held(Instant::now());
             } else {
                 for (tp, ms) in clock.due(Instant::now()) {
@@ -317,12 +327,12 @@ impl Driver {
         }
         // An idle writer takes what there is: batches grow only while the
         // database is busy, so latency stays near one write at low rates.
-        let due = self.batcher.is_due(Instant::now()) || sink_idle;
-        if self.pending.is_none() && due {
-            self.pending = self.take_batch();
+        if self.batcher.is_due(Instant::now()) || sink_idle {
+            self.dispatch(consumer)?;
         }
-        self.send_pending(consumer)?;
-        self.enforce_byte_budget(consumer)
+        self.enforce_byte_budget(consumer)?;
+        self.report_backpressure();
+        Ok(())
     }
 
     /// Pauses every partition while more than `max_in_flight_bytes` of payload
@@ -336,7 +346,7 @@ impl Driver {
                 bytes = self.in_flight_bytes,
                 "in-flight byte budget reached; partitions paused"
             );
-        } else if !over && self.pending.is_none() {
+        } else if !over && !self.waiting {
             self.resume_if_paused(consumer)?;
         }
         Ok(())
@@ -360,34 +370,60 @@ impl Driver {
         Some(batch)
     }
 
-    /// Offers the pending batch to the writer; pauses or resumes the partitions.
-    fn send_pending(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
-        let Some(batch) = self.pending.take() else {
+    /// Hands the open batch (if any) to the writer once a slot is free: waits
+    /// up to [`BACKPRESSURE_WAIT`] for one, then pauses the partitions and
+    /// leaves the batch open for the next call.
+    pub(super) fn dispatch(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+        if self.batcher.is_empty() {
             return Ok(());
-        };
+        }
         let Some(tx) = self.batches.clone() else {
             return Err(SourceError::WriterGone);
         };
-        match tx.try_send(batch) {
-            Ok(()) => self.resume_if_paused(consumer),
-            Err(TrySendError::Full(batch)) => {
+        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
                 // Wait a little for the writer before pausing: pausing drops the
                 // prefetched records, and a resume has to fetch them again.
-                let wait = tokio::time::timeout(BACKPRESSURE_WAIT, tx.reserve());
-                if let Ok(Ok(permit)) = self.runtime.block_on(wait) {
-                    permit.send(batch);
-                    return self.resume_if_paused(consumer);
+                let wait = tokio::time::timeout(
+                    BACKPRESSURE_WAIT,
+                    Arc::clone(&self.slots).acquire_owned(),
+                );
+                match self.runtime.block_on(wait) {
+                    Ok(Ok(slot)) => slot,
+                    _ => return self.wait_for_slot(consumer),
                 }
-                self.pending = Some(batch);
-                if !self.paused {
-                    consumer.pause(&consumer.assignment()?)?;
-                    self.paused = true;
-                    debug!("writer queue full; partitions paused");
-                }
-                Ok(())
             }
-            Err(TrySendError::Closed(_)) => Err(SourceError::WriterGone),
+        };
+        let mut batch = self
+            .take_batch()
+            .expect("the batcher holds records (checked above)");
+        batch.slot = Some(slot);
+        self.waiting = false;
+        // Never full: the channel has room for every slot.
+        tx.try_send(batch).map_err(|_| SourceError::WriterGone)?;
+        self.resume_if_paused(consumer)
+    }
+
+    /// No slot is free: the batch stays open and consumption pauses.
+    fn wait_for_slot(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+        self.waiting = true;
+        if !self.paused {
+            consumer.pause(&consumer.assignment()?)?;
+            self.paused = true;
+            debug!("every in-flight slot is taken; partitions paused");
         }
+        Ok(())
+    }
+
+    /// The in-flight and paused gauges (a slot frees when the writer drops its
+    /// batch, just after the ack: the gauge may lag by one poll).
+    fn report_backpressure(&self) {
+        let held = self.max_in_flight - self.slots.available_permits();
+        Stats::set(&self.stats.batches_in_flight, held as u64);
+        self.stats
+            .source_paused
+            .store(self.paused, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn resume_if_paused(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
