@@ -7,7 +7,7 @@
 //! offset order, and batches are handed on in order.
 
 use crate::config::BatchConfig;
-use crate::model::{Batch, RawRecord, Row, RowMeta, TopicPartition};
+use crate::model::{Batch, PartitionTally, RawRecord, Row, RowMeta, TopicPartition};
 use crate::trace::{RecordLink, MAX_LINKS};
 use std::time::{Duration, Instant};
 
@@ -55,21 +55,23 @@ impl Batcher {
         offset: i64,
         timestamp_ms: Option<i64>,
         bytes: usize,
-        rows: Vec<Row>,
+        rows: impl IntoIterator<Item = Row, IntoIter: ExactSizeIterator>,
         raw: impl FnOnce() -> RawRecord,
         meta: impl FnOnce() -> (Option<i64>, serde_json::Value),
     ) {
-        self.account(tp, offset, timestamp_ms, bytes, rows.len());
+        let rows = rows.into_iter();
+        let count = rows.len();
+        self.account(tp, offset, timestamp_ms, bytes, count);
         let mut raw_index = None;
-        if self.keep_raw && !rows.is_empty() {
+        if self.keep_raw && count > 0 {
             let source = self.current.raw.len();
             raw_index = u32::try_from(source).ok();
             self.current.raw.push(raw());
             self.current
                 .row_source
-                .extend(std::iter::repeat_n(source, rows.len()));
+                .extend(std::iter::repeat_n(source, count));
         }
-        if self.keep_meta && !rows.is_empty() {
+        if self.keep_meta && count > 0 {
             let part = self.current.part_index(tp);
             let (timestamp_ms, key) = meta();
             let m = RowMeta {
@@ -79,7 +81,7 @@ impl Batcher {
                 key,
                 raw: raw_index,
             };
-            self.current.meta.extend(std::iter::repeat_n(m, rows.len()));
+            self.current.meta.extend(std::iter::repeat_n(m, count));
         }
         self.current.rows.extend(rows);
     }
@@ -130,12 +132,15 @@ impl Batcher {
             self.current.timestamps.push(ts);
         }
         // Look up before inserting: no key clone per record.
-        if !self.current.tally.contains_key(tp) {
-            self.current.tally.insert(tp.clone(), Default::default());
-        }
         if let Some(tally) = self.current.tally.get_mut(tp) {
             tally.rows += rows as u64;
             tally.newest_ms = tally.newest_ms.max(timestamp_ms);
+        } else {
+            let tally = PartitionTally {
+                rows: rows as u64,
+                newest_ms: timestamp_ms,
+            };
+            self.current.tally.insert(tp.clone(), tally);
         }
     }
 

@@ -43,6 +43,16 @@ struct Progress {
 }
 
 /// Tracks which offsets are safe to commit, per owned partition.
+impl Progress {
+    /// The offset to commit, when it advanced past what Kafka last accepted.
+    fn pending(&self) -> Option<i64> {
+        match (self.committable, self.committed) {
+            (Some(next), Some(done)) if next <= done => None,
+            (next, _) => next,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Committer {
     partitions: BTreeMap<TopicPartition, Progress>,
@@ -107,17 +117,14 @@ impl Committer {
     pub fn pending(&self) -> BTreeMap<TopicPartition, i64> {
         self.partitions
             .iter()
-            .filter_map(|(tp, p)| match (p.committable, p.committed) {
-                (Some(next), Some(done)) if next <= done => None,
-                (Some(next), _) => Some((tp.clone(), next)),
-                _ => None,
-            })
+            .filter_map(|(tp, p)| p.pending().map(|next| (tp.clone(), next)))
             .collect()
     }
 
-    /// Whether some offset advanced past what Kafka last accepted.
+    /// Whether some offset advanced past what Kafka last accepted (asked
+    /// after every record: it allocates nothing).
     pub fn has_pending(&self) -> bool {
-        !self.pending().is_empty()
+        self.partitions.values().any(|p| p.pending().is_some())
     }
 
     /// An asynchronous commit of `offsets` failed: make them pending again,

@@ -93,21 +93,25 @@ fn poll_loop<'a>(
     shutdown: &CancellationToken,
     lock: &impl Fn() -> std::sync::MutexGuard<'a, Driver>,
 ) -> Result<(), SourceError> {
+    let mut clock = Heartbeat::default();
+    let mut timeout = lock().poll_timeout();
     // Shutdown is checked before every poll; a poll blocks at most 100 ms.
     while !shutdown.is_cancelled() {
-        let timeout = lock().poll_timeout();
         // The driver lock must not be held here: rebalance callbacks run inside poll.
         let polled = consumer.poll(timeout);
         let mut driver = lock();
+        // One clock read per poll serves the heartbeat, the batch deadline
+        // and the idle clock.
+        let now = Instant::now();
         driver
             .stats
             .heartbeat_ms
-            .store(crate::stats::now_ms(), std::sync::atomic::Ordering::Relaxed);
+            .store(clock.ms(now), std::sync::atomic::Ordering::Relaxed);
         match polled {
-            None => driver.tick(consumer)?,
+            None => driver.tick(consumer, now)?,
             Some(Ok(msg)) => {
-                driver.on_message(&msg)?;
-                driver.tick(consumer)?;
+                driver.on_message(&msg, now)?;
+                driver.tick(consumer, now)?;
             }
             Some(Err(e)) if unreadable_records(&e) => return Err(SourceError::Unreadable(e)),
             // The context already logged client-level errors; this is the per-poll echo.
@@ -116,8 +120,31 @@ fn poll_loop<'a>(
         if let Some(e) = driver.failed.take() {
             return Err(e);
         }
+        timeout = driver.poll_timeout();
     }
     Ok(())
+}
+
+/// Wall-clock milliseconds for the heartbeat from the poll loop's monotonic
+/// reading: the wall clock is read again at most once a second.
+#[derive(Default)]
+struct Heartbeat {
+    base: Option<(Instant, u64)>,
+}
+
+impl Heartbeat {
+    fn ms(&mut self, now: Instant) -> u64 {
+        match self.base {
+            Some((at, ms)) if now.duration_since(at) < std::time::Duration::from_secs(1) => {
+                ms + now.duration_since(at).as_millis() as u64
+            }
+            _ => {
+                let ms = crate::stats::now_ms();
+                self.base = Some((now, ms));
+                ms
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +152,19 @@ mod tests {
     use super::*;
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode as Code;
+
+    #[test]
+    fn heartbeat_follows_the_monotonic_clock_between_wall_clock_reads() {
+        let mut beat = Heartbeat::default();
+        let t0 = Instant::now();
+        let first = beat.ms(t0);
+        assert!(first > 0);
+        let later = beat.ms(t0 + std::time::Duration::from_millis(250));
+        assert_eq!(later, first + 250);
+        // Past a second the wall clock is read again.
+        let rebased = beat.ms(t0 + std::time::Duration::from_secs(2));
+        assert!(rebased >= first, "{rebased} < {first}");
+    }
 
     #[test]
     fn unreadable_records_stop_the_pipeline_but_broker_hiccups_do_not() {

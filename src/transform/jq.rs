@@ -65,6 +65,25 @@ impl JqProgram {
         self.run_jaq(input)
     }
 
+    /// Hands each output for `input` to `f`, in order; the first error (the
+    /// program's or `f`'s) stops it. The fast path allocates nothing.
+    pub fn for_each<E: From<JqError>>(
+        &self,
+        input: Value,
+        mut f: impl FnMut(Value) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let input = match &self.native {
+            None => input,
+            Some(native) => match native.run(input) {
+                Ok(Some(out)) => return f(out),
+                Ok(None) => return Ok(()),
+                // A case the fast path does not model: jaq decides.
+                Err((_unsupported, input)) => input,
+            },
+        };
+        self.run_jaq(input)?.into_iter().try_for_each(f)
+    }
+
     /// The top-level record fields the output depends on, when the
     /// expression is in the native subset and never hands on or tests the
     /// record as a whole (see [`super::native`]).

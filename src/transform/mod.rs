@@ -48,21 +48,36 @@ impl Chain {
 
     /// Applies every step to one value and returns the resulting rows.
     pub fn apply(&self, value: Value) -> Result<Vec<Row>, TransformError> {
-        let mut values = vec![value];
-        for step in &self.steps {
-            let mut next = Vec::with_capacity(values.len());
-            for v in values {
-                next.extend(step.run(v)?);
-            }
-            values = next;
+        let mut rows = Vec::new();
+        self.apply_into(value, &mut rows)?;
+        Ok(rows)
+    }
+
+    /// Applies every step to one value and appends the resulting rows to
+    /// `rows` — all of them, or none when the record fails. The source calls
+    /// this per record with one buffer, so a record costs no allocation here.
+    pub fn apply_into(&self, value: Value, rows: &mut Vec<Row>) -> Result<(), TransformError> {
+        let start = rows.len();
+        let result = self.feed(0, value, rows);
+        if result.is_err() {
+            rows.truncate(start);
         }
-        values
-            .into_iter()
-            .map(|v| match v {
-                Value::Object(row) => Ok(row),
+        result
+    }
+
+    /// Runs step `i` on `value` and each of its outputs through the rest,
+    /// depth first: the rows come out in the order a step-by-step run gives.
+    fn feed(&self, i: usize, value: Value, rows: &mut Vec<Row>) -> Result<(), TransformError> {
+        match self.steps.get(i) {
+            None => match value {
+                Value::Object(row) => {
+                    rows.push(row);
+                    Ok(())
+                }
                 other => Err(TransformError::NotAnObject(kind(&other))),
-            })
-            .collect()
+            },
+            Some(step) => step.for_each(value, |out| self.feed(i + 1, out, rows)),
+        }
     }
 }
 
@@ -112,5 +127,26 @@ mod tests {
         let err = chain(&[".v"]).apply(json!({"v": 3})).expect_err("number");
         assert!(err.to_string().contains("a number"), "{err}");
         assert!(Chain::default().apply(json!([1])).is_err());
+    }
+
+    #[test]
+    fn every_output_of_a_step_feeds_the_next_in_order() {
+        let c = chain(&["{v: .a}, {v: .b}", "{v: (.v + 1)}, {v: (.v + 10)}"]);
+        let rows = c.apply(json!({"a": 1, "b": 2})).expect("runs");
+        let vs: Vec<_> = rows.iter().map(|r| r["v"].clone()).collect();
+        assert_eq!(vs, [json!(2), json!(11), json!(3), json!(12)]);
+    }
+
+    #[test]
+    fn a_failing_record_leaves_no_row_behind() {
+        // The first output passes both steps, the second is not an object.
+        let c = chain(&["{v: .a}, .b", "."]);
+        let mut rows = vec![Row::new()];
+        let err = c.apply_into(json!({"a": 1, "b": 2}), &mut rows);
+        assert!(err.is_err());
+        assert_eq!(rows, vec![Row::new()], "only the row from before remains");
+        c.apply_into(json!({"a": 1, "b": {"c": 3}}), &mut rows)
+            .expect("both outputs are objects");
+        assert_eq!(rows.len(), 3);
     }
 }

@@ -22,7 +22,7 @@ use crate::commit::Committer;
 use crate::config::BatchConfig;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::decode::Decoder;
-use crate::model::{Batch, BatchAck, RawRecord, TopicPartition};
+use crate::model::{Batch, BatchAck, RawRecord, Row, TopicPartition};
 use crate::sink::checkpoint::OffsetStore;
 use crate::stats::{PartitionStats, Stats};
 use crate::trace;
@@ -109,6 +109,9 @@ pub struct Driver {
     last_partition: Option<(TopicPartition, Arc<PartitionStats>)>,
     /// With the sink's `delete` on: the key columns a tombstone's key names.
     delete_keys: Option<Vec<String>>,
+    /// The current record's rows on their way into the batch (one buffer
+    /// reused for every record).
+    rows: Vec<Row>,
 }
 
 /// Shared with the consumer context, which fills it from librdkafka's statistics.
@@ -167,6 +170,7 @@ impl Driver {
             group: String::new(),
             last_partition: None,
             delete_keys: None,
+            rows: Vec::new(),
         }
     }
 
@@ -203,16 +207,43 @@ impl Driver {
     /// Decodes and transforms one message into the open batch. A record that
     /// fails either is dead-lettered first (its offset then counts as done), or
     /// stops the pipeline when no dead-letter topic is configured.
-    pub fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), SourceError> {
-        let tp = TopicPartition::new(msg.topic(), msg.partition());
-        if !self.committer.owns(&tp) {
+    pub fn on_message(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        now: Instant,
+    ) -> Result<(), SourceError> {
+        // Records of one partition come in runs: the partition and its
+        // counters are looked up (and its name allocated) once per run.
+        let (tp, counters) = match self.last_partition.take() {
+            Some(last) if last.0.partition == msg.partition() && last.0.topic == msg.topic() => {
+                last
+            }
+            _ => {
+                let tp = TopicPartition::new(msg.topic(), msg.partition());
+                let counters = self.stats.partition(&tp);
+                (tp, counters)
+            }
+        };
+        let result = self.on_record(msg, &tp, &counters, now);
+        self.last_partition = Some((tp, counters));
+        result
+    }
+
+    fn on_record(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        tp: &TopicPartition,
+        counters: &PartitionStats,
+        now: Instant,
+    ) -> Result<(), SourceError> {
+        if !self.committer.owns(tp) {
             debug!(%tp, offset = msg.offset(), "message from a partition not owned, skipped");
             return Ok(());
         }
         Stats::add(&self.stats.records_in, 1);
-        Stats::add(&self.partition_stats(&tp).records_in, 1);
+        Stats::add(&counters.records_in, 1);
         if let Some(idle) = &mut self.idle {
-            idle.record(&tp, Instant::now(), msg.offset());
+            idle.record(tp, now, msg.offset());
         }
         let payload = msg.payload();
         let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
@@ -221,15 +252,15 @@ impl Driver {
             Ok(None) => match &self.delete_keys {
                 None => {
                     Stats::add(&self.stats.tombstones_skipped, 1);
-                    Ok(Vec::new())
+                    Ok(())
                 }
                 // Tombstones bypass the transforms.
                 Some(keys) => match tombstone::delete_key(keys, msg.key()) {
                     Ok(key) => {
                         let ts = msg.timestamp().to_millis();
-                        self.batcher.push_delete(&tp, msg.offset(), ts, bytes, key);
+                        self.batcher.push_delete(tp, msg.offset(), ts, bytes, key);
                         if trace::enabled() {
-                            self.link_trace(msg, tp, ts);
+                            self.link_trace(msg, tp.clone(), ts);
                         }
                         return Ok(());
                     }
@@ -238,23 +269,20 @@ impl Driver {
             },
             Ok(Some(value)) => self
                 .chain
-                .apply(value)
+                .apply_into(value, &mut self.rows)
                 .map_err(|e| (Reason::Transform, e.to_string())),
         };
-        let rows = match outcome {
-            Ok(rows) => rows,
-            Err((reason, message)) => {
-                self.dead_letter(raw_record(msg), reason, message)?;
-                Vec::new()
-            }
-        };
+        if let Err((reason, message)) = outcome {
+            // `apply_into` left no row of the failed record behind.
+            self.dead_letter(raw_record(msg), reason, message)?;
+        }
         let timestamp_ms = msg.timestamp().to_millis();
         self.batcher.push(
-            &tp,
+            tp,
             msg.offset(),
             timestamp_ms,
             bytes,
-            rows,
+            self.rows.drain(..),
             || raw_record(msg),
             || {
                 (
@@ -264,7 +292,7 @@ impl Driver {
             },
         );
         if trace::enabled() {
-            self.link_trace(msg, tp, timestamp_ms);
+            self.link_trace(msg, tp.clone(), timestamp_ms);
         }
         Ok(())
     }
@@ -311,14 +339,14 @@ impl Driver {
     }
 
     /// Moves work along: acks → commits; a due batch → the writer.
-    pub fn tick(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+    pub fn tick(&mut self, consumer: &Consumer, now: Instant) -> Result<(), SourceError> {
         self.drain_acks(consumer)?;
         let sink_idle = self.committer.in_flight(None) == 0;
         if let Some(clock) = &mut self.idle {
             if self.waiting || self.paused {
-                clock.held(Instant::now());
+                clock.held(now);
             } else {
-                for (tp, ms) in clock.due(Instant::now()) {
+                for (tp, ms) in clock.due(now) {
                     if read_to_end(&self.high_watermarks, &tp, clock.next_offset(&tp)) {
                         self.batcher.mark_idle(&tp, ms);
                     }
@@ -327,7 +355,7 @@ impl Driver {
         }
         // An idle writer takes what there is: batches grow only while the
         // database is busy, so latency stays near one write at low rates.
-        if self.batcher.is_due(Instant::now()) || sink_idle {
+        if sink_idle || self.batcher.is_due(now) {
             self.dispatch(consumer)?;
         }
         self.enforce_byte_budget(consumer)?;

@@ -1,27 +1,13 @@
 //! What the driver takes from each message besides its payload: the original
-//! bytes (for dead letters), the per-partition counters, and the producer's
+//! bytes (for dead letters) and the producer's
 //! trace context (only while spans are exported, and only when sampled).
 
 use super::Driver;
 use crate::model::{Origin, RawRecord, TopicPartition};
-use crate::stats::PartitionStats;
 use crate::trace::{self, RecordLink};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use std::sync::Arc;
 
 impl Driver {
-    /// The counters of `tp`.
-    pub(super) fn partition_stats(&mut self, tp: &TopicPartition) -> Arc<PartitionStats> {
-        match &self.last_partition {
-            Some((last, p)) if last == tp => Arc::clone(p),
-            _ => {
-                let p = self.stats.partition(tp);
-                self.last_partition = Some((tp.clone(), Arc::clone(&p)));
-                p
-            }
-        }
-    }
-
     /// Carries the record's sampled producer context with the batch (bounded).
     pub(super) fn link_trace(
         &mut self,
