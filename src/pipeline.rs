@@ -197,6 +197,7 @@ impl Pipeline {
         )
         .with_idle_timeout(idle_timeout(&cfg))
         .with_group(cfg.group_id(&name))
+        .with_kafka_keys(engine.as_ref().is_some_and(|e| e.reads_kafka_key()))
         .with_deletes(cfg.sink.delete.then(|| cfg.sink.key_columns.clone()));
         let context = SourceContext {
             pipeline: name.clone(),

@@ -122,6 +122,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Whether any step reads the records' Kafka keys: not when the first
+    /// step keys records by their fields (the source then skips copying them).
+    pub fn reads_kafka_key(&self) -> bool {
+        !matches!(self.steps.first(), Some(Step::Key(KeySpec::Fields(_))))
+    }
+
     /// Builds the tail from the transforms starting at the first keyed step
     /// (`offset` is that step's index in the pipeline's list).
     pub fn new(

@@ -17,10 +17,10 @@ impl KeySpec {
     /// The key of a record, or why it has none.
     pub fn of(&self, row: &Row, kafka_key: &Value) -> Result<Value, String> {
         match self {
-            KeySpec::KafkaKey if kafka_key.is_null() => {
-                Err("the record has no Kafka key; declare a `key` step with fields".into())
+            KeySpec::KafkaKey => {
+                Self::check(self, kafka_key)?;
+                Ok(kafka_key.clone())
             }
-            KeySpec::KafkaKey => Ok(kafka_key.clone()),
             KeySpec::Fields(fields) => fields
                 .iter()
                 .map(|f| match row.get(f) {
@@ -30,6 +30,14 @@ impl KeySpec {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
         }
+    }
+
+    /// Whether a record's Kafka key can be its state key (it is not null).
+    pub fn check(&self, kafka_key: &Value) -> Result<(), String> {
+        if matches!(self, KeySpec::KafkaKey) && kafka_key.is_null() {
+            return Err("the record has no Kafka key; declare a `key` step with fields".into());
+        }
+        Ok(())
     }
 
     /// Adds the key's columns to an output row.

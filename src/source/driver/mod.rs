@@ -112,6 +112,8 @@ pub struct Driver {
     /// The current record's rows on their way into the batch (one buffer
     /// reused for every record).
     rows: Vec<Row>,
+    /// Whether rows' metadata carries the Kafka key (see `with_kafka_keys`).
+    kafka_keys: bool,
 }
 
 /// Shared with the consumer context, which fills it from librdkafka's statistics.
@@ -171,6 +173,7 @@ impl Driver {
             last_partition: None,
             delete_keys: None,
             rows: Vec::new(),
+            kafka_keys: true,
         }
     }
 
@@ -178,6 +181,13 @@ impl Driver {
     /// instead of being skipped.
     pub fn with_deletes(mut self, key_columns: Option<Vec<String>>) -> Self {
         self.delete_keys = key_columns;
+        self
+    }
+
+    /// Whether rows carry their record's Kafka key to the stateful steps
+    /// (on by default; off when those steps never read it).
+    pub fn with_kafka_keys(mut self, on: bool) -> Self {
+        self.kafka_keys = on;
         self
     }
 
@@ -285,10 +295,12 @@ impl Driver {
             self.rows.drain(..),
             || raw_record(msg),
             || {
-                (
-                    msg.timestamp().to_millis(),
-                    crate::state::kafka_key(msg.key()),
-                )
+                let key = if self.kafka_keys {
+                    crate::state::kafka_key(msg.key())
+                } else {
+                    serde_json::Value::Null
+                };
+                (timestamp_ms, key)
             },
         );
         if trace::enabled() {

@@ -57,7 +57,9 @@ pub struct Runner<O: KeyedOperator> {
     marks_cache: HashMap<TopicPartition, (i64, Mark)>,
     working: HashMap<(u32, String), Work<O::State>>,
     marks: HashMap<u32, (Mark, bool)>,
-    keys: Vec<Result<(Value, String), String>>,
+    /// Per item of the batch: its key (when the operator derives its own)
+    /// and the key's text, or why it has none.
+    keys: Vec<Result<(Option<Value>, String), String>>,
     /// The generation of each partition of the current batch.
     generations: HashMap<TopicPartition, i64>,
     hits: u64,
@@ -125,11 +127,15 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         self.keys = items
             .iter()
             .map(|item| {
-                let key = match &self.key_from {
-                    Some(spec) => spec.of(&item.row, &Value::Null)?,
-                    None => KeySpec::KafkaKey.of(&item.row, &item.key)?,
+                let derived = match &self.key_from {
+                    Some(spec) => Some(spec.of(&item.row, &Value::Null)?),
+                    None => {
+                        KeySpec::KafkaKey.check(&item.key)?;
+                        None
+                    }
                 };
-                let text = serde_json::to_string(&key).map_err(|e| e.to_string())?;
+                let key = derived.as_ref().unwrap_or(&item.key);
+                let text = serde_json::to_string(key).map_err(|e| e.to_string())?;
                 let chars = text.chars().count();
                 if chars > self.max_key_chars {
                     return Err(format!(
@@ -137,47 +143,45 @@ impl<O: KeyedOperator> Stage for Runner<O> {
                         self.max_key_chars
                     ));
                 }
-                Ok((key, text))
+                Ok((derived, text))
             })
             .collect();
         let mut misses = Vec::new();
         self.hits = 0;
+        // One probe reused for every lookup: a key is copied only when it
+        // starts a working state, not per record.
+        let mut probe = (0, String::new());
         for (item, key) in items.iter().zip(&self.keys) {
-            let Ok((value, text)) = key else { continue };
-            let slot = (item.part, text.clone());
-            if self.working.contains_key(&slot) {
+            let Ok((derived, text)) = key else { continue };
+            probe.0 = item.part;
+            probe.1.clear();
+            probe.1.push_str(text);
+            if self.working.contains_key(&probe) {
                 continue;
             }
+            let slot = (item.part, text.clone());
+            let value = derived.as_ref().unwrap_or(&item.key).clone();
             let tp = &parts[item.part as usize];
-            match self.cache.get(tp, text) {
+            let state = match self.cache.get(tp, text) {
                 Some(cached) => {
                     self.hits += 1;
-                    let state = cached.clone();
-                    self.working.insert(
-                        slot,
-                        Work {
-                            key: value.clone(),
-                            state,
-                            dirty: false,
-                            touched: false,
-                            last: (-1, None),
-                        },
-                    );
+                    cached.clone()
                 }
                 None => {
-                    self.working.insert(
-                        slot,
-                        Work {
-                            key: value.clone(),
-                            state: None,
-                            dirty: false,
-                            touched: false,
-                            last: (-1, None),
-                        },
-                    );
                     misses.push((tp.clone(), text.clone()));
+                    None
                 }
-            }
+            };
+            self.working.insert(
+                slot,
+                Work {
+                    key: value,
+                    state,
+                    dirty: false,
+                    touched: false,
+                    last: (-1, None),
+                },
+            );
         }
         if self.op.uses_time() {
             for (i, tp) in parts.iter().enumerate() {
@@ -229,7 +233,7 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         let mut out = Vec::with_capacity(items.len());
         for (item, key) in items.into_iter().zip(keys) {
             match key {
-                Ok(key) => self.process_one(item, key, &mut out, rejected),
+                Ok((_, text)) => self.process_one(item, text, &mut out, rejected),
                 Err(message) => rejected.push(Rejected::of(&item, OperatorError::Record(message))),
             }
         }

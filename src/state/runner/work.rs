@@ -56,7 +56,7 @@ impl<O: KeyedOperator> Runner<O> {
     pub(super) fn process_one<'a>(
         &mut self,
         item: Item<'a>,
-        key: (Value, String),
+        key: String,
         idle_marks: &mut Vec<Item<'a>>,
         rejected: &mut Vec<Rejected>,
     ) {
@@ -73,8 +73,7 @@ impl<O: KeyedOperator> Runner<O> {
             .marks
             .get(&item.part)
             .map_or(i64::MIN, |(m, _)| m.watermark(lateness));
-        let slot = (item.part, key.1);
-        let Some(mut work) = self.working.remove(&slot) else {
+        let Some(work) = self.working.get_mut(&(item.part, key)) else {
             return rejected.push(Rejected::of(
                 &item,
                 OperatorError::Record("state not loaded".into()),
@@ -82,7 +81,13 @@ impl<O: KeyedOperator> Runner<O> {
         };
         let mut out = Vec::new();
         let result = {
-            let mut cx = self.context(&work.key, t, wm, &mut out);
+            let mut cx = Context {
+                key: &work.key,
+                key_columns: &self.key_columns,
+                event_time: t,
+                watermark: wm,
+                out: &mut out,
+            };
             self.op.process(&mut cx, &mut work.state, &item.row)
         };
         match result {
@@ -110,6 +115,5 @@ impl<O: KeyedOperator> Runner<O> {
             }
             Err(e) => rejected.push(Rejected::of(&item, e)),
         }
-        self.working.insert(slot, work);
     }
 }
