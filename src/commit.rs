@@ -42,7 +42,6 @@ struct Progress {
     committed: Option<i64>,
 }
 
-/// Tracks which offsets are safe to commit, per owned partition.
 impl Progress {
     /// The offset to commit, when it advanced past what Kafka last accepted.
     fn pending(&self) -> Option<i64> {
@@ -53,6 +52,7 @@ impl Progress {
     }
 }
 
+/// Tracks which offsets are safe to commit, per owned partition.
 #[derive(Debug, Default)]
 pub struct Committer {
     partitions: BTreeMap<TopicPartition, Progress>,
