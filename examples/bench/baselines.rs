@@ -7,6 +7,7 @@
 use crate::db::{self, W1Row};
 use crate::gen::{Dist, Generator, TYPES};
 use crate::kafka::{backlog_ts, BROKERS};
+use crate::machine::{Snapshot, Split};
 use anyhow::{bail, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Message as _;
@@ -18,12 +19,14 @@ pub const BATCH_ROWS: usize = 5000;
 
 /// Records processed, the seconds they took (from the first record in), and
 /// the bench process's CPU seconds over the same span (the baseline is all
-/// it runs then; the database's CPU is not included, as for tidemill).
+/// it runs then; the database's CPU is not included, as for tidemill), and
+/// the whole machine's CPU over the span, by whom.
 #[derive(Debug, Clone, Copy)]
 pub struct Measure {
     pub records: u64,
     pub secs: f64,
     pub cpu_secs: f64,
+    pub machine: Split,
 }
 
 impl Measure {
@@ -37,20 +40,23 @@ impl Measure {
     }
 }
 
-/// A span's start: wall clock and this process's CPU time.
-#[derive(Clone, Copy)]
-struct Start(Instant, f64);
+/// A span's start: wall clock, this process's CPU time and the machine's.
+struct Start(Instant, f64, Snapshot);
 
 impl Start {
+    /// The machine is read first, so that reading it is outside the span.
     fn now() -> Self {
-        Self(Instant::now(), process_cpu())
+        let machine = Snapshot::take(std::process::id());
+        Self(Instant::now(), process_cpu(), machine)
     }
 
     fn measure(self, records: u64) -> Measure {
+        let (secs, cpu_secs) = (self.0.elapsed().as_secs_f64(), process_cpu() - self.1);
         Measure {
             records,
-            secs: self.0.elapsed().as_secs_f64(),
-            cpu_secs: process_cpu() - self.1,
+            secs,
+            cpu_secs,
+            machine: self.2.until(&Snapshot::take(std::process::id())),
         }
     }
 }

@@ -10,6 +10,7 @@
 use crate::db;
 use crate::gen::{Expected, Generator};
 use crate::kafka::{self, Deliveries, RateRun};
+use crate::machine::{Snapshot, Split};
 use crate::runner::{Proc, Spec};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
@@ -49,6 +50,9 @@ pub struct Latency {
     /// tidemill's own `/metrics` over the window (None if unreadable).
     pub batches: Option<BatchTotals>,
     pub window_secs: f64,
+    /// The whole machine's CPU over the window, by whom (the generator and
+    /// the probe are in the harness, counted as other).
+    pub machine: Split,
 }
 
 /// Totals of tidemill's batch metrics; the difference of two scrapes is what
@@ -362,6 +366,7 @@ pub async fn session(
         let target = Arc::new(AtomicI64::new(i64::MAX));
         let before = db::committed(&mut conn, &spec.name).await;
         let probe = probe(db::url(&spec.db), spec.name.clone(), target.clone());
+        let machine = Snapshot::take(proc.pid());
         let (metrics_before, window) = (scrape_if(spec.metrics_port).await, Instant::now());
         let (s, run, ()) = send_step(
             &spec.topic,
@@ -377,6 +382,7 @@ pub async fn session(
         target.store(before + i64::try_from(run.sent)?, Ordering::Relaxed);
         let (events, poll_ms) = probe.await??;
         let window_secs = window.elapsed().as_secs_f64();
+        let machine = machine.until(&Snapshot::take(proc.pid()));
         let batches = match (metrics_before, scrape_if(spec.metrics_port).await) {
             (Some(before), Some(after)) => Some(after.since(before)),
             _ => None,
@@ -403,6 +409,7 @@ pub async fn session(
             poll_ms,
             batches,
             window_secs,
+            machine,
         });
     }
     proc.stop()?;

@@ -8,7 +8,8 @@
 //!
 //! `BENCH_TIDEMILL_LOG` sets the tidemill runs' RUST_LOG (default `warn`); logs land in target/bench/runs/.
 //!
-//! Needs Kafka and PostgreSQL on 127.0.0.1 and target/release/tidemill.
+//! Needs Kafka and PostgreSQL on 127.0.0.1 and the release tidemill next to this binary
+//! (`<target dir>/release/tidemill`, so `CARGO_TARGET_DIR` is honoured).
 //! Exits non-zero when any verification fails or a tidemill run fails.
 // Unit tests (`cargo test --example bench`) build the modules without main.
 #![cfg_attr(test, allow(dead_code))]
@@ -19,9 +20,11 @@ mod db;
 mod gen;
 mod kafka;
 mod latency;
+mod machine;
 mod otlp;
 mod peers;
 mod report;
+mod report_cpu;
 mod runner;
 
 use anyhow::Context as _;

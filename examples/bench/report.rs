@@ -30,7 +30,7 @@ pub struct Results {
     pub failures: Vec<String>,
 }
 
-fn k(v: f64) -> String {
+pub fn k(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else {
@@ -271,6 +271,7 @@ impl Results {
                 );
             }
         }
+        m += &self.machine_section();
         m += &self.rate_section();
         m += &self.tracing_section();
         m += &self.peers_section();
@@ -314,6 +315,19 @@ impl Results {
                     b.write_secs / b.batches * 1000.0,
                     b.write_secs / l.window_secs * 100.0,
                     l.window_secs
+                );
+            }
+            let c = &l.machine;
+            if c.secs > 0.0 {
+                let _ = writeln!(
+                    m,
+                    "\nThe machine over the window: {:.0}% of {} cores busy; cores in use by tidemill {:.2}, PostgreSQL {:.2}, the Kafka broker {:.2}, the rest (the generator, the probe, the kernel) {:.2}.",
+                    c.busy_share() * 100.0,
+                    c.cores,
+                    c.measured / c.secs,
+                    c.postgres / c.secs,
+                    c.kafka / c.secs,
+                    c.other() / c.secs
                 );
             }
         }

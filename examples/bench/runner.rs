@@ -6,6 +6,7 @@
 use crate::db::{self, Verdict};
 use crate::gen::Expected;
 use crate::kafka::BROKERS;
+use crate::machine::{Snapshot, Split};
 use anyhow::{bail, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -114,6 +115,17 @@ pub struct Proc {
     pub started: Instant,
 }
 
+/// The release binary next to this one (`<target>/release/examples/bench` →
+/// `<target>/release/tidemill`), so a `CARGO_TARGET_DIR` elsewhere works;
+/// `target/release/tidemill` when that is not where this one runs from.
+fn tidemill_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("tidemill")))
+        .filter(|bin| bin.is_file())
+        .unwrap_or_else(|| PathBuf::from("target/release/tidemill"))
+}
+
 pub fn out_dir() -> PathBuf {
     PathBuf::from("target/bench")
 }
@@ -125,7 +137,8 @@ impl Proc {
         let config = dir.join(format!("{}.toml", spec.name));
         std::fs::write(&config, spec.config())?;
         let log = std::fs::File::create(dir.join(format!("{}.log", spec.name)))?;
-        let mut cmd = Command::new("target/release/tidemill");
+        let bin = tidemill_bin();
+        let mut cmd = Command::new(&bin);
         cmd.arg("run").arg("--config").arg(&config);
         for (k, _) in std::env::vars() {
             if k.starts_with("OTEL_") || k.starts_with("TIDEMILL__") {
@@ -141,11 +154,15 @@ impl Proc {
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
-            .context("starting target/release/tidemill (make bench builds it)")?;
+            .with_context(|| format!("starting {} (make bench builds it)", bin.display()))?;
         Ok(Self {
             child,
             started: Instant::now(),
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn alive(&mut self) -> bool {
@@ -188,7 +205,7 @@ impl Proc {
     }
 }
 
-fn clk_tck() -> f64 {
+pub fn clk_tck() -> f64 {
     static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *TCK.get_or_init(|| {
         Command::new("getconf")
@@ -264,6 +281,8 @@ pub struct Drain {
     pub drain_secs: f64,
     pub cpu_secs: f64,
     pub rss_bytes: u64,
+    /// The whole machine's CPU from the first commit to the last, by whom.
+    pub machine: Split,
     pub verdict: Verdict,
 }
 
@@ -279,11 +298,12 @@ pub async fn drain(spec: Spec, n: u64, exp: &Expected) -> anyhow::Result<Drain> 
     let mut progress = Progress::new(&spec).await?;
     let mut proc = Proc::spawn(&spec)?;
     let deadline = Instant::now() + Duration::from_secs(900);
+    let pid = proc.pid();
     let mut first = None;
     loop {
         let done = progress.committed().await;
         if done > 0 && first.is_none() {
-            first = Some(Instant::now());
+            first = Some((Instant::now(), Snapshot::take(pid)));
         }
         if u64::try_from(done).unwrap_or(0) >= n {
             break;
@@ -295,8 +315,12 @@ pub async fn drain(spec: Spec, n: u64, exp: &Expected) -> anyhow::Result<Drain> 
         tokio::time::sleep(Duration::from_millis(20)).await; // polling interval
     }
     let end = Instant::now();
-    let first = first.unwrap_or(end);
     let (cpu_secs, _) = proc.usage()?;
+    let last = Snapshot::take(pid);
+    let (first, machine) = match &first {
+        Some((at, snap)) => (*at, snap.until(&last)),
+        None => (end, Split::default()),
+    };
     let mut conn = db::connect(&spec.db).await?;
     let verdict = match spec.workload {
         Workload::W1 => db::verify_w1(&mut conn, exp).await?,
@@ -316,6 +340,7 @@ pub async fn drain(spec: Spec, n: u64, exp: &Expected) -> anyhow::Result<Drain> 
         drain_secs: (end - first).as_secs_f64(),
         cpu_secs,
         rss_bytes,
+        machine,
         verdict,
         spec,
     })
