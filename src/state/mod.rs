@@ -26,6 +26,7 @@ mod cache;
 pub mod dedup;
 mod engine;
 mod key;
+pub mod layout;
 pub mod operator;
 mod runner;
 mod running;

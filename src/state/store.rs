@@ -8,6 +8,7 @@
 //! ([`write_postgres`], [`write_sqlite`]), as one statement per operator for
 //! upserts and one for deletes, whatever the number of keys.
 
+use super::layout;
 use crate::config::Backend;
 use crate::model::TopicPartition;
 use crate::sink::ident::Dialect;
@@ -124,8 +125,12 @@ impl StateStore {
             _ => vec![
                 format!(
                     "CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, operator TEXT NOT NULL, topic TEXT NOT NULL, \
-                     partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, \
-                     PRIMARY KEY (pipeline, operator, topic, partition_id, state_key))"
+                     partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, {})",
+                    // PostgreSQL: the state key first (see `layout`).
+                    match self {
+                        StateStore::Postgres { .. } => layout::primary_key(),
+                        _ => "PRIMARY KEY (pipeline, operator, topic, partition_id, state_key)".into(),
+                    }
                 ),
                 // In the table's own schema (PostgreSQL) or database (SQLite).
                 // Partial: a lookup by key then has only the primary key to
@@ -149,6 +154,11 @@ impl StateStore {
                 {
                     return Err(err(source));
                 }
+            }
+        }
+        if let StateStore::Postgres { pool, table } = self {
+            if layout::ensure(pool, table).await.map_err(err)? {
+                tracing::info!(table = %table, "state table migrated to the key-first primary key");
             }
         }
         Ok(())

@@ -1,0 +1,97 @@
+//! The state table's primary key on PostgreSQL (`tidemill::state::layout`):
+//! new tables have the state key first, and a table made by an earlier
+//! version is migrated at start-up with its states intact — also when several
+//! members start at once, and in a schema of its own.
+
+mod common;
+
+use common::db::TestDb;
+use tidemill::model::TopicPartition;
+use tidemill::state::{layout, StateStore};
+
+/// The layout earlier versions created.
+fn old_table(table: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (pipeline TEXT NOT NULL, operator TEXT NOT NULL, topic TEXT NOT NULL, \
+         partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, \
+         PRIMARY KEY (pipeline, operator, topic, partition_id, state_key))"
+    )
+}
+
+async fn store(db: &TestDb, table: &str) -> (sqlx::PgPool, StateStore) {
+    let pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
+    let store = StateStore::Postgres {
+        pool: pool.clone(),
+        table: table.into(),
+    };
+    (pool, store)
+}
+
+#[tokio::test]
+async fn a_new_state_table_has_the_state_key_first_in_its_primary_key() {
+    let db = TestDb::postgres().await;
+    let (pool, store) = store(&db, "\"tidemill_state\"").await;
+    store.ensure_table().await.expect("state table");
+    let columns = layout::key_columns(&pool, "\"tidemill_state\"")
+        .await
+        .expect("key columns");
+    assert_eq!(columns, layout::COLUMNS);
+    // Nothing left to migrate.
+    assert!(!layout::ensure(&pool, "\"tidemill_state\"")
+        .await
+        .expect("ensure"));
+}
+
+#[tokio::test]
+async fn an_earlier_state_table_is_migrated_once_with_its_states_intact_when_members_start_together(
+) {
+    let db = TestDb::postgres().await;
+    db.exec("CREATE SCHEMA \"odd schema\"").await;
+    let table = "\"odd schema\".\"tidemill_state\"";
+    db.exec(&old_table(table)).await;
+    db.exec(&format!(
+        "INSERT INTO {table} SELECT 'p', 'w', 'topic', i % 4, format('[\"k%s\"]', i), format('{{\"n\":%s}}', i), \
+         NULL FROM generate_series(1, 2000) i"
+    ))
+    .await;
+    let (pool, a) = store(&db, table).await;
+    let (_, b) = store(&db, table).await;
+
+    let (ra, rb) = tokio::join!(a.ensure_table(), b.ensure_table());
+    ra.expect("first member");
+    rb.expect("second member");
+
+    assert_eq!(
+        layout::key_columns(&pool, table)
+            .await
+            .expect("key columns"),
+        layout::COLUMNS
+    );
+    assert_eq!(
+        db.scalar(&format!("SELECT count(*) FROM {table}")).await,
+        2000
+    );
+    let found = a
+        .load(
+            "p",
+            "w",
+            &[
+                (TopicPartition::new("topic", 1), "[\"k1\"]".into()),
+                (TopicPartition::new("topic", 2), "[\"k1998\"]".into()),
+                (TopicPartition::new("topic", 3), "[\"k1\"]".into()),
+            ],
+        )
+        .await
+        .expect("load");
+    let mut states: Vec<String> = found.into_iter().map(|(_, _, s)| s).collect();
+    states.sort();
+    assert_eq!(states, ["{\"n\":1998}", "{\"n\":1}"]);
+    // Still one key per state: a duplicate is refused by the new key.
+    let dup = sqlx::query(&format!(
+        "INSERT INTO {table} VALUES ('p', 'w', 'topic', 1, '[\"k1\"]', '{{}}', NULL)"
+    ))
+    .execute(&pool)
+    .await;
+    assert!(dup.is_err(), "the migrated key lets a duplicate in");
+    assert!(!layout::ensure(&pool, table).await.expect("ensure again"));
+}
