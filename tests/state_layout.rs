@@ -95,3 +95,39 @@ async fn an_earlier_state_table_is_migrated_once_with_its_states_intact_when_mem
     assert!(dup.is_err(), "the migrated key lets a duplicate in");
     assert!(!layout::ensure(&pool, table).await.expect("ensure again"));
 }
+
+/// The earlier key is as correct, only slower: a role that is not the
+/// table's owner (and so may not alter it) starts with it, as before.
+#[tokio::test]
+async fn a_role_that_may_not_alter_the_state_table_starts_with_its_earlier_key() {
+    let db = TestDb::postgres().await;
+    let table = "\"tidemill_state\"";
+    db.exec(&old_table(table)).await;
+    let role = common::unique("tm_writer");
+    db.exec(&format!("CREATE ROLE {role} LOGIN PASSWORD 'pw'"))
+        .await;
+    db.exec(&format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}"
+    ))
+    .await;
+    let (_, host) = db.url().split_once('@').expect("user@host in the url");
+    let pool = sqlx::PgPool::connect(&format!("postgres://{role}:pw@{host}"))
+        .await
+        .expect("connect as the role");
+    let store = StateStore::Postgres {
+        pool: pool.clone(),
+        table: table.into(),
+    };
+    let started = store.ensure_table().await;
+    let columns = layout::key_columns(&pool, table)
+        .await
+        .expect("key columns");
+    pool.close().await;
+    db.exec(&format!("REVOKE ALL ON {table} FROM {role}")).await;
+    db.exec(&format!("DROP ROLE {role}")).await;
+    started.expect("starts with the earlier key");
+    assert_eq!(
+        columns,
+        ["pipeline", "operator", "topic", "partition_id", "state_key"]
+    );
+}

@@ -157,8 +157,19 @@ impl StateStore {
             }
         }
         if let StateStore::Postgres { pool, table } = self {
-            if layout::ensure(pool, table).await.map_err(err)? {
-                tracing::info!(table = %table, "state table migrated to the key-first primary key");
+            match layout::ensure(pool, table).await {
+                Ok(true) => {
+                    tracing::info!(table = %table, "state table migrated to the key-first primary key");
+                }
+                Ok(false) => {}
+                // The earlier key is as correct, only slower: a role that may
+                // not alter the table (not its owner) keeps it, as it keeps
+                // the index statements above.
+                Err(e) => tracing::warn!(
+                    table = %table,
+                    error = %e,
+                    "state table keeps its earlier primary key: migrating it failed"
+                ),
             }
         }
         Ok(())
