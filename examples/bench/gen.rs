@@ -209,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn records_are_the_documented_json_of_about_125_bytes() {
+    fn records_are_the_documented_json_of_about_150_bytes() {
         let mut g = Generator::new(Dist::Zipf);
         let mut buf = String::new();
         let mut total = 0;
