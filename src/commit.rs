@@ -212,6 +212,7 @@ mod tests {
             rows: 0,
             bytes: 0,
             trace: None,
+            spent: None,
         }
     }
 

@@ -20,7 +20,7 @@ use super::types::{RowTypes, Target};
 use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
 use crate::dead_letter::{DeadLetters, Reason};
-use crate::model::{Batch, BatchAck, Row};
+use crate::model::{Batch, BatchAck, Row, Spent};
 use crate::state::{Engine, RowOrigin};
 use crate::stats::Stats;
 use crate::trace::{self, SpanNames};
@@ -56,7 +56,7 @@ pub async fn run<S: Sink>(
     let mut engine = ctx.engine.take();
     let mut types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
     loop {
-        let batch = tokio::select! {
+        let mut batch = tokio::select! {
             // Abort first: once the grace period is over, queued batches are left unacknowledged.
             biased;
             _ = ctx.abort.cancelled() => return Err(WriterError::Aborted),
@@ -82,14 +82,20 @@ pub async fn run<S: Sink>(
         .await?;
         drop(processes);
         observe::committed(&ctx.stats, &batch, &loaded, started.elapsed());
+        // The slot frees once the ack is on its way; the rows and records
+        // go back with it, to be freed on the thread that allocated them.
+        let slot = batch.slot.take();
         let ack = BatchAck {
             id: batch.id,
-            offsets: batch.offsets,
+            offsets: std::mem::take(&mut batch.offsets),
             rows: loaded.rows,
             bytes: batch.bytes,
             trace,
+            spent: Some(Spent(batch)),
         };
-        if acks.send(ack).is_err() {
+        let sent = acks.send(ack);
+        drop(slot);
+        if sent.is_err() {
             // The source has stopped; nothing is left to commit.
             return Ok(());
         }

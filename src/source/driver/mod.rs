@@ -2,12 +2,14 @@
 //! to the writer, and feeds acknowledgements to the committer.
 //!
 //! Backpressure: at most `batch.max_in_flight` batches are handed to the
-//! writer and not yet finished (each holds a slot until the writer drops it).
-//! When none is free, the due batch stays open here and every assigned
-//! partition is paused; the thread keeps polling (so it stays in the group and
-//! serves rebalances) and resumes the partitions once a slot freed and the
-//! batch went out. Memory held in rows is therefore bounded by
-//! `max_in_flight + 1` batches.
+//! writer and not yet finished (each holds a slot until the writer has sent
+//! its ack). When none is free, the due batch stays open here and every
+//! assigned partition is paused; the thread keeps polling (so it stays in the
+//! group and serves rebalances) and resumes the partitions once a slot freed
+//! and the batch went out. A finished batch comes back inside its ack and is
+//! freed here, on the thread that allocated it, when the ack is read (every
+//! poll). Memory held in rows is therefore bounded by `max_in_flight + 1`
+//! batches, plus one finished batch between its ack and the next poll.
 
 use super::rebalance::Consumer;
 mod idle;
@@ -358,8 +360,8 @@ impl Driver {
         Ok(())
     }
 
-    /// The in-flight and paused gauges (a slot frees when the writer drops its
-    /// batch, just after the ack: the gauge may lag by one poll).
+    /// The in-flight and paused gauges (a slot frees just after the writer
+    /// sent its batch's ack: the gauge may lag by one poll).
     fn report_backpressure(&self) {
         let held = self.max_in_flight - self.slots.available_permits();
         Stats::set(&self.stats.batches_in_flight, held as u64);
