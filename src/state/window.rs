@@ -11,7 +11,7 @@
 
 use super::aggregate::{Acc, AggSpec};
 use super::operator::{Context, KeyedOperator, OperatorError};
-use super::running::{columns, folded};
+use super::running::{columns, fold_into, folded};
 use super::time;
 use crate::config::{EmitMode, LatePolicy, TimeFormat, WindowConfig, WindowKind};
 use crate::model::Row;
@@ -130,7 +130,7 @@ impl WindowedAggregate {
         match existing {
             Some(i) if !s.wins[i].closed || self.late == LatePolicy::Correct => {
                 let w = &mut s.wins[i];
-                w.accs = folded(&self.specs, Some(&w.accs[..]), record)?;
+                fold_into(&self.specs, &mut w.accs, record)?;
                 w.dirty = true;
                 Ok(true)
             }
