@@ -38,6 +38,8 @@ struct StateRow<'a> {
 
 /// A state being worked on in the current batch.
 struct Work<S> {
+    /// Index into the batch's partition list.
+    part: u32,
     key: Value,
     state: Option<S>,
     dirty: bool,
@@ -55,11 +57,14 @@ pub struct Runner<O: KeyedOperator> {
     key_from: Option<KeySpec>,
     cache: Cache<O::State>,
     marks_cache: HashMap<TopicPartition, (i64, Mark)>,
-    working: HashMap<(u32, String), Work<O::State>>,
+    /// The batch's working states, found by (partition index, key text):
+    /// one lookup per record, in `prepare`.
+    working: HashMap<(u32, String), usize>,
+    works: Vec<Work<O::State>>,
     marks: HashMap<u32, (Mark, bool)>,
-    /// Per item of the batch: its key (when the operator derives its own)
-    /// and the key's text, or why it has none.
-    keys: Vec<Result<(Option<Value>, String), String>>,
+    /// Per item of the batch: the index of its working state in `works`, or
+    /// why it has no key.
+    slots: Vec<Result<usize, String>>,
     /// The generation of each partition of the current batch.
     generations: HashMap<TopicPartition, i64>,
     hits: u64,
@@ -82,8 +87,9 @@ impl<O: KeyedOperator> Runner<O> {
             cache: Cache::new(capacity),
             marks_cache: HashMap::new(),
             working: HashMap::new(),
+            works: Vec::new(),
             marks: HashMap::new(),
-            keys: Vec::new(),
+            slots: Vec::new(),
             generations: HashMap::new(),
             hits: 0,
             max_key_chars: usize::MAX,
@@ -124,64 +130,15 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         items: &[Item],
         parts: &[TopicPartition],
     ) -> Vec<(TopicPartition, String)> {
-        self.keys = items
-            .iter()
-            .map(|item| {
-                let derived = match &self.key_from {
-                    Some(spec) => Some(spec.of(&item.row, &Value::Null)?),
-                    None => {
-                        KeySpec::KafkaKey.check(&item.key)?;
-                        None
-                    }
-                };
-                let key = derived.as_ref().unwrap_or(&item.key);
-                let text = serde_json::to_string(key).map_err(|e| e.to_string())?;
-                let chars = text.chars().count();
-                if chars > self.max_key_chars {
-                    return Err(format!(
-                        "the state key is {chars} characters; this database's state table holds at most {}",
-                        self.max_key_chars
-                    ));
-                }
-                Ok((derived, text))
-            })
-            .collect();
         let mut misses = Vec::new();
         self.hits = 0;
-        // One probe reused for every lookup: a key is copied only when it
-        // starts a working state, not per record.
+        self.slots.clear();
+        // One probe reused for every record: a key's text is copied only when
+        // it starts a working state, not per record.
         let mut probe = (0, String::new());
-        for (item, key) in items.iter().zip(&self.keys) {
-            let Ok((derived, text)) = key else { continue };
-            probe.0 = item.part;
-            probe.1.clear();
-            probe.1.push_str(text);
-            if self.working.contains_key(&probe) {
-                continue;
-            }
-            let slot = (item.part, text.clone());
-            let value = derived.as_ref().unwrap_or(&item.key).clone();
-            let tp = &parts[item.part as usize];
-            let state = match self.cache.get(tp, text) {
-                Some(cached) => {
-                    self.hits += 1;
-                    cached.clone()
-                }
-                None => {
-                    misses.push((tp.clone(), text.clone()));
-                    None
-                }
-            };
-            self.working.insert(
-                slot,
-                Work {
-                    key: value,
-                    state,
-                    dirty: false,
-                    touched: false,
-                    last: (-1, None),
-                },
-            );
+        for item in items {
+            let found = self.slot_of(item, parts, &mut probe, &mut misses);
+            self.slots.push(found);
         }
         if self.op.uses_time() {
             for (i, tp) in parts.iter().enumerate() {
@@ -215,8 +172,8 @@ impl<O: KeyedOperator> Stage for Runner<O> {
                 self.marks.insert(part, (mark, false));
             } else {
                 let state = self.decode(&key, &json)?;
-                if let Some(work) = self.working.get_mut(&(part, key)) {
-                    work.state = Some(state);
+                if let Some(&i) = self.working.get(&(part, key)) {
+                    self.works[i].state = Some(state);
                 }
             }
         }
@@ -229,11 +186,11 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         idle: &[(u32, i64)],
         rejected: &mut Vec<Rejected>,
     ) -> Vec<Item<'a>> {
-        let keys = std::mem::take(&mut self.keys);
+        let slots = std::mem::take(&mut self.slots);
         let mut out = Vec::with_capacity(items.len());
-        for (item, key) in items.into_iter().zip(keys) {
-            match key {
-                Ok((_, text)) => self.process_one(item, text, &mut out, rejected),
+        for (item, slot) in items.into_iter().zip(slots) {
+            match slot {
+                Ok(i) => self.process_one(item, i, &mut out, rejected),
                 Err(message) => rejected.push(Rejected::of(&item, OperatorError::Record(message))),
             }
         }
@@ -252,28 +209,22 @@ impl<O: KeyedOperator> Stage for Runner<O> {
             }
         }
         let lateness = self.op.allowed_lateness_ms();
-        let touched: Vec<(u32, String)> = self
-            .working
-            .iter()
-            .filter(|(_, w)| w.touched)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for slot in touched {
-            let Some(mut work) = self.working.remove(&slot) else {
-                continue;
-            };
+        for work in self.works.iter_mut().filter(|w| w.touched) {
             let wm = self
                 .marks
-                .get(&slot.0)
+                .get(&work.part)
                 .map_or(i64::MIN, |(m, _)| m.watermark(lateness));
             let mut rows = Vec::new();
-            {
-                let mut cx = self.context(&work.key, wm, wm, &mut rows);
-                self.op.touched(&mut cx, &mut work.state);
-            }
+            let mut cx = Context {
+                key: &work.key,
+                key_columns: &self.key_columns,
+                event_time: wm,
+                watermark: wm,
+                out: &mut rows,
+            };
+            self.op.touched(&mut cx, &mut work.state);
             work.touched = false;
-            out.extend(Self::emitted(rows, slot.0, work.last, None, &work.key));
-            self.working.insert(slot, work);
+            out.extend(Self::emitted(rows, work.part, work.last, None, &work.key));
         }
         out
     }
@@ -309,42 +260,26 @@ impl<O: KeyedOperator> Stage for Runner<O> {
                     operator: self.name.clone(),
                     message: format!("key {}: {e}", slot.1),
                 })?;
-            self.working.insert(
-                slot,
-                Work {
-                    key: value,
-                    state,
-                    dirty: false,
-                    touched: false,
-                    last: (-1, None),
-                },
-            );
+            self.working.insert(slot, self.works.len());
+            self.works.push(Work::new(part, value, state));
         }
-        let due: Vec<(u32, String)> = self
-            .working
-            .iter()
-            .filter(|((p, _), w)| {
-                *p == part
-                    && w.state
-                        .as_ref()
-                        .and_then(|s| self.op.due_at(s))
-                        .is_some_and(|d| d <= wm)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
         let mut out = Vec::new();
-        for slot in due {
-            let Some(mut work) = self.working.remove(&slot) else {
+        for work in self.works.iter_mut().filter(|w| w.part == part) {
+            let due = work.state.as_ref().and_then(|s| self.op.due_at(s));
+            if due.is_none_or(|d| d > wm) {
                 continue;
-            };
-            let mut rows = Vec::new();
-            {
-                let mut cx = self.context(&work.key, wm, wm, &mut rows);
-                self.op.on_due(&mut cx, &mut work.state);
             }
+            let mut rows = Vec::new();
+            let mut cx = Context {
+                key: &work.key,
+                key_columns: &self.key_columns,
+                event_time: wm,
+                watermark: wm,
+                out: &mut rows,
+            };
+            self.op.on_due(&mut cx, &mut work.state);
             work.dirty = true;
             out.extend(Self::emitted(rows, part, work.last, None, &work.key));
-            self.working.insert(slot, work);
         }
         Ok(out)
     }
@@ -356,7 +291,11 @@ impl<O: KeyedOperator> Stage for Runner<O> {
             operator: self.name.clone(),
             message: e.to_string(),
         };
-        for ((part, key), work) in self.working.iter().filter(|(_, w)| w.dirty) {
+        for ((part, key), &i) in &self.working {
+            let work = &self.works[i];
+            if !work.dirty {
+                continue;
+            }
             let tp = &parts[*part as usize];
             let (t, p, k) = (tp.topic.as_str(), tp.partition, key.as_str());
             match &work.state {
@@ -390,9 +329,11 @@ impl<O: KeyedOperator> Stage for Runner<O> {
     }
 
     fn commit(&mut self, parts: &[TopicPartition]) {
-        for ((part, key), work) in self.working.drain() {
-            self.cache.put(&parts[part as usize], key, work.state);
+        for ((part, key), i) in self.working.drain() {
+            let state = self.works[i].state.take();
+            self.cache.put(&parts[part as usize], key, state);
         }
+        self.works.clear();
         for (part, (mark, _)) in self.marks.drain() {
             let tp = &parts[part as usize];
             let generation = self.generations.get(tp).copied().unwrap_or(-1);
@@ -403,7 +344,8 @@ impl<O: KeyedOperator> Stage for Runner<O> {
 
     fn rollback(&mut self) {
         self.working.clear();
+        self.works.clear();
         self.marks.clear();
-        self.keys.clear();
+        self.slots.clear();
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 impl<O: KeyedOperator> Runner<O> {
     pub(super) fn decode(&self, key: &str, json: &str) -> Result<O::State, SinkError> {
@@ -17,22 +18,6 @@ impl<O: KeyedOperator> Runner<O> {
             .iter()
             .position(|p| p == tp)
             .and_then(|i| u32::try_from(i).ok())
-    }
-
-    pub(super) fn context<'a>(
-        &'a self,
-        key: &'a Value,
-        t: i64,
-        wm: i64,
-        out: &'a mut Vec<Row>,
-    ) -> Context<'a> {
-        Context {
-            key,
-            key_columns: &self.key_columns,
-            event_time: t,
-            watermark: wm,
-            out,
-        }
     }
 
     pub(super) fn emitted<'k, 'a>(
@@ -52,11 +37,65 @@ impl<O: KeyedOperator> Runner<O> {
         })
     }
 
-    /// Folds one item into its key's working state.
+    /// The index of the item's working state, started (from the cache, or
+    /// empty and listed in `misses` to be loaded) on the key's first record.
+    /// `probe` is scratch space for the key's text.
+    pub(super) fn slot_of(
+        &mut self,
+        item: &Item,
+        parts: &[TopicPartition],
+        probe: &mut (u32, String),
+        misses: &mut Vec<(TopicPartition, String)>,
+    ) -> Result<usize, String> {
+        let derived = match &self.key_from {
+            Some(spec) => Some(spec.of(&item.row, &Value::Null)?),
+            None => {
+                KeySpec::KafkaKey.check(&item.key)?;
+                None
+            }
+        };
+        let key = derived.as_ref().unwrap_or(&item.key);
+        probe.0 = item.part;
+        probe.1.clear();
+        // `Display` of a JSON value is its compact text, as `to_string`.
+        write!(probe.1, "{key}").map_err(|e| e.to_string())?;
+        // Bytes bound characters: counted only when the bound is near.
+        if probe.1.len() > self.max_key_chars {
+            let chars = probe.1.chars().count();
+            if chars > self.max_key_chars {
+                return Err(format!(
+                    "the state key is {chars} characters; this database's state table holds at most {}",
+                    self.max_key_chars
+                ));
+            }
+        }
+        if let Some(&i) = self.working.get(&*probe) {
+            return Ok(i);
+        }
+        let tp = &parts[item.part as usize];
+        // Out of the cache while the batch works on it (commit puts it back).
+        let (text, state) = match self.cache.take(tp, &probe.1) {
+            Some((text, state)) => {
+                self.hits += 1;
+                (String::from(text), state)
+            }
+            None => {
+                misses.push((tp.clone(), probe.1.clone()));
+                (probe.1.clone(), None)
+            }
+        };
+        let value = derived.unwrap_or_else(|| item.key.clone());
+        let i = self.works.len();
+        self.works.push(Work::new(item.part, value, state));
+        self.working.insert((item.part, text), i);
+        Ok(i)
+    }
+
+    /// Folds one item into its key's working state (`works[slot]`).
     pub(super) fn process_one<'a>(
         &mut self,
         item: Item<'a>,
-        key: String,
+        slot: usize,
         idle_marks: &mut Vec<Item<'a>>,
         rejected: &mut Vec<Rejected>,
     ) {
@@ -73,7 +112,7 @@ impl<O: KeyedOperator> Runner<O> {
             .marks
             .get(&item.part)
             .map_or(i64::MIN, |(m, _)| m.watermark(lateness));
-        let Some(work) = self.working.get_mut(&(item.part, key)) else {
+        let Some(work) = self.works.get_mut(slot) else {
             return rejected.push(Rejected::of(
                 &item,
                 OperatorError::Record("state not loaded".into()),
@@ -114,6 +153,19 @@ impl<O: KeyedOperator> Runner<O> {
                 }
             }
             Err(e) => rejected.push(Rejected::of(&item, e)),
+        }
+    }
+}
+
+impl<S> Work<S> {
+    pub(super) fn new(part: u32, key: Value, state: Option<S>) -> Self {
+        Self {
+            part,
+            key,
+            state,
+            dirty: false,
+            touched: false,
+            last: (-1, None),
         }
     }
 }
