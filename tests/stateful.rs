@@ -190,6 +190,10 @@ window = {{ kind = "tumbling", size = "1s", time_field = "ts", idle_timeout = "1
             "decode",
         ),
         ("[1, 2]", "transform"),
+        // No state key: refused by the `key` step (which the window stage
+        // runs itself) with the same reason.
+        (r#"{"amount": 1, "ts": 0}"#, "transform"),
+        (r#"{"user_id": null, "amount": 1, "ts": 0}"#, "transform"),
     ];
     let producer = TestProducer::new(&topic);
     for (payload, _) in poison {
@@ -232,6 +236,17 @@ window = {{ kind = "tumbling", size = "1s", time_field = "ts", idle_timeout = "1
     assert_eq!(class_of(&late.json()), Some("late"));
     for (payload, class) in poison {
         assert_eq!(class_of(payload), Some(class), "{payload}");
+    }
+    for payload in [poison[3].0, poison[4].0] {
+        let message = letters
+            .iter()
+            .find(|l| l.value.as_deref() == Some(payload.as_bytes()))
+            .and_then(|l| l.header("tidemill.error.message"));
+        assert_eq!(
+            message,
+            Some("key field `user_id` is missing or null"),
+            "{payload}"
+        );
     }
 }
 

@@ -86,7 +86,12 @@ pub enum StateError {
 
 enum Step {
     Jq(JqProgram),
-    Key(KeySpec),
+    /// `fused`: the keyed stage right after it keys the records itself
+    /// ([`Stage::key_by`]), so this step passes them on untouched.
+    Key {
+        spec: KeySpec,
+        fused: bool,
+    },
     Keyed(Box<dyn Stage>),
 }
 
@@ -125,7 +130,13 @@ impl Engine {
     /// Whether any step reads the records' Kafka keys: not when the first
     /// step keys records by their fields (the source then skips copying them).
     pub fn reads_kafka_key(&self) -> bool {
-        !matches!(self.steps.first(), Some(Step::Key(KeySpec::Fields(_))))
+        !matches!(
+            self.steps.first(),
+            Some(Step::Key {
+                spec: KeySpec::Fields(_),
+                ..
+            })
+        )
     }
 
     /// Builds the tail from the transforms starting at the first keyed step
@@ -150,7 +161,10 @@ impl Engine {
                 }
                 TransformConfig::Key { fields } => {
                     key = KeySpec::Fields(fields.clone());
-                    Step::Key(key.clone())
+                    Step::Key {
+                        spec: key.clone(),
+                        fused: false,
+                    }
                 }
                 TransformConfig::Aggregate(a) => {
                     let specs = aggregate::parse_all(&a.columns)
@@ -196,6 +210,11 @@ impl Engine {
                 stage.limit_keys(store.max_key_chars());
             }
         }
+        for i in 1..steps.len() {
+            if let [Step::Key { spec, fused }, Step::Keyed(stage)] = &mut steps[i - 1..=i] {
+                *fused = stage.key_by(spec);
+            }
+        }
         Ok(Self {
             pipeline: pipeline.to_string(),
             steps,
@@ -239,7 +258,8 @@ impl Engine {
         for step in &mut self.steps {
             items = match step {
                 Step::Jq(program) => run_jq(program, items, &mut rejected),
-                Step::Key(spec) => set_keys(spec, items, &mut rejected),
+                Step::Key { fused: true, .. } => items,
+                Step::Key { spec, .. } => set_keys(spec, items, &mut rejected),
                 Step::Keyed(stage) => {
                     stage.begin(parts, &batch.generations);
                     let misses = stage.prepare(&items, parts);

@@ -2,6 +2,7 @@
 
 use crate::model::Row;
 use serde_json::Value;
+use std::fmt::Write as _;
 
 /// Where a stateful step's key comes from, and the output columns it fills.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -29,6 +30,38 @@ impl KeySpec {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
+        }
+    }
+
+    /// Appends the JSON text of the key [`KeySpec::of`] gives (the state
+    /// table's `state_key`) to `out` without building the key: what a stage
+    /// needs for every record, where the key itself is needed once per key.
+    pub fn write_text(&self, row: &Row, kafka_key: &Value, out: &mut String) -> Result<(), String> {
+        // `Display` of a JSON value is its compact text, as `to_string`.
+        let text = |out: &mut String, v: &Value| write!(out, "{v}").map_err(|e| e.to_string());
+        match self {
+            KeySpec::KafkaKey => {
+                Self::check(self, kafka_key)?;
+                text(out, kafka_key)
+            }
+            KeySpec::Fields(fields) => {
+                out.push('[');
+                for (i, f) in fields.iter().enumerate() {
+                    match row.get(f) {
+                        None | Some(Value::Null) => {
+                            return Err(format!("key field `{f}` is missing or null"))
+                        }
+                        Some(v) => {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            text(out, v)?;
+                        }
+                    }
+                }
+                out.push(']');
+                Ok(())
+            }
         }
     }
 
@@ -88,6 +121,34 @@ mod tests {
         let mut out = Row::new();
         spec.fill(&key, &mut out);
         assert_eq!(Value::Object(out), json!({"user": "u1", "region": 7}));
+    }
+
+    #[test]
+    fn written_key_text_is_the_keys_json_text() {
+        let rows = [
+            json!({"user": "u1", "region": 7}),
+            json!({"user": "quote \" and \\ and é", "region": [1, {"b": 2.5, "a": null}]}),
+            json!({"user": 1e300, "region": -0.0}),
+            json!({"user": "u1"}),
+            json!({"user": null, "region": 1}),
+        ];
+        for spec in [
+            KeySpec::Fields(vec!["user".into(), "region".into()]),
+            KeySpec::Fields(vec!["user".into()]),
+            KeySpec::KafkaKey,
+        ] {
+            for kafka in [json!("k-1"), Value::Null] {
+                for row in &rows {
+                    let row = row.as_object().expect("object");
+                    let mut text = String::from("left over ");
+                    let written = spec.write_text(row, &kafka, &mut text);
+                    let want = spec
+                        .of(row, &kafka)
+                        .map(|k| format!("left over {}", serde_json::to_string(&k).expect("json")));
+                    assert_eq!(written.map(|()| text), want, "{spec:?} {row:?} {kafka}");
+                }
+            }
+        }
     }
 
     #[test]

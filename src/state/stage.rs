@@ -3,6 +3,7 @@
 
 use super::engine::{Item, Rejected};
 use super::store::{Loaded, OpWrites};
+use super::KeySpec;
 use crate::model::TopicPartition;
 use crate::sink::SinkError;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,11 @@ pub trait Stage: Send + Sync {
     fn hits(&self) -> u64;
     /// Refuses (as a record error) keys longer than the state table holds.
     fn limit_keys(&mut self, max_chars: usize);
+    /// Takes over the `key` step just before it: keys records by `spec`
+    /// itself (same keys, same refusals), so the key is built once per key
+    /// instead of once per record. False when the stage keys records its own
+    /// way and the `key` step must run.
+    fn key_by(&mut self, spec: &KeySpec) -> bool;
     fn install(
         &mut self,
         requested: &[(TopicPartition, String)],

@@ -55,6 +55,9 @@ pub struct Runner<O: KeyedOperator> {
     key_columns: KeySpec,
     /// The operator's own key (dedup by field) instead of the item's.
     key_from: Option<KeySpec>,
+    /// The `key` step this stage took over (see [`Stage::key_by`]): items
+    /// arrive with their Kafka key and are keyed by these fields here.
+    key_by: Option<KeySpec>,
     cache: Cache<O::State>,
     marks_cache: HashMap<TopicPartition, (i64, Mark)>,
     /// The batch's working states, found by (partition index, key text):
@@ -84,6 +87,7 @@ impl<O: KeyedOperator> Runner<O> {
             op,
             key_columns,
             key_from,
+            key_by: None,
             cache: Cache::new(capacity),
             marks_cache: HashMap::new(),
             working: HashMap::new(),
@@ -108,6 +112,14 @@ impl<O: KeyedOperator> Stage for Runner<O> {
 
     fn limit_keys(&mut self, max_chars: usize) {
         self.max_key_chars = max_chars;
+    }
+
+    fn key_by(&mut self, spec: &KeySpec) -> bool {
+        if self.key_from.is_some() {
+            return false;
+        }
+        self.key_by = Some(spec.clone());
+        true
     }
 
     fn begin(&mut self, parts: &[TopicPartition], generations: &BTreeMap<TopicPartition, i64>) {

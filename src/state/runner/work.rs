@@ -47,18 +47,24 @@ impl<O: KeyedOperator> Runner<O> {
         probe: &mut (u32, String),
         misses: &mut Vec<(TopicPartition, String)>,
     ) -> Result<usize, String> {
-        let derived = match &self.key_from {
-            Some(spec) => Some(spec.of(&item.row, &Value::Null)?),
-            None => {
-                KeySpec::KafkaKey.check(&item.key)?;
+        probe.0 = item.part;
+        probe.1.clear();
+        let derived = match (&self.key_from, &self.key_by) {
+            (Some(spec), _) => {
+                let key = spec.of(&item.row, &Value::Null)?;
+                // `Display` of a JSON value is its compact text, as `to_string`.
+                write!(probe.1, "{key}").map_err(|e| e.to_string())?;
+                Some(key)
+            }
+            (None, Some(spec)) => {
+                spec.write_text(&item.row, &item.key, &mut probe.1)?;
+                None
+            }
+            (None, None) => {
+                KeySpec::KafkaKey.write_text(&item.row, &item.key, &mut probe.1)?;
                 None
             }
         };
-        let key = derived.as_ref().unwrap_or(&item.key);
-        probe.0 = item.part;
-        probe.1.clear();
-        // `Display` of a JSON value is its compact text, as `to_string`.
-        write!(probe.1, "{key}").map_err(|e| e.to_string())?;
         // Bytes bound characters: counted only when the bound is near.
         if probe.1.len() > self.max_key_chars {
             let chars = probe.1.chars().count();
@@ -84,7 +90,11 @@ impl<O: KeyedOperator> Runner<O> {
                 (probe.1.clone(), None)
             }
         };
-        let value = derived.unwrap_or_else(|| item.key.clone());
+        let value = match (derived, &self.key_by) {
+            (Some(key), _) => key,
+            (None, Some(spec)) => spec.of(&item.row, &item.key)?,
+            (None, None) => item.key.clone(),
+        };
         let i = self.works.len();
         self.works.push(Work::new(item.part, value, state));
         self.working.insert((item.part, text), i);
