@@ -1,5 +1,10 @@
-//! Runs one [`KeyedOperator`] over a batch: working copies of the batch's
-//! states, the partitions' watermarks, and what to write back.
+//! Runs one [`KeyedOperator`] over a batch: the batch's working states, the
+//! partitions' watermarks, and what to write back.
+//!
+//! A working state is found once per record (`prepare` keeps its index) and
+//! comes out of the cache for the batch: [`Stage::commit`] puts it back, a
+//! rollback drops it (the cache then misses and the database's committed
+//! state is loaded again), so the cache still holds committed state only.
 
 use super::cache::Cache;
 use super::engine::{Item, Rejected};
