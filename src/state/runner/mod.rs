@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 
 mod work;
 
+use work::context;
+
 /// A state row's address in the batch's JSON for the state table: topic,
 /// partition, key (the SQL reads the fields by name).
 #[derive(Serialize)]
@@ -232,13 +234,7 @@ impl<O: KeyedOperator> Stage for Runner<O> {
                 .get(&work.part)
                 .map_or(i64::MIN, |(m, _)| m.watermark(lateness));
             let mut rows = Vec::new();
-            let mut cx = Context {
-                key: &work.key,
-                key_columns: &self.key_columns,
-                event_time: wm,
-                watermark: wm,
-                out: &mut rows,
-            };
+            let mut cx = context(&self.key_columns, &work.key, wm, wm, &mut rows);
             self.op.touched(&mut cx, &mut work.state);
             work.touched = false;
             out.extend(Self::emitted(rows, work.part, work.last, None, &work.key));
@@ -287,13 +283,7 @@ impl<O: KeyedOperator> Stage for Runner<O> {
                 continue;
             }
             let mut rows = Vec::new();
-            let mut cx = Context {
-                key: &work.key,
-                key_columns: &self.key_columns,
-                event_time: wm,
-                watermark: wm,
-                out: &mut rows,
-            };
+            let mut cx = context(&self.key_columns, &work.key, wm, wm, &mut rows);
             self.op.on_due(&mut cx, &mut work.state);
             work.dirty = true;
             out.extend(Self::emitted(rows, part, work.last, None, &work.key));

@@ -130,13 +130,7 @@ impl<O: KeyedOperator> Runner<O> {
         };
         let mut out = Vec::new();
         let result = {
-            let mut cx = Context {
-                key: &work.key,
-                key_columns: &self.key_columns,
-                event_time: t,
-                watermark: wm,
-                out: &mut out,
-            };
+            let mut cx = context(&self.key_columns, &work.key, t, wm, &mut out);
             self.op.process(&mut cx, &mut work.state, &item.row)
         };
         match result {
@@ -177,5 +171,23 @@ impl<S> Work<S> {
             touched: false,
             last: (-1, None),
         }
+    }
+}
+
+/// An operator's view of one key (taken from the runner's fields, so the
+/// working state can be borrowed mutably beside it).
+pub(super) fn context<'a>(
+    key_columns: &'a KeySpec,
+    key: &'a Value,
+    event_time: i64,
+    watermark: i64,
+    out: &'a mut Vec<Row>,
+) -> Context<'a> {
+    Context {
+        key,
+        key_columns,
+        event_time,
+        watermark,
+        out,
     }
 }
