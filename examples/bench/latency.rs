@@ -11,6 +11,7 @@ use crate::db;
 use crate::gen::{Expected, Generator};
 use crate::kafka::{self, Deliveries, RateRun};
 use crate::machine::{Snapshot, Split};
+use crate::pressure::{self, Stalls};
 use crate::runner::{Proc, Spec};
 use anyhow::{bail, Context as _};
 use hdrhistogram::Histogram;
@@ -53,6 +54,8 @@ pub struct Latency {
     /// The whole machine's CPU over the window, by whom (the generator and
     /// the probe are in the harness, counted as other).
     pub machine: Split,
+    /// Time tasks waited for a core or for IO over the window (None without PSI).
+    pub stalls: Option<Stalls>,
 }
 
 /// Totals of tidemill's batch metrics; the difference of two scrapes is what
@@ -63,6 +66,9 @@ pub struct BatchTotals {
     pub rows: f64,
     /// Summed batch durations: receipt by the writer → committed.
     pub write_secs: f64,
+    /// Batches that took at most 10 ms and at most 25 ms (histogram buckets).
+    pub within_10ms: f64,
+    pub within_25ms: f64,
 }
 
 impl BatchTotals {
@@ -71,7 +77,17 @@ impl BatchTotals {
             batches: self.batches - before.batches,
             rows: self.rows - before.rows,
             write_secs: self.write_secs - before.write_secs,
+            within_10ms: self.within_10ms - before.within_10ms,
+            within_25ms: self.within_25ms - before.within_25ms,
         }
+    }
+
+    /// Batches slower than 10 ms and slower than 25 ms.
+    pub fn slow(&self) -> (f64, f64) {
+        (
+            self.batches - self.within_10ms,
+            self.batches - self.within_25ms,
+        )
     }
 
     /// From the Prometheus text: every pipeline's series summed.
@@ -84,7 +100,14 @@ impl BatchTotals {
             let Ok(v) = value.parse::<f64>() else {
                 continue;
             };
-            match series.split('{').next().unwrap_or(series) {
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            match name {
+                "tidemill_batch_duration_seconds_bucket" if labels.contains("le=\"0.01\"") => {
+                    t.within_10ms += v
+                }
+                "tidemill_batch_duration_seconds_bucket" if labels.contains("le=\"0.025\"") => {
+                    t.within_25ms += v
+                }
                 "tidemill_batch_duration_seconds_count" => t.batches += v,
                 "tidemill_batch_duration_seconds_sum" => t.write_secs += v,
                 "tidemill_batch_rows_sum" => t.rows += v,
@@ -367,6 +390,7 @@ pub async fn session(
         let before = db::committed(&mut conn, &spec.name).await;
         let probe = probe(db::url(&spec.db), spec.name.clone(), target.clone());
         let machine = Snapshot::take(proc.pid());
+        let stalls = pressure::Sampler::start();
         let (metrics_before, window) = (scrape_if(spec.metrics_port).await, Instant::now());
         let (s, run, ()) = send_step(
             &spec.topic,
@@ -383,6 +407,7 @@ pub async fn session(
         let (events, poll_ms) = probe.await??;
         let window_secs = window.elapsed().as_secs_f64();
         let machine = machine.until(&Snapshot::take(proc.pid()));
+        let stalls = stalls.finish();
         let batches = match (metrics_before, scrape_if(spec.metrics_port).await) {
             (Some(before), Some(after)) => Some(after.since(before)),
             _ => None,
@@ -410,6 +435,7 @@ pub async fn session(
             batches,
             window_secs,
             machine,
+            stalls,
         });
     }
     proc.stop()?;
@@ -433,8 +459,11 @@ mod tests {
             tidemill_batch_rows_sum{pipeline=\"a\"} 600\n\
             tidemill_batch_rows_sum{pipeline=\"b\"} 400\n\
             tidemill_batch_rows_count{pipeline=\"a\"} 2\n\
-            tidemill_batch_duration_seconds_bucket{pipeline=\"a\",le=\"0.005\"} 3\n\
-            tidemill_batch_duration_seconds_sum{pipeline=\"a\"} 0.0125\n\
+            tidemill_batch_duration_seconds_bucket{pipeline=\"a\",le=\"0.005\"} 1\n\
+            tidemill_batch_duration_seconds_bucket{pipeline=\"a\",le=\"0.01\"} 2\n\
+            tidemill_batch_duration_seconds_bucket{pipeline=\"a\",le=\"0.025\"} 2\n\
+            tidemill_batch_duration_seconds_bucket{pipeline=\"a\",le=\"0.05\"} 3\n\
+            tidemill_batch_duration_seconds_sum{pipeline=\"a\"} 0.0625\n\
             tidemill_batch_duration_seconds_count{pipeline=\"a\"} 3\n";
         let t = BatchTotals::parse(text);
         assert_eq!(
@@ -442,16 +471,22 @@ mod tests {
             BatchTotals {
                 batches: 3.0,
                 rows: 1000.0,
-                write_secs: 0.0125
+                write_secs: 0.0625,
+                within_10ms: 2.0,
+                within_25ms: 2.0,
             }
         );
+        assert_eq!(t.slow(), (1.0, 1.0));
         let before = BatchTotals {
             batches: 1.0,
             rows: 100.0,
             write_secs: 0.0025,
+            within_10ms: 1.0,
+            within_25ms: 1.0,
         };
         assert_eq!(t.since(before).batches, 2.0);
         assert_eq!(t.since(before).rows, 900.0);
+        assert_eq!(t.since(before).slow(), (1.0, 1.0));
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod latency;
 mod machine;
 mod otlp;
 mod peers;
+mod pressure;
 mod report;
 mod report_cpu;
 mod runner;

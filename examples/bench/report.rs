@@ -7,6 +7,7 @@ use crate::baselines::Measure;
 use crate::gen::Dist;
 use crate::latency::RateReport;
 use crate::peers::PeerResult;
+use crate::pressure::Stalls;
 use crate::runner::{Drain, Workload};
 use std::fmt::Write as _;
 
@@ -315,6 +316,24 @@ impl Results {
                     b.write_secs / b.batches * 1000.0,
                     b.write_secs / l.window_secs * 100.0,
                     l.window_secs
+                );
+                let (over_10, over_25) = b.slow();
+                let _ = writeln!(
+                    m,
+                    "{over_10:.0} of those batches took longer than 10 ms and {over_25:.0} longer than 25 ms (the `/metrics` histogram's buckets)."
+                );
+            }
+            if let Some(st) = &l.stalls {
+                let _ = writeln!(
+                    m,
+                    "\nStalls over the window (Linux pressure stall information, `some`: at least one runnable task waiting): for a core {:.1}% of the time (worst {} ms slice: {:.1} ms), for IO {:.1}% (worst slice: {:.1} ms; {} of {} slices with ≥ 10 ms of IO wait).",
+                    st.cpu_share() * 100.0,
+                    Stalls::slice_ms(),
+                    st.worst_cpu_us as f64 / 1000.0,
+                    st.io_share() * 100.0,
+                    st.worst_io_us as f64 / 1000.0,
+                    st.io_slices_over_10ms,
+                    st.slices
                 );
             }
             let c = &l.machine;
