@@ -156,6 +156,8 @@ pub struct Plan {
     pub rates: Vec<f64>,
     pub step_secs: f64,
     pub latency_secs: f64,
+    /// `--latency-at R`: no steps, the latency window at R records/s.
+    pub latency_at: Option<f64>,
 }
 
 /// Sends one open-loop step on a blocking thread while `watch` runs; returns
@@ -383,8 +385,7 @@ pub async fn session(
         best = rate;
     }
     let mut latency = None;
-    if best > 0.0 {
-        let rate = best / 2.0;
+    if let Some(rate) = plan.latency_at.or((best > 0.0).then_some(best / 2.0)) {
         settle(&spec).await?;
         let target = Arc::new(AtomicI64::new(i64::MAX));
         let before = db::committed(&mut conn, &spec.name).await;

@@ -75,6 +75,9 @@ struct Args {
     /// `--rate-only R`: skip the backlog phases; rate mode with steps sized
     /// from R records/s (for studying latency without the long phases).
     rate_only: Option<f64>,
+    /// `--latency-at R`: rate mode without the steps, only the latency window
+    /// at R records/s (A/B comparisons at one rate; not a 50%-load figure).
+    latency_at: Option<f64>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -85,6 +88,7 @@ fn args() -> anyhow::Result<Args> {
         peers: true,
         keep: false,
         rate_only: None,
+        latency_at: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -101,6 +105,10 @@ fn args() -> anyhow::Result<Args> {
             "--no-peers" => a.peers = false,
             "--keep" => a.keep = true,
             "--rate-only" => a.rate_only = Some(it.next().context("--rate-only R")?.parse()?),
+            "--latency-at" => {
+                let r: f64 = it.next().context("--latency-at R")?.parse()?;
+                (a.rate_only, a.latency_at) = (Some(r * 2.0), Some(r));
+            }
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -256,12 +264,16 @@ async fn rate(run: &mut Run, r: &mut Results, a: &Args) -> anyhow::Result<()> {
         (&[0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1], 10.0, 20.0)
     };
     let plan = latency::Plan {
-        rates: fractions
-            .iter()
-            .map(|f| (top * f / 1000.0).round() * 1000.0)
-            .collect(),
+        rates: match a.latency_at {
+            Some(_) => Vec::new(),
+            None => fractions
+                .iter()
+                .map(|f| (top * f / 1000.0).round() * 1000.0)
+                .collect(),
+        },
         step_secs,
         latency_secs,
+        latency_at: a.latency_at,
     };
     let topic = format!("{}_rate", run.id);
     kafka::create_topic(&topic).await?;

@@ -149,6 +149,16 @@ impl Results {
             }
         }
         match self.rate.as_ref().and_then(|r| r.latency.as_ref()) {
+            Some(l) if self.rate.as_ref().is_some_and(|r| r.max_sustainable == 0.0) => row(
+                &mut t,
+                "p99 ≤ 25 ms at 50% load",
+                format!(
+                    "{:.1} ms at {}/s (`--latency-at`: not a 50% load)",
+                    l.p99_ms,
+                    k(l.rate)
+                ),
+                None,
+            ),
             Some(l) => row(
                 &mut t,
                 "p99 ≤ 25 ms at 50% load",
@@ -304,7 +314,16 @@ impl Results {
                 if s.flat { "yes" } else { "no" }
             );
         }
-        let _ = writeln!(m, "\nMaximum sustainable rate: **{}/s** (highest step sent at ≥ 95% of the offered rate whose lag grew by ≤ 10% of the rate over the step's second half or, for short quick-mode steps, drained within 1 s of the last send). Verified: {} ({}).\n", k(r.max_sustainable), if r.verdict.ok { "yes" } else { "**NO**" }, r.verdict.detail);
+        if r.steps.is_empty() {
+            let _ = writeln!(
+                m,
+                "\nNo steps (`--latency-at`): the latency window only. Verified: {} ({}).\n",
+                if r.verdict.ok { "yes" } else { "**NO**" },
+                r.verdict.detail
+            );
+        } else {
+            let _ = writeln!(m, "\nMaximum sustainable rate: **{}/s** (highest step sent at ≥ 95% of the offered rate whose lag grew by ≤ 10% of the rate over the step's second half or, for short quick-mode steps, drained within 1 s of the last send). Verified: {} ({}).\n", k(r.max_sustainable), if r.verdict.ok { "yes" } else { "**NO**" }, r.verdict.detail);
+        }
         if let Some(l) = &r.latency {
             let _ = writeln!(m, "End-to-end latency at {}/s (sent at {}/s; {} records, scheduled send → commit visible in `tidemill_offsets`, probe polled every {:.2} ms on average): p50 **{:.1} ms**, p99 **{:.1} ms**, p99.9 **{:.1} ms**, max {:.1} ms; median of the first fifth sent {:.1} ms, of the last fifth {:.1} ms. The two legs: scheduled send → broker acknowledged (generator, producer, broker) p50 {:.1} ms, p99 {:.1} ms; broker acknowledged → commit visible (tidemill) p50 {:.1} ms, p99 {:.1} ms.", k(l.rate), k(l.achieved), l.records, l.poll_ms, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.early_p50_ms, l.late_p50_ms, l.to_broker_ms.0, l.to_broker_ms.1, l.in_tidemill_ms.0, l.in_tidemill_ms.1);
             if let Some(b) = l.batches.filter(|b| b.batches > 0.0) {

@@ -104,9 +104,30 @@ impl Spec {
             self.topic,
             crate::baselines::BATCH_ROWS
         );
+        t += &kafka_options(
+            p,
+            std::env::var("BENCH_TIDEMILL_KAFKA_OPTIONS")
+                .ok()
+                .as_deref(),
+        );
         t += &self.workload.pipeline_toml(p, &db::url(&self.db));
         t
     }
+}
+
+/// `[pipelines.P.kafka.options]` from `k=v,k=v` (librdkafka properties for
+/// tuning experiments, `BENCH_TIDEMILL_KAFKA_OPTIONS`); empty when unset.
+fn kafka_options(p: &str, spec: Option<&str>) -> String {
+    let entries: Vec<String> = spec
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| format!("{:?} = {:?}\n", k.trim(), v.trim()))
+        .collect();
+    if entries.is_empty() {
+        return String::new();
+    }
+    format!("[pipelines.{p}.kafka.options]\n{}\n", entries.concat())
 }
 
 /// A running tidemill process.
@@ -365,5 +386,20 @@ async fn settle_windows(conn: &mut sqlx::PgConnection, exp: &Expected) {
         }
         crate::progress(&format!("W3: {n}/{want} windows closed"));
         tokio::time::sleep(Duration::from_millis(500)).await; // polling interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_options_become_a_quoted_options_table_and_nothing_when_unset() {
+        assert_eq!(kafka_options("w1", None), "");
+        assert_eq!(kafka_options("w1", Some("")), "");
+        assert_eq!(
+            kafka_options("w1", Some("fetch.wait.max.ms=2, fetch.min.bytes = 65536")),
+            "[pipelines.w1.kafka.options]\n\"fetch.wait.max.ms\" = \"2\"\n\"fetch.min.bytes\" = \"65536\"\n\n"
+        );
     }
 }
