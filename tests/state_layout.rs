@@ -43,6 +43,23 @@ async fn a_new_state_table_has_the_state_key_first_in_its_primary_key() {
 }
 
 #[tokio::test]
+async fn a_new_state_tables_key_columns_compare_bytewise_whatever_the_databases_collation() {
+    let db = TestDb::postgres().await;
+    let (_pool, store) = store(&db, "\"tidemill_state\"").await;
+    store.ensure_table().await.expect("state table");
+    let collated = |names: &str| {
+        format!(
+            "SELECT count(*) FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation \
+             WHERE a.attrelid = 'tidemill_state'::regclass AND c.collname = 'C' AND a.attname IN ({names})"
+        )
+    };
+    let keys = "'pipeline', 'operator', 'topic', 'state_key'";
+    assert_eq!(db.scalar(&collated(keys)).await, 4);
+    // The state itself is never compared: it keeps the database's collation.
+    assert_eq!(db.scalar(&collated("'state'")).await, 0);
+}
+
+#[tokio::test]
 async fn an_earlier_state_table_is_migrated_once_with_its_states_intact_when_members_start_together(
 ) {
     let db = TestDb::postgres().await;

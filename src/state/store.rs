@@ -110,6 +110,18 @@ impl StateStore {
         }
     }
 
+    /// The type of the key columns' text. They are only ever compared for
+    /// equality, so PostgreSQL compares them bytewise (`COLLATE "C"`, as
+    /// MySQL's `utf8mb4_bin` and SQLite's default do) instead of by the
+    /// database's collation: with a linguistic default (ICU `en-US`) a W2
+    /// drain took 13–15% longer. Tables made before keep their collation.
+    fn key_text_type(&self) -> &'static str {
+        match self {
+            StateStore::Postgres { .. } => "TEXT COLLATE \"C\"",
+            _ => "TEXT",
+        }
+    }
+
     /// Creates the table and its `due_at` index if missing, and replaces the
     /// full index earlier versions made (race-tolerant).
     pub async fn ensure_table(&self) -> Result<(), SinkError> {
@@ -124,13 +136,14 @@ impl StateStore {
             )],
             _ => vec![
                 format!(
-                    "CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, operator TEXT NOT NULL, topic TEXT NOT NULL, \
-                     partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, {})",
+                    "CREATE TABLE IF NOT EXISTS {t} (pipeline {k} NOT NULL, operator {k} NOT NULL, topic {k} NOT NULL, \
+                     partition_id INTEGER NOT NULL, state_key {k} NOT NULL, state TEXT NOT NULL, due_at BIGINT, {})",
                     // PostgreSQL: the state key first (see `layout`).
                     match self {
                         StateStore::Postgres { .. } => layout::primary_key(),
                         _ => "PRIMARY KEY (pipeline, operator, topic, partition_id, state_key)".into(),
-                    }
+                    },
+                    k = self.key_text_type(),
                 ),
                 // In the table's own schema (PostgreSQL) or database (SQLite).
                 // Partial: a lookup by key then has only the primary key to
