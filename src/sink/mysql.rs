@@ -26,16 +26,15 @@ use super::evolve;
 use super::ident::{Dialect, TableName};
 use super::mysql_values::{chunks, push_value};
 use super::schema::{Column, TableSchema};
+use super::transact::{self, Steps};
 use super::types::{self, Target};
 use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
-use crate::trace;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor as _, Row as _};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use tracing::Instrument;
 
 const Q: Dialect = Dialect::MySql;
 /// `db.system` of the spans.
@@ -297,6 +296,56 @@ async fn describe(pool: &MySqlPool, table: &TableName) -> Result<TableSchema, Si
     })
 }
 
+impl Steps for MySqlSink {
+    type Db = sqlx::MySql;
+    const SYSTEM: &'static str = SYSTEM;
+
+    fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    fn table(&self) -> &TableName {
+        &self.schema.table
+    }
+
+    fn mode(&self) -> SinkMode {
+        self.mode
+    }
+
+    async fn delete(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+        keys: &PreparedBatch<'_>,
+    ) -> Result<u64, SinkError> {
+        self.run_part(tx, keys, true).await
+    }
+
+    async fn part(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+        part: &PreparedBatch<'_>,
+    ) -> Result<(), SinkError> {
+        self.run_part(tx, part, false).await.map(|_| ())
+    }
+
+    async fn state(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+        state: &StateWrites,
+    ) -> Result<(), SinkError> {
+        store::write_mysql(tx, &store::table_for_in(&self.schema.table, Q), state).await
+    }
+
+    async fn checkpoint(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), SinkError> {
+        let table = checkpoint::table_for_in(&self.schema.table, Q);
+        checkpoint::advance_mysql(tx, &table, checkpoint).await
+    }
+}
+
 impl Sink for MySqlSink {
     /// One transaction: the rows (in as many statements as the packet and
     /// placeholder limits need), then the checkpoint; committed, or rolled back
@@ -308,48 +357,7 @@ impl Sink for MySqlSink {
         state: Option<&StateWrites>,
         commit: bool,
     ) -> Result<u64, SinkError> {
-        if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
-            return Ok(0);
-        }
-        let table = self.schema.table.to_string();
-        let write_err = |source| SinkError::Write {
-            table: table.clone(),
-            source,
-        };
-        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows());
-        let mut tx = self
-            .pool
-            .begin()
-            .instrument(span.clone())
-            .await
-            .map_err(write_err)?;
-        let deleted = async {
-            let mut deleted = 0;
-            if let Some(keys) = &batch.deletes {
-                deleted = self.run_part(&mut tx, keys, true).await?;
-            }
-            for part in &batch.parts {
-                self.run_part(&mut tx, part, false).await?;
-            }
-            if let Some(state) = state {
-                let table = store::table_for_in(&self.schema.table, Q);
-                store::write_mysql(&mut tx, &table, state).await?;
-            }
-            if let Some(checkpoint) = checkpoint {
-                let table = checkpoint::table_for_in(&self.schema.table, Q);
-                checkpoint::advance_mysql(&mut tx, &table, checkpoint).await?;
-            }
-            Ok::<u64, SinkError>(deleted)
-        }
-        .instrument(span)
-        .await?;
-        if commit {
-            let span = trace::db_commit_span(SYSTEM, &table);
-            tx.commit().instrument(span).await.map_err(write_err)?;
-        } else {
-            tx.rollback().await.map_err(write_err)?;
-        }
-        Ok(deleted)
+        transact::run(self, batch, checkpoint, state, commit).await
     }
 
     async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {

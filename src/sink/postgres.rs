@@ -21,15 +21,14 @@ use super::ident::{column_list, on_conflict, quote, TableName};
 use super::pg_binary::PgType;
 use super::pg_copy;
 use super::schema::{Column, TableSchema};
+use super::transact::{self, Steps};
 use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
-use crate::trace;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row as _;
 use std::collections::HashMap;
 use std::str::FromStr;
-use tracing::Instrument;
 
 /// `db.system` of the spans.
 const SYSTEM: &str = "postgresql";
@@ -232,6 +231,62 @@ async fn describe(pool: &PgPool, table: &TableName) -> Result<TableSchema, SinkE
     })
 }
 
+impl Steps for PostgresSink {
+    type Db = sqlx::Postgres;
+    const SYSTEM: &'static str = SYSTEM;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn table(&self) -> &TableName {
+        &self.schema.table
+    }
+
+    fn mode(&self) -> SinkMode {
+        self.mode
+    }
+
+    async fn delete(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        keys: &PreparedBatch<'_>,
+    ) -> Result<u64, SinkError> {
+        let sql = delete_sql(&self.schema.table, &self.key_columns);
+        let done = sqlx::query(&sql).bind(keys.json()).execute(&mut **tx).await;
+        done.map(|r| r.rows_affected())
+            .map_err(|source| SinkError::Write {
+                table: self.schema.table.to_string(),
+                source,
+            })
+    }
+
+    async fn part(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        part: &PreparedBatch<'_>,
+    ) -> Result<(), SinkError> {
+        self.write_part(tx, part).await
+    }
+
+    async fn state(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        state: &StateWrites,
+    ) -> Result<(), SinkError> {
+        store::write_postgres(tx, &store::table_for(&self.schema.table), state).await
+    }
+
+    async fn checkpoint(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), SinkError> {
+        let table = checkpoint::table_for(&self.schema.table);
+        checkpoint::advance_postgres(tx, &table, checkpoint).await
+    }
+}
+
 impl Sink for PostgresSink {
     /// One transaction: the rows, then the checkpoint; committed, or rolled
     /// back when `commit` is false (a trial that only tells whether it would pass).
@@ -242,54 +297,7 @@ impl Sink for PostgresSink {
         state: Option<&StateWrites>,
         commit: bool,
     ) -> Result<u64, SinkError> {
-        if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
-            return Ok(0);
-        }
-        let table = self.schema.table.to_string();
-        let write_err = |source| SinkError::Write {
-            table: table.clone(),
-            source,
-        };
-        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows());
-        let mut tx = self
-            .pool
-            .begin()
-            .instrument(span.clone())
-            .await
-            .map_err(write_err)?;
-        let deleted = async {
-            let mut deleted = 0;
-            if let Some(keys) = &batch.deletes {
-                let sql = delete_sql(&self.schema.table, &self.key_columns);
-                deleted = sqlx::query(&sql)
-                    .bind(keys.json())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(write_err)?
-                    .rows_affected();
-            }
-            for part in &batch.parts {
-                self.write_part(&mut tx, part).await?;
-            }
-            if let Some(state) = state {
-                let table = store::table_for(&self.schema.table);
-                store::write_postgres(&mut tx, &table, state).await?;
-            }
-            if let Some(checkpoint) = checkpoint {
-                let table = checkpoint::table_for(&self.schema.table);
-                checkpoint::advance_postgres(&mut tx, &table, checkpoint).await?;
-            }
-            Ok::<u64, SinkError>(deleted)
-        }
-        .instrument(span)
-        .await?;
-        if commit {
-            let span = trace::db_commit_span(SYSTEM, &table);
-            tx.commit().instrument(span).await.map_err(write_err)?;
-        } else {
-            tx.rollback().await.map_err(write_err)?;
-        }
-        Ok(deleted)
+        transact::run(self, batch, checkpoint, state, commit).await
     }
 
     async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {

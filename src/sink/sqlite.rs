@@ -15,11 +15,11 @@ use super::ddl::Inferred;
 use super::evolve;
 use super::ident::{column_list, on_conflict, TableName};
 use super::schema::{Column, TableSchema};
+use super::transact::{self, Steps};
 use super::types::{self, Target};
 use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::config::{Backend, SinkConfig, SinkMode};
 use crate::state::store::{self, StateStore, StateWrites};
-use crate::trace;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -27,7 +27,6 @@ use sqlx::Row as _;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// `db.system` of the spans.
 const SYSTEM: &str = "sqlite";
@@ -41,6 +40,13 @@ pub struct SqliteSink {
 }
 
 impl SqliteSink {
+    fn write_err(&self, source: sqlx::Error) -> SinkError {
+        SinkError::Write {
+            table: self.schema.table.to_string(),
+            source,
+        }
+    }
+
     /// The statement for one set of columns, cached.
     fn statement(&mut self, columns: &[String]) -> String {
         let (schema, mode, keys) = (&self.schema, self.mode, &self.key_columns);
@@ -250,9 +256,62 @@ async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, S
     })
 }
 
+impl Steps for SqliteSink {
+    type Db = sqlx::Sqlite;
+    const SYSTEM: &'static str = SYSTEM;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn table(&self) -> &TableName {
+        &self.schema.table
+    }
+
+    fn mode(&self) -> SinkMode {
+        self.mode
+    }
+
+    async fn delete(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        keys: &PreparedBatch<'_>,
+    ) -> Result<u64, SinkError> {
+        let sql = delete_sql(&self.schema.table, &self.key_columns);
+        let done = bind_part(sqlx::query(&sql), keys).execute(&mut **tx).await;
+        done.map(|r| r.rows_affected())
+            .map_err(|source| self.write_err(source))
+    }
+
+    async fn part(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        part: &PreparedBatch<'_>,
+    ) -> Result<(), SinkError> {
+        let sql = self.statement(&part.columns);
+        let done = bind_part(sqlx::query(&sql), part).execute(&mut **tx).await;
+        done.map(|_| ()).map_err(|source| self.write_err(source))
+    }
+
+    async fn state(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        state: &StateWrites,
+    ) -> Result<(), SinkError> {
+        store::write_sqlite(tx, &store::table_for(&self.schema.table), state).await
+    }
+
+    async fn checkpoint(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), SinkError> {
+        let table = checkpoint::table_for(&self.schema.table);
+        checkpoint::advance_sqlite(tx, &table, checkpoint).await
+    }
+}
+
 impl Sink for SqliteSink {
-    /// One transaction: the rows, then the checkpoint; committed, or rolled
-    /// back when `commit` is false (a trial that only tells whether it would pass).
     async fn transact(
         &mut self,
         batch: &PreparedWrite<'_>,
@@ -260,57 +319,7 @@ impl Sink for SqliteSink {
         state: Option<&StateWrites>,
         commit: bool,
     ) -> Result<u64, SinkError> {
-        if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
-            return Ok(0);
-        }
-        let table = self.schema.table.to_string();
-        let write_err = |source| SinkError::Write {
-            table: table.clone(),
-            source,
-        };
-        let span = trace::db_write_span(SYSTEM, self.mode, &table, batch.rows());
-        let mut tx = self
-            .pool
-            .begin()
-            .instrument(span.clone())
-            .await
-            .map_err(write_err)?;
-        let deleted = async {
-            let mut deleted = 0;
-            if let Some(keys) = &batch.deletes {
-                let sql = delete_sql(&self.schema.table, &self.key_columns);
-                deleted = bind_part(sqlx::query(&sql), keys)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(write_err)?
-                    .rows_affected();
-            }
-            for part in &batch.parts {
-                let sql = self.statement(&part.columns);
-                bind_part(sqlx::query(&sql), part)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(write_err)?;
-            }
-            if let Some(state) = state {
-                let table = store::table_for(&self.schema.table);
-                store::write_sqlite(&mut tx, &table, state).await?;
-            }
-            if let Some(checkpoint) = checkpoint {
-                let table = checkpoint::table_for(&self.schema.table);
-                checkpoint::advance_sqlite(&mut tx, &table, checkpoint).await?;
-            }
-            Ok::<u64, SinkError>(deleted)
-        }
-        .instrument(span)
-        .await?;
-        if commit {
-            let span = trace::db_commit_span(SYSTEM, &table);
-            tx.commit().instrument(span).await.map_err(write_err)?;
-        } else {
-            tx.rollback().await.map_err(write_err)?;
-        }
-        Ok(deleted)
+        transact::run(self, batch, checkpoint, state, commit).await
     }
 
     async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {

@@ -1,0 +1,110 @@
+//! One batch's transaction, the same shape on every backend: begin, the
+//! batch's deletes, its row parts in order, the keyed state's writes, then the
+//! checkpoint; committed, or rolled back when the caller only asks whether it
+//! would pass (`commit = false`, the isolation of refused rows).
+//!
+//! Contract: nothing is visible until the commit, and the checkpoint is the
+//! last statement, so offsets move only together with the rows and the state
+//! they cover. The first error returns at once; the open transaction is then
+//! dropped, which rolls it back. Each backend supplies only the statements
+//! ([`Steps`]); the spans (`db.system`, the write and the commit) are made here.
+
+use super::checkpoint::Checkpoint;
+use super::ident::TableName;
+use super::{PreparedBatch, PreparedWrite, SinkError};
+use crate::config::SinkMode;
+use crate::state::store::StateWrites;
+use crate::trace;
+use sqlx::Transaction;
+use std::future::Future;
+use tracing::Instrument;
+
+/// A backend's statements for [`run`].
+pub(super) trait Steps: Send {
+    type Db: sqlx::Database;
+    /// `db.system` of the spans.
+    const SYSTEM: &'static str;
+
+    fn pool(&self) -> &sqlx::Pool<Self::Db>;
+    fn table(&self) -> &TableName;
+    fn mode(&self) -> SinkMode;
+
+    /// Runs the batch's deletes; answers how many rows they removed.
+    fn delete(
+        &mut self,
+        tx: &mut Transaction<'static, Self::Db>,
+        keys: &PreparedBatch<'_>,
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+
+    /// Writes one part of the batch's rows.
+    fn part(
+        &mut self,
+        tx: &mut Transaction<'static, Self::Db>,
+        part: &PreparedBatch<'_>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Writes the keyed state's changes.
+    fn state(
+        &self,
+        tx: &mut Transaction<'static, Self::Db>,
+        state: &StateWrites,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Advances the checkpoint (fencing a stale generation).
+    fn checkpoint(
+        &self,
+        tx: &mut Transaction<'static, Self::Db>,
+        checkpoint: &Checkpoint,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// The transaction of one batch (see the module's contract); answers the
+/// number of rows the deletes removed.
+pub(super) async fn run<S: Steps>(
+    steps: &mut S,
+    batch: &PreparedWrite<'_>,
+    checkpoint: Option<&Checkpoint>,
+    state: Option<&StateWrites>,
+    commit: bool,
+) -> Result<u64, SinkError> {
+    if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
+        return Ok(0);
+    }
+    let table = steps.table().to_string();
+    let write_err = |source| SinkError::Write {
+        table: table.clone(),
+        source,
+    };
+    let span = trace::db_write_span(S::SYSTEM, steps.mode(), &table, batch.rows());
+    let pool = steps.pool().clone();
+    let mut tx = pool
+        .begin()
+        .instrument(span.clone())
+        .await
+        .map_err(write_err)?;
+    let deleted = async {
+        let mut deleted = 0;
+        if let Some(keys) = &batch.deletes {
+            deleted = steps.delete(&mut tx, keys).await?;
+        }
+        for part in &batch.parts {
+            steps.part(&mut tx, part).await?;
+        }
+        if let Some(state) = state {
+            steps.state(&mut tx, state).await?;
+        }
+        if let Some(checkpoint) = checkpoint {
+            steps.checkpoint(&mut tx, checkpoint).await?;
+        }
+        Ok::<u64, SinkError>(deleted)
+    }
+    .instrument(span)
+    .await?;
+    if commit {
+        let span = trace::db_commit_span(S::SYSTEM, &table);
+        tx.commit().instrument(span).await.map_err(write_err)?;
+    } else {
+        tx.rollback().await.map_err(write_err)?;
+    }
+    Ok(deleted)
+}
