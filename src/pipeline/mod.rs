@@ -6,9 +6,10 @@
 //! never committed, so they are read again after a restart).
 
 use crate::batch::Batcher;
-use crate::config::{Delivery, PipelineConfig, Settings};
+use crate::config::{Delivery, PipelineConfig};
 use crate::dead_letter::DeadLetters;
 use crate::decode::{Decoder, Projection};
+use crate::model::{Batch, BatchAck};
 use crate::sink::writer::{self, WriterContext, WriterError};
 use crate::sink::{AnySink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
@@ -19,6 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
+
+mod all;
+mod supervise;
+
+pub use all::{run_all, run_all_with};
+use supervise::supervise;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -178,13 +185,8 @@ impl Pipeline {
             (cfg.delivery == Delivery::ExactlyOnce).then(|| (name.clone(), sink.offset_store()));
         let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(cfg.batch.max_in_flight);
         let (ack_tx, ack_rx) = std::sync::mpsc::channel();
-        let projection = Projection::for_transforms(&cfg.transforms);
-        if let Some(p) = &projection {
-            let fields = p.fields().collect::<Vec<_>>().join(",");
-            info!(pipeline = %name, fields, "the transforms read only these fields: decoding just them");
-        }
         let driver = Driver::new(
-            Decoder::new(cfg.format, projection),
+            Decoder::new(cfg.format, projection(&name, &cfg)),
             chain,
             Batcher::new(&cfg.batch, cfg.dead_letter.is_some(), engine.is_some()),
             batch_tx,
@@ -199,52 +201,22 @@ impl Pipeline {
         .with_group(cfg.group_id(&name))
         .with_kafka_keys(engine.as_ref().is_some_and(|e| e.reads_kafka_key()))
         .with_deletes(cfg.sink.delete.then(|| cfg.sink.key_columns.clone()));
-        let context = SourceContext {
-            pipeline: name.clone(),
-            high_watermarks: Arc::clone(&driver.high_watermarks),
-            driver: Arc::new(Mutex::new(driver)),
-        };
-        let mut client = kafka::consumer_config(&name, &cfg);
-        // Idle detection and the lag gauge read high watermarks from the statistics.
-        let idle = idle_timeout(&cfg)
-            .map(|t| (t / 2).clamp(Duration::from_millis(100), Duration::from_secs(1)));
-        if let Some(interval) = idle.into_iter().chain(statistics).min() {
-            client.set(
-                "statistics.interval.ms",
-                interval.as_millis().max(1).to_string(),
-            );
-        }
-        let consumer: Consumer =
-            client
-                .create_with_context(context)
-                .map_err(|source| PipelineError::Consumer {
-                    pipeline: name.clone(),
-                    source,
-                })?;
+        let consumer = consumer(&name, &cfg, driver, statistics)?;
         // Cancelled when the grace period after shutdown is over, or when a stage fails.
         let abort = CancellationToken::new();
-        let writer = {
-            let ctx = WriterContext {
-                cfg: cfg.sink.clone(),
-                pipeline: eos.as_ref().map(|(pipeline, _)| pipeline.clone()),
-                dead_letters: dead_letters.clone(),
-                abort: abort.clone(),
-                stats: Arc::clone(&stats),
-                engine,
-                names: crate::trace::SpanNames {
-                    pipeline: name.clone(),
-                    group: cfg.group_id(&name),
-                },
-            };
-            let task = async move {
-                match sink {
-                    AnySink::Postgres(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
-                    AnySink::Sqlite(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
-                    AnySink::MySql(s) => writer::run(s, ctx, batch_rx, ack_tx).await,
-                }
-            };
-            tokio::spawn(task.instrument(span.clone()))
+        let ctx = WriterContext {
+            cfg: cfg.sink.clone(),
+            pipeline: eos.as_ref().map(|(pipeline, _)| pipeline.clone()),
+            dead_letters: dead_letters.clone(),
+            abort: abort.clone(),
+            stats: Arc::clone(&stats),
+            engine,
+            names: crate::trace::SpanNames {
+                pipeline: name.clone(),
+                group: cfg.group_id(&name),
+            },
         };
+        let writer = tokio::spawn(write(sink, ctx, batch_rx, ack_tx).instrument(span.clone()));
         let source = {
             let (shutdown, topics, span) = (shutdown.clone(), cfg.topics.clone(), span.clone());
             tokio::task::spawn_blocking(move || {
@@ -252,14 +224,7 @@ impl Pipeline {
                 source::run(consumer, &topics, shutdown, grace)
             })
         };
-        let grace_timer = {
-            let (shutdown, abort) = (shutdown.clone(), abort.clone());
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                tokio::time::sleep(grace).await;
-                abort.cancel();
-            })
-        };
+        let grace_timer = tokio::spawn(abort_after_grace(shutdown.clone(), abort.clone(), grace));
         info!(parent: &span, topics = ?cfg.topics, table = %cfg.sink.table, "pipeline started");
         let (source_result, writer_result) = supervise(source, writer, &shutdown, &abort).await;
         grace_timer.abort();
@@ -272,6 +237,68 @@ impl Pipeline {
         info!(parent: &span, "pipeline stopped");
         Ok(())
     }
+}
+
+/// The fields to decode when the transforms read only some (logged), or None.
+fn projection(name: &str, cfg: &PipelineConfig) -> Option<Projection> {
+    let projection = Projection::for_transforms(&cfg.transforms);
+    if let Some(p) = &projection {
+        let fields = p.fields().collect::<Vec<_>>().join(",");
+        info!(pipeline = %name, fields, "the transforms read only these fields: decoding just them");
+    }
+    projection
+}
+
+/// The Kafka consumer whose context drives `driver`. Idle detection and the
+/// lag gauge read high watermarks from librdkafka's statistics, so they are
+/// requested at the shorter of the two intervals.
+fn consumer(
+    name: &str,
+    cfg: &PipelineConfig,
+    driver: Driver,
+    statistics: Option<Duration>,
+) -> Result<Consumer, PipelineError> {
+    let context = SourceContext {
+        pipeline: name.to_string(),
+        high_watermarks: Arc::clone(&driver.high_watermarks),
+        driver: Arc::new(Mutex::new(driver)),
+    };
+    let mut client = kafka::consumer_config(name, cfg);
+    let idle = idle_timeout(cfg)
+        .map(|t| (t / 2).clamp(Duration::from_millis(100), Duration::from_secs(1)));
+    if let Some(interval) = idle.into_iter().chain(statistics).min() {
+        client.set(
+            "statistics.interval.ms",
+            interval.as_millis().max(1).to_string(),
+        );
+    }
+    client
+        .create_with_context(context)
+        .map_err(|source| PipelineError::Consumer {
+            pipeline: name.to_string(),
+            source,
+        })
+}
+
+/// The writer task on whichever database the pipeline writes to.
+async fn write(
+    sink: AnySink,
+    ctx: WriterContext,
+    batches: tokio::sync::mpsc::Receiver<Batch>,
+    acks: std::sync::mpsc::Sender<BatchAck>,
+) -> Result<(), WriterError> {
+    match sink {
+        AnySink::Postgres(s) => writer::run(s, ctx, batches, acks).await,
+        AnySink::Sqlite(s) => writer::run(s, ctx, batches, acks).await,
+        AnySink::MySql(s) => writer::run(s, ctx, batches, acks).await,
+    }
+}
+
+/// Cancels `abort` once the grace period after `shutdown` is over.
+async fn abort_after_grace(shutdown: CancellationToken, abort: CancellationToken, grace: Duration) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(grace).await;
+    abort.cancel();
 }
 
 /// How many leading transforms are stateless (they run on the source thread;
@@ -296,48 +323,6 @@ fn idle_timeout(cfg: &PipelineConfig) -> Option<Duration> {
         .min()
 }
 
-type Joined<T, E> = Result<Result<T, E>, tokio::task::JoinError>;
-
-/// Waits for both stages; when one fails, the other is told to stop.
-async fn supervise(
-    mut source: tokio::task::JoinHandle<Result<(), SourceError>>,
-    mut writer: tokio::task::JoinHandle<Result<(), WriterError>>,
-    shutdown: &CancellationToken,
-    abort: &CancellationToken,
-) -> (Result<(), SourceError>, Result<(), WriterError>) {
-    let flatten_source =
-        |r: Joined<(), SourceError>| r.unwrap_or_else(|e| Err(panicked_source(&e)));
-    let flatten_writer =
-        |r: Joined<(), WriterError>| r.unwrap_or_else(|e| Err(panicked_writer(&e)));
-    tokio::select! {
-        s = &mut source => {
-            let s = flatten_source(s);
-            if s.is_err() {
-                abort.cancel();
-            }
-            let w = flatten_writer(writer.await);
-            (s, w)
-        }
-        w = &mut writer => {
-            let w = flatten_writer(w);
-            // The source notices the writer is gone on its next tick; stop it anyway.
-            shutdown.cancel();
-            let s = flatten_source(source.await);
-            (s, w)
-        }
-    }
-}
-
-fn panicked_source(e: &tokio::task::JoinError) -> SourceError {
-    tracing::error!(error = %e, "source thread panicked");
-    SourceError::Panicked
-}
-
-fn panicked_writer(e: &tokio::task::JoinError) -> WriterError {
-    tracing::error!(error = %e, "writer task panicked");
-    WriterError::Aborted
-}
-
 impl PipelineError {
     /// A batch was refused because another member claimed its partitions:
     /// this member lost its assignment (e.g. it was paused past its session
@@ -351,110 +336,4 @@ impl PipelineError {
             }
         )
     }
-}
-
-/// Runs a pipeline; when it is fenced, prepares it afresh and rejoins the group.
-async fn run_rejoining(
-    first: Pipeline,
-    shutdown: CancellationToken,
-    grace: Duration,
-) -> Result<(), PipelineError> {
-    let (name, cfg, stats, registry, statistics) = (
-        first.name.clone(),
-        first.cfg.clone(),
-        Arc::clone(&first.stats),
-        Arc::clone(&first.registry),
-        first.statistics,
-    );
-    let mut pipeline = first;
-    loop {
-        match pipeline.run(shutdown.clone(), grace).await {
-            Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
-                tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
-                pipeline = Pipeline::prepare_with(&name, &cfg, Arc::clone(&registry))
-                    .await?
-                    .with_statistics(statistics);
-                // The counters go on across rejoins (health and metrics read them).
-                pipeline.stats = Arc::clone(&stats);
-                stats
-                    .assigned_partitions
-                    .store(0, std::sync::atomic::Ordering::Relaxed);
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Runs every pipeline of `settings` until `shutdown`; the first error is returned
-/// after all pipelines stopped.
-pub async fn run_all(
-    settings: &Settings,
-    shutdown: CancellationToken,
-) -> Result<(), PipelineError> {
-    run_all_with(settings, shutdown, Arc::new(Registry::default())).await
-}
-
-/// [`run_all`] with custom keyed operators (see `examples/custom_operator.rs`).
-pub async fn run_all_with(
-    settings: &Settings,
-    shutdown: CancellationToken,
-    registry: Arc<Registry>,
-) -> Result<(), PipelineError> {
-    let mut prepared = Vec::new();
-    let otlp_metrics =
-        crate::telemetry::metrics_export(&settings.telemetry, |var| std::env::var(var).ok())
-            .map_err(|e| PipelineError::MetricsExport(e.to_string()))?;
-    // High watermarks (for the lag gauge) come from librdkafka's statistics:
-    // only worth their cost when someone reads the metrics.
-    let statistics = (settings.health.listen.is_some() || otlp_metrics.is_some())
-        .then_some(settings.health.statistics_interval);
-    for (name, cfg) in &settings.pipelines {
-        let p = Pipeline::prepare_with(name, cfg, Arc::clone(&registry)).await?;
-        prepared.push(p.with_statistics(statistics));
-    }
-    let grace = settings.shutdown.grace;
-    let metrics_registry: crate::metrics::Registry = prepared
-        .iter()
-        .map(|p| (p.name.clone(), Arc::clone(&p.stats)))
-        .collect();
-    // Dropped when this function returns: one last export, then the thread ends.
-    let _exporter = match otlp_metrics {
-        Some(export) => {
-            tracing::info!(endpoint = %export.endpoint, interval_ms = export.interval.as_millis() as u64, "exporting metrics over OTLP");
-            Some(
-                crate::metrics::otlp::spawn(export, metrics_registry.clone())
-                    .map_err(|e| PipelineError::MetricsExport(e.to_string()))?,
-            )
-        }
-        None => None,
-    };
-    if let Some(addr) = settings.health.listen {
-        let registry = metrics_registry;
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(addr, Arc::new(registry), shutdown).await {
-                tracing::error!(%addr, error = %e, "health and metrics server stopped");
-            }
-        });
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for p in prepared {
-        let shutdown = shutdown.clone();
-        tasks.spawn(run_rejoining(p, shutdown, grace));
-    }
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| {
-            Err(PipelineError::Panicked {
-                pipeline: "?".into(),
-                message: e.to_string(),
-            })
-        });
-        if let Err(e) = result {
-            tracing::error!(error = %e, "pipeline failed; stopping the others");
-            shutdown.cancel();
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }

@@ -1,0 +1,118 @@
+//! Every pipeline of a config, run together until shutdown: the health and
+//! metrics endpoints and the OTLP metrics export are started once for all of
+//! them; a fenced pipeline is prepared afresh and rejoins its group (its
+//! counters carry on); the first pipeline to fail stops the others, and its
+//! error is returned once all have stopped.
+
+use super::{Pipeline, PipelineError};
+use crate::config::Settings;
+use crate::state::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Runs a pipeline; when it is fenced, prepares it afresh and rejoins the group.
+async fn run_rejoining(
+    first: Pipeline,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<(), PipelineError> {
+    let (name, cfg, stats, registry, statistics) = (
+        first.name.clone(),
+        first.cfg.clone(),
+        Arc::clone(&first.stats),
+        Arc::clone(&first.registry),
+        first.statistics,
+    );
+    let mut pipeline = first;
+    loop {
+        match pipeline.run(shutdown.clone(), grace).await {
+            Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
+                tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
+                pipeline = Pipeline::prepare_with(&name, &cfg, Arc::clone(&registry))
+                    .await?
+                    .with_statistics(statistics);
+                // The counters go on across rejoins (health and metrics read them).
+                pipeline.stats = Arc::clone(&stats);
+                stats
+                    .assigned_partitions
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs every pipeline of `settings` until `shutdown`; the first error is returned
+/// after all pipelines stopped.
+pub async fn run_all(
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> Result<(), PipelineError> {
+    run_all_with(settings, shutdown, Arc::new(Registry::default())).await
+}
+
+/// [`run_all`] with custom keyed operators (see `examples/custom_operator.rs`).
+pub async fn run_all_with(
+    settings: &Settings,
+    shutdown: CancellationToken,
+    registry: Arc<Registry>,
+) -> Result<(), PipelineError> {
+    let mut prepared = Vec::new();
+    let otlp_metrics =
+        crate::telemetry::metrics_export(&settings.telemetry, |var| std::env::var(var).ok())
+            .map_err(|e| PipelineError::MetricsExport(e.to_string()))?;
+    // High watermarks (for the lag gauge) come from librdkafka's statistics:
+    // only worth their cost when someone reads the metrics.
+    let statistics = (settings.health.listen.is_some() || otlp_metrics.is_some())
+        .then_some(settings.health.statistics_interval);
+    for (name, cfg) in &settings.pipelines {
+        let p = Pipeline::prepare_with(name, cfg, Arc::clone(&registry)).await?;
+        prepared.push(p.with_statistics(statistics));
+    }
+    let grace = settings.shutdown.grace;
+    let metrics_registry: crate::metrics::Registry = prepared
+        .iter()
+        .map(|p| (p.name.clone(), Arc::clone(&p.stats)))
+        .collect();
+    // Dropped when this function returns: one last export, then the thread ends.
+    let _exporter = match otlp_metrics {
+        Some(export) => {
+            tracing::info!(endpoint = %export.endpoint, interval_ms = export.interval.as_millis() as u64, "exporting metrics over OTLP");
+            Some(
+                crate::metrics::otlp::spawn(export, metrics_registry.clone())
+                    .map_err(|e| PipelineError::MetricsExport(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    if let Some(addr) = settings.health.listen {
+        let registry = metrics_registry;
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, Arc::new(registry), shutdown).await {
+                tracing::error!(%addr, error = %e, "health and metrics server stopped");
+            }
+        });
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in prepared {
+        let shutdown = shutdown.clone();
+        tasks.spawn(run_rejoining(p, shutdown, grace));
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| {
+            Err(PipelineError::Panicked {
+                pipeline: "?".into(),
+                message: e.to_string(),
+            })
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "pipeline failed; stopping the others");
+            shutdown.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
