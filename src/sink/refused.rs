@@ -6,10 +6,12 @@
 //! the broker has every letter, or shutdown aborts it. Without a dead-letter
 //! topic a refused record stops the pipeline instead of being dropped.
 
+use super::output::discount;
 use super::writer::{WriterContext, WriterError};
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::model::{Batch, Origin, RawRecord, TopicPartition};
 use crate::stats::Stats;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info_span, warn, Instrument};
@@ -83,6 +85,24 @@ pub(super) async fn dead_letter(
         records = letters.len(),
     );
     send_letters(ctx, dlq, letters).instrument(span).await
+}
+
+/// Dead-letters the rows the database refused on their own (row index and
+/// message) and takes them off their partitions' counts.
+pub(super) async fn drop_refused(
+    ctx: &WriterContext,
+    batch: &Batch,
+    origins: &[Source],
+    by_partition: &mut BTreeMap<TopicPartition, u64>,
+    bad: &[(usize, String)],
+) -> Result<(), WriterError> {
+    let refused: Vec<Refused> = bad
+        .iter()
+        .map(|(row, message)| Refused::new(origins[*row], Reason::Data, message.clone()))
+        .collect();
+    dead_letter(ctx, batch, &refused).await?;
+    discount(by_partition, batch, &refused);
+    Ok(())
 }
 
 /// The partition a row or refused record came from.

@@ -15,7 +15,7 @@ use super::ddl;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
 use super::output::{discount, stateless_output, Output};
-use super::refused::{dead_letter, Refused, Source};
+use super::refused::{dead_letter, drop_refused, Refused, Source};
 use super::types::{RowTypes, Target};
 use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
@@ -289,17 +289,7 @@ async fn write_rows<S: Sink>(
     checkpoint: Option<&Checkpoint>,
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
-    if ctx.cfg.auto_evolve && evolve(sink, ctx, &output.rows, backoff).await? {
-        // New columns: their values are checked from now on too.
-        *types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
-    }
-    let unfit = output.convert(types);
-    Stats::add(&ctx.stats.tombstones_skipped, output.convert_deletes(types));
-    if let Some(first) = unfit.first() {
-        warn!(rows = unfit.len(), first = %first.message, "values do not fit their columns; dead-lettering the rows");
-    }
-    dead_letter(ctx, batch, &unfit).await?;
-    discount(&mut output.by_partition, batch, &unfit);
+    fit_columns(sink, ctx, types, batch, &mut output, backoff).await?;
     let rows: &[Row] = &output.rows;
     let (schema_keys, mode) = (&ctx.cfg.key_columns, ctx.cfg.mode);
     let mut subset: Option<Vec<usize>> = None; // None: every row
@@ -336,20 +326,14 @@ async fn write_rows<S: Sink>(
                 warn!(error = %e, "the database refused rows; isolating them");
                 let candidates: Vec<usize> =
                     subset.clone().unwrap_or_else(|| (0..rows.len()).collect());
+                let origins = &output.origins;
+                let by_partition = &mut output.by_partition;
                 match isolate(sink, &ctx.cfg, rows, &candidates).await {
                     // The rows all pass on their own: what the database refuses is
                     // not a row (e.g. the batch's state); retrying cannot help.
                     Ok(isolated) if isolated.bad.is_empty() => return Err(e.into()),
                     Ok(isolated) => {
-                        let refused: Vec<Refused> = isolated
-                            .bad
-                            .iter()
-                            .map(|(row, message)| {
-                                Refused::new(output.origins[*row], Reason::Data, message.clone())
-                            })
-                            .collect();
-                        dead_letter(ctx, batch, &refused).await?;
-                        discount(&mut output.by_partition, batch, &refused);
+                        drop_refused(ctx, batch, origins, by_partition, &isolated.bad).await?;
                         subset = Some(isolated.good);
                     }
                     // A transient error while isolating: retry the batch from the top.
@@ -360,6 +344,31 @@ async fn write_rows<S: Sink>(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Adds the columns new fields need (`auto_evolve`), converts the rows to
+/// their columns' types, and dead-letters the rows whose values do not fit
+/// (off their partitions' counts), before anything is written.
+async fn fit_columns<S: Sink>(
+    sink: &mut S,
+    ctx: &WriterContext,
+    types: &mut RowTypes,
+    batch: &Batch,
+    output: &mut Output<'_>,
+    backoff: &mut Backoff,
+) -> Result<(), WriterError> {
+    if ctx.cfg.auto_evolve && evolve(sink, ctx, &output.rows, backoff).await? {
+        // New columns: their values are checked from now on too.
+        *types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
+    }
+    let unfit = output.convert(types);
+    Stats::add(&ctx.stats.tombstones_skipped, output.convert_deletes(types));
+    if let Some(first) = unfit.first() {
+        warn!(rows = unfit.len(), first = %first.message, "values do not fit their columns; dead-lettering the rows");
+    }
+    dead_letter(ctx, batch, &unfit).await?;
+    discount(&mut output.by_partition, batch, &unfit);
+    Ok(())
 }
 
 /// Counts a transient failure and waits out the backoff (or shutdown's abort).
