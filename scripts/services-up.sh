@@ -17,6 +17,8 @@ set -euo pipefail
 LOG_TAG=services-up
 # shellcheck source=scripts/lib/services-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/services-common.sh"
+# shellcheck source=scripts/lib/tls.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tls.sh"
 cd "$REPO_ROOT"
 
 # How long each service may take to become ready.
@@ -31,7 +33,7 @@ mkdir -p "$SERVICES_DIR"
 exec 9>"$SERVICES_DIR/.lock"
 flock -w 300 9 || die "another services-up.sh is still running"
 
-for tool in java kcat psql mariadb mariadbd mariadb-install-db mariadb-admin; do
+for tool in java kcat psql mariadb mariadbd mariadb-install-db mariadb-admin openssl; do
     command -v "$tool" >/dev/null || die "'$tool' not found (on Debian: see .ci/run for the packages)"
 done
 
@@ -236,11 +238,90 @@ pg_stop_debian_main() {
     return 1
 }
 
+# pg_write_config DATA: our settings, TLS files and access rules, rewritten on
+# every start (and before a reload) so edits here take effect. TLS is on with
+# the test CA's server certificate; the role tidemill_cert logs in with a
+# client certificate only (`cert`), tidemill_tls with a password over TLS only.
+pg_write_config() {
+    local data=$1 f
+    cat >"$data/tidemill.conf" <<EOF
+# Written by scripts/services-up.sh; edits are overwritten.
+listen_addresses = '$HOST'
+port = $PG_PORT
+unix_socket_directories = ''   # TCP only; avoids socket-path permission issues
+max_connections = 300          # tests run in parallel
+password_encryption = scram-sha-256
+ssl = on
+ssl_cert_file = 'tls-server.crt'
+ssl_key_file = 'tls-server.key'
+ssl_ca_file = 'tls-ca.crt'
+# Durability settings at their defaults (tests must see real behaviour).
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+EOF
+    cp "$TLS_DIR/server.crt" "$data/tls-server.crt"
+    cp "$TLS_DIR/server.key" "$data/tls-server.key"
+    cp "$TLS_DIR/ca.crt" "$data/tls-ca.crt"
+    chmod 600 "$data/tls-server.key"
+    # Access over TCP only, always with a password or a client certificate.
+    cat >"$data/pg_hba.conf" <<EOF
+# Written by scripts/services-up.sh; edits are overwritten.
+# TYPE     DATABASE  USER           ADDRESS        METHOD
+hostssl    all       tidemill_cert  127.0.0.1/32   cert
+host       all       tidemill_cert  127.0.0.1/32   reject
+hostssl    all       tidemill_tls   127.0.0.1/32   scram-sha-256
+host       all       tidemill_tls   127.0.0.1/32   reject
+host       all       all            127.0.0.1/32   scram-sha-256
+host       all       all            ::1/128        scram-sha-256
+EOF
+    if is_root; then
+        for f in tidemill.conf pg_hba.conf tls-server.crt tls-server.key tls-ca.crt; do
+            chown postgres:postgres "$data/$f"
+        done
+    fi
+}
+
+# pg_tls_roles: the roles the TLS tests log in as (idempotent).
+pg_tls_roles() {
+    PGCONNECT_TIMEOUT=5 psql "$PG_URL" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<EOF
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tidemill_cert') THEN
+    CREATE ROLE tidemill_cert LOGIN SUPERUSER;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tidemill_tls') THEN
+    CREATE ROLE tidemill_tls LOGIN SUPERUSER PASSWORD '$PG_PASSWORD';
+  END IF;
+END \$\$;
+EOF
+}
+
+# pg_tls_on: the server we reach speaks TLS.
+pg_tls_on() {
+    [[ $(PGCONNECT_TIMEOUT=3 psql "$PG_URL" -XAtqc 'show ssl' 2>/dev/null) == on ]]
+}
+
+# pg_reuse_with_tls: a cluster of ours that was started without TLS (an
+# older test bed) gets the current config and a reload (ssl is reloadable).
+pg_reuse_with_tls() {
+    local bin data
+    pg_tls_on && return
+    data="$(readlink -f "$PG_LINK" 2>/dev/null || true)/data"
+    [[ -f $data/PG_VERSION ]] || die "postgres: the server on $HOST:$PG_PORT has TLS off and is not ours to reconfigure"
+    bin="$(pg_bin_dir)"
+    log "postgres: turning TLS on in the running cluster (reload)"
+    pg_write_config "$data"
+    as_pg_user "$bin/pg_ctl" -D "$data" reload >/dev/null
+    wait_for 30 "PostgreSQL to serve TLS" pg_tls_on || die "postgres: TLS still off after a reload"
+}
+
 pg_up() {
     local bin dir data pwfile
 
     if pg_answers; then
         log "postgres: already answers on $HOST:$PG_PORT as '$PG_USER', reusing it"
+        pg_reuse_with_tls
+        pg_tls_roles || die "postgres: could not create the TLS test roles"
         return
     fi
     if port_open "$PG_PORT"; then
@@ -273,28 +354,7 @@ pg_up() {
         die "postgres: $data was created by PostgreSQL $(cat "$data/PG_VERSION"), but $bin is another major version; remove $dir to recreate it"
     fi
 
-    # Our settings, rewritten on every start so edits here take effect.
-    cat >"$data/tidemill.conf" <<EOF
-# Written by scripts/services-up.sh; edits are overwritten.
-listen_addresses = '$HOST'
-port = $PG_PORT
-unix_socket_directories = ''   # TCP only; avoids socket-path permission issues
-max_connections = 300          # tests run in parallel
-password_encryption = scram-sha-256
-# Durability settings at their defaults (tests must see real behaviour).
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-EOF
-    is_root && chown postgres:postgres "$data/tidemill.conf"
-    # Access over TCP only, always with a password.
-    cat >"$data/pg_hba.conf" <<EOF
-# Written by scripts/services-up.sh; edits are overwritten.
-# TYPE  DATABASE  USER  ADDRESS        METHOD
-host    all       all   127.0.0.1/32   scram-sha-256
-host    all       all   ::1/128        scram-sha-256
-EOF
-    is_root && chown postgres:postgres "$data/pg_hba.conf"
+    pg_write_config "$data"
 
     log "postgres: starting (log in $dir/postgres.log)"
     as_pg_user "$bin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t "$PG_START_TIMEOUT" start >/dev/null 9>&- ||
@@ -304,7 +364,8 @@ EOF
         }
     wait_for "$PG_START_TIMEOUT" "PostgreSQL on $HOST:$PG_PORT" pg_answers ||
         die "postgres: not accepting $PG_USER logins; see $dir/postgres.log"
-    log "postgres: answers on $HOST:$PG_PORT"
+    pg_tls_roles || die "postgres: could not create the TLS test roles"
+    log "postgres: answers on $HOST:$PG_PORT (TLS on)"
 }
 
 # =============================================================================
@@ -341,16 +402,31 @@ mariadb_stop_debian_default() {
     mariadb-admin --no-defaults --socket="$sock" -u root shutdown
 }
 
+# mariadb_tls_on: the server we reach has TLS enabled.
+mariadb_tls_on() {
+    [[ $(mariadb --no-defaults -h "$HOST" -P "$MARIADB_PORT" -u "$MARIADB_USER" -p"$MARIADB_PASSWORD" \
+        --connect-timeout=3 -NBe "select @@have_ssl" 2>/dev/null) == YES ]]
+}
+
 mariadb_up() {
     local pid run_as=()
 
     if mariadb_answers; then
         if pid="$(read_pid "$MARIADB_PID_FILE" mariadbd)"; then
-            log "mariadb: already running (pid $pid) on $HOST:$MARIADB_PORT, reusing it"
+            if ! mariadb_tls_on; then
+                # Started by an older test bed without TLS: TLS files are read at start-up only.
+                log "mariadb: running without TLS (pid $pid); restarting it with TLS on"
+                kill -TERM "$pid"
+                wait_pid_exit "$pid" 60 || die "mariadb: pid $pid did not stop"
+            else
+                log "mariadb: already running (pid $pid) on $HOST:$MARIADB_PORT, reusing it"
+                return
+            fi
         else
+            mariadb_tls_on || die "mariadb: the server on $HOST:$MARIADB_PORT has TLS off and is not ours to restart"
             log "mariadb: already answers on $HOST:$MARIADB_PORT as '$MARIADB_USER', reusing it"
+            return
         fi
-        return
     fi
 
     mkdir -p "$MARIADB_DIR"
@@ -371,6 +447,11 @@ max_connections=300
 character-set-server=utf8mb4
 collation-server=utf8mb4_unicode_ci
 innodb_buffer_pool_size=256M
+# TLS with the test CA's server certificate (tidemill_tls REQUIREs SSL,
+# tidemill_x509 a client certificate from that CA).
+ssl_ca=$TLS_DIR/ca.crt
+ssl_cert=$TLS_DIR/server.crt
+ssl_key=$TLS_DIR/server.key
 # Durability at its defaults (innodb_flush_log_at_trx_commit=1, sync_binlog).
 EOF
 
@@ -421,6 +502,10 @@ EOF
         GRANT ALL PRIVILEGES ON *.* TO '$MARIADB_USER'@'%' WITH GRANT OPTION;
         GRANT ALL PRIVILEGES ON *.* TO '$MARIADB_USER'@'127.0.0.1' WITH GRANT OPTION;
         GRANT ALL PRIVILEGES ON *.* TO '$MARIADB_USER'@'localhost' WITH GRANT OPTION;
+        CREATE USER IF NOT EXISTS 'tidemill_tls'@'%' IDENTIFIED BY '$MARIADB_PASSWORD' REQUIRE SSL;
+        GRANT ALL PRIVILEGES ON *.* TO 'tidemill_tls'@'%';
+        CREATE USER IF NOT EXISTS 'tidemill_x509'@'%' IDENTIFIED BY '$MARIADB_PASSWORD' REQUIRE X509;
+        GRANT ALL PRIVILEGES ON *.* TO 'tidemill_x509'@'%';
         FLUSH PRIVILEGES;" ||
         die "mariadb: could not create the '$MARIADB_USER' account"
 
@@ -436,6 +521,7 @@ EOF
 started=$SECONDS
 # Kafka's JVM is the slowest to boot, so launch it first, bring up the
 # databases meanwhile, then wait for Kafka.
+tls_material
 kafka_start
 pg_up
 mariadb_up
@@ -447,6 +533,7 @@ cat <<EOF
   Kafka       $KAFKA_BOOTSTRAP
   PostgreSQL  $PG_URL
   MariaDB     $MARIADB_URL
+  TLS         test CA and certificates in $TLS_DIR
   state/logs  ${SERVICES_DIR}
   stop with   scripts/services-down.sh
 EOF

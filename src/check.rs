@@ -57,9 +57,19 @@ async fn check_sink(name: &str, p: &PipelineConfig) -> Vec<Problem> {
     }
     match AnySink::open(&p.sink).await {
         Ok(_) => Vec::new(),
-        Err(e) => vec![Problem {
-            key: format!("pipelines.{name}.sink"),
-            message: format!("{} ({})", e, redact_url(p.sink.url.expose())),
-        }],
+        Err(e) => {
+            use crate::sink::error::SinkError;
+            // Connection problems are the URL's; the message already shows it (redacted).
+            let (key, message) = match e {
+                SinkError::Connect { .. } | SinkError::Tls { .. } | SinkError::TlsFile { .. } => {
+                    (format!("pipelines.{name}.sink.url"), e.to_string())
+                }
+                _ => (
+                    format!("pipelines.{name}.sink"),
+                    format!("{} ({})", e, redact_url(p.sink.url.expose())),
+                ),
+            };
+            vec![Problem { key, message }]
+        }
     }
 }

@@ -16,8 +16,22 @@ pub enum RetryClass {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("connecting to {url}: {source}")]
+    #[error("connecting to {url} (sink.url): {source}")]
     Connect { url: String, source: sqlx::Error },
+    /// A certificate or key the URL names, or the handshake, cannot work.
+    /// (The driver's error is part of the message, not a `source`, so an
+    /// error chain does not repeat it.)
+    #[error("connecting to {url} (sink.url): {problem} ({driver})")]
+    Tls {
+        url: String,
+        problem: &'static str,
+        driver: Box<sqlx::Error>,
+    },
+    #[error("connecting to {url} (sink.url): {file}")]
+    TlsFile {
+        url: String,
+        file: Box<super::tls::FileError>,
+    },
     #[error("reading the schema of table {table}: {source}")]
     Describe { table: String, source: sqlx::Error },
     #[error("table {table} does not exist")]
@@ -48,15 +62,33 @@ impl SinkError {
             | SinkError::Checkpoint { source }
             | SinkError::State { source } => classify(source),
             SinkError::Fenced { .. } | SinkError::StateFormat { .. } => RetryClass::Fatal,
+            SinkError::Tls { .. } | SinkError::TlsFile { .. } => RetryClass::Fatal,
             SinkError::MissingTable { .. } | SinkError::Schema { .. } => RetryClass::Fatal,
             SinkError::Row { .. } => RetryClass::Data,
         }
     }
 }
 
+/// The error for a failed connection: a TLS failure retrying cannot fix is
+/// said in words ([`super::tls::explain`]); anything else keeps its class.
+pub fn connect_error(url: String, source: sqlx::Error) -> SinkError {
+    match super::tls::explain(&source) {
+        Some(problem) => SinkError::Tls {
+            url,
+            problem,
+            driver: Box::new(source),
+        },
+        None => SinkError::Connect { url, source },
+    }
+}
+
 /// Classifies a driver error by SQLSTATE (PostgreSQL), error number (MySQL,
 /// MariaDB), result code (SQLite) or kind.
 pub fn classify(err: &sqlx::Error) -> RetryClass {
+    if super::tls::explain(err).is_some() {
+        // A certificate nobody trusts stays untrusted: fail loudly instead.
+        return RetryClass::Fatal;
+    }
     match err {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

@@ -45,6 +45,7 @@ mod prepare;
 mod refused;
 pub mod schema;
 pub mod sqlite;
+pub mod tls;
 mod transact;
 pub mod types;
 pub mod writer;

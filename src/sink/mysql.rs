@@ -148,10 +148,11 @@ impl MySqlSink {
 
 async fn connect(cfg: &SinkConfig) -> Result<MySqlPool, SinkError> {
     let url = cfg.url.expose();
-    let connect_err = |source| SinkError::Connect {
+    let connect_err = |source| super::error::connect_error(redact_url(url), source);
+    super::tls::check_files(url).map_err(|file| SinkError::TlsFile {
         url: redact_url(url),
-        source,
-    };
+        file: Box::new(file),
+    })?;
     let options = MySqlConnectOptions::from_str(url).map_err(connect_err)?;
     super::pool::options::<sqlx::MySql>(cfg)
         .after_connect(|conn, _meta| {

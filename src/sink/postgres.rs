@@ -133,10 +133,11 @@ impl PostgresSink {
 
 async fn connect(cfg: &SinkConfig) -> Result<PgPool, SinkError> {
     let url = cfg.url.expose();
-    let connect_err = |source| SinkError::Connect {
+    let connect_err = |source| super::error::connect_error(redact_url(url), source);
+    super::tls::check_files(url).map_err(|file| SinkError::TlsFile {
         url: redact_url(url),
-        source,
-    };
+        file: Box::new(file),
+    })?;
     let options = PgConnectOptions::from_str(url)
         .map_err(connect_err)?
         .application_name("tidemill");
