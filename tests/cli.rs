@@ -82,7 +82,9 @@ async fn check_reports_missing_topic_and_table_at_once_naming_keys() {
 
 #[test]
 fn check_reports_every_config_problem_at_once() {
-    let toml = pipeline_toml("t", "g", "sqlite://x.db", "t", "mode = \"upsert\"")
+    let db_dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", db_dir.path().join("x.db").display());
+    let toml = pipeline_toml("t", "g", &url, "t", "mode = \"upsert\"")
         .replace("max_rows = 500", "max_rows = 0")
         .replace("brokers = \"", "brokers = \"\" #");
     let (_dir, path) = write_config(&toml);
@@ -100,7 +102,9 @@ fn check_reports_every_config_problem_at_once() {
 
 #[test]
 fn run_fails_at_start_up_naming_an_unknown_key() {
-    let toml = pipeline_toml("t", "g", "sqlite://x.db", "t", "batch_size = 10");
+    let db_dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", db_dir.path().join("x.db").display());
+    let toml = pipeline_toml("t", "g", &url, "t", "batch_size = 10");
     let (_dir, path) = write_config(&toml);
     let out = tidemill(&["run", "--config", &path], &[]);
     assert!(!out.status.success());
