@@ -13,8 +13,14 @@
 //! - A failed commit (e.g. `RebalanceInProgress`) is never treated as success:
 //!   a synchronous commit that fails leaves the offset pending; an asynchronous
 //!   one (the steady-state path, so the poll thread never waits on the broker)
-//!   is reported to [`Committer::commit_failed`], which makes it pending again.
-//!   Either way it is retried on the next call.
+//!   counts only once Kafka confirms it per partition
+//!   ([`Committer::commit_result`]). A partition Kafka refused — even inside a
+//!   commit whose overall result was success, as librdkafka reports a partial
+//!   failure — is retried after [`RETRY_AFTER`]; a commit Kafka has not
+//!   confirmed within [`RESEND_AFTER`] is sent again. Retries need no new
+//!   batch: an idle member keeps retrying on its poll ticks, so Kafka's
+//!   committed offsets converge to what the database holds (lag monitors and
+//!   autoscalers read them).
 //!
 //! Kafka's committed offset is the *next* offset to read, hence the `+ 1`.
 
@@ -23,7 +29,15 @@ use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 use tracing::{debug, warn};
+
+/// How long after Kafka refused a partition's commit it is tried again (a
+/// rebalance usually settles within this; no tight loop meanwhile).
+pub const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// How long an asynchronous commit may stay unconfirmed before it is sent again.
+pub const RESEND_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -38,15 +52,28 @@ struct Progress {
     in_flight: VecDeque<(u64, OffsetRange, bool)>,
     /// Next offset to read, once everything before it is in the database.
     committable: Option<i64>,
-    /// What Kafka last accepted.
+    /// What Kafka accepted, or what the commit sent at `unconfirmed` will set.
     committed: Option<i64>,
+    /// When the asynchronous commit of `committed` was sent, until Kafka confirms it.
+    unconfirmed: Option<Instant>,
+    /// Kafka refused the last commit: not before this instant again.
+    retry_at: Option<Instant>,
 }
 
 impl Progress {
-    /// The offset to commit, when it advanced past what Kafka last accepted.
-    fn pending(&self) -> Option<i64> {
+    /// The offset to commit at `now`: it advanced past what Kafka accepted,
+    /// or the commit of it went unconfirmed for too long.
+    fn pending(&self, now: Instant) -> Option<i64> {
+        if self.retry_at.is_some_and(|at| now < at) {
+            return None;
+        }
         match (self.committable, self.committed) {
-            (Some(next), Some(done)) if next <= done => None,
+            (Some(next), Some(done)) if next <= done => {
+                let stale = self
+                    .unconfirmed
+                    .is_some_and(|sent| now.duration_since(sent) >= RESEND_AFTER);
+                stale.then_some(next)
+            }
             (next, _) => next,
         }
     }
@@ -113,41 +140,50 @@ impl Committer {
             .sum()
     }
 
-    /// Offsets that advanced since the last successful commit.
-    pub fn pending(&self) -> BTreeMap<TopicPartition, i64> {
+    /// Offsets to commit at `now`: advanced since Kafka last accepted them,
+    /// or sent and never confirmed.
+    pub fn pending(&self, now: Instant) -> BTreeMap<TopicPartition, i64> {
         self.partitions
             .iter()
-            .filter_map(|(tp, p)| p.pending().map(|next| (tp.clone(), next)))
+            .filter_map(|(tp, p)| p.pending(now).map(|next| (tp.clone(), next)))
             .collect()
     }
 
-    /// Whether some offset advanced past what Kafka last accepted (asked
-    /// after every record: it allocates nothing).
-    pub fn has_pending(&self) -> bool {
-        self.partitions.values().any(|p| p.pending().is_some())
+    /// Whether some offset is to be committed at `now` (asked after every
+    /// record: it allocates nothing).
+    pub fn has_pending(&self, now: Instant) -> bool {
+        self.partitions.values().any(|p| p.pending(now).is_some())
     }
 
-    /// An asynchronous commit of `offsets` failed: make them pending again,
-    /// unless a later commit already moved past them.
-    pub fn commit_failed(&mut self, offsets: &BTreeMap<TopicPartition, i64>) {
-        for (tp, offset) in offsets {
-            if let Some(p) = self.partitions.get_mut(tp) {
-                if p.committed == Some(*offset) {
-                    p.committed = None;
-                }
+    /// Kafka's answer to an asynchronous commit, per partition: `Ok` confirms
+    /// the offset, `Err` makes it pending again after [`RETRY_AFTER`] — unless
+    /// a later commit already superseded it.
+    pub fn commit_result(&mut self, results: &[(TopicPartition, i64, bool)], now: Instant) {
+        for (tp, offset, ok) in results {
+            let Some(p) = self.partitions.get_mut(tp) else {
+                continue;
+            };
+            if p.committed != Some(*offset) {
+                continue; // superseded by a later commit, which reports for itself
+            }
+            p.unconfirmed = None;
+            if !ok {
+                p.committed = None;
+                p.retry_at = Some(now + RETRY_AFTER);
             }
         }
     }
 
     /// Commits every pending offset to Kafka. With [`CommitMode::Sync`] only
-    /// successful commits count; with [`CommitMode::Async`] the offsets count
-    /// as committed until [`Committer::commit_failed`] says otherwise.
+    /// successful commits count; with [`CommitMode::Async`] the offsets are
+    /// unconfirmed until [`Committer::commit_result`] reports Kafka's answer.
     pub fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &impl Consumer<C>,
         mode: CommitMode,
+        now: Instant,
     ) -> Result<usize, CommitError> {
-        let pending = self.pending();
+        let pending = self.pending(now);
         if pending.is_empty() {
             return Ok(0);
         }
@@ -162,9 +198,12 @@ impl Committer {
         match consumer.commit(&tpl, mode) {
             // An async commit only fails here when it cannot be queued.
             Ok(()) => {
+                let sent = matches!(mode, CommitMode::Async).then_some(now);
                 for (tp, next) in &pending {
                     if let Some(p) = self.partitions.get_mut(tp) {
                         p.committed = Some(*next);
+                        p.unconfirmed = sent;
+                        p.retry_at = None;
                     }
                 }
                 debug!(offsets = %describe(&pending), "committed offsets");
@@ -226,16 +265,16 @@ mod tests {
         c.assign(tp(0), None);
         let b = batch(1, &[(0, 0, 9)]);
         c.dispatched(&b);
-        assert!(c.pending().is_empty());
+        assert!(c.pending(Instant::now()).is_empty());
         c.acked(&ack(&b));
-        assert_eq!(c.pending()[&tp(0)], 10);
+        assert_eq!(c.pending(Instant::now())[&tp(0)], 10);
     }
 
     #[test]
     fn a_resumed_checkpoint_is_committable_at_once() {
         let mut c = Committer::default();
         c.assign(tp(0), Some(42));
-        assert_eq!(c.pending()[&tp(0)], 42);
+        assert_eq!(c.pending(Instant::now())[&tp(0)], 42);
     }
 
     #[test]
@@ -246,9 +285,12 @@ mod tests {
         c.dispatched(&b1);
         c.dispatched(&b2);
         c.acked(&ack(&b2));
-        assert!(c.pending().is_empty(), "batch 1 not yet in the database");
+        assert!(
+            c.pending(Instant::now()).is_empty(),
+            "batch 1 not yet in the database"
+        );
         c.acked(&ack(&b1));
-        assert_eq!(c.pending()[&tp(0)], 20);
+        assert_eq!(c.pending(Instant::now())[&tp(0)], 20);
         assert_eq!(c.in_flight(None), 0);
     }
 
@@ -261,27 +303,68 @@ mod tests {
         c.dispatched(&b1);
         c.dispatched(&b2);
         c.acked(&ack(&b1));
-        assert_eq!(c.pending()[&tp(0)], 5);
-        assert_eq!(c.pending()[&tp(1)], 5);
+        assert_eq!(c.pending(Instant::now())[&tp(0)], 5);
+        assert_eq!(c.pending(Instant::now())[&tp(1)], 5);
         assert_eq!(c.in_flight(Some(&[tp(1)])), 1);
     }
 
+    /// Marks `next` as sent asynchronously at `at` (what `commit` records).
+    fn sent(c: &mut Committer, p: i32, next: i64, at: Instant) {
+        let progress = c.partitions.get_mut(&tp(p)).expect("owned");
+        progress.committed = Some(next);
+        progress.unconfirmed = Some(at);
+        progress.retry_at = None;
+    }
+
     #[test]
-    fn failed_async_commit_becomes_pending_again_unless_superseded() {
+    fn a_refused_commit_is_retried_after_a_pause_unless_superseded() {
+        let t0 = Instant::now();
         let mut c = Committer::default();
         c.assign(tp(0), None);
         let (b1, b2) = (batch(1, &[(0, 0, 9)]), batch(2, &[(0, 10, 19)]));
         c.dispatched(&b1);
         c.acked(&ack(&b1));
-        c.partitions.get_mut(&tp(0)).expect("owned").committed = Some(10);
-        assert!(!c.has_pending());
-        c.commit_failed(&BTreeMap::from([(tp(0), 10)]));
-        assert_eq!(c.pending()[&tp(0)], 10);
+        sent(&mut c, 0, 10, t0);
+        assert!(!c.has_pending(t0));
+        c.commit_result(&[(tp(0), 10, false)], t0);
+        assert!(!c.has_pending(t0), "no retry in a tight loop");
+        assert_eq!(c.pending(t0 + RETRY_AFTER)[&tp(0)], 10);
         c.dispatched(&b2);
         c.acked(&ack(&b2));
-        c.partitions.get_mut(&tp(0)).expect("owned").committed = Some(20);
-        c.commit_failed(&BTreeMap::from([(tp(0), 10)]));
-        assert!(!c.has_pending(), "a later commit already covers offset 10");
+        sent(&mut c, 0, 20, t0);
+        c.commit_result(&[(tp(0), 10, false)], t0);
+        assert!(
+            !c.has_pending(t0 + RETRY_AFTER),
+            "a later commit already covers offset 10"
+        );
+    }
+
+    #[test]
+    fn a_partition_refused_inside_a_successful_commit_is_retried_alone() {
+        // librdkafka reports a commit whose partitions partly failed as a
+        // success overall; the per-partition errors are what count.
+        let t0 = Instant::now();
+        let mut c = Committer::default();
+        c.assign(tp(0), Some(5));
+        c.assign(tp(1), Some(7));
+        sent(&mut c, 0, 5, t0);
+        sent(&mut c, 1, 7, t0);
+        c.commit_result(&[(tp(0), 5, true), (tp(1), 7, false)], t0);
+        let later = t0 + RETRY_AFTER;
+        assert_eq!(c.pending(later), BTreeMap::from([(tp(1), 7)]));
+        sent(&mut c, 1, 7, later);
+        c.commit_result(&[(tp(1), 7, true)], later);
+        assert!(!c.has_pending(later + RESEND_AFTER), "both confirmed");
+    }
+
+    #[test]
+    fn a_commit_kafka_never_confirms_is_sent_again_when_idle() {
+        let t0 = Instant::now();
+        let mut c = Committer::default();
+        c.assign(tp(0), Some(42));
+        sent(&mut c, 0, 42, t0);
+        assert!(!c.has_pending(t0 + RESEND_AFTER / 2));
+        assert_eq!(c.pending(t0 + RESEND_AFTER)[&tp(0)], 42);
     }
 
     #[test]
@@ -292,7 +375,7 @@ mod tests {
         c.dispatched(&b);
         c.revoke(&tp(0));
         c.acked(&ack(&b));
-        assert!(c.pending().is_empty());
+        assert!(c.pending(Instant::now()).is_empty());
         assert!(!c.owns(&tp(0)));
     }
 }

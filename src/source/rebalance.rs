@@ -133,21 +133,36 @@ impl SourceContext {
         }
     }
 
+    /// Kafka's answer to an asynchronous commit, judged per partition: a
+    /// partial failure arrives as an overall success with errors on some
+    /// partitions (librdkafka sets the overall error only when all failed).
     fn on_commit(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(error) = result {
-            warn!(pipeline = %self.pipeline, %error, "async offset commit failed; will retry");
-            let failed = offsets
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    rdkafka::Offset::Offset(o) => {
-                        Some((TopicPartition::new(e.topic(), e.partition()), o))
-                    }
-                    _ => None,
-                })
-                .collect();
-            self.lock().committer.commit_failed(&failed);
+        let results: Vec<(TopicPartition, i64, bool)> = offsets
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some((
+                    TopicPartition::new(e.topic(), e.partition()),
+                    o,
+                    result.is_ok() && e.error().is_ok(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let refused: Vec<String> = results
+            .iter()
+            .filter(|r| !r.2)
+            .map(|(tp, o, _)| format!("{tp}@{o}"))
+            .collect();
+        if !refused.is_empty() {
+            let error = result.err().map(|e| e.to_string()).unwrap_or_else(|| {
+                first_partition_error(offsets).unwrap_or_else(|| "refused".into())
+            });
+            warn!(pipeline = %self.pipeline, offsets = %refused.join(","), %error, "offset commit refused; will retry");
         }
+        self.lock()
+            .committer
+            .commit_result(&results, std::time::Instant::now());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Driver> {
@@ -157,6 +172,13 @@ impl SourceContext {
             .lock()
             .expect("driver lock poisoned by a panic on the source thread")
     }
+}
+
+fn first_partition_error(offsets: &TopicPartitionList) -> Option<String> {
+    offsets
+        .elements()
+        .iter()
+        .find_map(|e| e.error().err().map(|e| e.to_string()))
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {

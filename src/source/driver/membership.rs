@@ -136,7 +136,10 @@ impl Driver {
         } else {
             let deadline = Instant::now() + self.revoke_timeout;
             let done = self.drain_until(consumer, deadline, |c| c.in_flight(Some(partitions)) == 0);
-            if let Err(e) = self.committer.commit(consumer, CommitMode::Sync) {
+            if let Err(e) = self
+                .committer
+                .commit(consumer, CommitMode::Sync, Instant::now())
+            {
                 warn!(error = %e, "commit on revoke failed; the next owner re-reads those records");
             }
             done
@@ -172,7 +175,10 @@ impl Driver {
     /// commits, and lets the writer go. Returns whether everything was committed.
     pub fn finish(&mut self, consumer: &Consumer, deadline: Instant) -> bool {
         let done = self.drain_until(consumer, deadline, |c| c.in_flight(None) == 0);
-        let committed = self.committer.commit(consumer, CommitMode::Sync).is_ok();
+        let committed = self
+            .committer
+            .commit(consumer, CommitMode::Sync, Instant::now())
+            .is_ok();
         self.batches = None;
         done && committed && self.batcher.is_empty()
     }

@@ -67,6 +67,22 @@ pub enum SourceError {
         "kafka holds records this consumer cannot read ({0}); stopping rather than skipping them"
     )]
     Unreadable(rdkafka::error::KafkaError),
+    /// librdkafka's client is unusable (e.g. another member took this
+    /// `group.instance.id`): stop instead of idling in the group forever.
+    #[error("kafka consumer failed for good: {reason}{hint}")]
+    Fatal { reason: String, hint: &'static str },
+}
+
+impl SourceError {
+    /// A fatal client error, with a hint for the one an operator can cause.
+    pub fn fatal(reason: String) -> Self {
+        let hint = if reason.contains("fenced") || reason.contains("FENCED_INSTANCE_ID") {
+            " (another member uses this kafka.group_instance_id: each instance needs its own)"
+        } else {
+            ""
+        };
+        SourceError::Fatal { reason, hint }
+    }
 }
 
 pub struct Driver {
@@ -256,7 +272,7 @@ impl Driver {
 
     /// Moves work along: acks → commits; a due batch → the writer.
     pub fn tick(&mut self, consumer: &Consumer, now: Instant) -> Result<(), SourceError> {
-        self.drain_acks(consumer)?;
+        self.drain_acks(consumer, now)?;
         let sink_idle = self.committer.in_flight(None) == 0;
         if let Some(clock) = &mut self.idle {
             if self.waiting || self.paused {
@@ -379,7 +395,7 @@ impl Driver {
         Ok(())
     }
 
-    fn drain_acks(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+    fn drain_acks(&mut self, consumer: &Consumer, now: Instant) -> Result<(), SourceError> {
         let mut any = false;
         let mut traced = Vec::new();
         loop {
@@ -399,12 +415,12 @@ impl Driver {
                 }
             }
         }
-        if any || self.committer.has_pending() {
+        if any || self.committer.has_pending(now) {
             // Async: the poll thread never waits on the broker here. A failure is
             // reported to the commit callback, which makes the offsets pending again.
             let span = trace::kafka_commit_span(&self.group, &traced);
             let _entered = span.enter();
-            let _ = self.committer.commit(consumer, CommitMode::Async);
+            let _ = self.committer.commit(consumer, CommitMode::Async, now);
         }
         Ok(())
     }
