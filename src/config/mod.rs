@@ -11,13 +11,14 @@ mod pipeline;
 mod secret;
 mod transform;
 mod validate;
+mod validate_kafka;
 mod validate_transforms;
 
 pub use pipeline::{
     AggregateConfig, Backend, BatchConfig, ColumnConfig, ColumnOverride, DeadLetterConfig,
-    DecodeFormat, DedupConfig, Delivery, EmitMode, KafkaConfig, LatePolicy, PipelineConfig,
-    SchemaConfig, SinkConfig, SinkMode, StateConfig, TimeFormat, TimestampFormat, TransformConfig,
-    WindowConfig, WindowKind,
+    DecodeFormat, DedupConfig, Delivery, EmitMode, GroupProtocol, KafkaConfig, LatePolicy,
+    PipelineConfig, SchemaConfig, SinkConfig, SinkMode, StateConfig, TimeFormat, TimestampFormat,
+    TransformConfig, WindowConfig, WindowKind,
 };
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;

@@ -65,20 +65,48 @@ pub struct KafkaConfig {
     /// Where a group with no committed offset starts: `earliest` or `latest`.
     #[serde(default = "default_offset_reset")]
     pub auto_offset_reset: String,
-    #[serde(default = "default_session_timeout", with = "duration")]
-    pub session_timeout: Duration,
+    /// Group session timeout (classic protocol only; the broker owns it with
+    /// `group_protocol = "consumer"`). Default [`DEFAULT_SESSION_TIMEOUT`].
+    #[serde(default, with = "duration::option")]
+    pub session_timeout: Option<Duration>,
+    /// Static membership (KIP-345): this member's stable id in the group, e.g.
+    /// the Kubernetes pod name. A member that restarts within the session
+    /// timeout gets its partitions back without a rebalance. Unique per group.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
+    /// `classic` (the default) or `consumer` (KIP-848: the broker assigns
+    /// partitions and owns the session timeout and heartbeat; Kafka 4.0+).
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
     /// Passed to librdkafka as they are (TLS, SASL, tuning). Values are secret.
     #[serde(default)]
     pub options: BTreeMap<String, Secret>,
+}
+
+/// The consumer group protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// The classic protocol, with client-side cooperative-sticky assignment.
+    #[default]
+    Classic,
+    /// KIP-848's protocol: assignment, session timeout and heartbeat on the broker.
+    Consumer,
+}
+
+impl KafkaConfig {
+    /// The session timeout the classic protocol uses.
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT)
+    }
 }
 
 fn default_offset_reset() -> String {
     "earliest".into()
 }
 
-fn default_session_timeout() -> Duration {
-    Duration::from_secs(10)
-}
+/// `kafka.session_timeout` when it is not set.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]

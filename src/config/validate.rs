@@ -64,14 +64,7 @@ fn pipeline(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String
             ),
         );
     }
-    for option in p.kafka.options.keys() {
-        if RESERVED_KAFKA_OPTIONS.contains(&option.as_str()) {
-            push(
-                key(&format!("kafka.options.{option}")),
-                "is set by tidemill itself and cannot be overridden".into(),
-            );
-        }
-    }
+    super::validate_kafka::membership(name, &p.kafka, push);
     if p.topics.is_empty() || p.topics.iter().any(|t| t.trim().is_empty()) {
         push(key("topics"), "must list one or more topic names".into());
     }
@@ -87,15 +80,6 @@ fn pipeline(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String
     sink(name, p, push);
     batch(name, p, push);
 }
-
-/// Client settings tidemill owns: overriding them would break its guarantees.
-const RESERVED_KAFKA_OPTIONS: &[&str] = &[
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "partition.assignment.strategy",
-    "bootstrap.servers",
-];
 
 fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
     let key = |k: &str| format!("pipelines.{name}.sink.{k}");

@@ -1,12 +1,14 @@
 //! Kafka client settings shared by the consumer and `tidemill check`.
 
-use crate::config::PipelineConfig;
+use crate::config::{GroupProtocol, PipelineConfig};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
 /// Consumer settings for one pipeline. tidemill owns the settings its
 /// guarantees rest on (manual offsets, cooperative assignment); the rest can
-/// be overridden through `kafka.options`.
+/// be overridden through `kafka.options`. With `group_protocol = "consumer"`
+/// (KIP-848) the broker owns assignment, session timeout and heartbeat, and
+/// librdkafka refuses those client settings, so none is set.
 pub fn consumer_config(name: &str, p: &PipelineConfig) -> ClientConfig {
     let mut cfg = client_config(p);
     cfg.set("group.id", p.group_id(name))
@@ -14,14 +16,21 @@ pub fn consumer_config(name: &str, p: &PipelineConfig) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("auto.offset.reset", &p.kafka.auto_offset_reset)
-        .set(
-            "session.timeout.ms",
-            p.kafka.session_timeout.as_millis().to_string(),
-        )
-        // New topics and added partitions are noticed within seconds, not minutes.
-        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("auto.offset.reset", &p.kafka.auto_offset_reset);
+    match p.kafka.group_protocol {
+        GroupProtocol::Classic => cfg
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "session.timeout.ms",
+                p.kafka.session_timeout().as_millis().to_string(),
+            ),
+        GroupProtocol::Consumer => cfg.set("group.protocol", "consumer"),
+    };
+    if let Some(id) = &p.kafka.group_instance_id {
+        cfg.set("group.instance.id", id);
+    }
+    // New topics and added partitions are noticed within seconds, not minutes.
+    cfg.set("topic.metadata.refresh.interval.ms", "5000")
         // librdkafka prefetches up to 64 MiB by default, held in its own (glibc)
         // heap, and once that queue is full it waits `fetch.queue.backoff.ms`
         // (1 s) before fetching again. A small queue refilled promptly is both

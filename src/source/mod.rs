@@ -108,14 +108,26 @@ fn poll_loop<'a>(
             .heartbeat_ms
             .store(clock.ms(now), std::sync::atomic::Ordering::Relaxed);
         match polled {
-            None => driver.tick(consumer, now)?,
+            None => {
+                // Idle polls (at most every 100 ms) look for a fatal client error,
+                // which librdkafka may only report through its error callback.
+                if let Some(e) = fatal(consumer) {
+                    return Err(e);
+                }
+                driver.tick(consumer, now)?
+            }
             Some(Ok(msg)) => {
                 driver.on_message(&msg, now)?;
                 driver.tick(consumer, now)?;
             }
             Some(Err(e)) if unreadable_records(&e) => return Err(SourceError::Unreadable(e)),
-            // The context already logged client-level errors; this is the per-poll echo.
-            Some(Err(e)) => tracing::debug!(error = %e, "kafka consumer error"),
+            Some(Err(e)) => {
+                if let Some(fatal) = fatal(consumer) {
+                    return Err(fatal);
+                }
+                // The context already logged client-level errors; this is the per-poll echo.
+                tracing::debug!(error = %e, "kafka consumer error");
+            }
         }
         if let Some(e) = driver.failed.take() {
             return Err(e);
@@ -123,6 +135,14 @@ fn poll_loop<'a>(
         timeout = driver.poll_timeout();
     }
     Ok(())
+}
+
+/// librdkafka's fatal error, if the client has one: it cannot recover.
+fn fatal(consumer: &Consumer) -> Option<SourceError> {
+    consumer
+        .client()
+        .fatal_error()
+        .map(|(_, reason)| SourceError::fatal(reason))
 }
 
 /// Wall-clock milliseconds for the heartbeat from the poll loop's monotonic
