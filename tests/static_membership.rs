@@ -1,0 +1,242 @@
+//! Static membership (`kafka.group_instance_id`, KIP-345) against the real
+//! broker: a member killed and restarted within the session timeout gets its
+//! partitions back without rebalancing the others, the database fence still
+//! moves on its re-assignment, and two members with one id fail loudly.
+
+mod common;
+
+use common::db::TestDb;
+use common::kafka::{self, TestProducer};
+use common::process::Tidemill;
+use common::{all_committed, pipeline_toml, unique, wait_for};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const PARTITIONS: i32 = 4;
+
+struct Bed {
+    topic: String,
+    group: String,
+    db: TestDb,
+    dir: tempfile::TempDir,
+}
+
+impl Bed {
+    async fn new(prefix: &str) -> Self {
+        let (topic, group) = (unique(prefix), unique("g"));
+        kafka::create_topic(&topic, PARTITIONS).await;
+        let db = TestDb::postgres().await;
+        db.exec("CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT)")
+            .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self {
+            topic,
+            group,
+            db,
+            dir,
+        }
+    }
+
+    /// A config file for the member with `id` (session timeout 10 s).
+    fn config(&self, id: &str) -> PathBuf {
+        let toml = pipeline_toml(&self.topic, &self.group, self.db.url(), "t", "").replace(
+            "session_timeout = \"6s\"",
+            &format!("session_timeout = \"10s\"\ngroup_instance_id = \"{id}\""),
+        );
+        let path = self.dir.path().join(format!("{id}.toml"));
+        std::fs::write(&path, toml).expect("config");
+        path
+    }
+
+    fn send(&self, from: i64, to: i64) {
+        let producer = TestProducer::new(&self.topic);
+        for i in from..to {
+            producer.send(
+                Some(&i.to_string()),
+                Some(&format!(r#"{{"id":{i},"v":{i}}}"#)),
+            );
+        }
+        producer.flush();
+    }
+
+    async fn rows(&self) -> i64 {
+        self.db
+            .try_scalar("SELECT count(*) FROM t")
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn generations(&self) -> i64 {
+        self.db
+            .try_scalar("SELECT sum(generation) FROM tidemill_offsets")
+            .await
+            .unwrap_or(0)
+    }
+
+    async fn all_loaded_and_committed(&self, n: i64) {
+        wait_for("every record loaded", Duration::from_secs(90), || async {
+            self.rows().await == n
+        })
+        .await;
+        wait_for(
+            "offsets committed to the end",
+            Duration::from_secs(60),
+            || all_committed(&self.group, &self.topic, PARTITIONS),
+        )
+        .await;
+        assert_eq!(self.db.scalar("SELECT count(DISTINCT id) FROM t").await, n);
+        assert_eq!(
+            self.db.scalar("SELECT sum(v) FROM t").await,
+            n * (n - 1) / 2
+        );
+    }
+}
+
+/// The group's members' partition counts, sorted, once the group is Stable
+/// (read from the broker's group description: the classic protocol's
+/// ConsumerProtocolAssignment, version, [topic, [partition]], user data).
+async fn partitions_per_member(group: &str) -> Vec<usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let group = group.to_string();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kafka::brokers())
+            .create()
+            .expect("consumer");
+        let list = consumer
+            .fetch_group_list(Some(&group), Duration::from_secs(10))
+            .expect("group description");
+        let Some(g) = list.groups().first().filter(|g| g.state() == "Stable") else {
+            return Vec::new();
+        };
+        let mut counts: Vec<usize> = g
+            .members()
+            .iter()
+            .map(|m| assigned_partitions(m.assignment().unwrap_or_default()))
+            .collect();
+        counts.sort_unstable();
+        counts
+    })
+    .await
+    .expect("group check")
+}
+
+fn assigned_partitions(bytes: &[u8]) -> usize {
+    let int = |at: usize, n: usize| -> Option<i64> {
+        let b = bytes.get(at..at + n)?;
+        Some(b.iter().fold(0_i64, |acc, x| (acc << 8) | i64::from(*x)))
+    };
+    let mut at = 2; // version
+    let Some(topics) = int(at, 4) else { return 0 };
+    at += 4;
+    let mut total = 0;
+    for _ in 0..topics {
+        let Some(name) = int(at, 2) else { return total };
+        at += 2 + name as usize;
+        let Some(parts) = int(at, 4) else {
+            return total;
+        };
+        at += 4 + 4 * parts as usize;
+        total += parts as usize;
+    }
+    total
+}
+
+/// How many times `member` logged a change to its assignment.
+fn assignment_changes(member: &Tidemill) -> usize {
+    let log = member.log_text();
+    log.matches("partitions assigned").count() + log.matches("partitions revoked").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarted_within_the_session_timeout_rebalances_nobody_else() {
+    const N: i64 = 4_000;
+    let bed = Bed::new("static").await;
+    let (config_a, config_b) = (bed.config("tm-0"), bed.config("tm-1"));
+    // `a` joins first and so leads the group: a restarted *leader* may make
+    // the group rebalance (see docs/kubernetes.md); a follower must not.
+    let mut a = Tidemill::start(&config_a, "a");
+    wait_for(
+        "a owning every partition",
+        Duration::from_secs(60),
+        || async { partitions_per_member(&bed.group).await == [PARTITIONS as usize] },
+    )
+    .await;
+    let mut b = Tidemill::start(&config_b, "b0");
+    bed.send(0, N / 2);
+    wait_for("both members loading", Duration::from_secs(90), || async {
+        bed.rows().await == N / 2 && bed.generations().await >= i64::from(PARTITIONS)
+    })
+    .await;
+    wait_for(
+        "a stable group of two members owning two partitions each",
+        Duration::from_secs(60),
+        || async { partitions_per_member(&bed.group).await == [2, 2] },
+    )
+    .await;
+    let a_changes = assignment_changes(&a);
+    let fence_before = bed.generations().await;
+
+    b.kill();
+    b = Tidemill::start(&config_b, "b1");
+    bed.send(N / 2, N);
+    bed.all_loaded_and_committed(N).await;
+
+    assert_eq!(
+        assignment_changes(&a),
+        a_changes,
+        "the other member kept its partitions untouched:\n{}",
+        a.log_text()
+    );
+    assert!(
+        bed.generations().await > fence_before,
+        "the restarted member claimed its partitions anew (the fence moved)"
+    );
+    assert!(a.terminate(), "{}", a.log_text());
+    assert!(b.terminate(), "{}", b.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_with_one_instance_id_fail_loudly_and_lose_nothing() {
+    const N: i64 = 2_000;
+    let bed = Bed::new("static_dup").await;
+    let config = bed.config("tm-dup");
+    let mut first = Tidemill::start(&config, "first");
+    bed.send(0, N / 2);
+    wait_for(
+        "the first member loading",
+        Duration::from_secs(90),
+        || async { bed.rows().await == N / 2 },
+    )
+    .await;
+    let mut second = Tidemill::start(&config, "second");
+    // The broker fences the older member; it must stop, not idle in the group.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while first.is_running() && second.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither member stopped:\n--- first ---\n{}\n--- second ---\n{}",
+            first.log_text(),
+            second.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (fenced, survivor) = if first.is_running() {
+        (&mut second, &mut first)
+    } else {
+        (&mut first, &mut second)
+    };
+    let said = fenced.log_text();
+    assert!(
+        said.contains("kafka.group_instance_id"),
+        "the fenced member names the setting:\n{said}"
+    );
+    let status = fenced.exit_status().expect("the fenced member has exited");
+    assert!(
+        !status.success(),
+        "the fenced member exits non-zero: {status}"
+    );
+    bed.send(N / 2, N);
+    bed.all_loaded_and_committed(N).await;
+    assert!(survivor.terminate(), "{}", survivor.log_text());
+}
