@@ -296,18 +296,20 @@ END \$\$;
 EOF
 }
 
-# pg_tls_on: the server we reach speaks TLS.
+# pg_tls_on: the server we reach speaks TLS with a certificate from our test CA.
 pg_tls_on() {
-    [[ $(PGCONNECT_TIMEOUT=3 psql "$PG_URL" -XAtqc 'show ssl' 2>/dev/null) == on ]]
+    [[ $(PGCONNECT_TIMEOUT=3 psql "$PG_URL?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.crt" \
+        -XAtqc 'show ssl' 2>/dev/null) == on ]]
 }
 
 # pg_reuse_with_tls: a cluster of ours that was started without TLS (an
-# older test bed) gets the current config and a reload (ssl is reloadable).
+# older test bed) or with other certificates gets the current config and a
+# reload (ssl settings are reloadable).
 pg_reuse_with_tls() {
     local bin data
     pg_tls_on && return
     data="$(readlink -f "$PG_LINK" 2>/dev/null || true)/data"
-    [[ -f $data/PG_VERSION ]] || die "postgres: the server on $HOST:$PG_PORT has TLS off and is not ours to reconfigure"
+    [[ -f $data/PG_VERSION ]] || die "postgres: the server on $HOST:$PG_PORT has TLS off or a certificate not from $TLS_DIR/ca.crt, and is not ours to reconfigure (stop it, or set TIDEMILL_TEST_TLS_DIR to the test CA it uses)"
     bin="$(pg_bin_dir)"
     log "postgres: turning TLS on in the running cluster (reload)"
     pg_write_config "$data"
@@ -402,9 +404,10 @@ mariadb_stop_debian_default() {
     mariadb-admin --no-defaults --socket="$sock" -u root shutdown
 }
 
-# mariadb_tls_on: the server we reach has TLS enabled.
+# mariadb_tls_on: the server we reach speaks TLS with a certificate from our test CA.
 mariadb_tls_on() {
     [[ $(mariadb --no-defaults -h "$HOST" -P "$MARIADB_PORT" -u "$MARIADB_USER" -p"$MARIADB_PASSWORD" \
+        --ssl-ca="$TLS_DIR/ca.crt" --ssl-verify-server-cert \
         --connect-timeout=3 -NBe "select @@have_ssl" 2>/dev/null) == YES ]]
 }
 
@@ -414,8 +417,9 @@ mariadb_up() {
     if mariadb_answers; then
         if pid="$(read_pid "$MARIADB_PID_FILE" mariadbd)"; then
             if ! mariadb_tls_on; then
-                # Started by an older test bed without TLS: TLS files are read at start-up only.
-                log "mariadb: running without TLS (pid $pid); restarting it with TLS on"
+                # Started by an older test bed without TLS (or other certificates):
+                # TLS files are read at start-up only.
+                log "mariadb: running without our test CA's TLS (pid $pid); restarting it"
                 kill -TERM "$pid"
                 wait_pid_exit "$pid" 60 || die "mariadb: pid $pid did not stop"
             else
@@ -423,7 +427,7 @@ mariadb_up() {
                 return
             fi
         else
-            mariadb_tls_on || die "mariadb: the server on $HOST:$MARIADB_PORT has TLS off and is not ours to restart"
+            mariadb_tls_on || die "mariadb: the server on $HOST:$MARIADB_PORT has TLS off or a certificate not from $TLS_DIR/ca.crt, and is not ours to restart (stop it, or set TIDEMILL_TEST_TLS_DIR to the test CA it uses)"
             log "mariadb: already answers on $HOST:$MARIADB_PORT as '$MARIADB_USER', reusing it"
             return
         fi

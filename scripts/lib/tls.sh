@@ -1,7 +1,11 @@
 # shellcheck shell=bash
 # Test certificates for the test bed's TLS listeners (sourced by
-# services-up.sh after services-common.sh). Made once with openssl under
-# .services/tls/ and reused:
+# services-up.sh after services-common.sh). Made once with openssl and reused.
+# They live with the services, not the checkout: the servers listen on fixed
+# ports and are shared by every checkout on the machine (a second checkout
+# reuses running servers), so every checkout must trust the same CA. The
+# directory is $TIDEMILL_TEST_TLS_DIR, by default /tmp/tidemill-test-tls
+# (tests read the same variable and default):
 #
 #   ca.crt / ca.key          the test CA every server and client cert chains to
 #   server.crt / server.key  the databases' certificate: SAN IP:127.0.0.1, DNS:localhost
@@ -13,7 +17,7 @@
 #
 # Tests read the files from $TLS_DIR; nothing here is a real secret.
 
-TLS_DIR="$SERVICES_DIR/tls"
+TLS_DIR="${TIDEMILL_TEST_TLS_DIR:-/tmp/tidemill-test-tls}"
 
 # tls_sign NAME CA SUBJECT [SAN]: key and certificate NAME signed by CA.
 tls_sign() {
@@ -47,9 +51,10 @@ tls_material() {
     if [[ -f $TLS_DIR/.complete ]]; then
         return
     fi
-    log "tls: making the test CA and certificates in ${TLS_DIR#"$REPO_ROOT"/}"
+    log "tls: making the test CA and certificates in $TLS_DIR"
     rm -rf "$TLS_DIR"
     mkdir -p "$TLS_DIR"
+    chmod 700 "$TLS_DIR"
     tls_ca ca "/CN=tidemill test CA"
     tls_ca other-ca "/CN=some other CA"
     tls_sign server ca "/CN=127.0.0.1" "IP:127.0.0.1,DNS:localhost"

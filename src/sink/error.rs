@@ -72,7 +72,9 @@ impl SinkError {
 /// The error for a failed connection: a TLS failure retrying cannot fix is
 /// said in words ([`super::tls::explain`]); anything else keeps its class.
 pub fn connect_error(url: String, source: sqlx::Error) -> SinkError {
-    match super::tls::explain(&source) {
+    let explained =
+        super::tls::explain(&source).or_else(|| super::tls::explain_reset(&url, &source));
+    match explained {
         Some(problem) => SinkError::Tls {
             url,
             problem,

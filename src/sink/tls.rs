@@ -92,6 +92,23 @@ pub fn explain(err: &sqlx::Error) -> Option<&'static str> {
     explain_text(&text)
 }
 
+/// With TLS 1.3 a server that refuses the client certificate may just close
+/// the connection once the client sent it: the client sees a reset, not the
+/// alert. Said as such when the URL (redacted or not) names a client certificate.
+pub fn explain_reset(url: &str, err: &sqlx::Error) -> Option<&'static str> {
+    let sqlx::Error::Io(e) = err else {
+        return None;
+    };
+    let reset = matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+    );
+    let has_cert = url.contains("sslcert=") || url.contains("ssl-cert=");
+    (reset && has_cert).then_some(
+        "TLS: the server closed the connection after the handshake; it most likely refused the client certificate (sslcert / ssl-cert)",
+    )
+}
+
 fn explain_text(text: &str) -> Option<&'static str> {
     if text.contains("hostname mismatch") || text.contains("IP address mismatch") {
         Some("TLS: the server certificate does not cover the host in the URL (hostname mismatch)")
@@ -144,5 +161,15 @@ mod tests {
             .expect("explained")
             .contains("client certificate"));
         assert_eq!(explain_text("Connection refused (os error 111)"), None);
+    }
+
+    #[test]
+    fn a_reset_after_sending_a_client_certificate_points_at_it() {
+        let reset = || sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into());
+        let with_cert = "postgres://u@h/db?sslmode=verify-full&sslcert=/c.crt&sslkey=/c.key";
+        assert!(explain_reset(with_cert, &reset())
+            .expect("explained")
+            .contains("client certificate"));
+        assert_eq!(explain_reset("postgres://u@h/db", &reset()), None);
     }
 }
