@@ -37,15 +37,18 @@ impl Bed {
         }
     }
 
-    /// A config file for the member with `id` (session timeout 10 s).
-    fn config(&self, id: &str) -> PathBuf {
-        let toml = pipeline_toml(&self.topic, &self.group, self.db.url(), "t", "").replace(
-            "session_timeout = \"6s\"",
-            &format!("session_timeout = \"10s\"\ngroup_instance_id = \"{id}\""),
-        );
-        let path = self.dir.path().join(format!("{id}.toml"));
+    /// The members' config file (session timeout 10 s); each member's id
+    /// comes from `TIDEMILL__INSTANCE_ID`, as a StatefulSet sets it.
+    fn config(&self) -> PathBuf {
+        let toml = pipeline_toml(&self.topic, &self.group, self.db.url(), "t", "")
+            .replace("session_timeout = \"6s\"", "session_timeout = \"10s\"");
+        let path = self.dir.path().join("tidemill.toml");
         std::fs::write(&path, toml).expect("config");
         path
+    }
+
+    fn start(&self, id: &str, tag: &str) -> Tidemill {
+        Tidemill::start_with_env(&self.config(), tag, &[("TIDEMILL__INSTANCE_ID", id)])
     }
 
     fn send(&self, from: i64, to: i64) {
@@ -152,17 +155,16 @@ fn assignment_changes(member: &Tidemill) -> usize {
 async fn a_static_member_restarted_within_the_session_timeout_rebalances_nobody_else() {
     const N: i64 = 4_000;
     let bed = Bed::new("static").await;
-    let (config_a, config_b) = (bed.config("tm-0"), bed.config("tm-1"));
     // `a` joins first and so leads the group: a restarted *leader* may make
     // the group rebalance (see docs/kubernetes.md); a follower must not.
-    let mut a = Tidemill::start(&config_a, "a");
+    let mut a = bed.start("tm-0", "a");
     wait_for(
         "a owning every partition",
         Duration::from_secs(60),
         || async { partitions_per_member(&bed.group).await == [PARTITIONS as usize] },
     )
     .await;
-    let mut b = Tidemill::start(&config_b, "b0");
+    let mut b = bed.start("tm-1", "b0");
     bed.send(0, N / 2);
     wait_for("both members loading", Duration::from_secs(90), || async {
         bed.rows().await == N / 2 && bed.generations().await >= i64::from(PARTITIONS)
@@ -178,7 +180,7 @@ async fn a_static_member_restarted_within_the_session_timeout_rebalances_nobody_
     let fence_before = bed.generations().await;
 
     b.kill();
-    b = Tidemill::start(&config_b, "b1");
+    b = bed.start("tm-1", "b1");
     bed.send(N / 2, N);
     bed.all_loaded_and_committed(N).await;
 
@@ -200,8 +202,7 @@ async fn a_static_member_restarted_within_the_session_timeout_rebalances_nobody_
 async fn two_members_with_one_instance_id_fail_loudly_and_lose_nothing() {
     const N: i64 = 2_000;
     let bed = Bed::new("static_dup").await;
-    let config = bed.config("tm-dup");
-    let mut first = Tidemill::start(&config, "first");
+    let mut first = bed.start("tm-dup", "first");
     bed.send(0, N / 2);
     wait_for(
         "the first member loading",
@@ -209,7 +210,7 @@ async fn two_members_with_one_instance_id_fail_loudly_and_lose_nothing() {
         || async { bed.rows().await == N / 2 },
     )
     .await;
-    let mut second = Tidemill::start(&config, "second");
+    let mut second = bed.start("tm-dup", "second");
     // The broker fences the older member; it must stop, not idle in the group.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while first.is_running() && second.is_running() {

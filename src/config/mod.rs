@@ -34,6 +34,11 @@ pub const DEFAULT_FILE: &str = "config/default.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// This instance's stable name, e.g. the Kubernetes pod name
+    /// (`TIDEMILL__INSTANCE_ID`): every pipeline without a
+    /// `kafka.group_instance_id` of its own uses it for static membership.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
     #[serde(default)]
@@ -185,7 +190,18 @@ impl Settings {
             path: file.display().to_string(),
             source,
         })?;
-        raw.try_deserialize().map_err(ConfigError::Parse)
+        let settings: Self = raw.try_deserialize().map_err(ConfigError::Parse)?;
+        Ok(settings.with_instance_id())
+    }
+
+    /// Gives `instance_id` to every pipeline that names no group instance id.
+    fn with_instance_id(mut self) -> Self {
+        if let Some(id) = &self.instance_id {
+            for p in self.pipelines.values_mut() {
+                p.kafka.group_instance_id.get_or_insert_with(|| id.clone());
+            }
+        }
+        self
     }
 
     /// Parses a TOML string with no other layers (tests, demo).
@@ -194,7 +210,7 @@ impl Settings {
             .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
             .build()
             .map_err(ConfigError::Parse)?;
-        let settings: Self = raw.try_deserialize().map_err(ConfigError::Parse)?;
+        let settings = Self::with_instance_id(raw.try_deserialize().map_err(ConfigError::Parse)?);
         let problems = settings.validate();
         if problems.is_empty() {
             Ok(settings)

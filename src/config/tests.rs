@@ -225,3 +225,26 @@ fn bad_timestamp_formats_and_unknown_column_keys_are_named() {
     let err = Settings::from_toml(&unknown).expect_err("unknown key");
     assert!(err.to_string().contains("format"), "{err}");
 }
+
+#[test]
+fn the_instance_id_is_every_pipelines_group_instance_id_unless_it_names_its_own() {
+    let text = format!(
+        "instance_id = \"tidemill-2\"\n{MINIMAL}{}",
+        MINIMAL.replace("orders", "audit").replace(
+            "brokers = \"127.0.0.1:9092\"",
+            "brokers = \"127.0.0.1:9092\"\ngroup_instance_id = \"own\""
+        )
+    );
+    let s = Settings::from_toml(&text).expect("valid config");
+    assert_eq!(
+        s.pipelines["orders"].kafka.group_instance_id.as_deref(),
+        Some("tidemill-2")
+    );
+    assert_eq!(
+        s.pipelines["audit"].kafka.group_instance_id.as_deref(),
+        Some("own")
+    );
+    let bad = problems(&format!("instance_id = \"pod/0\"\n{MINIMAL}"));
+    let keys: Vec<&str> = bad.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["instance_id"], "named once, at its own key");
+}

@@ -35,13 +35,24 @@ pub(super) fn settings(s: &Settings) -> Vec<Problem> {
             "no pipeline declared; add a [pipelines.NAME] table".into(),
         );
     }
+    if let Some(id) = &s.instance_id {
+        if let Some(problem) = super::validate_kafka::instance_id_problem(id) {
+            push("instance_id".into(), problem);
+        }
+    }
     for (name, p) in &s.pipelines {
-        pipeline(name, p, &mut push);
+        pipeline(name, p, s.instance_id.as_deref(), &mut push);
     }
     out
 }
 
-fn pipeline(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
+/// `instance_id`: the top-level id pipelines inherit (already checked there).
+fn pipeline(
+    name: &str,
+    p: &PipelineConfig,
+    instance_id: Option<&str>,
+    push: &mut impl FnMut(String, String),
+) {
     let key = |k: &str| format!("pipelines.{name}.{k}");
     if !name
         .chars()
@@ -64,7 +75,7 @@ fn pipeline(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String
             ),
         );
     }
-    super::validate_kafka::membership(name, &p.kafka, push);
+    super::validate_kafka::membership(name, &p.kafka, instance_id, push);
     if p.topics.is_empty() || p.topics.iter().any(|t| t.trim().is_empty()) {
         push(key("topics"), "must list one or more topic names".into());
     }

@@ -19,7 +19,13 @@ const RESERVED: &[&str] = &[
 /// (librdkafka refuses them there).
 const BROKER_OWNED: &[&str] = &["session.timeout.ms", "heartbeat.interval.ms"];
 
-pub(super) fn membership(name: &str, k: &KafkaConfig, push: &mut impl FnMut(String, String)) {
+/// `inherited`: the top-level `instance_id`, checked under its own key.
+pub(super) fn membership(
+    name: &str,
+    k: &KafkaConfig,
+    inherited: Option<&str>,
+    push: &mut impl FnMut(String, String),
+) {
     let key = |k: &str| format!("pipelines.{name}.kafka.{k}");
     for option in k.options.keys() {
         let message = match option.as_str() {
@@ -45,7 +51,11 @@ pub(super) fn membership(name: &str, k: &KafkaConfig, push: &mut impl FnMut(Stri
             "the broker owns the session timeout with group_protocol = \"consumer\" (its group.consumer.session.timeout.ms); remove this key".into(),
         );
     }
-    if let Some(id) = &k.group_instance_id {
+    if let Some(id) = k
+        .group_instance_id
+        .as_deref()
+        .filter(|id| Some(*id) != inherited)
+    {
         if let Some(problem) = instance_id_problem(id) {
             push(key("group_instance_id"), problem);
         }
@@ -53,7 +63,7 @@ pub(super) fn membership(name: &str, k: &KafkaConfig, push: &mut impl FnMut(Stri
 }
 
 /// Kafka's rule for ids (as for topic names): 1-249 of `a-zA-Z0-9._-`.
-fn instance_id_problem(id: &str) -> Option<String> {
+pub(super) fn instance_id_problem(id: &str) -> Option<String> {
     if id.is_empty() || id.len() > 249 {
         return Some("must be 1 to 249 characters".into());
     }
@@ -75,7 +85,7 @@ mod tests {
 
     fn problems(k: &KafkaConfig) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        membership("p", k, &mut |key, message| out.push((key, message)));
+        membership("p", k, None, &mut |key, message| out.push((key, message)));
         out
     }
 

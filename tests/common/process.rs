@@ -11,12 +11,18 @@ pub struct Tidemill {
 impl Tidemill {
     /// Starts `tidemill run --config <config>`; stderr goes to `<config>.<tag>.log`.
     pub fn start(config: &Path, tag: &str) -> Self {
+        Self::start_with_env(config, tag, &[])
+    }
+
+    /// As [`Tidemill::start`], with extra environment variables (config overrides).
+    pub fn start_with_env(config: &Path, tag: &str, envs: &[(&str, &str)]) -> Self {
         let log = config.with_extension(format!("{tag}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_tidemill"))
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
