@@ -55,6 +55,15 @@ def check_compose(path):
         if not isinstance(svc, dict) or not ("image" in svc or "build" in svc):
             problems.append(f"docker-compose.yml: service {name!r} has neither image nor build")
             continue
+        if name == "tidemill":
+            hardened = {
+                "read_only: true": svc.get("read_only") is True,
+                "non-root user": str(svc.get("user", "")).split(":")[0] not in ("", "0", "root"),
+                "cap_drop ALL": svc.get("cap_drop") == ["ALL"],
+            }
+            for what, ok in hardened.items():
+                if not ok:
+                    problems.append(f"docker-compose.yml: tidemill is not hardened: {what}")
         build = svc.get("build")
         if isinstance(build, dict):
             context = (path.parent / build.get("context", ".")).resolve()
