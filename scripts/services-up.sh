@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the local test bed for tidemill, without Docker:
 #
-#   * Apache Kafka 3.9.1, KRaft, single node  -> 127.0.0.1:9092
+#   * Apache Kafka 4.4.0, KRaft, single node  -> 127.0.0.1:9092
 #     (jars fetched from Maven Central via scripts/kafka/pom.xml)
 #   * PostgreSQL (Debian package, own data dir) -> 127.0.0.1:5432
 #   * MariaDB (Debian package, own data dir)    -> 127.0.0.1:3306
@@ -57,7 +57,7 @@ kafka_answers() {
 # kafka_java MAINCLASS ARGS...: run a Kafka main class with the cached jars.
 kafka_java() {
     java -Xmx512m -cp "$KAFKA_LIBS/*" \
-        -Dlog4j.configuration="file:$KAFKA_DIR/log4j-tools.properties" "$@"
+        -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2-tools.yaml" "$@"
 }
 
 # kafka_fetch_libs: copy the broker and its runtime dependencies from Maven
@@ -113,25 +113,30 @@ kafka_start() {
 
     if kafka_answers; then
         if pid="$(read_pid "$KAFKA_PID_FILE" kafka.Kafka)"; then
-            log "kafka: already running (pid $pid) on $KAFKA_BOOTSTRAP, reusing it"
+            if [[ $(cat "$KAFKA_DIR/running-version" 2>/dev/null) == "$KAFKA_VERSION" ]]; then
+                log "kafka: already running (pid $pid) on $KAFKA_BOOTSTRAP, reusing it"
+                return
+            fi
+            # An older test bed's broker: the tests need this version's features.
+            log "kafka: pid $pid is not Kafka $KAFKA_VERSION; stopping it to start $KAFKA_VERSION"
+            kill -TERM "$pid"
+            wait_pid_exit "$pid" 60 || die "kafka: pid $pid did not stop"
         else
             log "kafka: something already answers on $KAFKA_BOOTSTRAP (not started from ${SERVICES_DIR}), reusing it"
+            return
         fi
-        return
     fi
 
     mkdir -p "$KAFKA_DATA"
 
     # (Re)write the configuration every time so edits to the templates apply.
     sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" "$REPO_ROOT/scripts/kafka/server.properties" >"$KAFKA_PROPS"
-    cp "$REPO_ROOT/scripts/kafka/log4j.properties" "$KAFKA_DIR/log4j.properties"
+    cp "$REPO_ROOT/scripts/kafka/log4j2.yaml" "$KAFKA_DIR/log4j2.yaml"
     # The one-shot tools (StorageTool) only log warnings, to stderr.
-    printf '%s\n' 'log4j.rootLogger=WARN, stderr' \
-        'log4j.appender.stderr=org.apache.log4j.ConsoleAppender' \
-        'log4j.appender.stderr.Target=System.err' \
-        'log4j.appender.stderr.layout=org.apache.log4j.PatternLayout' \
-        'log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n' \
-        >"$KAFKA_DIR/log4j-tools.properties"
+    printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: stderr' \
+        '      target: SYSTEM_ERR' '      PatternLayout:' '        pattern: "[%d] %p %m (%c)%n"' \
+        '  Loggers:' '    Root:' '      level: WARN' '      AppenderRef:' '        - ref: stderr' \
+        >"$KAFKA_DIR/log4j2-tools.yaml"
 
     if pid="$(read_pid "$KAFKA_PID_FILE" kafka.Kafka)"; then
         # Started earlier but not answering yet (still booting): just wait.
@@ -143,6 +148,12 @@ kafka_start() {
         die "kafka: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by something that does not answer as a Kafka broker"
     fi
 
+    # Test data does not survive a Kafka version change: start afresh.
+    if [[ -f $KAFKA_DATA/meta.properties && $(cat "$KAFKA_DIR/data-version" 2>/dev/null) != "$KAFKA_VERSION" ]]; then
+        log "kafka: the data directory was made by another Kafka version; recreating it"
+        rm -rf "$KAFKA_DATA"
+        mkdir -p "$KAFKA_DATA"
+    fi
     # Format the KRaft storage once (meta.properties marks it formatted).
     if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
         cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid | tail -n1)"
@@ -150,6 +161,7 @@ kafka_start() {
         kafka_java kafka.tools.StorageTool format --ignore-formatted \
             -t "$cluster_id" -c "$KAFKA_PROPS" >"$KAFKA_LOGS/format.log" 2>&1 ||
             die "kafka: storage format failed, see $KAFKA_LOGS/format.log"
+        echo "$KAFKA_VERSION" >"$KAFKA_DIR/data-version"
     fi
 
     log "kafka: starting Kafka $KAFKA_VERSION in the background (logs in ${KAFKA_LOGS#"$REPO_ROOT"/})"
@@ -159,11 +171,12 @@ kafka_start() {
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
         -Djava.awt.headless=true \
         -Dkafka.logs.dir="$KAFKA_LOGS" \
-        -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+        -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.yaml" \
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" \
         >>"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
     KAFKA_PID=$!
     echo "$KAFKA_PID" >"$KAFKA_PID_FILE"
+    echo "$KAFKA_VERSION" >"$KAFKA_DIR/running-version"
 }
 
 # kafka_ready: the broker we started answers; fail fast if its JVM died.

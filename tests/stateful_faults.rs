@@ -27,7 +27,7 @@ topics = ["{topic}"]
 group_id = "{group}_{name}"
 [pipelines.{name}.kafka]
 brokers = "{brokers}"
-session_timeout = "6s"
+{group_lines}
 [pipelines.{name}.sink]
 url = "{url}"
 table = "{table}"
@@ -45,7 +45,8 @@ type = "aggregate"
 columns = {{ n = "count()", total = "sum(amount)" }}
 {step}
 "#,
-            brokers = brokers()
+            brokers = brokers(),
+            group_lines = common::group_settings()
         )
     };
     format!(

@@ -85,7 +85,7 @@ group_id = "{group}"
 
 [pipelines.p.kafka]
 brokers = "{brokers}"
-session_timeout = "6s"
+{group_lines}
 
 [pipelines.p.sink]
 url = "{url}"
@@ -98,8 +98,22 @@ retry_max = "1s"
 max_rows = 500
 max_linger = "50ms"
 "#,
-        brokers = kafka::brokers()
+        brokers = kafka::brokers(),
+        group_lines = group_settings()
     )
+}
+
+/// The consumer-group lines of a test pipeline's `[kafka]` table: a 6 s
+/// session timeout on the classic protocol, or — with
+/// `TIDEMILL_TEST_GROUP_PROTOCOL=consumer` (`make test` runs the rebalance,
+/// zombie and crash suites that way too) — KIP-848's protocol, whose 6 s
+/// session timeout the test bed's broker sets.
+pub fn group_settings() -> &'static str {
+    match std::env::var("TIDEMILL_TEST_GROUP_PROTOCOL").as_deref() {
+        Ok("consumer") => "group_protocol = \"consumer\"",
+        Ok("classic") | Err(_) => "session_timeout = \"6s\"",
+        Ok(other) => panic!("TIDEMILL_TEST_GROUP_PROTOCOL={other}: use classic or consumer"),
+    }
 }
 
 /// A pipeline running in this process.
