@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build fmt fmt-check lint services-up services-down test demo run check docker-check bench bench-quick
+.PHONY: fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
 
 help: ## List the targets
 	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
@@ -38,15 +38,29 @@ services-up: ## Start Kafka, PostgreSQL and MariaDB on 127.0.0.1 (idempotent)
 services-down: ## Stop the services started by services-up
 	scripts/services-down.sh
 
-test: services-up ## Start the services, run all tests, then docker-check
+test: services-up ## Start the services, run all tests (crash/rebalance suites under both group protocols), docker-check, deploy-check
 	$(CARGO) test --all-targets -- --test-threads=4
-	$(MAKE) --no-print-directory docker-check
+	$(MAKE) --no-print-directory test-consumer-protocol
+	$(MAKE) --no-print-directory docker-check deploy-check
+
+# The suites whose outcome depends on the consumer group protocol, again under
+# KIP-848's (the first run used the classic protocol).
+CONSUMER_PROTOCOL_SUITES = --test exactly_once --test faults --test stateful_faults --test kafka_offsets
+
+test-consumer-protocol: services-up ## Crash, zombie and rebalance suites with group_protocol = "consumer" (KIP-848)
+	TIDEMILL_TEST_GROUP_PROTOCOL=consumer $(CARGO) test $(CONSUMER_PROTOCOL_SUITES) -- --test-threads=4
 
 bench: services-up build ## Full benchmark: baselines, tidemill W1-W3, rate/latency, tracing, peers (target/bench/report.md)
 	$(CARGO) run --release --example bench -- $(BENCH_ARGS)
 
 bench-quick: services-up build ## Benchmark smoke run (small N, no peers, still verified; < 2 min after the build)
 	$(CARGO) run --release --example bench -- --quick $(BENCH_ARGS)
+
+fleet: services-up build ## Fleet scenarios: scale, roll, kill, pause, under both protocols, PostgreSQL and MariaDB (target/fleet/report.md)
+	$(CARGO) run --release --example fleet -- $(FLEET_ARGS)
+
+fleet-quick: services-up build ## Fleet smoke run: 3 instances, one rolling restart, one SIGKILL; correctness asserted, no timing targets
+	$(CARGO) run --release --example fleet -- --quick $(FLEET_ARGS)
 
 demo: ## Run the self-contained demo
 	$(CARGO) run --release -- demo
@@ -56,6 +70,9 @@ run: ## Run the pipeline (CONFIG=config/local.toml by default)
 
 check: ## Validate CONFIG and check connectivity
 	$(CARGO) run --release -- check --config $(CONFIG)
+
+deploy-check: ## Render the Helm chart's variants and validate them offline (installs helm and a venv if missing)
+	scripts/deploy-check.sh
 
 docker-check: ## Sanity-check docker/ files (YAML parses, Dockerfile shape)
 	@test -n "$(PYTHON)" || { echo "docker-check: need python3 with PyYAML (apt-get install python3-yaml)" >&2; exit 1; }
