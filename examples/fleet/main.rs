@@ -37,7 +37,7 @@ struct Args {
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         quick: false,
-        rate: 4_000,
+        rate: 1_500,
         out: "target/fleet".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -221,6 +221,8 @@ async fn run(a: &Args, plan: &Plan) -> anyhow::Result<Scenario> {
             start_all(f, &["tm-1", "tm-2"])
         })
         .await?;
+        // The baseline of the steps that follow: three instances, no fault.
+        ctx.steady(Duration::from_secs(8)).await?;
     }
     ctx.step("rolling restart", &[], rolling_restart).await?;
     if plan.full {
@@ -324,10 +326,12 @@ impl Ctx<'_, '_> {
             .map(|(n, b)| self.fleet.revocations(n).saturating_sub(b))
             .sum();
         self.fleet.check_alive()?;
+        let paused = std::time::Instant::now();
         let produced = tokio::task::block_in_place(|| self.producer.pause());
+        let flush_ms = paused.elapsed().as_millis();
         let verdict = settle::settle(self.target, produced, Duration::from_secs(90)).await?;
         self.producer.resume();
-        println!("fleet:   {name}: {verdict:?}");
+        println!("fleet:   {name}: {verdict:?} (producer flushed in {flush_ms} ms)");
         self.steps.push(Step {
             name: name.to_string(),
             from,

@@ -65,20 +65,16 @@ pub fn markdown(scenarios: &[Scenario], rate: u64) -> String {
          (running totals → upsert, every record → append), real `tidemill` processes. After each step the \
          producer pauses and the run checks exactly. Blip: the longest time a partition with lag made no \
          progress (sampled every 100 ms). p99: end-to-end (produced → row in the database) of the records \
-         produced during the step. Revoked: revocations suffered by instances the step did not restart.\n"
+         produced during the step, against the latest steady-state window before it. Revoked: revocations suffered by instances the step did not restart.\n"
     );
     for s in scenarios {
-        let steady = s
-            .steps
-            .iter()
-            .find(|st| st.steady)
-            .and_then(|st| p99(&s.latencies, st.from, st.to));
         let _ = writeln!(md, "## {}\n", s.name);
         let _ = writeln!(
             md,
             "| step | blip ms | p99 ms | p99 ÷ steady | revoked | records | lost | duplicated | totals wrong | Kafka ≠ checkpoint | settled in ms |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
-        for st in &s.steps {
+        for (i, st) in s.steps.iter().enumerate() {
+            let steady = baseline(s, i);
             let p = p99(&s.latencies, st.from, st.to);
             let ratio = match (p, steady) {
                 (Some(p), Some(b)) if b > 0 => format!("{:.2}", p as f64 / b as f64),
@@ -101,7 +97,13 @@ pub fn markdown(scenarios: &[Scenario], rate: u64) -> String {
             );
         }
         let target = blip_target(&s.name);
-        for st in s.steps.iter().filter(|st| st.name == "rolling restart") {
+        for (i, st) in s
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| st.name == "rolling restart")
+        {
+            let steady = baseline(s, i);
             let p = p99(&s.latencies, st.from, st.to);
             let p_ok = matches!((p, steady), (Some(p), Some(b)) if p <= 2 * b);
             let _ = writeln!(
@@ -116,6 +118,16 @@ pub fn markdown(scenarios: &[Scenario], rate: u64) -> String {
         let _ = writeln!(md);
     }
     md
+}
+
+/// The p99 of the latest steady-state window up to step `i`: the baseline a
+/// step is compared with (the same number of instances, no fault).
+fn baseline(s: &Scenario, i: usize) -> Option<i64> {
+    s.steps[..=i]
+        .iter()
+        .rev()
+        .find(|st| st.steady)
+        .and_then(|st| p99(&s.latencies, st.from, st.to))
 }
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";

@@ -5,7 +5,7 @@
 
 use crate::db::Db;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::ClientConfig;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,8 @@ pub struct Producer {
 impl Producer {
     /// Sends `rate` records/s to `topic` in 10 ms slices until stopped.
     pub fn start(brokers: &str, topic: &str, rate: u64) -> anyhow::Result<Self> {
-        let producer: BaseProducer = ClientConfig::new()
+        // Threaded: librdkafka's events are served on a thread of their own.
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("linger.ms", "5")
             .create()?;
@@ -77,14 +78,13 @@ impl Producer {
                         match producer.send(record) {
                             Ok(()) => break,
                             Err((_, r)) => {
-                                producer.poll(Duration::from_millis(10));
+                                std::thread::sleep(Duration::from_millis(1)); // queue full: back off
                                 record = r;
                             }
                         }
                     }
                 }
                 p.store(first + per_slice, Ordering::Relaxed);
-                producer.poll(Duration::ZERO);
                 next += Duration::from_millis(10);
                 if let Some(wait) = next.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait); // pacing the stream, not synchronisation
