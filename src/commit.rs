@@ -14,13 +14,16 @@
 //!   a synchronous commit that fails leaves the offset pending; an asynchronous
 //!   one (the steady-state path, so the poll thread never waits on the broker)
 //!   counts only once Kafka confirms it per partition
-//!   ([`Committer::commit_result`]). A partition Kafka refused — even inside a
-//!   commit whose overall result was success, as librdkafka reports a partial
-//!   failure — is retried after [`RETRY_AFTER`]; a commit Kafka has not
-//!   confirmed within [`RESEND_AFTER`] is sent again. Retries need no new
-//!   batch: an idle member keeps retrying on its poll ticks, so Kafka's
-//!   committed offsets converge to what the database holds (lag monitors and
-//!   autoscalers read them).
+//!   ([`Committer::commit_result`]); a partition Kafka refused is retried after
+//!   [`RETRY_AFTER`], and a commit not confirmed within [`RESEND_AFTER`] is sent
+//!   again. The resend is what makes it hold today: librdkafka hands an
+//!   asynchronous `rd_kafka_commit`'s result only to an `offset_commit_cb`, and
+//!   rdkafka 0.39 uses the event API without one, so librdkafka logs a failed
+//!   async commit (`COMMITFAIL`) and the application never hears of it.
+//!   Retries need no new batch: an idle member resends on its poll ticks (one
+//!   commit per pipeline every [`RESEND_AFTER`]), so Kafka's committed offsets
+//!   converge to what the database holds (lag monitors and autoscalers read
+//!   them).
 //!
 //! Kafka's committed offset is the *next* offset to read, hence the `+ 1`.
 
@@ -341,8 +344,8 @@ mod tests {
 
     #[test]
     fn a_partition_refused_inside_a_successful_commit_is_retried_alone() {
-        // librdkafka reports a commit whose partitions partly failed as a
-        // success overall; the per-partition errors are what count.
+        // A result names each partition's outcome; the per-partition errors
+        // are what count, whatever the overall result says.
         let t0 = Instant::now();
         let mut c = Committer::default();
         c.assign(tp(0), Some(5));

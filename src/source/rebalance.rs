@@ -133,9 +133,10 @@ impl SourceContext {
         }
     }
 
-    /// Kafka's answer to an asynchronous commit, judged per partition: a
-    /// partial failure arrives as an overall success with errors on some
-    /// partitions (librdkafka sets the overall error only when all failed).
+    /// Kafka's answer to a commit, if librdkafka delivers one, judged per
+    /// partition (each element carries its own error). rdkafka 0.39 gets no
+    /// answer for asynchronous commits (see [`crate::commit`]): the committer's
+    /// resend covers them.
     fn on_commit(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let results: Vec<(TopicPartition, i64, bool)> = offsets
             .elements()
