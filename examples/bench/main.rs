@@ -1,7 +1,7 @@
 //! `make bench` / `make bench-quick`: tidemill against its physical limits
 //! (raw consume, raw COPY, consume→COPY) and its peers (Flink, Quix Streams)
 //! on the same generated records in the same run, every output verified
-//! against the generator's expected results. See README "Benchmark".
+//! against the generator's expected results. See docs/benchmarks.md.
 //!
 //!   cargo run --release --example bench -- [--quick] [--records N] [--dist uniform|zipf] [--no-peers] [--keep]
 //!                                          [--rate-only R]   (rate mode alone, steps sized from R records/s)

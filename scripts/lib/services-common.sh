@@ -14,7 +14,7 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SERVICES_DIR="$REPO_ROOT/.services"
 
-# --- Endpoints and credentials (keep in sync with README / config/*.toml) ----
+# --- Endpoints and credentials (keep in sync with docs/development.md / config/*.toml) ----
 
 HOST=127.0.0.1
 

@@ -244,7 +244,7 @@ fn default_connections() -> u32 {
 }
 
 /// Where binary `COPY` starts to beat the one-statement path, measured with
-/// `examples/sinkbench.rs` (README, *Where `COPY` starts to pay*): an insert `COPY`
+/// `examples/sinkbench.rs` (docs/development.md, *Where `COPY` starts to pay*): an insert `COPY`
 /// ties the statement at 20 rows and wins from 50 (+12% at 100, +41% at 700);
 /// an upsert `COPY` goes through a staging table and a merge, two more round
 /// trips, and wins only from about 1,000 rows.
