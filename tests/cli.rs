@@ -4,32 +4,8 @@
 mod common;
 
 use common::db::TestDb;
+use common::process::{output_text as text, run_once as tidemill, write_config};
 use common::{kafka, pipeline_toml, unique};
-use std::process::{Command, Output};
-
-fn tidemill(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidemill"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run tidemill")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn write_config(toml: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("tidemill.toml");
-    std::fs::write(&path, toml).expect("write config");
-    let path = path.display().to_string();
-    (dir, path)
-}
 
 #[test]
 fn help_describes_the_commands() {

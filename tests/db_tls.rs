@@ -10,8 +10,9 @@ mod common;
 
 use common::db::TestDb;
 use common::kafka::{self, TestProducer};
+use common::process::{output_text as text, run_once, write_config};
 use common::{pipeline_toml, unique, wait_for, Running};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 /// The test CA and certificates made by `make services-up`.
@@ -154,24 +155,10 @@ async fn mariadb_with_an_x509_client_certificate_loads_exactly_once() {
 }
 
 fn tidemill(args: &[&str], config: &str) -> Output {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("tidemill.toml");
-    std::fs::write(&path, config).expect("write config");
-    let path = path.display().to_string();
+    let (_dir, path) = write_config(config);
     let mut all = args.to_vec();
     all.extend(["--config", &path]);
-    Command::new(env!("CARGO_BIN_EXE_tidemill"))
-        .args(&all)
-        .output()
-        .expect("run tidemill")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    run_once(&all, &[])
 }
 
 /// `check` and `run` both refuse `url` at start-up, naming the sink's url

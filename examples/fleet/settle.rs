@@ -69,12 +69,14 @@ pub async fn settle(t: &Target<'_>, produced: i64, timeout: Duration) -> anyhow:
     let totals =
         t.db.pairs("SELECT k, n * 1000000 + total FROM totals ORDER BY k")
             .await?;
-    v.totals_wrong = expected_totals(produced)
+    let expected = expected_totals(produced);
+    // Rows that differ, plus rows one side has and the other lacks.
+    v.totals_wrong = expected
         .iter()
-        .zip(totals.iter().chain(std::iter::repeat(&(-1, -1))))
+        .zip(&totals)
         .filter(|(want, got)| want != got)
         .count() as i64
-        + (totals.len() as i64 - expected_totals(produced).len() as i64).max(0);
+        + (expected.len() as i64 - totals.len() as i64).abs();
     for (pipeline, group) in t.groups {
         let checkpoint = padded(t.db.checkpoints(pipeline).await?, t.partitions);
         let kafka = committed(t.brokers, group, t.topic, t.partitions)?;

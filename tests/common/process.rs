@@ -90,3 +90,31 @@ pub fn signal(process: &Tidemill, sig: &str) {
         .expect("kill");
     assert!(status.success());
 }
+
+/// Runs `tidemill ARGS` to completion with extra environment variables.
+pub fn run_once(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tidemill"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run tidemill")
+}
+
+/// A finished command's stdout and stderr together.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `toml` in a temporary `tidemill.toml`: the directory (kept alive by the
+/// caller) and the file's path.
+pub fn write_config(toml: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tidemill.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let path = path.display().to_string();
+    (dir, path)
+}
