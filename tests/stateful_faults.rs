@@ -369,3 +369,81 @@ async fn a_zombies_state_and_rows_never_land() {
     assert!(zombie.terminate(), "{}", zombie.log_text());
     assert!(successor.terminate(), "{}", successor.log_text());
 }
+
+/// A window pipeline frozen (SIGSTOP: a VM pause, a stalled node) while its
+/// topic kept flowing wakes up with records waiting. The frozen seconds are not
+/// silence: the watermark must not jump ahead by them and make those records
+/// late. (It did: the zombie scenario above once died of exactly that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_instance_finds_no_record_late_when_it_wakes() {
+    const FREEZE: Duration = Duration::from_secs(8);
+    let (topic, group) = (unique("agg_frozen"), unique("g"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let db = TestDb::postgres().await;
+    create_tables(&db).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Only the windows pipeline, with no dead-letter topic: a late record stops it.
+    let toml = aggregates_toml(&topic, &group, db.url());
+    let windows_only = &toml[toml
+        .find("\n[pipelines.windows]")
+        .expect("windows pipeline")..];
+    let config = dir.path().join("tidemill.toml");
+    std::fs::write(
+        &config,
+        format!("[shutdown]\ngrace = \"10s\"\n{windows_only}"),
+    )
+    .expect("config");
+    let first: Vec<Event> = stream(1_000);
+    let mut process = Tidemill::start(&config, "frozen");
+    let produced = std::time::Instant::now();
+    produce_paced(&topic, first.clone(), Duration::ZERO)
+        .join()
+        .expect("first wave");
+    // Every window of the first wave closed, the last ones by idleness: the
+    // partitions were read to their end and librdkafka reported where that is.
+    let first_windows = events::tumbling(&first, 1000).len() as i64;
+    wait_for(
+        "the first wave's windows",
+        Duration::from_secs(60),
+        || async { db.try_scalar("SELECT count(*) FROM windows").await == Some(first_windows) },
+    )
+    .await;
+    signal(&process, "-STOP");
+    let frozen = std::time::Instant::now();
+    // The second wave's event times go on from the first by the wall-clock time
+    // the instance was listening to silence (idleness legitimately advanced the
+    // watermark that far), plus a second; not by the time it is frozen.
+    let listened = i64::try_from((frozen - produced).as_millis()).expect("ms") + 1_000;
+    let second: Vec<Event> = (1_000..2_000)
+        .map(|i| Event {
+            ts: events::event(i, USERS).ts + listened,
+            ..events::event(i, USERS)
+        })
+        .collect();
+    produce_paced(&topic, second.clone(), Duration::ZERO)
+        .join()
+        .expect("second wave");
+    std::thread::sleep(FREEZE.saturating_sub(frozen.elapsed())); // the fault: how long it stays frozen
+    signal(&process, "-CONT");
+    let all: Vec<Event> = first.into_iter().chain(second).collect();
+    let expected = events::tumbling(&all, 1000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while db.try_scalar("SELECT count(*) FROM windows").await != Some(expected.len() as i64) {
+        assert!(
+            process.is_running(),
+            "the pipeline stopped:\n{}",
+            process.log_text()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for every window of both waves:\n{}",
+            process.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling interval
+    }
+    let windows = db
+        .quads("SELECT user_id, window_start, n, total FROM windows ORDER BY user_id, window_start")
+        .await;
+    assert_eq!(windows, expected, "each window once, exact, none late");
+    assert!(process.terminate(), "{}", process.log_text());
+}

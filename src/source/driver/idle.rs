@@ -6,11 +6,19 @@
 //! reported in its statistics) — a backlog is never idleness. Silence counts
 //! only while records can flow: while the
 //! pipeline is paused for backpressure or a batch waits for the writer, the
-//! clock is held, so a backlog is never mistaken for an idle topic.
+//! clock is held, so a backlog is never mistaken for an idle topic. Nor does
+//! silence count while nobody listened: a gap between two polls longer than
+//! [`MAX_POLL_GAP`] (the process was frozen, swapped out or starved of CPU)
+//! restarts every partition's silence, so a paused instance does not wake up
+//! to find its watermarks jumped ahead by the pause and its unread records late.
 
 use crate::model::TopicPartition;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// The longest gap between two polls that still counts as listening; a poll
+/// blocks at most 100 ms, so a longer gap means the loop did not run.
+pub const MAX_POLL_GAP: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct IdleClock {
@@ -19,6 +27,8 @@ pub struct IdleClock {
     /// The next offset this member will read, per partition, when known.
     next: HashMap<TopicPartition, i64>,
     last_report: Instant,
+    /// When the poll loop last ticked the clock.
+    last_tick: Option<Instant>,
 }
 
 impl IdleClock {
@@ -28,7 +38,21 @@ impl IdleClock {
             last_record: HashMap::new(),
             next: HashMap::new(),
             last_report: Instant::now(),
+            last_tick: None,
         }
+    }
+
+    /// Called on every pass of the poll loop: after a gap longer than
+    /// [`MAX_POLL_GAP`] (or half the timeout, if shorter), silence restarts.
+    pub fn tick(&mut self, now: Instant) {
+        let max_gap = MAX_POLL_GAP.min(self.timeout / 2);
+        if self
+            .last_tick
+            .is_some_and(|prev| now.saturating_duration_since(prev) > max_gap)
+        {
+            self.held(now);
+        }
+        self.last_tick = Some(now);
     }
 
     /// `resume`: the offset the partition was assigned at, when known.
@@ -116,5 +140,28 @@ mod tests {
             .due(start + Duration::from_secs(30))
             .iter()
             .all(|(tp, _)| tp == &b));
+    }
+
+    #[test]
+    fn a_pause_of_the_poll_loop_is_not_silence() {
+        let start = Instant::now();
+        let mut clock = IdleClock::new(Duration::from_secs(2));
+        let tp = TopicPartition::new("t", 0);
+        clock.assigned(&tp, start, Some(7));
+        let mut now = start;
+        // Polled every 100 ms for half a second, then frozen for 9 s.
+        for _ in 0..5 {
+            now += Duration::from_millis(100);
+            clock.tick(now);
+        }
+        now += Duration::from_secs(9);
+        clock.tick(now);
+        assert!(clock.due(now).is_empty(), "the frozen 9 s are not silence");
+        // Listening again, the partition is idle once the timeout passes.
+        for _ in 0..21 {
+            now += Duration::from_millis(100);
+            clock.tick(now);
+        }
+        assert_eq!(clock.due(now), vec![(tp, 2_100)]);
     }
 }

@@ -275,6 +275,7 @@ impl Driver {
         self.drain_acks(consumer, now)?;
         let sink_idle = self.committer.in_flight(None) == 0;
         if let Some(clock) = &mut self.idle {
+            clock.tick(now);
             if self.waiting || self.paused {
                 clock.held(now);
             } else {
