@@ -27,22 +27,49 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Renders a URL with its password replaced, for logs and `tidemill check`.
+/// Renders a URL with its passwords replaced, for logs and `tidemill check`:
+/// the one in the userinfo and any query parameter that carries one
+/// (`password`, `sslpassword`, anything named like a secret, token or key
+/// passphrase). File paths (`sslkey=/path`) are not secrets and stay.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
     };
-    match authority.rsplit_once('@') {
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{tail}")
+            format!("{user}:***@{host}")
         }
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let query = query.map_or(String::new(), |q| format!("?{}", redact_query(q)));
+    format!("{scheme}://{authority}{path}{query}")
+}
+
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn is_secret_param(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "credential"]
+        .iter()
+        .any(|word| key.contains(word))
 }
 
 #[cfg(test)]
@@ -63,6 +90,24 @@ mod tests {
             "postgres://app:***@db:5432/x?sslmode=require"
         );
         assert_eq!(redact_url("sqlite://data.db"), "sqlite://data.db");
+        assert_eq!(
+            redact_url("mysql://app@db/x?ssl-mode=REQUIRED&ssl-ca=/ca.pem"),
+            "mysql://app:***@db/x?ssl-mode=REQUIRED&ssl-ca=/ca.pem"
+        );
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_in_the_query_string() {
+        assert_eq!(
+            redact_url(
+                "postgres://db/x?user=app&password=pw&sslmode=verify-full&sslpassword=kp&sslkey=/k.pem"
+            ),
+            "postgres://db/x?user=app&password=***&sslmode=verify-full&sslpassword=***&sslkey=/k.pem"
+        );
+        assert_eq!(
+            redact_url("postgres://app:pw@db?PassWord=pw"),
+            "postgres://app:***@db?PassWord=***"
+        );
     }
 }

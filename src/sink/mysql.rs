@@ -154,11 +154,10 @@ async fn connect(cfg: &SinkConfig) -> Result<MySqlPool, SinkError> {
         file: Box::new(file),
     })?;
     let options = MySqlConnectOptions::from_str(url).map_err(connect_err)?;
-    super::pool::options::<sqlx::MySql>(cfg)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move { conn.execute(SESSION_SETUP).await.map(|_| ()) })
-        })
-        .connect_with(options)
+    let pool = super::pool::options::<sqlx::MySql>(cfg).after_connect(|conn, _meta| {
+        Box::pin(async move { conn.execute(SESSION_SETUP).await.map(|_| ()) })
+    });
+    super::pool::connect(pool, options)
         .await
         .map_err(connect_err)
 }

@@ -10,7 +10,7 @@
 
 use crate::config::SinkConfig;
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
-use sqlx::Connection;
+use sqlx::{ConnectOptions, Connection};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -20,6 +20,26 @@ pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// How long an acquire waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a pool with `options`. The pool retries a failed connection until
+/// its acquire timeout and then says only "pool timed out": on that, one
+/// direct attempt finds the reason (refused, unknown host, bad password).
+pub async fn connect<DB: sqlx::Database>(
+    pool: PoolOptions<DB>,
+    options: <DB::Connection as Connection>::Options,
+) -> Result<sqlx::Pool<DB>, sqlx::Error> {
+    match pool.connect_with(options.clone()).await {
+        Err(sqlx::Error::PoolTimedOut) => match options.connect().await {
+            Ok(conn) => {
+                // It works now: the pool will too, on the pipeline's retry.
+                let _ = conn.close().await;
+                Err(sqlx::Error::PoolTimedOut)
+            }
+            Err(reason) => Err(reason),
+        },
+        other => other,
+    }
+}
 
 /// Pool options for a sink's connections.
 pub fn options<DB: sqlx::Database>(cfg: &SinkConfig) -> PoolOptions<DB> {

@@ -141,8 +141,7 @@ async fn connect(cfg: &SinkConfig) -> Result<PgPool, SinkError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(connect_err)?
         .application_name("tidemill");
-    super::pool::options::<sqlx::Postgres>(cfg)
-        .connect_with(options)
+    super::pool::connect(super::pool::options::<sqlx::Postgres>(cfg), options)
         .await
         .map_err(connect_err)
 }

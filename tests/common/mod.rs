@@ -29,6 +29,7 @@ macro_rules! per_backend {
 pub mod db;
 pub mod events;
 pub mod kafka;
+pub mod otlp;
 pub mod private_kafka;
 pub mod process;
 

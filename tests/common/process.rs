@@ -1,7 +1,7 @@
 //! The real `tidemill` binary as a child process, for kill/restart scenarios.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 pub struct Tidemill {
     child: Option<Child>,
@@ -9,7 +9,7 @@ pub struct Tidemill {
 }
 
 impl Tidemill {
-    /// Starts `tidemill run --config <config>`; stderr goes to `<config>.<tag>.log`.
+    /// Starts `tidemill run --config <config>`; stdout and stderr go to `<config>.<tag>.log`.
     pub fn start(config: &Path, tag: &str) -> Self {
         Self::start_with_env(config, tag, &[])
     }
@@ -23,7 +23,7 @@ impl Tidemill {
             .arg(config)
             .env("RUST_LOG", "info")
             .envs(envs.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(file.try_clone().expect("log file handle"))
             .stderr(file)
             .spawn()
             .expect("spawn tidemill");
