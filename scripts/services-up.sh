@@ -45,6 +45,10 @@ KAFKA_LIBS="$KAFKA_DIR/libs"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_LOGS="$KAFKA_DIR/logs"
 KAFKA_PROPS="$KAFKA_DIR/server.properties"
+# The broker's version and the shape of its config and metadata (secured
+# listeners, SCRAM users): a running broker or a data directory made for
+# another layout is replaced (test data only).
+KAFKA_LAYOUT="$KAFKA_VERSION+secured-1"
 KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT"
 KAFKA_PROBE_TOPIC=tidemill-services-probe
 
@@ -113,12 +117,12 @@ kafka_start() {
 
     if kafka_answers; then
         if pid="$(read_pid "$KAFKA_PID_FILE" kafka.Kafka)"; then
-            if [[ $(cat "$KAFKA_DIR/running-version" 2>/dev/null) == "$KAFKA_VERSION" ]]; then
+            if [[ $(cat "$KAFKA_DIR/running-version" 2>/dev/null) == "$KAFKA_LAYOUT" ]]; then
                 log "kafka: already running (pid $pid) on $KAFKA_BOOTSTRAP, reusing it"
                 return
             fi
             # An older test bed's broker: the tests need this version's features.
-            log "kafka: pid $pid is not Kafka $KAFKA_VERSION; stopping it to start $KAFKA_VERSION"
+            log "kafka: pid $pid is not Kafka $KAFKA_LAYOUT; stopping it to start $KAFKA_LAYOUT"
             kill -TERM "$pid"
             wait_pid_exit "$pid" 60 || die "kafka: pid $pid did not stop"
         else
@@ -131,6 +135,7 @@ kafka_start() {
 
     # (Re)write the configuration every time so edits to the templates apply.
     sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|g" "$REPO_ROOT/scripts/kafka/server.properties" >"$KAFKA_PROPS"
+    sed "s|@TLS_DIR@|$TLS_DIR|g" "$REPO_ROOT/scripts/kafka/secured.properties" >>"$KAFKA_PROPS"
     cp "$REPO_ROOT/scripts/kafka/log4j2.yaml" "$KAFKA_DIR/log4j2.yaml"
     # The one-shot tools (StorageTool) only log warnings, to stderr.
     printf '%s\n' 'Configuration:' '  Appenders:' '    Console:' '      name: stderr' \
@@ -149,8 +154,8 @@ kafka_start() {
     fi
 
     # Test data does not survive a Kafka version change: start afresh.
-    if [[ -f $KAFKA_DATA/meta.properties && $(cat "$KAFKA_DIR/data-version" 2>/dev/null) != "$KAFKA_VERSION" ]]; then
-        log "kafka: the data directory was made by another Kafka version; recreating it"
+    if [[ -f $KAFKA_DATA/meta.properties && $(cat "$KAFKA_DIR/data-version" 2>/dev/null) != "$KAFKA_LAYOUT" ]]; then
+        log "kafka: the data directory was made by another Kafka version or layout; recreating it"
         rm -rf "$KAFKA_DATA"
         mkdir -p "$KAFKA_DATA"
     fi
@@ -159,9 +164,11 @@ kafka_start() {
         cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid | tail -n1)"
         log "kafka: formatting KRaft storage (cluster id $cluster_id)"
         kafka_java kafka.tools.StorageTool format --ignore-formatted \
-            -t "$cluster_id" -c "$KAFKA_PROPS" >"$KAFKA_LOGS/format.log" 2>&1 ||
+            -t "$cluster_id" -c "$KAFKA_PROPS" \
+            --add-scram 'SCRAM-SHA-512=[name=tidemill,password=tidemill-scram]' \
+            >"$KAFKA_LOGS/format.log" 2>&1 ||
             die "kafka: storage format failed, see $KAFKA_LOGS/format.log"
-        echo "$KAFKA_VERSION" >"$KAFKA_DIR/data-version"
+        echo "$KAFKA_LAYOUT" >"$KAFKA_DIR/data-version"
     fi
 
     log "kafka: starting Kafka $KAFKA_VERSION in the background (logs in ${KAFKA_LOGS#"$REPO_ROOT"/})"
@@ -176,7 +183,7 @@ kafka_start() {
         >>"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
     KAFKA_PID=$!
     echo "$KAFKA_PID" >"$KAFKA_PID_FILE"
-    echo "$KAFKA_VERSION" >"$KAFKA_DIR/running-version"
+    echo "$KAFKA_LAYOUT" >"$KAFKA_DIR/running-version"
 }
 
 # kafka_ready: the broker we started answers; fail fast if its JVM died.
@@ -547,7 +554,7 @@ kafka_wait
 cat <<EOF
 
 [$LOG_TAG] all services are up ($((SECONDS - started))s):
-  Kafka       $KAFKA_BOOTSTRAP
+  Kafka       $KAFKA_BOOTSTRAP (secured: SASL_SSL 127.0.0.1:9094, mTLS :9095; scripts/kafka/secured.properties)
   PostgreSQL  $PG_URL
   MariaDB     $MARIADB_URL
   TLS         test CA and certificates in $TLS_DIR

@@ -3,9 +3,10 @@
 //! each naming its config key.
 
 use crate::config::{redact_url, PipelineConfig, Problem, Settings};
+use crate::kafka_refusal::{self, Unreachable};
 use crate::sink::AnySink;
 use crate::source::kafka;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use std::time::Duration;
 
 /// Every problem found; empty means the config is ready to run.
@@ -22,25 +23,34 @@ async fn check_kafka(name: &str, p: &PipelineConfig) -> Vec<Problem> {
     let key = format!("pipelines.{name}.kafka.brokers");
     let topics_key = format!("pipelines.{name}.topics");
     let (name, p) = (name.to_string(), p.clone());
+    let pipeline = name.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = kafka::consumer_config(&name, &p).create()?;
-        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+        // The consumer's settings are checked by making one; the cluster is
+        // then asked for its metadata with the shared (security) settings.
+        kafka::consumer_config(&name, &p)
+            .create::<BaseConsumer>()
+            .map_err(Unreachable::Kafka)?;
+        let metadata = kafka_refusal::metadata(&kafka::client_config(&p), Duration::from_secs(10))?;
         let missing: Vec<String> = p
             .topics
             .iter()
             .filter(|t| !metadata.topics().iter().any(|m| m.name() == t.as_str()))
             .cloned()
             .collect();
-        Ok::<_, rdkafka::error::KafkaError>(missing)
+        Ok(missing)
     })
     .await;
     match joined {
+        Ok(Err(Unreachable::Refused(refusal))) => vec![Problem {
+            key: format!("pipelines.{pipeline}.{}", refusal.setting),
+            message: refusal.message(&pipeline),
+        }],
         Ok(Ok(missing)) if missing.is_empty() => Vec::new(),
         Ok(Ok(missing)) => vec![Problem {
             key: topics_key,
             message: format!("topic(s) not found on the cluster: {}", missing.join(", ")),
         }],
-        Ok(Err(e)) => vec![Problem {
+        Ok(Err(Unreachable::Kafka(e))) => vec![Problem {
             key,
             message: format!("cannot reach Kafka: {e}"),
         }],

@@ -9,6 +9,7 @@
 //! record's offset as done only after that, and retry — never drop — while the
 //! topic cannot be written. Delivery to the dead-letter topic is at least once.
 
+use crate::kafka_refusal::RefusalContext;
 use crate::model::RawRecord;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -57,13 +58,23 @@ pub enum DeadLetterError {
     Delivery { topic: String, message: String },
 }
 
-/// Collects delivery failures reported by librdkafka.
+/// Collects delivery failures reported by librdkafka, and the broker
+/// refusing the producer (so a failed send can say why).
 #[derive(Default)]
 pub struct DeliveryLog {
     failures: Mutex<Vec<String>>,
+    refusal: RefusalContext,
 }
 
-impl ClientContext for DeliveryLog {}
+impl ClientContext for DeliveryLog {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.refusal.log(level, fac, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.refusal.error(error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryLog {
     type DeliveryOpaque = ();
@@ -112,7 +123,13 @@ impl DeadLetters {
     pub fn send(&self, letters: &[Letter]) -> Result<(), DeadLetterError> {
         let fail = |message: String| DeadLetterError::Delivery {
             topic: self.topic.clone(),
-            message,
+            message: match self.producer.context().refusal.refusal() {
+                Some(refusal) => format!(
+                    "kafka refused this client: {}",
+                    refusal.message(&self.pipeline)
+                ),
+                None => message,
+            },
         };
         for letter in letters {
             let headers = self.headers(letter);

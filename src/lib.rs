@@ -23,6 +23,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod demo;
 pub mod health;
+pub mod kafka_refusal;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

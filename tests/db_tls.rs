@@ -11,21 +11,9 @@ mod common;
 use common::db::TestDb;
 use common::kafka::{self, TestProducer};
 use common::process::{output_text as text, run_once, write_config};
-use common::{pipeline_toml, unique, wait_for, Running};
+use common::{pipeline_toml, tls_file, unique, wait_for, Running};
 use std::process::Output;
 use std::time::Duration;
-
-/// The test CA and certificates made by `make services-up`.
-fn tls_file(name: &str) -> String {
-    let dir = std::env::var("TIDEMILL_TEST_TLS_DIR")
-        .unwrap_or_else(|_| "/tmp/tidemill-test-tls".to_string());
-    let path = format!("{dir}/{name}");
-    assert!(
-        std::path::Path::new(&path).exists(),
-        "{path} missing: run `make services-up`"
-    );
-    path
-}
 
 /// `url` (a test database's) with other credentials and a query string.
 fn as_user(url: &str, userinfo: &str, query: &str) -> String {

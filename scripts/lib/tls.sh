@@ -14,6 +14,10 @@
 #                            tidemill_x509 user REQUIREs an X509 cert from the CA)
 #   other-ca.crt             an unrelated CA: trusting it instead must fail
 #   rogue-client.crt / .key  a client cert signed by the unrelated CA: must be refused
+#   kafka-server.pem         server.key + server.crt in one file, for Kafka's PEM keystore
+#   wronghost.crt / .key     a server cert from the test CA for another name
+#                            (DNS:elsewhere.invalid), and kafka-wronghost.pem:
+#                            connecting to 127.0.0.1 must fail hostname checks
 #
 # Tests read the files from $TLS_DIR; nothing here is a real secret.
 
@@ -45,20 +49,28 @@ tls_ca() {
     chmod 600 "$TLS_DIR/$1.key"
 }
 
-# tls_material: make the files above unless a complete set exists.
+# tls_material: make the files above that are missing. The CA is made once
+# and kept: the running servers hold certificates it signed.
 tls_material() {
     command -v openssl >/dev/null || die "tls: 'openssl' not found (apt-get install openssl)"
-    if [[ -f $TLS_DIR/.complete ]]; then
-        return
+    if [[ ! -f $TLS_DIR/ca.crt || ! -f $TLS_DIR/ca.key ]]; then
+        log "tls: making the test CA and certificates in $TLS_DIR"
+        rm -rf "$TLS_DIR"
+        mkdir -p "$TLS_DIR"
+        chmod 700 "$TLS_DIR"
+        tls_ca ca "/CN=tidemill test CA"
     fi
-    log "tls: making the test CA and certificates in $TLS_DIR"
-    rm -rf "$TLS_DIR"
-    mkdir -p "$TLS_DIR"
-    chmod 700 "$TLS_DIR"
-    tls_ca ca "/CN=tidemill test CA"
-    tls_ca other-ca "/CN=some other CA"
-    tls_sign server ca "/CN=127.0.0.1" "IP:127.0.0.1,DNS:localhost"
-    tls_sign client ca "/CN=tidemill_cert"
-    tls_sign rogue-client other-ca "/CN=tidemill_cert"
-    touch "$TLS_DIR/.complete"
+    [[ -f $TLS_DIR/other-ca.crt ]] || tls_ca other-ca "/CN=some other CA"
+    [[ -f $TLS_DIR/server.crt ]] || tls_sign server ca "/CN=127.0.0.1" "IP:127.0.0.1,DNS:localhost"
+    [[ -f $TLS_DIR/client.crt ]] || tls_sign client ca "/CN=tidemill_cert"
+    [[ -f $TLS_DIR/rogue-client.crt ]] || tls_sign rogue-client other-ca "/CN=tidemill_cert"
+    [[ -f $TLS_DIR/wronghost.crt ]] ||
+        tls_sign wronghost ca "/CN=elsewhere.invalid" "DNS:elsewhere.invalid"
+    local name
+    for name in server wronghost; do
+        if [[ ! -f $TLS_DIR/kafka-$name.pem ]]; then
+            cat "$TLS_DIR/$name.key" "$TLS_DIR/$name.crt" >"$TLS_DIR/kafka-$name.pem"
+            chmod 600 "$TLS_DIR/kafka-$name.pem"
+        fi
+    done
 }

@@ -41,6 +41,11 @@ pub enum PipelineError {
         pipeline: String,
         source: rdkafka::error::KafkaError,
     },
+    #[error("pipeline {pipeline}: creating the dead-letter topic: {source}")]
+    DeadLetterTopic {
+        pipeline: String,
+        source: kafka::AdminError,
+    },
     #[error("pipeline {pipeline}: {source}")]
     Source {
         pipeline: String,
@@ -132,9 +137,12 @@ impl Pipeline {
                     source,
                 };
                 if dl.create {
-                    kafka::ensure_topic(cfg, &dl.topic)
+                    kafka::ensure_topic(cfg, &dl.topic, name)
                         .await
-                        .map_err(kafka_err)?;
+                        .map_err(|source| PipelineError::DeadLetterTopic {
+                            pipeline: name.to_string(),
+                            source,
+                        })?;
                 }
                 let producer = DeadLetters::new(&kafka::client_config(cfg), &dl.topic, name)
                     .map_err(kafka_err)?;

@@ -1,6 +1,7 @@
 //! Kafka client settings shared by the consumer and `tidemill check`.
 
 use crate::config::{GroupProtocol, PipelineConfig};
+use crate::kafka_refusal::{self, Unreachable};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
@@ -54,32 +55,63 @@ pub fn consumer_config(name: &str, p: &PipelineConfig) -> ClientConfig {
 /// producer and admin calls.
 pub fn client_config(p: &PipelineConfig) -> ClientConfig {
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &p.kafka.brokers);
+    // Warnings and errors reach the log (and a refusal is recognised in them).
+    cfg.set("bootstrap.servers", &p.kafka.brokers)
+        .set_log_level(RDKafkaLogLevel::Warning);
     for (key, value) in &p.kafka.options {
         cfg.set(key, value.expose());
     }
     cfg
 }
 
+/// Why an admin call failed: Kafka's error, or the broker refusing this
+/// client (see [`super::refusal`]), said in terms of the setting to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("kafka refused this client: {0}")]
+    Refused(String),
+    #[error("the metadata probe did not finish: {0}")]
+    Probe(String),
+}
+
 /// Creates `topic` with one partition unless it exists.
 pub async fn ensure_topic(
     p: &PipelineConfig,
     topic: &str,
-) -> Result<(), rdkafka::error::KafkaError> {
+    pipeline: &str,
+) -> Result<(), AdminError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::types::RDKafkaErrorCode;
+    // A client the broker refuses never gets an answer to its admin
+    // request: find that out first, and say which setting is wrong.
+    let probe = client_config(p);
+    let within = std::time::Duration::from_secs(10);
+    match tokio::task::spawn_blocking(move || kafka_refusal::metadata(&probe, within)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(Unreachable::Refused(refusal))) => {
+            return Err(AdminError::Refused(refusal.message(pipeline)))
+        }
+        Ok(Err(Unreachable::Kafka(e))) => return Err(e.into()),
+        Err(e) => return Err(AdminError::Probe(e.to_string())),
+    }
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(p).create()?;
-    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10)));
-    let results = admin
+    let timeout = Some(within);
+    let options = AdminOptions::new()
+        .operation_timeout(timeout)
+        .request_timeout(timeout);
+    let created = admin
         .create_topics(
             &[NewTopic::new(topic, 1, TopicReplication::Fixed(-1))],
             &options,
         )
-        .await?;
+        .await;
+    let results = created?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(rdkafka::error::KafkaError::AdminOp(code)),
+            Err((_, code)) => return Err(rdkafka::error::KafkaError::AdminOp(code).into()),
         }
     }
     Ok(())

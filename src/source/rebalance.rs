@@ -59,8 +59,19 @@ impl ClientContext for SourceContext {
         }
     }
 
+    /// Logs client errors; a refusal (see [`super::refusal`]) stops the
+    /// pipeline, as no retry can fix it.
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(pipeline = %self.pipeline, %error, reason, "kafka client error");
+        match crate::kafka_refusal::explain(reason) {
+            Some(refusal) => {
+                let message = refusal.message(&self.pipeline);
+                error!(pipeline = %self.pipeline, %message, "kafka refused this client; stopping the pipeline");
+                self.lock()
+                    .failed
+                    .get_or_insert(super::driver::SourceError::Refused(message));
+            }
+            None => warn!(pipeline = %self.pipeline, %error, reason, "kafka client error"),
+        }
     }
 }
 

@@ -54,6 +54,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// A file of the test CA and certificates made by `make services-up`
+/// (scripts/lib/tls.sh), in `$TIDEMILL_TEST_TLS_DIR` (default /tmp/tidemill-test-tls).
+pub fn tls_file(name: &str) -> String {
+    let dir = std::env::var("TIDEMILL_TEST_TLS_DIR")
+        .unwrap_or_else(|_| "/tmp/tidemill-test-tls".to_string());
+    let path = format!("{dir}/{name}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} missing: run `make services-up`"
+    );
+    path
+}
+
 /// Polls `condition` every 50 ms until it holds; panics with `what` after `timeout`.
 pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut condition: F)
 where

@@ -71,6 +71,10 @@ pub enum SourceError {
     /// `group.instance.id`): stop instead of idling in the group forever.
     #[error("kafka consumer failed for good: {reason}{hint}")]
     Fatal { reason: String, hint: &'static str },
+    /// The broker refused this client's credentials or certificates, or its
+    /// own certificate failed verification: retrying cannot fix it.
+    #[error("kafka refused this client: {0}")]
+    Refused(String),
 }
 
 impl SourceError {
