@@ -234,3 +234,36 @@ async fn a_client_certificate_from_another_ca_is_refused_at_start_up() {
     )
     .await;
 }
+
+/// The Kubernetes way: the password comes from a Secret as the environment
+/// variable `TIDEMILL__PIPELINES__P__KAFKA__OPTIONS__SASL.PASSWORD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sasl_password_from_the_environment_reaches_the_broker() {
+    let topic = unique("secured");
+    kafka::create_topic(&topic, 1).await;
+    let db = totals_table().await;
+    let options: String = scram("unused", "ca.crt")
+        .lines()
+        .filter(|l| !l.starts_with("\"sasl.password\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let toml = totals_toml(
+        &topic,
+        &unique("g"),
+        &db,
+        SASL_SSL,
+        &options,
+        &unique("dlq"),
+    );
+    let (_dir, path) = write_config(&toml);
+    let var = "TIDEMILL__PIPELINES__P__KAFKA__OPTIONS__SASL.PASSWORD";
+    let out = run_once(&["check", "--config", &path], &[(var, "tidemill-scram")]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = run_once(&["check", "--config", &path], &[(var, "not-the-password")]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("pipelines.p.kafka.options.sasl.password"),
+        "{text}"
+    );
+}

@@ -79,7 +79,8 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub group_protocol: GroupProtocol,
     /// Passed to librdkafka as they are (TLS, SASL, tuning). Values are secret.
-    #[serde(default)]
+    /// Nested tables flatten into dotted names (see [`super::secret::flat_options`]).
+    #[serde(default, deserialize_with = "super::secret::flat_options")]
     pub options: BTreeMap<String, Secret>,
 }
 

@@ -4,6 +4,7 @@
 //! SASL credentials) are held as [`Secret`]s so a logged config cannot leak them.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -25,6 +26,48 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
     }
+}
+
+/// librdkafka options by their dotted names. A nested table flattens into
+/// dotted keys: the environment variable
+/// `TIDEMILL__PIPELINES__P__KAFKA__OPTIONS__SASL.PASSWORD` reaches the loader
+/// as `options.sasl.password` (a table `sasl` holding `password`), and means
+/// the option `sasl.password`, as `"sasl.password" = "…"` in the file does.
+/// Numbers and booleans are passed on as their text.
+pub fn flat_options<'de, D>(d: D) -> Result<BTreeMap<String, Secret>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Int(i64),
+        Bool(bool),
+        Table(BTreeMap<String, Value>),
+    }
+    fn flatten(prefix: &str, table: BTreeMap<String, Value>, out: &mut BTreeMap<String, Secret>) {
+        for (key, value) in table {
+            let key = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            let text = match value {
+                Value::Text(s) => s,
+                Value::Int(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Table(t) => {
+                    flatten(&key, t, out);
+                    continue;
+                }
+            };
+            out.insert(key, Secret::new(text));
+        }
+    }
+    let mut out = BTreeMap::new();
+    flatten("", BTreeMap::<String, Value>::deserialize(d)?, &mut out);
+    Ok(out)
 }
 
 /// Renders a URL with its passwords replaced, for logs and `tidemill check`:
@@ -108,6 +151,35 @@ mod tests {
         assert_eq!(
             redact_url("postgres://app:pw@db?PassWord=pw"),
             "postgres://app:***@db?PassWord=***"
+        );
+    }
+
+    #[test]
+    fn nested_option_tables_flatten_into_dotted_librdkafka_names() {
+        #[derive(Deserialize)]
+        struct K {
+            #[serde(deserialize_with = "flat_options")]
+            options: BTreeMap<String, Secret>,
+        }
+        let k: K = serde_json::from_str(
+            r#"{"options": {"security.protocol": "SASL_SSL", "fetch.min.bytes": 1,
+                "sasl": {"password": "pw"},
+                "ssl": {"endpoint": {"identification": {"algorithm": "https"}}}}}"#,
+        )
+        .expect("options");
+        let flat: Vec<(&str, &str)> = k
+            .options
+            .iter()
+            .map(|(key, v)| (key.as_str(), v.expose()))
+            .collect();
+        assert_eq!(
+            flat,
+            [
+                ("fetch.min.bytes", "1"),
+                ("sasl.password", "pw"),
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.endpoint.identification.algorithm", "https"),
+            ]
         );
     }
 }
