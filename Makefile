@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/
 
 .DEFAULT_GOAL := help
 
-.PHONY: fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
+.PHONY: chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
 
 help: ## List the targets
 	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
@@ -61,6 +61,12 @@ fleet: services-up build ## Fleet scenarios: scale, roll, kill, pause, under bot
 
 fleet-quick: services-up build ## Fleet smoke run: 3 instances, one rolling restart, one SIGKILL; correctness asserted, no timing targets
 	$(CARGO) run --release --example fleet -- --quick $(FLEET_ARGS)
+
+chaos: services-up build ## Chaos soak on PostgreSQL: >= 50 SIGKILLs, SIGSTOPs, 5 database restarts, refusals, 3 broker restarts, poison bursts; exact or it fails (target/chaos/report.md)
+	$(CARGO) run --release --example chaos -- $(CHAOS_ARGS)
+
+chaos-quick: services-up build ## Chaos smoke run: one fault of each kind (~2 min); exact or it fails
+	$(CARGO) run --release --example chaos -- --quick $(CHAOS_ARGS)
 
 demo: ## Run the self-contained demo
 	$(CARGO) run --release -- demo

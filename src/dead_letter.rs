@@ -2,7 +2,7 @@
 //! dead-letter topic with its original key, value bytes and headers, plus
 //! headers saying why (`tidemill.error.class`, `tidemill.error.message`,
 //! `tidemill.pipeline`, `tidemill.source.topic`/`.partition`/`.offset`,
-//! `tidemill.time`).
+//! `tidemill.time`). The message is cut to [`MAX_MESSAGE_BYTES`].
 //!
 //! Guarantee: [`DeadLetters::send`] returns `Ok` only after the broker
 //! acknowledged every letter (`acks=all`, idempotent producer). Callers count a
@@ -56,6 +56,24 @@ pub struct Letter {
 pub enum DeadLetterError {
     #[error("dead-letter topic {topic}: {message}")]
     Delivery { topic: String, message: String },
+}
+
+/// The longest `tidemill.error.message` header, in bytes: a reason may quote
+/// the offending value, which can be as large as the record itself, and a
+/// letter twice the record's size would not fit the topic.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message`, cut at a character boundary to [`MAX_MESSAGE_BYTES`], saying
+/// how much was left out.
+fn clipped(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &message[..end], message.len() - end)
 }
 
 /// Collects delivery failures reported by librdkafka, and the broker
@@ -177,7 +195,7 @@ impl DeadLetters {
             .unwrap_or_default();
         let ours = [
             ("tidemill.error.class", letter.reason.as_str().to_string()),
-            ("tidemill.error.message", letter.message.clone()),
+            ("tidemill.error.message", clipped(&letter.message)),
             ("tidemill.pipeline", self.pipeline.clone()),
             ("tidemill.source.topic", o.topic.clone()),
             ("tidemill.source.partition", o.partition.to_string()),
@@ -203,5 +221,23 @@ impl DeadLetters {
             });
         }
         headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_reason_is_cut_at_a_character_boundary_saying_how_much_is_left_out() {
+        assert_eq!(clipped("short"), "short");
+        let long = format!("`v` is not a number: \"{}\"", "é".repeat(100_000));
+        let cut = clipped(&long);
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 40, "{}", cut.len());
+        assert!(cut.starts_with("`v` is not a number"));
+        assert!(cut.ends_with(&format!(
+            "({} more bytes)",
+            long.len() - (cut.find('…').expect("ellipsis"))
+        )));
     }
 }

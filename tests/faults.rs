@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::db::{PrivatePostgres, TableLock, TestDb};
+use common::db::{TableLock, TestDb};
 use common::kafka::{self, TestProducer};
+use common::private_postgres::PrivatePostgres;
 use common::process::Tidemill;
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;

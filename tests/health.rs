@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::db::{PrivatePostgres, TestDb};
+use common::db::TestDb;
 use common::kafka::{self, TestProducer};
+use common::private_postgres::PrivatePostgres;
 use common::process::Tidemill;
 use common::{pipeline_toml, unique, wait_for};
 use std::time::Duration;

@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::db::{PrivatePostgres, TableLock, TestDb};
+use common::db::{TableLock, TestDb};
 use common::events::{self, Event};
 use common::kafka::{self, brokers, TestProducer};
+use common::private_postgres::PrivatePostgres;
 use common::process::{signal, Tidemill};
 use common::{all_committed, unique, wait_for};
 use std::path::Path;

@@ -103,6 +103,12 @@ pub fn classify(err: &sqlx::Error) -> RetryClass {
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                 .is_some()
             {
+                // 55000 at connection start: the database is closed to new
+                // connections for now (ALTER DATABASE … ALLOW_CONNECTIONS
+                // false, maintenance): it will open again.
+                if code == "55000" && db.message().contains("not currently accepting connections") {
+                    return RetryClass::Transient;
+                }
                 classify_sqlstate(&code)
             } else if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
                 classify_mysql(my.number())
