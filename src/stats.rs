@@ -64,11 +64,17 @@ pub struct Stats {
     /// Per partition, the high watermark from librdkafka's statistics
     /// (filled by the consumer context, read for idleness and lag).
     pub high_watermarks: HighWatermarks,
+    /// Assigned partitions librdkafka's statistics last showed not being
+    /// fetched (fetch not active, or their leader's connection not up).
+    pub unfetched: Unfetched,
     partitions: Mutex<BTreeMap<TopicPartition, Arc<PartitionStats>>>,
 }
 
 /// Per partition: the high watermark librdkafka last reported.
 pub type HighWatermarks = Arc<Mutex<HashMap<TopicPartition, i64>>>;
+
+/// Partitions librdkafka is not fetching right now (see [`Stats::unfetched`]).
+pub type Unfetched = Arc<Mutex<std::collections::HashSet<TopicPartition>>>;
 
 /// What one partition has done in this process.
 #[derive(Debug, Default)]

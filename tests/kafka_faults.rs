@@ -172,3 +172,81 @@ async fn a_record_larger_than_the_fetch_and_batch_limits_still_loads() {
         3_000_000
     );
 }
+
+/// A broker outage is not an idle topic: windows whose partitions could not be
+/// fetched while the broker was away must not close early, or the records
+/// produced meanwhile (delivered once it is back) would be late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_does_not_make_the_records_produced_meanwhile_late() {
+    const OUTAGE: Duration = Duration::from_secs(10);
+    let mut broker = tokio::task::spawn_blocking(PrivateKafka::start)
+        .await
+        .expect("private kafka");
+    let brokers = broker.brokers();
+    let (topic, group) = (unique("outage"), unique("g"));
+    kafka::create_topic_on(&brokers, &topic, 2, &[]).await;
+    let db = TestDb::postgres().await;
+    db.exec("CREATE TABLE w (user_id BIGINT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL, n BIGINT NOT NULL)")
+        .await;
+    // No dead-letter topic: a late record stops the pipeline.
+    let toml = format!(
+        "[health]\nstatistics_interval = \"500ms\"\n{}\n\
+         [[pipelines.p.transforms]]\ntype = \"key\"\nfields = [\"user_id\"]\n\
+         [[pipelines.p.transforms]]\ntype = \"aggregate\"\ncolumns = {{ n = \"count()\" }}\n\
+         window = {{ kind = \"tumbling\", size = \"1s\", time_field = \"ts\", idle_timeout = \"3s\" }}\n",
+        pipeline_toml(&topic, &group, db.url(), "w", "")
+            .replace(&kafka::brokers(), &brokers)
+            // The member outlives the outage: its partitions stay assigned
+            // (a lost assignment would restart the idle clock anyway).
+            .replace(common::group_settings(), "session_timeout = \"30s\"")
+    );
+    // Event time is the wall clock, as for live data.
+    let send = |ids: std::ops::Range<i64>, ts: i64| {
+        let producer = TestProducer::on(&brokers, &topic);
+        for i in ids {
+            let record = format!(r#"{{"user_id":{},"ts":{}}}"#, i % 4, ts + i % 100);
+            producer.send(Some(&(i % 4).to_string()), Some(&record));
+        }
+        producer.flush();
+    };
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64
+    };
+    let running = Running::start(&toml).await;
+    send(0..200, now_ms());
+    wait_for(
+        "the first wave's windows closed by idleness",
+        Duration::from_secs(60),
+        || async { db.try_scalar("SELECT coalesce(sum(n), 0) FROM w").await == Some(200) },
+    )
+    .await;
+    let broker_down = now_ms();
+    let mut broker = tokio::task::spawn_blocking(move || {
+        broker.stop_broker();
+        std::thread::sleep(OUTAGE); // the fault: how long the broker is away
+        broker.start_broker();
+        broker
+    })
+    .await
+    .expect("restart broker");
+    // Records whose event time is during the outage: a producer buffered them
+    // and delivers them now.
+    send(200..400, broker_down + 1_000);
+    wait_for(
+        "the second wave's windows",
+        Duration::from_secs(60),
+        || async {
+            assert!(
+                !running.handle.is_finished(),
+                "the pipeline stopped (a late record?)"
+            );
+            db.try_scalar("SELECT coalesce(sum(n), 0) FROM w").await == Some(400)
+        },
+    )
+    .await;
+    running.stop().await;
+    broker.stop_broker();
+}

@@ -269,6 +269,7 @@ fn consumer(
     let context = SourceContext {
         pipeline: name.to_string(),
         high_watermarks: Arc::clone(&driver.high_watermarks),
+        unfetched: Arc::clone(&driver.unfetched),
         driver: Arc::new(Mutex::new(driver)),
     };
     let mut client = kafka::consumer_config(name, cfg);

@@ -9,7 +9,7 @@
 //! (exactly-once mode: a new generation and the stored offsets from the
 //! database), then assigns them at those offsets.
 
-use super::driver::{Driver, HighWatermarks};
+use super::driver::{Driver, HighWatermarks, Unfetched};
 use crate::model::TopicPartition;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -25,6 +25,8 @@ pub struct SourceContext {
     pub driver: Arc<Mutex<Driver>>,
     /// Filled from librdkafka's statistics (when enabled): per partition, the high watermark.
     pub high_watermarks: HighWatermarks,
+    /// Filled from the same statistics: the partitions not being fetched.
+    pub unfetched: Unfetched,
 }
 
 pub type Consumer = BaseConsumer<SourceContext>;
@@ -46,14 +48,34 @@ impl ClientContext for SourceContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
+        // Which brokers this client is connected to, by node id.
+        let up: std::collections::HashSet<i32> = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && (b.state == "UP" || b.state == "UPDATE"))
+            .map(|b| b.nodeid)
+            .collect();
         let mut highs = self
             .high_watermarks
             .lock()
             .expect("high-watermark map poisoned by a panic in the statistics callback");
+        let mut unfetched = self
+            .unfetched
+            .lock()
+            .expect("unfetched set poisoned by a panic in the statistics callback");
+        unfetched.clear();
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
-                if partition >= 0 && p.hi_offset >= 0 {
-                    highs.insert(TopicPartition::new(topic.clone(), partition), p.hi_offset);
+                if partition < 0 {
+                    continue;
+                }
+                let tp = TopicPartition::new(topic.clone(), partition);
+                if p.fetch_state != "none" && (p.fetch_state != "active" || !up.contains(&p.leader))
+                {
+                    unfetched.insert(tp.clone());
+                }
+                if p.hi_offset >= 0 {
+                    highs.insert(tp, p.hi_offset);
                 }
             }
         }

@@ -6,7 +6,9 @@
 //! reported in its statistics) — a backlog is never idleness. Silence counts
 //! only while records can flow: while the
 //! pipeline is paused for backpressure or a batch waits for the writer, the
-//! clock is held, so a backlog is never mistaken for an idle topic. Nor does
+//! clock is held, so a backlog is never mistaken for an idle topic; so is a
+//! partition librdkafka's statistics show is not being fetched (its leader's
+//! broker unreachable: a broker outage is not an idle topic). Nor does
 //! silence count while nobody listened: a gap between two polls longer than
 //! [`MAX_POLL_GAP`] (the process was frozen, swapped out or starved of CPU)
 //! restarts every partition's silence, so a paused instance does not wake up
@@ -80,6 +82,14 @@ impl IdleClock {
     /// reached the partition's end (nothing is waiting to be read).
     pub fn next_offset(&self, tp: &TopicPartition) -> Option<i64> {
         self.next.get(tp).copied()
+    }
+
+    /// `tp` cannot be read right now (its broker is unreachable): its silence
+    /// restarts.
+    pub fn hold(&mut self, tp: &TopicPartition, now: Instant) {
+        if let Some(t) = self.last_record.get_mut(tp) {
+            *t = now;
+        }
     }
 
     /// Consumption is held back (paused, or a batch waits for the writer):

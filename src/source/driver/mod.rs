@@ -121,6 +121,9 @@ pub struct Driver {
     pub(super) idle: Option<idle::IdleClock>,
     /// Per partition, the high watermark from librdkafka's statistics.
     pub high_watermarks: HighWatermarks,
+    /// Per librdkafka's statistics, the partitions not being fetched: their
+    /// silence is not idleness.
+    pub unfetched: Unfetched,
     /// The consumer group, for `kafka.commit` spans.
     group: String,
     /// The partition of the last record and its counters (records of one
@@ -136,7 +139,7 @@ pub struct Driver {
 }
 
 /// Shared with the consumer context, which fills it from librdkafka's statistics.
-pub use crate::stats::HighWatermarks;
+pub use crate::stats::{HighWatermarks, Unfetched};
 
 /// Exactly-once bookkeeping of the source.
 pub struct Eos {
@@ -187,6 +190,7 @@ impl Driver {
             failed: None,
             idle: None,
             high_watermarks: Arc::clone(&stats.high_watermarks),
+            unfetched: Arc::clone(&stats.unfetched),
             stats,
             group: String::new(),
             last_partition: None,
@@ -280,6 +284,15 @@ impl Driver {
         let sink_idle = self.committer.in_flight(None) == 0;
         if let Some(clock) = &mut self.idle {
             clock.tick(now);
+            for tp in self
+                .unfetched
+                .lock()
+                .expect("unfetched set poisoned by a panic in the statistics callback")
+                .iter()
+            {
+                // Unreachable (the broker is away): silence means nothing.
+                clock.hold(tp, now);
+            }
             if self.waiting || self.paused {
                 clock.held(now);
             } else {
