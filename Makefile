@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/
 
 .DEFAULT_GOAL := help
 
-.PHONY: chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
+.PHONY: deny sbom chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
 
 help: ## List the targets
 	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
@@ -29,8 +29,18 @@ fmt: ## Format all Rust code
 fmt-check: ## Check formatting without changing files
 	$(CARGO) fmt --all -- --check
 
-lint: fmt-check ## fmt-check + clippy with warnings as errors
+lint: fmt-check ## fmt-check + clippy with warnings as errors + deny (licenses, bans, sources)
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(MAKE) --no-print-directory deny
+
+deny: ## Licenses, banned crates and sources of the dependency graph (deny.toml; installs cargo-deny from crates.io if missing, ~5 min)
+	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked --no-default-features
+	$(CARGO) deny check licenses bans sources
+
+sbom: ## CycloneDX SBOM of the dependency graph in target/sbom/ (installs cargo-cyclonedx from crates.io if missing)
+	@command -v cargo-cyclonedx >/dev/null 2>&1 || $(CARGO) install cargo-cyclonedx --locked
+	$(CARGO) cyclonedx --format json --override-filename tidemill.cdx
+	mkdir -p target/sbom && mv tidemill.cdx.json target/sbom/
 
 services-up: ## Start Kafka, PostgreSQL and MariaDB on 127.0.0.1 (idempotent)
 	scripts/services-up.sh
