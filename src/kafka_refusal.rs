@@ -101,9 +101,7 @@ impl RefusalContext {
             .expect("refusal slot poisoned by a panic in a librdkafka callback")
             .clone()
     }
-}
 
-impl RefusalContext {
     fn keep(&self, text: &str) {
         if let Some(refusal) = explain(text) {
             self.first

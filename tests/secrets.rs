@@ -14,8 +14,7 @@ use common::db::TestDb;
 use common::kafka::{self, TestProducer};
 use common::otlp::receiver;
 use common::process::{output_text, run_once, write_config, Tidemill};
-use common::{pipeline_toml, unique};
-use std::time::Duration;
+use common::{pipeline_toml, unique, wait_for_showing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The database role's real password.
@@ -172,23 +171,6 @@ async fn a_refusing_database_or_broker_is_reported_without_the_secret() {
     }
 }
 
-/// Polls `condition` for up to a minute; on timeout, panics showing `log()`.
-async fn wait_showing<F, Fut>(what: &str, log: &dyn Fn() -> String, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !condition().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await; // polling interval
-    }
-}
-
 /// GET `path` on the health listener: the whole response, status line included.
 async fn get(port: u16, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -233,7 +215,7 @@ async fn a_run_with_debug_logs_traces_metrics_and_a_dead_letter_shows_no_secret(
     let mut process =
         Tidemill::start_with_env(std::path::Path::new(&path), "run", &[("RUST_LOG", "debug")]);
     let log = || process.log_text();
-    wait_showing("rows loaded", &log, || async {
+    wait_for_showing("rows loaded", &log, || async {
         db.try_scalar("SELECT count(*) FROM t").await == Some(20)
     })
     .await;

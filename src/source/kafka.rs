@@ -65,7 +65,7 @@ pub fn client_config(p: &PipelineConfig) -> ClientConfig {
 }
 
 /// Why an admin call failed: Kafka's error, or the broker refusing this
-/// client (see [`super::refusal`]), said in terms of the setting to fix.
+/// client (see [`crate::kafka_refusal`]), said in terms of the setting to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]
@@ -101,13 +101,12 @@ pub async fn ensure_topic(
     let options = AdminOptions::new()
         .operation_timeout(timeout)
         .request_timeout(timeout);
-    let created = admin
+    let results = admin
         .create_topics(
             &[NewTopic::new(topic, 1, TopicReplication::Fixed(-1))],
             &options,
         )
-        .await;
-    let results = created?;
+        .await?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

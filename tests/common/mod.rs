@@ -87,6 +87,24 @@ where
     }
 }
 
+/// As [`wait_for`] (up to a minute), but a timeout shows `diagnose()` (e.g. a
+/// child process's log), so a failure says what the process was doing.
+pub async fn wait_for_showing<F, Fut>(what: &str, diagnose: &dyn Fn() -> String, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            diagnose()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `[telemetry]`/`[shutdown]` plus one pipeline named `p`, for tests.
 pub fn pipeline_toml(topic: &str, group: &str, url: &str, table: &str, sink_extra: &str) -> String {
     format!(
