@@ -12,19 +12,30 @@ use common::{all_committed, pipeline_toml, unique, wait_for};
 use std::time::Duration;
 use tidemill::config::{SinkConfig, SinkMode};
 use tidemill::model::TopicPartition;
-use tidemill::sink::checkpoint::Checkpoint;
+use tidemill::model::OffsetRange;
+use tidemill::sink::checkpoint::{Checkpoint, Entry};
 use tidemill::sink::{prepare, AnySink, Sink, SinkError};
 
 per_backend!(
     a_batch_from_an_older_generation_is_refused_and_writes_nothing,
+    a_batch_committed_before_is_not_written_again,
     a_fence_on_one_partition_names_it_and_moves_no_checkpoint,
     an_unchanged_checkpoint_under_the_current_generation_is_not_fenced,
     members_starting_together_all_get_the_checkpoint_table,
 );
 
+/// Offsets `first..=last` of `tp` under `generation`; `None`: an idle entry.
+fn entry(tp: &TopicPartition, offsets: Option<(i64, i64)>, generation: i64) -> Entry {
+    Entry {
+        tp: tp.clone(),
+        offsets: offsets.map(|(first, last)| OffsetRange { first, last }),
+        generation,
+    }
+}
+
 /// MySQL reports an UPDATE that changes nothing as 0 rows affected unless the
 /// client asks for found rows: a checkpoint rewritten with the same offset
-/// (e.g. a batch of only filtered records) must still count as advanced.
+/// (an idle partition whose state moved) must still count as advanced.
 async fn an_unchanged_checkpoint_under_the_current_generation_is_not_fenced(kind: Kind) {
     let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE t (id BIGINT)").await;
@@ -39,13 +50,60 @@ async fn an_unchanged_checkpoint_under_the_current_generation_is_not_fenced(kind
         .await
         .expect("claim")[0]
         .clone();
-    let checkpoint = Checkpoint {
+    let advance = Checkpoint {
         pipeline: "p".into(),
-        entries: vec![(tp.clone(), Some(7), claim.generation)],
+        entries: vec![entry(&tp, Some((0, 6)), claim.generation)],
     };
-    let (first, second) = write(sink, &[], &checkpoint, &checkpoint).await;
+    let idle = Checkpoint {
+        pipeline: "p".into(),
+        entries: vec![entry(&tp, None, claim.generation)],
+    };
+    let (first, second) = write(sink, &[], &advance, &idle).await;
     first.expect("first advance");
     second.expect("the same offset again is not a fence");
+}
+
+/// The connection drops after the server committed a batch but before the
+/// answer came back: the writer retries the same batch under the same
+/// generation. Its checkpoint is then past the batch's first offset, so the
+/// retry is refused as already committed and writes nothing.
+async fn a_batch_committed_before_is_not_written_again(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE t (id BIGINT)").await;
+    let sink = AnySink::open(&toml_sink(db.url()))
+        .await
+        .expect("open sink");
+    let store = sink.offset_store();
+    store.ensure_table().await.expect("checkpoint table");
+    let tps: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new("topic", p)).collect();
+    let claims = store.claim("p", &tps).await.expect("claim");
+    let batch = Checkpoint {
+        pipeline: "p".into(),
+        entries: vec![
+            entry(&tps[0], Some((0, 9)), claims[0].generation),
+            entry(&tps[1], Some((0, 4)), claims[1].generation),
+        ],
+    };
+    let rows = vec![serde_json::json!({"id": 1})
+        .as_object()
+        .expect("object")
+        .clone()];
+    let (first, again) = write(sink, &rows, &batch, &batch).await;
+    first.expect("the batch commits");
+    match again {
+        Err(SinkError::AlreadyCommitted { partitions }) => {
+            assert_eq!(partitions, "topic/0,topic/1")
+        }
+        other => panic!("want already committed, got {other:?}"),
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM t").await,
+        1,
+        "the retry wrote nothing"
+    );
+    let resumed = store.claim("p", &tps).await.expect("claim");
+    let offsets: Vec<Option<i64>> = resumed.iter().map(|c| c.next_offset).collect();
+    assert_eq!(offsets, vec![Some(10), Some(5)]);
 }
 
 async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Kind) {
@@ -75,7 +133,7 @@ async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Ki
         .clone()];
     let checkpoint = |generation| Checkpoint {
         pipeline: "p".into(),
-        entries: vec![(tp.clone(), Some(10), generation)],
+        entries: vec![entry(&tp, Some((0, 9)), generation)],
     };
     let result = write(
         sink,
@@ -121,18 +179,18 @@ async fn a_fence_on_one_partition_names_it_and_moves_no_checkpoint(kind: Kind) {
     let stale = Checkpoint {
         pipeline: "p".into(),
         entries: vec![
-            (tps[0].clone(), Some(5), claims[0].generation),
-            (tps[1].clone(), Some(6), claims[1].generation),
-            (tps[2].clone(), None, claims[2].generation),
+            entry(&tps[0], Some((0, 4)), claims[0].generation),
+            entry(&tps[1], Some((0, 5)), claims[1].generation),
+            entry(&tps[2], None, claims[2].generation),
         ],
     };
     // Leaves partition 0 as it finds it: a leak of the stale batch's 5 would show.
     let current = Checkpoint {
         pipeline: "p".into(),
         entries: vec![
-            (tps[0].clone(), None, claims[0].generation),
-            (tps[1].clone(), Some(6), reclaimed.generation),
-            (tps[2].clone(), Some(7), claims[2].generation),
+            entry(&tps[0], None, claims[0].generation),
+            entry(&tps[1], Some((0, 5)), reclaimed.generation),
+            entry(&tps[2], Some((0, 6)), claims[2].generation),
         ],
     };
     let (stale, current) = write(sink, &[], &stale, &current).await;

@@ -51,6 +51,11 @@ pub enum SinkError {
     /// Another member claimed these partitions since this batch was built.
     #[error("batch fenced: partitions {partitions} were claimed by a newer generation")]
     Fenced { partitions: String },
+    /// The batch's checkpoint is already past it under its own generation:
+    /// an earlier attempt committed and only its answer was lost. The writer
+    /// takes the batch as written; this attempt is rolled back.
+    #[error("batch already committed: the checkpoints of {partitions} are past it")]
+    AlreadyCommitted { partitions: String },
 }
 
 impl SinkError {
@@ -62,6 +67,8 @@ impl SinkError {
             | SinkError::Checkpoint { source }
             | SinkError::State { source } => classify(source),
             SinkError::Fenced { .. } | SinkError::StateFormat { .. } => RetryClass::Fatal,
+            // Never retried: the writer takes it as the batch written.
+            SinkError::AlreadyCommitted { .. } => RetryClass::Fatal,
             SinkError::Tls { .. } | SinkError::TlsFile { .. } => RetryClass::Fatal,
             SinkError::MissingTable { .. } | SinkError::Schema { .. } => RetryClass::Fatal,
             SinkError::Row { .. } => RetryClass::Data,
@@ -156,11 +163,12 @@ fn classify_sqlite(code: &str, kind: ErrorKind) -> RetryClass {
 /// MySQL/MariaDB server error numbers (shared by both unless noted).
 fn classify_mysql(number: u16) -> RetryClass {
     match number {
-        // Lock wait timeout, deadlock, too many connections, server shutting down,
+        // Lock wait timeout, deadlock, too many connections (also the account's
+        // max_user_connections, 1226), server shutting down,
         // query interrupted, read-only (failover), gone away / lost (client codes),
         // connection killed (MariaDB 1927), WSREP not ready.
-        1205 | 1213 | 1040 | 1053 | 1317 | 1290 | 1836 | 2006 | 2013 | 1927 | 1047 | 1158
-        | 1159 | 1160 | 1161 | 4031 => RetryClass::Transient,
+        1205 | 1213 | 1040 | 1226 | 1053 | 1317 | 1290 | 1836 | 2006 | 2013 | 1927 | 1047
+        | 1158 | 1159 | 1160 | 1161 | 4031 => RetryClass::Transient,
         // Duplicate key, column cannot be null, out of range, data too long,
         // incorrect value, truncated/incorrect value (1292), CHECK (MySQL 3819,
         // MariaDB 4025), foreign key (1451, 1452), field without default (1364),

@@ -10,7 +10,7 @@
 //! consumed again after a restart.
 
 pub use super::backoff::Backoff;
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, Entry};
 use super::ddl;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
@@ -107,11 +107,12 @@ fn checkpoint_of(pipeline: &str, batch: &Batch) -> Checkpoint {
     let entries = batch
         .offsets
         .iter()
-        .map(|(tp, range)| (tp, Some(range.last + 1)))
+        .map(|(tp, range)| (tp, Some(*range)))
         .chain(batch.idle.iter().map(|(tp, _)| (tp, None)))
-        .map(|(tp, next)| {
-            let generation = batch.generations.get(tp).copied().unwrap_or(-1);
-            (tp.clone(), next, generation)
+        .map(|(tp, offsets)| Entry {
+            tp: tp.clone(),
+            offsets,
+            generation: batch.generations.get(tp).copied().unwrap_or(-1),
         })
         .collect();
     Checkpoint {
@@ -318,6 +319,17 @@ async fn write_rows<S: Sink>(
                 return Ok(Loaded {
                     rows,
                     deleted,
+                    by_partition: std::mem::take(&mut output.by_partition),
+                });
+            }
+            Err(SinkError::AlreadyCommitted { partitions }) => {
+                // An earlier attempt committed; its answer was lost with the connection.
+                warn!(batch = batch.id, %partitions, "batch already committed; not writing it again");
+                backoff.reset();
+                ctx.stats.sink_failing.store(false, Ordering::Relaxed);
+                return Ok(Loaded {
+                    rows: subset.as_ref().map_or(rows.len(), Vec::len),
+                    deleted: 0,
                     by_partition: std::mem::take(&mut output.by_partition),
                 });
             }

@@ -10,10 +10,16 @@
 //! ([`SinkError::Fenced`]). Claims and batch commits are serialised by the
 //! row lock on the checkpoint row, so a claim always sees every batch that
 //! committed before it.
+//!
+//! A partition also advances only from at or before the batch's first
+//! offset: a batch whose checkpoint is already past that committed before —
+//! its commit succeeded but the answer was lost with the connection — and
+//! its retry fails with [`SinkError::AlreadyCommitted`] instead of writing
+//! its rows a second time.
 
 use super::ident::{Dialect, TableName};
 use super::SinkError;
-use crate::model::TopicPartition;
+use crate::model::{OffsetRange, TopicPartition};
 use sqlx::{MySqlPool, PgPool, Row as _, SqlitePool};
 
 mod advance;
@@ -30,13 +36,34 @@ pub struct Claim {
     pub next_offset: Option<i64>,
 }
 
-/// What a batch advances: per partition, the next offset (`None`: only
-/// check the generation — an idle partition whose state moved) and the
-/// generation it was built under.
+/// What a batch advances: an entry per partition it spans.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
     pub pipeline: String,
-    pub entries: Vec<(TopicPartition, Option<i64>, i64)>,
+    pub entries: Vec<Entry>,
+}
+
+/// One partition of a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub tp: TopicPartition,
+    /// The batch's offsets in this partition; `None`: only check the
+    /// generation (an idle partition whose state moved).
+    pub offsets: Option<OffsetRange>,
+    /// The generation the batch was built under.
+    pub generation: i64,
+}
+
+impl Entry {
+    /// The offset the partition resumes from once the batch has committed.
+    pub fn next(&self) -> Option<i64> {
+        self.offsets.map(|r| r.last + 1)
+    }
+
+    /// The batch's first offset: the checkpoint must not be past it.
+    pub fn first(&self) -> Option<i64> {
+        self.offsets.map(|r| r.first)
+    }
 }
 
 /// Handle on the checkpoint table; cheap to clone.
