@@ -72,11 +72,12 @@ fleet: services-up build ## Fleet scenarios: scale, roll, kill, pause, under bot
 fleet-quick: services-up build ## Fleet smoke run: 3 instances, one rolling restart, one SIGKILL; correctness asserted, no timing targets
 	$(CARGO) run --release --example fleet -- --quick $(FLEET_ARGS)
 
-chaos: services-up build ## Chaos soak on PostgreSQL: >= 50 SIGKILLs, SIGSTOPs, 5 database restarts, refusals, 3 broker restarts, poison bursts; exact or it fails (target/chaos/report.md)
-	$(CARGO) run --release --example chaos -- $(CHAOS_ARGS)
+CHAOS_DBS ?= postgres mariadb sqlite
+chaos: services-up build ## Chaos soak on each database (CHAOS_DBS): >= 50 SIGKILLs, SIGSTOPs, database restarts and refusals, 3 broker restarts, poison bursts; exact or it fails (target/chaos/<db>/report.md)
+	for db in $(CHAOS_DBS); do $(CARGO) run --release --example chaos -- --db $$db --out target/chaos/$$db $(CHAOS_ARGS) || exit 1; done
 
-chaos-quick: services-up build ## Chaos smoke run: one fault of each kind (~2 min); exact or it fails
-	$(CARGO) run --release --example chaos -- --quick $(CHAOS_ARGS)
+chaos-quick: services-up build ## Chaos smoke run on each database: one fault of each kind (~2 min each); exact or it fails
+	for db in $(CHAOS_DBS); do $(CARGO) run --release --example chaos -- --quick --db $$db --out target/chaos/$$db $(CHAOS_ARGS) || exit 1; done
 
 demo: ## Run the self-contained demo
 	$(CARGO) run --release -- demo

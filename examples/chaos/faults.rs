@@ -2,9 +2,9 @@
 //! each followed by a wait for the fleet to recover: every pipeline's
 //! database checkpoint back at the topic's end as it was when the fault ended.
 
+use crate::db::Db;
 use crate::fleet::Fleet;
-use crate::world::World;
-use anyhow::Context as _;
+use crate::world::{Server, World};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use std::time::{Duration, Instant};
@@ -22,6 +22,9 @@ pub enum Fault {
     DbRestart,
     /// The database refuses connections (and drops the open ones) for 4 s.
     DbRefuses,
+    /// SQLite's stand-in for both: another writer holds the database's lock
+    /// for 8 s, past tidemill's 5 s busy timeout (SQLITE_BUSY).
+    DbLocked,
     /// Stop the broker (controlled shutdown), start it again.
     BrokerRestart,
     /// A burst of poison records (see `poison.rs`).
@@ -38,6 +41,7 @@ impl Fault {
             ),
             Fault::DbRestart => "database restart (stopped 2 s)".into(),
             Fault::DbRefuses => "database refuses connections for 4 s".into(),
+            Fault::DbLocked => "database locked by another writer for 8 s".into(),
             Fault::BrokerRestart => "broker restart".into(),
             Fault::Poison => "burst of poison records".into(),
         }
@@ -46,7 +50,9 @@ impl Fault {
 
 /// The run's faults, shuffled with `seed`. Quick: one of each kind plus a
 /// second kill; full: ≥ 50 kills, 5 database restarts, 3 broker restarts.
-pub fn plan(quick: bool, instances: usize, seed: u64) -> Vec<Fault> {
+/// A database without a server (SQLite) gets its lock held instead of each
+/// restart and refusal.
+pub fn plan(quick: bool, instances: usize, server: bool, seed: u64) -> Vec<Fault> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let (kills, pauses, db_restarts, refusals, broker_restarts, poison) = if quick {
         (2, 1, 1, 1, 1, 1)
@@ -56,8 +62,12 @@ pub fn plan(quick: bool, instances: usize, seed: u64) -> Vec<Fault> {
     let mut faults = Vec::new();
     faults.extend((0..kills).map(|n| Fault::Kill(n % instances)));
     faults.extend((0..pauses).map(|n| Fault::Pause(n % instances)));
-    faults.extend(std::iter::repeat_n(Fault::DbRestart, db_restarts));
-    faults.extend(std::iter::repeat_n(Fault::DbRefuses, refusals));
+    if server {
+        faults.extend(std::iter::repeat_n(Fault::DbRestart, db_restarts));
+        faults.extend(std::iter::repeat_n(Fault::DbRefuses, refusals));
+    } else {
+        faults.extend(std::iter::repeat_n(Fault::DbLocked, db_restarts + refusals));
+    }
     faults.extend(std::iter::repeat_n(Fault::BrokerRestart, broker_restarts));
     faults.extend(std::iter::repeat_n(Fault::Poison, poison));
     rng.shuffle(&mut faults);
@@ -85,25 +95,13 @@ pub async fn inject(
             std::thread::sleep(Duration::from_secs(SESSION_TIMEOUT_S + 3)); // the zombie's pause being modelled
             fleet.signal(&name, "-CONT")?;
         }
-        Fault::DbRestart => {
-            world.pg.stop();
-            std::thread::sleep(Duration::from_secs(2)); // the outage being modelled
-            world.pg.start_server();
-        }
-        Fault::DbRefuses => {
-            let mut admin = world.admin().await?;
-            for sql in [
-                format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", crate::world::DB),
-                format!(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{}'",
-                    crate::world::DB
-                ),
-            ] {
-                sqlx::query(&sql).execute(&mut admin).await.context(sql)?;
-            }
-            tokio::time::sleep(Duration::from_secs(4)).await; // the outage being modelled
-            let sql = format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", crate::world::DB);
-            sqlx::query(&sql).execute(&mut admin).await.context(sql)?;
+        Fault::DbRestart => world.server.restart(Duration::from_secs(2)),
+        Fault::DbRefuses => refuse_connections(world, Duration::from_secs(4)).await?,
+        Fault::DbLocked => {
+            let mut holder = Db::connect(&world.db_url()).await?;
+            holder.exec("BEGIN EXCLUSIVE").await?;
+            tokio::time::sleep(Duration::from_secs(8)).await; // the lock being modelled
+            holder.exec("COMMIT").await?;
         }
         Fault::BrokerRestart => {
             world.kafka.stop_broker();
@@ -130,6 +128,50 @@ pub async fn inject(
             }
             producer.flush(Duration::from_secs(60))?;
         }
+    }
+    Ok(())
+}
+
+/// The database refuses new connections and drops the open ones for `hold`.
+/// PostgreSQL: the database stops accepting connections (SQLSTATE 55000).
+/// MariaDB: tidemill's account may hold one connection while a holder keeps
+/// it (error 1226, max_user_connections exceeded), and its others are killed.
+async fn refuse_connections(world: &mut World, hold: Duration) -> anyhow::Result<()> {
+    match &world.server {
+        Server::Postgres(pg) => {
+            let mut admin = Db::connect(&pg.url()).await?;
+            let db = crate::world::DB;
+            admin
+                .exec(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
+                .await?;
+            admin
+                .rows(&format!(
+                    "SELECT CAST(count(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity WHERE datname = '{db}'"
+                ))
+                .await?;
+            tokio::time::sleep(hold).await; // the outage being modelled
+            admin
+                .exec(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
+                .await?;
+        }
+        Server::MariaDb(my) => {
+            let mut holder = Db::connect(&my.url(crate::world::DB)).await?;
+            let held = holder
+                .rows("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+                .await?[0][0];
+            // tidemill's account may hold one connection, which the holder has.
+            my.admin_sql("ALTER USER 'tidemill'@'%' WITH MAX_USER_CONNECTIONS 1");
+            let ids = my.admin_lines(
+                "SELECT id FROM information_schema.processlist WHERE user = 'tidemill'",
+            );
+            for id in ids.iter().filter(|id| **id != held.to_string()) {
+                // A connection may be gone by now: its KILL failing is fine.
+                let _ = my.admin_lines(&format!("KILL CONNECTION {id}"));
+            }
+            tokio::time::sleep(hold).await; // the outage being modelled
+            my.admin_sql("ALTER USER 'tidemill'@'%' WITH MAX_USER_CONNECTIONS 0");
+        }
+        Server::Sqlite(_) => anyhow::bail!("SQLite has no connections to refuse"),
     }
     Ok(())
 }

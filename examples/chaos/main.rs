@@ -1,16 +1,18 @@
 //! `make chaos` / `make chaos-quick`: the chaos soak. Two instances of
 //! tidemill run three pipelines on one topic — an append table (stateless),
 //! running totals and one-second tumbling windows (stateful) — against a
-//! private Kafka broker and a private PostgreSQL server, under a steady
-//! producer, while faults are injected one after another in a seeded random
-//! order: SIGKILLs (≥ 50 in the full run), SIGSTOPs past the session timeout,
-//! database restarts (≥ 5), the database refusing connections, broker
-//! restarts (≥ 3) and bursts of poison records. At the end everything is
+//! private Kafka broker and a private PostgreSQL or MariaDB server or an
+//! SQLite file (`--db`), under a steady producer, while faults are injected
+//! one after another in a seeded random order: SIGKILLs (≥ 50 in the full
+//! run), SIGSTOPs past the session timeout, database restarts (≥ 5), the
+//! database refusing connections (SQLite: its lock held), broker restarts
+//! (≥ 3) and bursts of poison records. At the end everything is
 //! checked exactly against the topic read back (see verify.rs): 0 lost,
 //! 0 duplicated, aggregates and windows equal to an independent computation,
 //! 0 poison records missing from any dead-letter topic. Any other figure
-//! fails the run. Report: target/chaos/report.md.
+//! fails the run. Report: report.md in `--out` (default target/chaos).
 
+mod db;
 mod faults;
 #[allow(dead_code)] // the fleet tool's instance control; chaos uses part of it
 #[path = "../fleet/fleet.rs"]
@@ -18,6 +20,8 @@ mod fleet;
 mod poison;
 #[path = "../../tests/common/private_kafka.rs"]
 mod private_kafka;
+#[path = "../../tests/common/private_mariadb.rs"]
+mod private_mariadb;
 #[path = "../../tests/common/private_postgres.rs"]
 mod private_postgres;
 mod report;
@@ -50,6 +54,7 @@ pub fn now_ms() -> i64 {
 
 struct Args {
     quick: bool,
+    db: String,
     rate: u64,
     seed: u64,
     out: std::path::PathBuf,
@@ -58,6 +63,7 @@ struct Args {
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         quick: false,
+        db: "postgres".into(),
         rate: 400,
         seed: now_ms() as u64,
         out: "target/chaos".into(),
@@ -66,11 +72,12 @@ fn args() -> anyhow::Result<Args> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => a.quick = true,
+            "--db" => a.db = it.next().context("--db postgres|mariadb|sqlite")?,
             "--rate" => a.rate = it.next().context("--rate N")?.parse()?,
             "--seed" => a.seed = it.next().context("--seed N")?.parse()?,
             "--out" => a.out = it.next().context("--out DIR")?.into(),
             other => {
-                anyhow::bail!("unknown argument {other} (--quick, --rate N, --seed N, --out DIR)")
+                anyhow::bail!("unknown argument {other} (--quick, --db postgres|mariadb|sqlite, --rate N, --seed N, --out DIR)")
             }
         }
     }
@@ -129,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
         a.seed,
         if a.quick { "quick" } else { "full" }
     );
-    let mut world = World::start(PARTITIONS).await?;
+    let mut world = World::start(&a.db, PARTITIONS).await?;
     let dir = a.out.join(unique("run"));
     std::fs::create_dir_all(&dir)?;
     let config_path = dir.join("tidemill.toml");
@@ -147,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .context("the fleet never caught up before the first fault")?;
     let (mut injected, mut poison_id) = (Vec::new(), 1_000_000_000i64);
-    for fault in faults::plan(a.quick, INSTANCES, a.seed) {
+    for fault in faults::plan(a.quick, INSTANCES, world.server.restartable(), a.seed) {
         let at = started.elapsed();
         let t = Instant::now();
         tokio::task::block_in_place(|| {
@@ -199,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
     let outcome = verify::check(&world, &records).await?;
     tokio::task::block_in_place(|| fleet.stop_all());
     let md = report::markdown(
-        "PostgreSQL",
+        world.server.name(),
         a.seed,
         a.rate,
         &injected,

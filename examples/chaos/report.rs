@@ -59,17 +59,19 @@ pub fn markdown(
     let _ = writeln!(
         md,
         "\n| total | figure |\n|---|---:|\n| good records | {} |\n| poison records | {} |\n\
-         | lost | {} |\n| duplicated | {} |\n| running totals wrong | {} |\n| windows wrong | {} |\n\
-         | faults | {} |\n| slowest recovery (s) | {worst:.1} |\n\n{}\n\n{}\n",
+         | lost | {} |\n| duplicated | {} |\n| loaded but no good record | {} |\n| running totals wrong | {} |\n| windows wrong | {} |\n\
+         | faults | {} |\n| slowest recovery (s) | {worst:.1} |\n\n{}\n\n{}\n\n{}\n",
         o.good,
         o.poison,
         o.lost,
         o.duplicated,
+        o.unexpected,
         o.totals_wrong,
         o.windows_wrong,
         faults.len(),
         counted("poison not dead-lettered by", &o.undead_lettered),
         counted("good records dead-lettered by", &o.good_dead_lettered),
+        o.examples.join("; "),
     );
     md
 }

@@ -4,13 +4,13 @@
 //! tidemill), and every poison record must be in each pipeline's dead-letter
 //! topic (by its source partition and offset; repeats allowed, none missing).
 
+use crate::db::Db;
 use crate::faults::PIPELINES;
 use crate::world::World;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use sqlx::{Connection as _, PgConnection};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -28,7 +28,12 @@ pub struct Outcome {
     pub good: i64,
     pub poison: i64,
     pub lost: i64,
+    /// Extra copies of good records in the append table.
     pub duplicated: i64,
+    /// Rows of the append table that are no good record (e.g. poison loaded).
+    pub unexpected: i64,
+    /// The first few ids behind `lost`, `duplicated` and `unexpected`.
+    pub examples: Vec<String>,
     pub totals_wrong: i64,
     pub windows_wrong: i64,
     /// Per pipeline: poison records missing from its dead-letter topic.
@@ -41,6 +46,7 @@ impl Outcome {
     pub fn exact(&self) -> bool {
         self.lost == 0
             && self.duplicated == 0
+            && self.unexpected == 0
             && self.totals_wrong == 0
             && self.windows_wrong == 0
             && self.undead_lettered.values().all(|n| *n == 0)
@@ -59,22 +65,22 @@ pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> anyhow::R
 
 /// Every pipeline's checkpoint at or past `high` (false while the database is away).
 pub async fn caught_up(world: &World, high: &[i64]) -> bool {
-    let Ok(mut db) = PgConnection::connect(&world.db_url()).await else {
+    let Ok(mut db) = Db::connect(&world.db_url()).await else {
         return false;
     };
     for pipeline in PIPELINES {
-        let rows: Result<Vec<(i32, i64)>, _> = sqlx::query_as(
-            "SELECT partition_id, next_offset FROM tidemill_offsets WHERE pipeline = $1",
-        )
-        .bind(pipeline)
-        .fetch_all(&mut db)
-        .await;
-        let Ok(rows) = rows else { return false };
-        let at: BTreeMap<i32, i64> = rows.into_iter().collect();
+        let sql = format!(
+            "SELECT {}, next_offset FROM tidemill_offsets WHERE pipeline = '{pipeline}'",
+            db.bigint("partition_id")
+        );
+        let Ok(rows) = db.rows(&sql).await else {
+            return false;
+        };
+        let at: BTreeMap<i64, i64> = rows.into_iter().map(|r| (r[0], r[1])).collect();
         let behind = high
             .iter()
             .enumerate()
-            .any(|(p, h)| *h > 0 && at.get(&(p as i32)).copied().unwrap_or(0) < *h);
+            .any(|(p, h)| *h > 0 && at.get(&(p as i64)).copied().unwrap_or(0) < *h);
         if behind {
             return false;
         }
@@ -180,28 +186,48 @@ pub async fn check(world: &World, records: &[Record]) -> anyhow::Result<Outcome>
             ),
         }
     }
-    let mut db = PgConnection::connect(&world.db_url()).await?;
-    let loaded: Vec<(i64, i64)> = sqlx::query_as("SELECT id, count(*) FROM events_log GROUP BY id")
-        .fetch_all(&mut db)
-        .await?;
-    let loaded: BTreeMap<i64, i64> = loaded.into_iter().collect();
-    o.lost = ids.iter().filter(|id| !loaded.contains_key(id)).count() as i64;
-    o.duplicated = loaded
-        .iter()
-        .map(|(id, n)| if ids.contains(id) { n - 1 } else { *n })
-        .sum();
-    let got: Vec<(i64, i64, i64)> = sqlx::query_as("SELECT k, n, total FROM totals ORDER BY k")
-        .fetch_all(&mut db)
-        .await?;
-    let want: Vec<(i64, i64, i64)> = totals.into_iter().map(|(k, (n, t))| (k, n, t)).collect();
-    o.totals_wrong = differ(&want, &got);
-    let got: Vec<(i64, i64, i64, i64)> =
-        sqlx::query_as("SELECT k, window_start, n, total FROM windows ORDER BY k, window_start")
-            .fetch_all(&mut db)
-            .await?;
-    let want: Vec<(i64, i64, i64, i64)> = windows
+    let mut db = Db::connect(&world.db_url()).await?;
+    let sql = format!(
+        "SELECT id, {} FROM events_log GROUP BY id",
+        db.bigint("count(*)")
+    );
+    let loaded: BTreeMap<i64, i64> = db
+        .rows(&sql)
+        .await?
         .into_iter()
-        .map(|((k, s), (n, t))| (k, s, n, t))
+        .map(|r| (r[0], r[1]))
+        .collect();
+    let lost: Vec<i64> = ids
+        .iter()
+        .filter(|id| !loaded.contains_key(id))
+        .copied()
+        .collect();
+    o.lost = lost.len() as i64;
+    o.examples
+        .extend(lost.iter().take(5).map(|id| format!("id {id} lost")));
+    for (id, n) in &loaded {
+        let (what, extra) = if ids.contains(id) {
+            (&mut o.duplicated, n - 1)
+        } else {
+            (&mut o.unexpected, *n)
+        };
+        *what += extra;
+        if extra > 0 && o.examples.len() < 10 {
+            o.examples.push(format!("id {id} loaded {n} times"));
+        }
+    }
+    let got = db.rows("SELECT k, n, total FROM totals ORDER BY k").await?;
+    let want: Vec<Vec<i64>> = totals
+        .into_iter()
+        .map(|(k, (n, t))| vec![k, n, t])
+        .collect();
+    o.totals_wrong = differ(&want, &got);
+    let got = db
+        .rows("SELECT k, window_start, n, total FROM windows ORDER BY k, window_start")
+        .await?;
+    let want: Vec<Vec<i64>> = windows
+        .into_iter()
+        .map(|((k, s), (n, t))| vec![k, s, n, t])
         .collect();
     o.windows_wrong = differ(&want, &got);
     for pipeline in PIPELINES {
@@ -228,11 +254,10 @@ fn differ<T: Ord>(want: &[T], got: &[T]) -> i64 {
 
 /// How many windows the table holds (None while the database is away).
 pub async fn windows_loaded(world: &World) -> Option<i64> {
-    let mut db = PgConnection::connect(&world.db_url()).await.ok()?;
-    sqlx::query_scalar("SELECT count(*) FROM windows")
-        .fetch_one(&mut db)
-        .await
-        .ok()
+    let mut db = Db::connect(&world.db_url()).await.ok()?;
+    let sql = format!("SELECT {}", db.bigint("count(*)"));
+    let sql = format!("{sql} FROM windows");
+    db.rows(&sql).await.ok()?.first().map(|r| r[0])
 }
 
 #[cfg(test)]

@@ -1,17 +1,59 @@
-//! What a chaos run owns: a private Kafka broker and a private PostgreSQL
-//! server (so both can be restarted without disturbing anything else), the
-//! run's database and tables, and a steady producer of good records.
+//! What a chaos run owns: a private Kafka broker and a private PostgreSQL or
+//! MariaDB server (so both can be restarted without disturbing anything
+//! else) or an SQLite file, the run's database and tables, and a steady
+//! producer of good records.
 
+use crate::db::Db;
 use anyhow::Context as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::ClientConfig;
-use sqlx::{Connection as _, PgConnection};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::private_kafka::PrivateKafka;
+use crate::private_mariadb::PrivateMariaDb;
 use crate::private_postgres::PrivatePostgres;
+
+/// The database server a run owns.
+pub enum Server {
+    Postgres(PrivatePostgres),
+    MariaDb(PrivateMariaDb),
+    /// A database file in a directory of its own (removed on drop).
+    Sqlite(tempfile::TempDir),
+}
+
+impl Server {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Server::Postgres(_) => "PostgreSQL",
+            Server::MariaDb(_) => "MariaDB",
+            Server::Sqlite(_) => "SQLite",
+        }
+    }
+
+    /// Whether there is a server to restart (SQLite is a file).
+    pub fn restartable(&self) -> bool {
+        !matches!(self, Server::Sqlite(_))
+    }
+
+    /// Stops the server (fast shutdown), waits `down`, starts it again.
+    pub fn restart(&mut self, down: Duration) {
+        match self {
+            Server::Postgres(pg) => {
+                pg.stop();
+                std::thread::sleep(down); // the outage being modelled
+                pg.start_server();
+            }
+            Server::MariaDb(my) => {
+                my.stop();
+                std::thread::sleep(down); // the outage being modelled
+                my.start_server();
+            }
+            Server::Sqlite(_) => {}
+        }
+    }
+}
 
 /// Keys of the aggregates: record `i` has `k = i % KEYS`, `v = i % 97`.
 pub const KEYS: i64 = 200;
@@ -19,35 +61,49 @@ pub const DB: &str = "chaos";
 
 pub struct World {
     pub kafka: PrivateKafka,
-    pub pg: PrivatePostgres,
+    pub server: Server,
     pub topic: String,
     pub partitions: i32,
 }
 
 impl World {
-    pub async fn start(partitions: i32) -> anyhow::Result<Self> {
-        let (kafka, pg) =
-            tokio::task::spawn_blocking(|| (PrivateKafka::start(), PrivatePostgres::start()))
-                .await
-                .context("starting the private broker and database")?;
+    pub async fn start(kind: &str, partitions: i32) -> anyhow::Result<Self> {
+        let kind = kind.to_owned();
+        let (kafka, server) = tokio::task::spawn_blocking(move || {
+            let server = match kind.as_str() {
+                "postgres" => Server::Postgres(PrivatePostgres::start()),
+                "mariadb" => {
+                    let my = PrivateMariaDb::start();
+                    my.admin_sql(&format!("CREATE DATABASE {DB}"));
+                    Server::MariaDb(my)
+                }
+                "sqlite" => Server::Sqlite(tempfile::tempdir()?),
+                other => anyhow::bail!("--db {other}: postgres, mariadb or sqlite"),
+            };
+            Ok((PrivateKafka::start(), server))
+        })
+        .await
+        .context("starting the private broker and database")??;
         let world = Self {
             kafka,
-            pg,
+            server,
             topic: "chaos_events".into(),
             partitions,
         };
         world.create_topic().await?;
-        let mut admin = world.admin().await?;
-        sqlx::query(&format!("CREATE DATABASE {DB}"))
-            .execute(&mut admin)
-            .await?;
-        let mut db = PgConnection::connect(&world.db_url()).await?;
+        if let Server::Postgres(pg) = &world.server {
+            Db::connect(&pg.url())
+                .await?
+                .exec(&format!("CREATE DATABASE {DB}"))
+                .await?;
+        }
+        let mut db = Db::connect(&world.db_url()).await?;
         for ddl in [
             "CREATE TABLE events_log (id BIGINT NOT NULL, k BIGINT NOT NULL, v BIGINT NOT NULL, ts BIGINT NOT NULL)",
             "CREATE TABLE totals (k BIGINT PRIMARY KEY, n BIGINT NOT NULL, total BIGINT NOT NULL)",
             "CREATE TABLE windows (k BIGINT NOT NULL, window_start BIGINT NOT NULL, window_end BIGINT NOT NULL, n BIGINT NOT NULL, total BIGINT NOT NULL)",
         ] {
-            sqlx::query(ddl).execute(&mut db).await?;
+            db.exec(ddl).await?;
         }
         Ok(world)
     }
@@ -56,14 +112,16 @@ impl World {
         self.kafka.brokers()
     }
 
-    /// The run's database (the server's superuser, so faults can lock it out).
+    /// The run's database.
     pub fn db_url(&self) -> String {
-        self.pg.url().replace("/postgres", &format!("/{DB}"))
-    }
-
-    /// A connection to the server's maintenance database.
-    pub async fn admin(&self) -> anyhow::Result<PgConnection> {
-        Ok(PgConnection::connect(&self.pg.url()).await?)
+        match &self.server {
+            Server::Postgres(pg) => pg.url().replace("/postgres", &format!("/{DB}")),
+            Server::MariaDb(my) => my.url(DB),
+            Server::Sqlite(dir) => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join(format!("{DB}.db")).display()
+            ),
+        }
     }
 
     pub fn dead_letter_topic(pipeline: &str) -> String {

@@ -31,6 +31,7 @@ pub mod events;
 pub mod kafka;
 pub mod otlp;
 pub mod private_kafka;
+pub mod private_mariadb;
 pub mod private_postgres;
 pub mod process;
 
