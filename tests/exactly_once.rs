@@ -11,8 +11,8 @@ use common::process::{signal, Tidemill};
 use common::{all_committed, pipeline_toml, unique, wait_for};
 use std::time::Duration;
 use tidemill::config::{SinkConfig, SinkMode};
-use tidemill::model::TopicPartition;
 use tidemill::model::OffsetRange;
+use tidemill::model::TopicPartition;
 use tidemill::sink::checkpoint::{Checkpoint, Entry};
 use tidemill::sink::{prepare, AnySink, Sink, SinkError};
 

@@ -186,7 +186,8 @@ pub async fn advance_mysql(
         .entries
         .iter()
         .map(|e| {
-            let mut o = serde_json::json!({"t": e.tp.topic, "p": e.tp.partition, "g": e.generation});
+            let mut o =
+                serde_json::json!({"t": e.tp.topic, "p": e.tp.partition, "g": e.generation});
             if let (Some(r), Some(o)) = (e.offsets, o.as_object_mut()) {
                 o.insert("n".into(), (r.last + 1).into());
                 o.insert("f".into(), r.first.into());
