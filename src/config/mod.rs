@@ -7,6 +7,7 @@
 //! options) are wrapped in [`Secret`] so `Debug` output never shows them.
 
 mod duration;
+pub mod names;
 mod pipeline;
 mod secret;
 mod transform;
@@ -23,6 +24,7 @@ pub use pipeline::{
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;
 
+use names::named;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,13 +52,14 @@ pub struct Settings {
     pub pipelines: BTreeMap<String, PipelineConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     #[default]
     Pretty,
     Json,
 }
+
+named!(LogFormat { Pretty = "pretty", Json = "json" });
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

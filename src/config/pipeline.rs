@@ -1,5 +1,6 @@
 //! One pipeline's declaration: source, decode, transforms, sink, batching.
 
+use super::names::named;
 pub use super::transform::*;
 use super::{duration, Secret};
 use serde::Deserialize;
@@ -85,8 +86,7 @@ pub struct KafkaConfig {
 }
 
 /// The consumer group protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GroupProtocol {
     /// The classic protocol, with client-side cooperative-sticky assignment.
     #[default]
@@ -94,6 +94,8 @@ pub enum GroupProtocol {
     /// KIP-848's protocol: assignment, session timeout and heartbeat on the broker.
     Consumer,
 }
+
+named!(GroupProtocol { Classic = "classic", Consumer = "consumer" });
 
 impl KafkaConfig {
     /// The session timeout the classic protocol uses.
@@ -109,28 +111,31 @@ fn default_offset_reset() -> String {
 /// `kafka.session_timeout` when it is not set.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Delivery {
     #[default]
     ExactlyOnce,
     AtLeastOnce,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+named!(Delivery { ExactlyOnce = "exactly-once", AtLeastOnce = "at-least-once" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecodeFormat {
     #[default]
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+named!(DecodeFormat { Json = "json" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SinkMode {
     #[default]
     Insert,
     Upsert,
 }
+
+named!(SinkMode { Insert = "insert", Upsert = "upsert" });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -207,8 +212,7 @@ pub struct ColumnConfig {
 
 /// The input form of timestamps: RFC 3339 strings only, or also epoch numbers in
 /// seconds, milliseconds or microseconds (fractions allowed down to the microsecond).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TimestampFormat {
     #[default]
     Rfc3339,
@@ -216,6 +220,8 @@ pub enum TimestampFormat {
     EpochMs,
     EpochUs,
 }
+
+named!(TimestampFormat { Rfc3339 = "rfc3339", EpochS = "epoch_s", EpochMs = "epoch_ms", EpochUs = "epoch_us" });
 
 /// `[pipelines.<name>.sink.columns.<column>]`.
 #[derive(Debug, Clone, Default, Deserialize)]

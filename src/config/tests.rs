@@ -248,3 +248,38 @@ fn the_instance_id_is_every_pipelines_group_instance_id_unless_it_names_its_own(
     let keys: Vec<&str> = bad.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["instance_id"], "named once, at its own key");
 }
+
+#[test]
+fn an_unknown_name_fails_with_its_key_the_valid_names_and_the_nearest() {
+    let text = format!("{MINIMAL}mode = \"upsrt\"\n");
+    let err = Settings::from_toml(&text).expect_err("unknown mode").to_string();
+    assert!(
+        err.contains(r#"unknown value "upsrt" (did you mean "upsert"? valid: "insert", "upsert")"#)
+            && err.contains("pipelines.orders.sink.mode"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_listed_name_parses_to_a_value_of_its_own() {
+    fn each<T: serde::de::DeserializeOwned + std::fmt::Debug>(names: &[&str]) {
+        let distinct: std::collections::BTreeSet<String> = names
+            .iter()
+            .map(|n| {
+                let v: T = serde_json::from_value(serde_json::json!(n)).expect("valid name");
+                format!("{v:?}")
+            })
+            .collect();
+        assert_eq!(distinct.len(), names.len(), "each name is its own value");
+    }
+    each::<LogFormat>(LogFormat::NAMES);
+    each::<GroupProtocol>(GroupProtocol::NAMES);
+    each::<Delivery>(Delivery::NAMES);
+    each::<DecodeFormat>(DecodeFormat::NAMES);
+    each::<SinkMode>(SinkMode::NAMES);
+    each::<TimestampFormat>(TimestampFormat::NAMES);
+    each::<transform::WindowKind>(transform::WindowKind::NAMES);
+    each::<transform::TimeFormat>(transform::TimeFormat::NAMES);
+    each::<transform::EmitMode>(transform::EmitMode::NAMES);
+    each::<transform::LatePolicy>(transform::LatePolicy::NAMES);
+}

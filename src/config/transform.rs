@@ -1,6 +1,7 @@
 //! Transform declarations: stateless jq steps and keyed stateful operators.
 
 use super::duration;
+use super::names::named;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -61,16 +62,16 @@ pub struct AggregateConfig {
     pub window: Option<WindowConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
     Tumbling,
     Hopping,
     Session,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+named!(WindowKind { Tumbling = "tumbling", Hopping = "hopping", Session = "session" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimeFormat {
     #[default]
     EpochMs,
@@ -79,8 +80,9 @@ pub enum TimeFormat {
     Rfc3339,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+named!(TimeFormat { EpochMs = "epoch-ms", EpochS = "epoch-s", EpochUs = "epoch-us", Rfc3339 = "rfc3339" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EmitMode {
     /// Upsert the window's current row after every batch that touched it.
     Update,
@@ -89,8 +91,9 @@ pub enum EmitMode {
     Final,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+named!(EmitMode { Update = "update", Final = "final" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LatePolicy {
     /// Send the late record to the dead-letter topic.
     #[default]
@@ -98,6 +101,8 @@ pub enum LatePolicy {
     /// Apply it to the closed window (kept for `retention`) and upsert the corrected row.
     Correct,
 }
+
+named!(LatePolicy { DeadLetter = "dead-letter", Correct = "correct" });
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
