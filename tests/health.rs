@@ -6,46 +6,15 @@
 mod common;
 
 use common::db::TestDb;
+use common::http::{self, get, series};
 use common::kafka::{self, TestProducer};
 use common::private_postgres::PrivatePostgres;
 use common::process::Tidemill;
 use common::{pipeline_toml, unique, wait_for};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// GET `path`; returns (status code, body), or (0, "") when nothing answers.
-async fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return (0, String::new());
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
-    if s.write_all(request.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text).await;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 fn metric(body: &str, name: &str) -> Option<i64> {
-    series(body, &format!("{name}{{pipeline=\"p\"}}"))
-}
-
-/// The value of one series, named with its labels as rendered.
-fn series(body: &str, name_and_labels: &str) -> Option<i64> {
-    body.lines()
-        .find(|l| l.starts_with(&format!("{name_and_labels} ")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    http::metric(body, name, "p")
 }
 
 /// A per-partition series of pipeline `p`.
@@ -73,10 +42,7 @@ async fn metrics_match_the_table_and_readiness_follows_the_database() {
         .expect("private postgres");
     let db = TestDb::postgres_at(server.url()).await;
     db.exec("CREATE TABLE t (id BIGINT NOT NULL)").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = http::free_port();
     let toml = format!(
         "[health]\nlisten = \"127.0.0.1:{port}\"\n{}",
         pipeline_toml(&topic, &group, db.url(), "t", "")
@@ -163,10 +129,7 @@ async fn per_partition_metrics_match_the_load_and_lag_drains_to_zero() {
     kafka::create_topic(&topic, 2).await;
     let db = TestDb::postgres().await;
     db.exec("CREATE TABLE t (id BIGINT NOT NULL)").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = http::free_port();
     let toml = format!(
         "[health]\nlisten = \"127.0.0.1:{port}\"\nstatistics_interval = \"200ms\"\n{}",
         pipeline_toml(&topic, &group, db.url(), "t", "")

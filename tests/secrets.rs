@@ -11,11 +11,12 @@
 mod common;
 
 use common::db::TestDb;
+use common::http::{free_port, get_raw};
 use common::kafka::{self, TestProducer};
 use common::otlp::receiver;
 use common::process::{output_text, run_once, write_config, Tidemill};
 use common::{pipeline_toml, unique, wait_for_showing};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 
 /// The database role's real password.
 const DB_PW: &str = "SentinelDbPw4b1e";
@@ -116,10 +117,7 @@ async fn a_refusing_database_or_broker_is_reported_without_the_secret() {
     let (_db, url) = sentinel_db().await;
     let topic = unique("secrets");
     kafka::create_topic(&topic, 1).await;
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let closed_port = free_port();
     let databases = [
         (
             url(&format!("{ROLE}:{WRONG_DB_PW}"), ""),
@@ -171,18 +169,6 @@ async fn a_refusing_database_or_broker_is_reported_without_the_secret() {
     }
 }
 
-/// GET `path` on the health listener: the whole response, status line included.
-async fn get(port: u16, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("health listener");
-    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
-    s.write_all(request.as_bytes()).await.expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.expect("response");
-    text
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_debug_logs_traces_metrics_and_a_dead_letter_shows_no_secret() {
     let (db, url) = sentinel_db().await;
@@ -190,10 +176,7 @@ async fn a_run_with_debug_logs_traces_metrics_and_a_dead_letter_shows_no_secret(
     let (topic, dlq) = (unique("secrets"), unique("secrets-dlq"));
     kafka::create_topic(&topic, 2).await;
     kafka::create_topic(&dlq, 1).await;
-    let health_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let health_port = free_port();
     let toml = format!(
         "[telemetry]\nlog_format = \"json\"\n\
          otlp_endpoint = \"http://127.0.0.1:{otlp_port}/v1/traces\"\nmetrics_interval = \"200ms\"\n\
@@ -215,7 +198,7 @@ async fn a_run_with_debug_logs_traces_metrics_and_a_dead_letter_shows_no_secret(
     let mut process =
         Tidemill::start_with_env(std::path::Path::new(&path), "run", &[("RUST_LOG", "debug")]);
     let log = || process.log_text();
-    wait_for_showing("rows loaded", &log, || async {
+    wait_for_showing("rows loaded", Duration::from_secs(60), &log, || async {
         db.try_scalar("SELECT count(*) FROM t").await == Some(20)
     })
     .await;
@@ -226,13 +209,18 @@ async fn a_run_with_debug_logs_traces_metrics_and_a_dead_letter_shows_no_secret(
     for (key, value) in &letters[0].headers {
         assert_clean("a dead-letter header", &format!("{key}: {value}"));
     }
-    let metrics = get(health_port, "/metrics").await;
+    let metrics = get_raw(health_port, "/metrics").await;
     assert!(
         metrics.contains("tidemill_rows_loaded_total{pipeline=\"p\"} 20"),
         "{metrics}"
     );
     assert_clean("/metrics", &metrics);
-    assert_clean("/readyz", &get(health_port, "/readyz").await);
+    let ready = get_raw(health_port, "/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 "),
+        "/readyz answered: {ready:?}"
+    );
+    assert_clean("/readyz", &ready);
     assert!(process.terminate(), "{}", process.log_text());
     let log = process.log_text();
     assert!(

@@ -252,7 +252,9 @@ fn the_instance_id_is_every_pipelines_group_instance_id_unless_it_names_its_own(
 #[test]
 fn an_unknown_name_fails_with_its_key_the_valid_names_and_the_nearest() {
     let text = format!("{MINIMAL}mode = \"upsrt\"\n");
-    let err = Settings::from_toml(&text).expect_err("unknown mode").to_string();
+    let err = Settings::from_toml(&text)
+        .expect_err("unknown mode")
+        .to_string();
     assert!(
         err.contains(r#"unknown value "upsrt" (did you mean "upsert"? valid: "insert", "upsert")"#)
             && err.contains("pipelines.orders.sink.mode"),

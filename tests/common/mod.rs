@@ -28,6 +28,7 @@ macro_rules! per_backend {
 
 pub mod db;
 pub mod events;
+pub mod http;
 pub mod kafka;
 pub mod otlp;
 pub mod private_kafka;
@@ -88,14 +89,18 @@ where
     }
 }
 
-/// As [`wait_for`] (up to a minute), but a timeout shows `diagnose()` (e.g. a
-/// child process's log), so a failure says what the process was doing.
-pub async fn wait_for_showing<F, Fut>(what: &str, diagnose: &dyn Fn() -> String, mut condition: F)
-where
+/// As [`wait_for`], but a timeout shows `diagnose()` (e.g. a child process's
+/// log), so a failure says what the process was doing.
+pub async fn wait_for_showing<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    diagnose: &dyn Fn() -> String,
+    mut condition: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + timeout;
     while !condition().await {
         assert!(
             Instant::now() < deadline,
