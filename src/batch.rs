@@ -7,8 +7,8 @@
 //! offset order, and batches are handed on in order.
 
 use crate::config::BatchConfig;
-use crate::model::{Batch, PartitionTally, RawRecord, Row, RowMeta, TopicPartition};
-use crate::trace::{RecordLink, MAX_LINKS};
+use crate::model::{Batch, PartitionTally, RawRecord, RecordLink, Row, RowMeta, TopicPartition};
+use crate::trace::MAX_LINKS;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]

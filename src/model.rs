@@ -15,8 +15,19 @@
 //! [`Batch::deletes`], each placed between the rows that arrived before and
 //! after it, so the sink can keep the order of operations per key.
 
+use opentelemetry::trace::SpanContext;
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// A sampled record's producer trace context and where the record was: the
+/// batch's span links to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordLink {
+    pub context: SpanContext,
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+}
 
 /// A Kafka topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -106,9 +117,9 @@ pub struct Batch {
     /// Each record's Kafka timestamp (ms), for the end-to-end latency histogram.
     pub timestamps: Vec<i64>,
     /// Sampled producer trace contexts of records in this batch (tracing on
-    /// only), at most [`crate::trace::MAX_LINKS`]; the rest are counted in
+    /// only), at most `trace::MAX_LINKS`; the rest are counted in
     /// `links_dropped`.
-    pub links: Vec<crate::trace::RecordLink>,
+    pub links: Vec<RecordLink>,
     pub links_dropped: u32,
     /// Rows to delete (from tombstones), in arrival order among the rows.
     pub deletes: Vec<Delete>,

@@ -17,7 +17,7 @@
 //!   (`messaging.*`) and databases (`db.*`).
 
 use crate::config::SinkMode;
-use crate::model::{Batch, TopicPartition};
+use crate::model::Batch;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -39,15 +39,6 @@ pub fn enabled() -> bool {
 /// Set by [`crate::telemetry::init`] once the exporter is installed.
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
-}
-
-/// A sampled record's producer context and where the record was.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordLink {
-    pub context: SpanContext,
-    pub tp: TopicPartition,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
 }
 
 /// The W3C trace headers of a record, borrowed.

@@ -9,6 +9,7 @@
 mod duration;
 pub mod names;
 mod pipeline;
+mod schema;
 mod secret;
 mod transform;
 mod validate;
@@ -21,6 +22,7 @@ pub use pipeline::{
     PipelineConfig, SchemaConfig, SinkConfig, SinkMode, StateConfig, TimeFormat, TimestampFormat,
     TransformConfig, WindowConfig, WindowKind,
 };
+pub use schema::PortableType;
 pub use secret::{redact_url, Secret};
 pub use validate::Problem;
 

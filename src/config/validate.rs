@@ -170,7 +170,7 @@ fn deletes_and_schema(
             "is only used by auto_create; set auto_create = true or remove it".into(),
         ),
         (Some(schema), true) => {
-            for (k, message) in crate::sink::ddl::check_schema(schema) {
+            for (k, message) in super::schema::check_schema(schema) {
                 push(key(&format!("schema.{k}")), message);
             }
             for column in &sink.key_columns {

@@ -5,9 +5,9 @@
 
 use super::{tombstone, Driver, SourceError};
 use crate::dead_letter::Reason;
-use crate::model::{Origin, RawRecord, TopicPartition};
+use crate::model::{Origin, RawRecord, RecordLink, TopicPartition};
 use crate::stats::{PartitionStats, Stats};
-use crate::trace::{self, RecordLink};
+use crate::trace;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use std::time::Instant;
 use tracing::debug;
