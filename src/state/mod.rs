@@ -25,6 +25,7 @@ pub mod aggregate;
 mod cache;
 pub mod dedup;
 mod engine;
+mod item;
 mod key;
 pub mod layout;
 pub mod operator;
@@ -35,7 +36,8 @@ pub mod store;
 pub mod time;
 pub mod window;
 
-pub use engine::{Applied, Engine, Registry, RowOrigin, StateError};
+pub use engine::{Applied, Engine, Registry, StateError};
+pub use item::RowOrigin;
 pub use key::{kafka_key, KeySpec};
 pub use operator::{Context, KeyedOperator, OperatorError};
 pub use store::{StateStore, StateWrites};

@@ -1,7 +1,7 @@
 //! The engine's view of a stateful step ([`Stage`]), and the per-partition
 //! event-time progress ([`Mark`]) every time-aware step keeps.
 
-use super::engine::{Item, Rejected};
+use super::item::{Item, Rejected};
 use super::store::{Loaded, OpWrites};
 use super::KeySpec;
 use crate::model::TopicPartition;

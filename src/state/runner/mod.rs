@@ -7,7 +7,7 @@
 //! state is loaded again), so the cache still holds committed state only.
 
 use super::cache::Cache;
-use super::engine::{Item, Rejected};
+use super::item::{Item, Rejected};
 use super::operator::{Context, KeyedOperator, OperatorError};
 use super::stage::{Mark, Stage, MARK_KEY};
 use super::store::{Loaded, OpWrites};
