@@ -49,6 +49,7 @@ pub mod tls;
 mod transact;
 pub mod types;
 pub mod writer;
+mod writer_context;
 
 pub use error::{RetryClass, SinkError};
 pub use prepare::{prepare, with_deletes, PreparedBatch, PreparedWrite};

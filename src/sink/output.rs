@@ -93,20 +93,6 @@ impl Output<'_> {
     }
 }
 
-/// Takes refused rows off their partitions' row counts.
-pub(super) fn discount(
-    by_partition: &mut BTreeMap<TopicPartition, u64>,
-    batch: &Batch,
-    refused: &[Refused],
-) {
-    for r in refused {
-        let tp = partition_of(batch, r.source);
-        if let Some(n) = by_partition.get_mut(&tp) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
-
 /// The batch's rows as they are, with its deletes collapsed into them: a row
 /// followed by a delete of its key is not written (nor counted as loaded).
 pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> Output<'b> {

@@ -6,8 +6,7 @@
 //! the broker has every letter, or shutdown aborts it. Without a dead-letter
 //! topic a refused record stops the pipeline instead of being dropped.
 
-use super::output::discount;
-use super::writer::{WriterContext, WriterError};
+use super::writer_context::{WriterContext, WriterError};
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::model::{Batch, Origin, RawRecord, TopicPartition};
 use crate::stats::Stats;
@@ -177,5 +176,19 @@ async fn send_letters(
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Takes refused rows off their partitions' row counts.
+pub(super) fn discount(
+    by_partition: &mut BTreeMap<TopicPartition, u64>,
+    batch: &Batch,
+    refused: &[Refused],
+) {
+    for r in refused {
+        let tp = partition_of(batch, r.source);
+        if let Some(n) = by_partition.get_mut(&tp) {
+            *n = n.saturating_sub(1);
+        }
     }
 }

@@ -14,36 +14,22 @@ use super::checkpoint::{Checkpoint, Entry};
 use super::ddl;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
-use super::output::{discount, stateless_output, Output};
-use super::refused::{dead_letter, drop_refused, Refused, Source};
+use super::output::{stateless_output, Output};
+use super::refused::{dead_letter, discount, drop_refused, Refused, Source};
 use super::types::{RowTypes, Target};
+pub use super::writer_context::{WriterContext, WriterError};
 use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
 use crate::config::SinkConfig;
-use crate::dead_letter::{DeadLetters, Reason};
+use crate::dead_letter::Reason;
 use crate::model::{Batch, BatchAck, Row, Spent};
 use crate::state::{Engine, RowOrigin};
 use crate::stats::Stats;
-use crate::trace::{self, SpanNames};
+use crate::trace;
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
 use tokio::sync::mpsc::Receiver;
-use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn, Instrument};
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriterError {
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error("shutdown grace period ran out while retrying a batch")]
-    Aborted,
-    #[error("a record cannot be processed ({reason}): {message} (no dead-letter topic is configured, so the pipeline stops rather than drop it)")]
-    Poison {
-        reason: &'static str,
-        message: String,
-    },
-}
 
 /// Runs until the batch channel closes (clean end) or an error stops it.
 pub async fn run<S: Sink>(
@@ -119,20 +105,6 @@ fn checkpoint_of(pipeline: &str, batch: &Batch) -> Checkpoint {
         pipeline: pipeline.to_string(),
         entries,
     }
-}
-
-/// What the writer needs besides the sink.
-pub struct WriterContext {
-    pub cfg: SinkConfig,
-    /// Exactly-once mode: each batch then carries its checkpoint.
-    pub pipeline: Option<String>,
-    pub dead_letters: Option<Arc<DeadLetters>>,
-    pub abort: CancellationToken,
-    pub stats: Arc<Stats>,
-    /// The stateful tail of the transforms, applied here before each write.
-    pub engine: Option<Engine>,
-    /// Pipeline and group names for the spans.
-    pub names: SpanNames,
 }
 
 /// Writes one batch; returns the rows loaded. The stateful tail
