@@ -11,9 +11,8 @@
 use super::layout;
 use crate::config::Backend;
 use crate::model::TopicPartition;
-use crate::sink::ident::Dialect;
-use crate::sink::ident::TableName;
-use crate::sink::SinkError;
+use crate::sink::error::SinkError;
+use crate::sink::ident::{Dialect, TableName};
 use serde_json::json;
 use sqlx::{MySqlPool, PgPool, SqlitePool};
 
