@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/
 
 .DEFAULT_GOAL := help
 
-.PHONY: deny sbom chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
+.PHONY: deps-build deny sbom chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
 
 help: ## List the targets
 	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
@@ -20,7 +20,10 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-14s %s\n", $$1, $$2 }'
 
-build: ## Build the release binary (target/release/tidemill)
+deps-build: ## Install the Debian packages a build needs, if missing (scripts/install-deps.sh)
+	scripts/install-deps.sh build
+
+build: deps-build ## Build the release binary (target/release/tidemill)
 	$(CARGO) build --release
 
 fmt: ## Format all Rust code
@@ -29,7 +32,7 @@ fmt: ## Format all Rust code
 fmt-check: ## Check formatting without changing files
 	$(CARGO) fmt --all -- --check
 
-lint: fmt-check ## fmt-check + clippy with warnings as errors + deny (licenses, bans, sources)
+lint: deps-build fmt-check ## fmt-check + clippy with warnings as errors + deny (licenses, bans, sources)
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(MAKE) --no-print-directory deny
 
@@ -42,7 +45,8 @@ sbom: ## CycloneDX SBOM of the dependency graph in target/sbom/ (installs cargo-
 	$(CARGO) cyclonedx --format json --override-filename tidemill.cdx
 	mkdir -p target/sbom && mv tidemill.cdx.json target/sbom/
 
-services-up: ## Start Kafka, PostgreSQL and MariaDB on 127.0.0.1 (idempotent)
+services-up: deps-build ## Start Kafka, PostgreSQL and MariaDB on 127.0.0.1 (idempotent; installs missing packages)
+	scripts/install-deps.sh services tools
 	scripts/services-up.sh
 
 services-down: ## Stop the services started by services-up
@@ -79,7 +83,7 @@ chaos: services-up build ## Chaos soak on each database (CHAOS_DBS): >= 50 SIGKI
 chaos-quick: services-up build ## Chaos smoke run on each database: one fault of each kind (~2 min each); exact or it fails
 	for db in $(CHAOS_DBS); do $(CARGO) run --release --example chaos -- --quick --db $$db --out target/chaos/$$db $(CHAOS_ARGS) || exit 1; done
 
-demo: ## Run the self-contained demo
+demo: deps-build ## Run the self-contained demo
 	$(CARGO) run --release -- demo
 
 run: ## Run the pipeline (CONFIG=config/local.toml by default)

@@ -34,7 +34,7 @@ exec 9>"$SERVICES_DIR/.lock"
 flock -w 300 9 || die "another services-up.sh is still running"
 
 for tool in java kcat psql mariadb mariadbd mariadb-install-db mariadb-admin openssl; do
-    command -v "$tool" >/dev/null || die "'$tool' not found (on Debian: see .ci/run for the packages)"
+    command -v "$tool" >/dev/null || die "'$tool' not found (scripts/install-deps.sh services installs it)"
 done
 
 # =============================================================================
