@@ -232,12 +232,7 @@ impl StateStore {
                 query.fetch_all(pool).await
             }
             StateStore::MySql { pool, .. } => {
-                let sql = format!(
-                    // CONVERT: sqlx reads utf8mb4_bin columns as VARBINARY.
-                    "SELECT CONVERT(s.topic USING utf8mb4), s.partition_id, CONVERT(s.state_key USING utf8mb4), \
-                     CONVERT(s.state USING utf8mb4) FROM {t} s WHERE s.pipeline = ? \
-                     AND s.operator = ? AND (s.topic, s.partition_id, s.state_key) IN (SELECT j.t, j.p, j.k FROM {MYSQL_KEYS} AS j)"
-                );
+                let sql = load_sql_mysql(t);
                 let query = sqlx::query_as(&sql).bind(pipeline).bind(operator).bind(&doc);
                 query.fetch_all(pool).await
             }
@@ -317,8 +312,26 @@ pub fn load_sql_postgres(table: &str) -> String {
     )
 }
 
-/// Statements writing one operator's changes; parameters: pipeline, operator, document.
-fn statements(table: &str, dialect: Backend) -> (String, String) {
+/// The MySQL query loading keys' states; parameters: pipeline, operator,
+/// and the keys as a JSON array of `{"t","p","k"}`. MariaDB turns the `IN`
+/// into a semi-join driven by the keys: one primary-key probe per key.
+pub fn load_sql_mysql(table: &str) -> String {
+    format!(
+        // CONVERT: sqlx reads utf8mb4_bin columns as VARBINARY.
+        "SELECT CONVERT(s.topic USING utf8mb4), s.partition_id, CONVERT(s.state_key USING utf8mb4), \
+         CONVERT(s.state USING utf8mb4) FROM {table} s WHERE s.pipeline = ? \
+         AND s.operator = ? AND (s.topic, s.partition_id, s.state_key) IN (SELECT j.t, j.p, j.k FROM {MYSQL_KEYS} AS j)"
+    )
+}
+
+/// Statements writing one operator's changes (upsert, delete); parameters:
+/// pipeline, operator, document.
+///
+/// MySQL's delete is a join driven by the keys, one primary-key probe per
+/// key (`eq_ref`): as `… AND (topic, partition_id, state_key) IN (SELECT …)`
+/// MariaDB scanned every key of the operator, locking other partitions' rows
+/// too, so two members deleting state deadlocked on each other.
+pub fn statements(table: &str, dialect: Backend) -> (String, String) {
     if dialect == Backend::MySql {
         return (
             format!(
@@ -328,8 +341,9 @@ fn statements(table: &str, dialect: Backend) -> (String, String) {
                  ON DUPLICATE KEY UPDATE state = VALUES(state), due_at = VALUES(due_at)"
             ),
             format!(
-                "DELETE FROM {table} WHERE pipeline = ? AND operator = ? AND (topic, partition_id, state_key) IN \
-                 (SELECT j.t, j.p, j.k FROM {MYSQL_KEYS} AS j)"
+                "DELETE s FROM (SELECT ? AS pipeline, ? AS operator) AS c JOIN {MYSQL_KEYS} AS j \
+                 JOIN {table} AS s ON s.pipeline = c.pipeline AND s.operator = c.operator \
+                 AND s.topic = j.t AND s.partition_id = j.p AND s.state_key = j.k"
             ),
         );
     }
