@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/
 
 .DEFAULT_GOAL := help
 
-.PHONY: deps-build deny sbom chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
+.PHONY: deps-build doc-check deny sbom chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
 
 help: ## List the targets
 	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
@@ -32,9 +32,13 @@ fmt: ## Format all Rust code
 fmt-check: ## Check formatting without changing files
 	$(CARGO) fmt --all -- --check
 
-lint: deps-build fmt-check ## fmt-check + clippy with warnings as errors + deny (licenses, bans, sources)
+lint: deps-build fmt-check ## fmt-check + clippy with warnings as errors + doc links + deny (licenses, bans, sources)
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(MAKE) --no-print-directory doc-check
 	$(MAKE) --no-print-directory deny
+
+doc-check: ## The code's documentation builds with every link resolved (private items included)
+	RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" $(CARGO) doc --no-deps --document-private-items
 
 deny: ## Licenses, banned crates and sources of the dependency graph (deny.toml; installs cargo-deny from crates.io if missing, ~5 min)
 	@command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install cargo-deny --locked --no-default-features

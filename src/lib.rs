@@ -7,11 +7,16 @@
 //! 2. [`decode`] — payload bytes → JSON;
 //! 3. [`transform`] — pure, synchronous jq steps: JSON → rows;
 //! 4. [`batch`] — rows + offsets → a [`model::Batch`];
-//! 5. [`sink`] — one transaction per batch (PostgreSQL, SQLite), with retries;
-//! 6. [`commit`] — acknowledged batches → Kafka offsets (the only module that moves them).
+//! 5. [`state`] — keyed operators (aggregates, windows, dedup, your own) with
+//!    their state loaded from and written to the database, in the writer;
+//! 6. [`sink`] — one transaction per batch (PostgreSQL, MySQL/MariaDB, SQLite):
+//!    rows, state and the exactly-once checkpoint together, with retries;
+//! 7. [`commit`] — acknowledged batches → Kafka offsets (the only module that moves them).
 //!
 //! [`pipeline`] wires one pipeline; [`model`] holds the messages between stages;
-//! [`config`], [`telemetry`], [`check`] and [`demo`] surround it; [`trace`]
+//! [`dead_letter`] sends what cannot be loaded to the dead-letter topic, with
+//! its reason; [`config`], [`telemetry`], [`check`] and [`demo`] surround it;
+//! [`kafka_refusal`] says in words why a broker refused the client; [`trace`]
 //! carries producers' trace context to the writer's spans, [`stats`] counts and
 //! [`metrics`] renders the counts for [`health`]'s `/metrics`.
 

@@ -1,6 +1,6 @@
 //! The messages passed between pipeline stages, in one place.
 //!
-//! Flow: the source turns each Kafka message into a [`Record`]; decode and
+//! Flow: the source turns each Kafka message into a record; decode and
 //! transform turn a record into zero or more [`Row`]s; the batcher gathers rows
 //! and the offsets they came from into a [`Batch`]; the sink writes a batch in
 //! one transaction and answers with a [`BatchAck`]; the committer turns acks

@@ -1,4 +1,4 @@
-//! Running the DDL of [`ddl`](super::ddl) against a database: the start-up
+//! Running the DDL of [`super::ddl`] against a database: the start-up
 //! `auto_create` and the `auto_evolve` column additions.
 //!
 //! Guarantees: `auto_create` creates the table only when it is missing (with

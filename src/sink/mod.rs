@@ -14,7 +14,7 @@
 //! - `upsert` keeps the last row per key within a batch, then inserts or
 //!   updates; `insert` appends. A batch's deletes (tombstones, with `delete`
 //!   on) run before its rows, in the same transaction.
-//! - Rows are written with exactly the columns they carry ([`prepare`]), so a
+//! - Rows are written with exactly the columns they carry ([`prepare()`]), so a
 //!   column absent from a record gets its default (insert) or keeps its value
 //!   (upsert).
 //! - With `auto_create` the table is created from its declaration at start-up;

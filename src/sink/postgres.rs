@@ -1,6 +1,6 @@
 //! PostgreSQL: one `INSERT … SELECT … FROM json_populate_recordset(NULL::table, $1)`
 //! per batch, inside a transaction; batches of `copy_threshold` rows or more
-//! go through binary `COPY` instead ([`pg_copy`](super::pg_copy)).
+//! go through binary `COPY` instead ([`super::pg_copy`]).
 //!
 //! On the statement path the whole batch travels as a single bound JSON
 //! parameter; PostgreSQL converts each field with its column type's own input

@@ -5,9 +5,11 @@
 //! - Offsets are never committed automatically. A record's offset is committed
 //!   (by [`crate::commit`]) only after the database transaction holding its
 //!   rows committed, per partition, up to the highest contiguous acknowledged
-//!   offset. Delivery is therefore *at least once*: after a crash the records
-//!   of uncommitted batches are read and written again (idempotent with
-//!   `upsert`).
+//!   offset. With `delivery = "exactly-once"` (the default) the database
+//!   holds the offsets too, in the batch's own transaction, and each
+//!   assignment resumes from there ([`crate::sink::checkpoint`]): nothing is
+//!   written twice. With `at-least-once` the records of uncommitted batches
+//!   are read and written again after a crash (idempotent with `upsert`).
 //! - Records of one partition are decoded, transformed, batched and written in
 //!   offset order.
 //! - Revocation (cooperative-sticky, incremental) completes and commits the

@@ -81,7 +81,7 @@ impl ClientContext for SourceContext {
         }
     }
 
-    /// Logs client errors; a refusal (see [`super::refusal`]) stops the
+    /// Logs client errors; a refusal (see [`crate::kafka_refusal`]) stops the
     /// pipeline, as no retry can fix it.
     fn error(&self, error: KafkaError, reason: &str) {
         match crate::kafka_refusal::explain(reason) {

@@ -1,5 +1,6 @@
 //! The public API for keyed operators: implement [`KeyedOperator`] for your own
-//! stateful logic and hand it to [`crate::pipeline::Pipeline::with_operator`].
+//! stateful logic, register it in a [`crate::state::Registry`] and hand that
+//! to [`crate::pipeline::Pipeline::prepare_with`].
 //!
 //! Contract the engine keeps for every operator:
 //! - `process` sees the records of one partition in offset order, each with

@@ -2,10 +2,10 @@
 //! database.
 //!
 //! Guarantees:
-//! - Each column's database type is parsed once ([`parse`]) into a
+//! - Each column's database type is parsed once ([`mod@parse`]) into a
 //!   [`ColumnType`]; every value of a row is checked against it and rewritten
 //!   into the one form its backend ([`Target`]) reads exactly
-//!   ([`fit`](convert::fit)); a value that already has that form is left
+//!   ([`convert::fit`]); a value that already has that form is left
 //!   where it is, not copied.
 //! - A value that does not fit — wrong JSON type, integer overflow, a fraction
 //!   into an integer column, more digits than a decimal's precision or scale,

@@ -25,7 +25,7 @@ pub fn parse(data_type: &str, target: Target) -> ColumnType {
     parse_base(&base, &args, unsigned, target).unwrap_or(ColumnType::Unknown)
 }
 
-/// `varchar(10) unsigned` → (`varchar`, [10], unsigned); the arguments may sit
+/// `varchar(10) unsigned` → (`varchar`, `[10]`, unsigned); the arguments may sit
 /// mid-name (`timestamp(3) with time zone`). `None` when an argument is not a number.
 fn split(name: &str) -> Option<(String, Vec<u32>, bool)> {
     let (mut base, mut args) = (String::with_capacity(name.len()), String::new());
