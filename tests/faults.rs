@@ -331,3 +331,91 @@ async fn a_blocked_writer_holds_at_most_max_in_flight_batches_then_catches_up() 
     running.stop().await;
     assert_eq!(db.scalar("SELECT sum(v) FROM events").await, 999 * 1000 / 2);
 }
+
+/// A member fenced while its database refuses new connections (a restart, a
+/// failover, maintenance) waits for the database, counting the retries, and
+/// rejoins: it does not exit (the chaos soak saw one exit on a dropped
+/// connection while preparing again), and nothing is lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_member_waits_for_a_refusing_database_and_rejoins() {
+    use sqlx::Connection as _;
+    let (topic, group) = (unique("refenced"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let server = tokio::task::spawn_blocking(PrivatePostgres::start)
+        .await
+        .expect("private postgres");
+    let admin = TestDb::postgres_at(server.url()).await;
+    let name = unique("tm");
+    admin.exec(&format!("CREATE DATABASE {name}")).await;
+    let url = server.url().replace("/postgres", &format!("/{name}"));
+    let db = TestDb::postgres_at(url.clone()).await;
+    db.exec("CREATE TABLE t (id BIGINT NOT NULL)").await;
+    let port = http::free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("tidemill.toml");
+    let toml = format!(
+        "[health]\nlisten = \"127.0.0.1:{port}\"\n{}",
+        pipeline_toml(&topic, &group, &url, "t", "")
+    );
+    std::fs::write(&config, toml).expect("config");
+    let producer = TestProducer::new(&topic);
+    let send = |range: std::ops::Range<i64>| {
+        for i in range {
+            producer.send(Some(&i.to_string()), Some(&format!(r#"{{"id":{i}}}"#)));
+        }
+        producer.flush();
+    };
+    let mut process = Tidemill::start(&config, "member");
+    send(0..100);
+    wait_for("the first 100 rows", Duration::from_secs(60), || async {
+        db.try_scalar("SELECT count(*) FROM t").await == Some(100)
+    })
+    .await;
+
+    // Open now: the database stops taking new connections next.
+    let mut fencer = sqlx::PgConnection::connect(&url).await.expect("connect");
+    admin
+        .exec(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await;
+    sqlx::query("UPDATE tidemill_offsets SET generation = generation + 1")
+        .execute(&mut fencer)
+        .await
+        .expect("another owner claims the partition");
+    send(100..200);
+    let retries = || async {
+        let (_, body) = http::get(port, "/metrics").await;
+        ["connection", "conflict", "other"]
+            .iter()
+            .filter_map(|class| {
+                http::series(
+                    &body,
+                    &format!("tidemill_db_retries_total{{pipeline=\"p\",class=\"{class}\"}}"),
+                )
+            })
+            .sum::<i64>()
+    };
+    wait_for_showing(
+        "the fenced member retrying the refusing database",
+        Duration::from_secs(60),
+        &|| process.log_text(),
+        || async { retries().await > 0 },
+    )
+    .await;
+    admin
+        .exec(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    wait_for_showing(
+        "the rest loaded after the rejoin",
+        Duration::from_secs(60),
+        &|| process.log_text(),
+        || async { db.try_scalar("SELECT count(DISTINCT id) FROM t").await == Some(200) },
+    )
+    .await;
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM t").await,
+        200,
+        "nothing repeated"
+    );
+    assert!(process.is_running(), "{}", process.log_text());
+    assert!(process.terminate(), "{}", process.log_text());
+}

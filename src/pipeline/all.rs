@@ -1,12 +1,16 @@
 //! Every pipeline of a config, run together until shutdown: the health and
 //! metrics endpoints and the OTLP metrics export are started once for all of
 //! them; a fenced pipeline is prepared afresh and rejoins its group (its
-//! counters carry on); the first pipeline to fail stops the others, and its
-//! error is returned once all have stopped.
+//! counters carry on; a database that is transiently away meanwhile is
+//! waited for, with backoff); the first pipeline to fail stops the others,
+//! and its error is returned once all have stopped.
 
 use super::{Pipeline, PipelineError};
-use crate::config::Settings;
+use crate::config::{PipelineConfig, Settings};
+use crate::sink::backoff::Backoff;
+use crate::sink::RetryClass;
 use crate::state::Registry;
+use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -29,9 +33,11 @@ async fn run_rejoining(
         match pipeline.run(shutdown.clone(), grace).await {
             Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
                 tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
-                pipeline = Pipeline::prepare_with(&name, &cfg, Arc::clone(&registry))
-                    .await?
-                    .with_statistics(statistics);
+                let Some(again) = prepare_again(&name, &cfg, &registry, &stats, &shutdown).await?
+                else {
+                    return Ok(()); // shut down while waiting for the database
+                };
+                pipeline = again.with_statistics(statistics);
                 // The counters go on across rejoins (health and metrics read them).
                 pipeline.stats = Arc::clone(&stats);
                 stats
@@ -39,6 +45,35 @@ async fn run_rejoining(
                     .store(0, std::sync::atomic::Ordering::Relaxed);
             }
             other => return other,
+        }
+    }
+}
+
+/// Prepares a fenced pipeline again. A transient database error (a restart,
+/// a refusal, a dropped connection) is retried with the sink's backoff
+/// rather than stopping the process; `None` when shutdown came first.
+async fn prepare_again(
+    name: &str,
+    cfg: &PipelineConfig,
+    registry: &Arc<Registry>,
+    stats: &Stats,
+    shutdown: &CancellationToken,
+) -> Result<Option<Pipeline>, PipelineError> {
+    let mut backoff = Backoff::new(cfg.sink.retry_initial, cfg.sink.retry_max);
+    loop {
+        match Pipeline::prepare_with(name, cfg, Arc::clone(registry)).await {
+            Err(PipelineError::Sink { source, .. }) if source.class() == RetryClass::Transient => {
+                let wait = backoff.next_delay();
+                // Counted as the writer's retries are (tidemill_db_retries_total).
+                stats.add_retry(crate::sink::observe::retry_kind(&source));
+                tracing::warn!(pipeline = %name, error = %source, retry_in_ms = wait.as_millis() as u64, "database unavailable while rejoining; retrying");
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            other => return other.map(Some),
         }
     }
 }

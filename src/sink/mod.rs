@@ -24,7 +24,7 @@
 //!
 //! Backends: [`postgres`], [`mysql`] (MySQL and MariaDB), [`sqlite`].
 
-mod backoff;
+pub mod backoff;
 pub mod checkpoint;
 mod collapse;
 mod columnar;
