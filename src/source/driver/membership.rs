@@ -5,8 +5,8 @@
 use super::{Driver, SourceError};
 use crate::commit::Committer;
 use crate::model::TopicPartition;
-use crate::source::rebalance::Consumer;
 use crate::stats::Stats;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::mpsc::RecvTimeoutError;
@@ -16,9 +16,9 @@ use tracing::{debug, info, warn};
 impl Driver {
     /// Hands on everything open and waits until `done` holds or `deadline` passes.
     /// Returns whether `done` held.
-    fn drain_until(
+    fn drain_until<K: ConsumerContext>(
         &mut self,
-        consumer: &Consumer,
+        consumer: &BaseConsumer<K>,
         deadline: Instant,
         done: impl Fn(&Committer) -> bool,
     ) -> bool {
@@ -92,7 +92,11 @@ impl Driver {
     }
 
     /// Partitions taken: start tracking them (paused too, if the writer is behind).
-    pub fn handle_assign(&mut self, consumer: &Consumer, partitions: &[TopicPartition]) {
+    pub fn handle_assign<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+        partitions: &[TopicPartition],
+    ) {
         for tp in partitions {
             let resume = self.eos.as_ref().and_then(|e| e.resume.get(tp).copied());
             self.committer.assign(tp.clone(), resume);
@@ -125,9 +129,9 @@ impl Driver {
 
     /// Partitions going away: finish and commit their in-flight batches within
     /// the revoke timeout, then forget them. A lost assignment commits nothing.
-    pub fn handle_revoke(
+    pub fn handle_revoke<K: ConsumerContext>(
         &mut self,
-        consumer: &Consumer,
+        consumer: &BaseConsumer<K>,
         partitions: &[TopicPartition],
         lost: bool,
     ) {
@@ -173,7 +177,11 @@ impl Driver {
 
     /// Shutdown: hands on the open batch, waits for every ack until `deadline`,
     /// commits, and lets the writer go. Returns whether everything was committed.
-    pub fn finish(&mut self, consumer: &Consumer, deadline: Instant) -> bool {
+    pub fn finish<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+        deadline: Instant,
+    ) -> bool {
         let done = self.drain_until(consumer, deadline, |c| c.in_flight(None) == 0);
         let committed = self
             .committer

@@ -11,7 +11,7 @@
 //! poll). Memory held in rows is therefore bounded by `max_in_flight + 1`
 //! batches, plus one finished batch between its ack and the next poll.
 
-use super::rebalance::Consumer;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 mod idle;
 mod membership;
 mod record;
@@ -279,7 +279,11 @@ impl Driver {
     }
 
     /// Moves work along: acks → commits; a due batch → the writer.
-    pub fn tick(&mut self, consumer: &Consumer, now: Instant) -> Result<(), SourceError> {
+    pub fn tick<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+        now: Instant,
+    ) -> Result<(), SourceError> {
         self.drain_acks(consumer, now)?;
         let sink_idle = self.committer.in_flight(None) == 0;
         if let Some(clock) = &mut self.idle {
@@ -315,7 +319,10 @@ impl Driver {
 
     /// Pauses every partition while more than `max_in_flight_bytes` of payload
     /// is consumed and not yet in the database; resumes below it.
-    fn enforce_byte_budget(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+    fn enforce_byte_budget<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+    ) -> Result<(), SourceError> {
         let over = self.in_flight_bytes + self.batcher.bytes() > self.max_in_flight_bytes;
         if over && !self.paused {
             consumer.pause(&consumer.assignment()?)?;
@@ -351,7 +358,10 @@ impl Driver {
     /// Hands the open batch (if any) to the writer once a slot is free: waits
     /// up to [`BACKPRESSURE_WAIT`] for one, then pauses the partitions and
     /// leaves the batch open for the next call.
-    pub(super) fn dispatch(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+    pub(super) fn dispatch<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+    ) -> Result<(), SourceError> {
         if self.batcher.is_empty() {
             return Ok(());
         }
@@ -384,7 +394,10 @@ impl Driver {
     }
 
     /// No slot is free: the batch stays open and consumption pauses.
-    fn wait_for_slot(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+    fn wait_for_slot<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+    ) -> Result<(), SourceError> {
         self.waiting = true;
         if !self.paused {
             consumer.pause(&consumer.assignment()?)?;
@@ -404,7 +417,10 @@ impl Driver {
             .store(self.paused, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn resume_if_paused(&mut self, consumer: &Consumer) -> Result<(), SourceError> {
+    fn resume_if_paused<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+    ) -> Result<(), SourceError> {
         if self.paused {
             consumer.resume(&consumer.assignment()?)?;
             self.paused = false;
@@ -413,7 +429,11 @@ impl Driver {
         Ok(())
     }
 
-    fn drain_acks(&mut self, consumer: &Consumer, now: Instant) -> Result<(), SourceError> {
+    fn drain_acks<K: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<K>,
+        now: Instant,
+    ) -> Result<(), SourceError> {
         let mut any = false;
         let mut traced = Vec::new();
         loop {
