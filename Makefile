@@ -32,8 +32,9 @@ fmt: ## Format all Rust code
 fmt-check: ## Check formatting without changing files
 	$(CARGO) fmt --all -- --check
 
-lint: deps-build fmt-check ## fmt-check + clippy with warnings as errors + doc links + deny (licenses, bans, sources)
+lint: deps-build fmt-check ## fmt-check + clippy with warnings as errors + import circles + doc links + deny (licenses, bans, sources)
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/import-cycles.py
 	$(MAKE) --no-print-directory doc-check
 	$(MAKE) --no-print-directory deny
 
