@@ -281,6 +281,15 @@ async fn write_rows<S: Sink>(
             Ok(p) => sink.write(&p, checkpoint, output.writes.as_ref()).await,
             Err(e) => Err(e),
         };
+        // An earlier attempt committed; its answer was lost with the
+        // connection: the batch is written (its deletes were counted then).
+        let result = match result {
+            Err(SinkError::AlreadyCommitted { partitions }) => {
+                warn!(batch = batch.id, %partitions, "batch already committed; not writing it again");
+                Ok(0)
+            }
+            other => other,
+        };
         match result {
             Ok(deleted) => {
                 backoff.reset();
@@ -291,17 +300,6 @@ async fn write_rows<S: Sink>(
                 return Ok(Loaded {
                     rows,
                     deleted,
-                    by_partition: std::mem::take(&mut output.by_partition),
-                });
-            }
-            Err(SinkError::AlreadyCommitted { partitions }) => {
-                // An earlier attempt committed; its answer was lost with the connection.
-                warn!(batch = batch.id, %partitions, "batch already committed; not writing it again");
-                backoff.reset();
-                ctx.stats.sink_failing.store(false, Ordering::Relaxed);
-                return Ok(Loaded {
-                    rows: subset.as_ref().map_or(rows.len(), Vec::len),
-                    deleted: 0,
                     by_partition: std::mem::take(&mut output.by_partition),
                 });
             }

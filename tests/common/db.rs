@@ -181,6 +181,15 @@ impl TestDb {
         .ok()
     }
 
+    /// The highest exactly-once checkpoint in `tidemill_offsets` (the next
+    /// offset to read); 0 when there is none yet.
+    pub async fn checkpoint_next(&self) -> i64 {
+        self.try_scalar("SELECT max(next_offset) FROM tidemill_offsets")
+            .await
+            .filter(|o| *o >= 0)
+            .unwrap_or(0)
+    }
+
     pub async fn scalar(&self, sql: &str) -> i64 {
         self.try_scalar(sql)
             .await
