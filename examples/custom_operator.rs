@@ -73,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: custom_operator <config.toml>"))?;
     let settings = tidemill::config::Settings::load(path.as_ref(), None)?;
-    let _telemetry = tidemill::telemetry::init(&settings.telemetry)?;
+    let _telemetry = tidemill::observe::telemetry::init(&settings.telemetry)?;
     let mut registry = Registry::default();
     registry.register(
         "streak",

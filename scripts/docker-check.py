@@ -8,7 +8,7 @@
   traces reach Jaeger;
 * prometheus.yml scrapes tidemill; Grafana's provisioning files parse;
 * grafana/tidemill.json parses, every panel has a query, and every tidemill_*
-  metric it queries is one that src/metrics/ renders;
+  metric it queries is one that src/observe/metrics/ renders;
 * the Dockerfile has several FROM stages, a non-root USER, an ENTRYPOINT.
 
 Needs PyYAML (Debian: python3-yaml). Exits non-zero with a list of problems.
@@ -126,9 +126,9 @@ def check_prometheus(path):
 
 
 def rendered_metrics():
-    """Metric names src/metrics/ renders (histograms also as _bucket/_sum/_count)."""
+    """Metric names src/observe/metrics/ renders (histograms also as _bucket/_sum/_count)."""
     source = "\n".join(
-        p.read_text(encoding="utf-8") for p in sorted((ROOT / "src" / "metrics").glob("*.rs"))
+        p.read_text(encoding="utf-8") for p in sorted((ROOT / "src" / "observe" / "metrics").glob("*.rs"))
     )
     names = set(re.findall(r'"(tidemill_[a-z0-9_]+)"', source))
     for n in list(names):

@@ -8,7 +8,7 @@
 
 use crate::config::BatchConfig;
 use crate::model::{Batch, PartitionTally, RawRecord, RecordLink, Row, RowMeta, TopicPartition};
-use crate::trace::MAX_LINKS;
+use crate::observe::trace::MAX_LINKS;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -203,7 +203,7 @@ impl Batcher {
             .opened_at
             .take()
             .map_or(0, |t| t.elapsed().as_micros() as u64);
-        let now_ms = crate::stats::now_ms() as i64;
+        let now_ms = crate::observe::stats::now_ms() as i64;
         let behind_ms = self
             .current
             .timestamps

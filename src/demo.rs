@@ -6,8 +6,8 @@
 //! summary — checked against the generator's own count and sum — at the end.
 
 use crate::config::Settings;
+use crate::observe::stats::Stats;
 use crate::pipeline::Pipeline;
-use crate::stats::Stats;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;

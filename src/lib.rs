@@ -15,10 +15,9 @@
 //!
 //! [`pipeline`] wires one pipeline; [`model`] holds the messages between stages;
 //! [`dead_letter`] sends what cannot be loaded to the dead-letter topic, with
-//! its reason; [`config`], [`telemetry`], [`check`] and [`demo`] surround it;
-//! [`kafka_refusal`] says in words why a broker refused the client; [`trace`]
-//! carries producers' trace context to the writer's spans, [`stats`] counts and
-//! [`metrics`] renders the counts for [`health`]'s `/metrics`.
+//! its reason; [`config`], [`check`] and [`demo`] surround it;
+//! [`kafka_refusal`] says in words why a broker refused the client; [`observe`]
+//! is everything an operator sees: counts, metrics, traces, logs and health.
 
 pub mod batch;
 pub mod check;
@@ -27,15 +26,11 @@ pub mod config;
 pub mod dead_letter;
 pub mod decode;
 pub mod demo;
-pub mod health;
 pub mod kafka_refusal;
-pub mod metrics;
 pub mod model;
+pub mod observe;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
 pub mod state;
-pub mod stats;
-pub mod telemetry;
-pub mod trace;
 pub mod transform;

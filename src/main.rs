@@ -91,7 +91,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 log_level: "warn".into(),
                 ..Default::default()
             };
-            let _guard = tidemill::telemetry::init(&telemetry)?;
+            let _guard = tidemill::observe::telemetry::init(&telemetry)?;
             tidemill::demo::run(records, &db).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -104,7 +104,7 @@ fn defaults() -> Option<&'static Path> {
 
 async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(config, defaults())?;
-    let _guard = tidemill::telemetry::init(&settings.telemetry)?;
+    let _guard = tidemill::observe::telemetry::init(&settings.telemetry)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
     tidemill::pipeline::run_all(&settings, shutdown)

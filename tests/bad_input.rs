@@ -11,7 +11,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::ClientConfig;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tidemill::stats::Stats;
+use tidemill::observe::stats::Stats;
 
 per_backend!(every_good_record_loads_once_and_every_bad_one_is_dead_lettered_with_its_reason);
 

@@ -9,7 +9,7 @@ use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
-use tidemill::stats::Stats;
+use tidemill::observe::stats::Stats;
 
 const PARTITIONS: i32 = 2;
 const DELETES: &str = "mode = \"upsert\"\nkey_columns = [\"id\"]\ndelete = true";

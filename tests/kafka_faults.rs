@@ -1,23 +1,24 @@
-//! Kafka-side faults: a broker restart mid-run, a topic that does not exist
+//! Kafka-side faults: a broker restart mid-run (on each database), a topic that does not exist
 //! yet, partitions added while running, records over the fetch and batch limits.
 
 mod common;
 
-use common::db::TestDb;
+use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
 use common::private_kafka::PrivateKafka;
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_restart_mid_run_loses_and_duplicates_nothing() {
+per_backend!(a_broker_restart_mid_run_loses_and_duplicates_nothing);
+
+async fn a_broker_restart_mid_run_loses_and_duplicates_nothing(kind: Kind) {
     let mut broker = tokio::task::spawn_blocking(PrivateKafka::start)
         .await
         .expect("private kafka");
     let brokers = broker.brokers();
     let (topic, group) = (unique("restart"), unique("g"));
     kafka::create_topic_on(&brokers, &topic, 3, &[]).await;
-    let db = TestDb::postgres().await;
+    let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE log (id BIGINT NOT NULL)").await;
     let send = |range: std::ops::Range<i64>| {
         let producer = TestProducer::on(&brokers, &topic);

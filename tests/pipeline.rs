@@ -7,7 +7,7 @@ use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
 use common::{pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
-use tidemill::stats::Stats;
+use tidemill::observe::stats::Stats;
 
 const PARTITIONS: i32 = 4;
 

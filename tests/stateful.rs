@@ -11,8 +11,8 @@ use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
 use tidemill::model::{Row, TopicPartition};
+use tidemill::observe::stats::Stats;
 use tidemill::state::{Context, KeyedOperator, OperatorError, Registry, StateStore};
-use tidemill::stats::Stats;
 
 per_backend!(
     running_totals_equal_an_independent_computation_across_a_restart,

@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use sqlx::Row as _;
 use std::time::Duration;
 use tidemill::config::Settings;
+use tidemill::observe::stats::Stats;
 use tidemill::sink::types::{RowTypes, Target};
 use tidemill::sink::{prepare, AnySink, Sink as _};
-use tidemill::stats::Stats;
 
 per_backend!(good_values_load_exactly_and_each_unfit_value_is_dead_lettered_with_its_column);
 

@@ -7,10 +7,10 @@
 
 use super::{Pipeline, PipelineError};
 use crate::config::{PipelineConfig, Settings};
+use crate::observe::stats::Stats;
 use crate::sink::backoff::Backoff;
 use crate::sink::RetryClass;
 use crate::state::Registry;
-use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,9 @@ async fn run_rejoining(
     loop {
         match pipeline.run(shutdown.clone(), grace).await {
             Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
+                stats
+                    .fenced
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
                 let Some(again) = prepare_again(&name, &cfg, &registry, &stats, &shutdown).await?
                 else {
@@ -94,9 +97,10 @@ pub async fn run_all_with(
     registry: Arc<Registry>,
 ) -> Result<(), PipelineError> {
     let mut prepared = Vec::new();
-    let otlp_metrics =
-        crate::telemetry::metrics_export(&settings.telemetry, |var| std::env::var(var).ok())
-            .map_err(|e| PipelineError::MetricsExport(e.to_string()))?;
+    let otlp_metrics = crate::observe::telemetry::metrics_export(&settings.telemetry, |var| {
+        std::env::var(var).ok()
+    })
+    .map_err(|e| PipelineError::MetricsExport(e.to_string()))?;
     // High watermarks (for the lag gauge) come from librdkafka's statistics:
     // only worth their cost when someone reads the metrics.
     let statistics = (settings.health.listen.is_some() || otlp_metrics.is_some())
@@ -106,7 +110,7 @@ pub async fn run_all_with(
         prepared.push(p.with_statistics(statistics));
     }
     let grace = settings.shutdown.grace;
-    let metrics_registry: crate::metrics::Registry = prepared
+    let metrics_registry: crate::observe::metrics::Registry = prepared
         .iter()
         .map(|p| (p.name.clone(), Arc::clone(&p.stats)))
         .collect();
@@ -115,7 +119,7 @@ pub async fn run_all_with(
         Some(export) => {
             tracing::info!(endpoint = %export.endpoint, interval_ms = export.interval.as_millis() as u64, "exporting metrics over OTLP");
             Some(
-                crate::metrics::otlp::spawn(export, metrics_registry.clone())
+                crate::observe::metrics::otlp::spawn(export, metrics_registry.clone())
                     .map_err(|e| PipelineError::MetricsExport(e.to_string()))?,
             )
         }
@@ -125,7 +129,8 @@ pub async fn run_all_with(
         let registry = metrics_registry;
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(addr, Arc::new(registry), shutdown).await {
+            if let Err(e) = crate::observe::health::serve(addr, Arc::new(registry), shutdown).await
+            {
                 tracing::error!(%addr, error = %e, "health and metrics server stopped");
             }
         });

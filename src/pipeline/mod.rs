@@ -10,11 +10,11 @@ use crate::config::{Delivery, PipelineConfig};
 use crate::dead_letter::DeadLetters;
 use crate::decode::{Decoder, Projection};
 use crate::model::{Batch, BatchAck};
+use crate::observe::stats::Stats;
 use crate::sink::writer::{self, WriterContext, WriterError};
 use crate::sink::{AnySink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
 use crate::state::{Engine, Registry, StateError};
-use crate::stats::Stats;
 use crate::transform::{Chain, TransformError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -219,7 +219,7 @@ impl Pipeline {
             abort: abort.clone(),
             stats: Arc::clone(&stats),
             engine,
-            names: crate::trace::SpanNames {
+            names: crate::observe::trace::SpanNames {
                 pipeline: name.clone(),
                 group: cfg.group_id(&name),
             },

@@ -8,7 +8,7 @@
 
 use super::SinkError;
 use crate::model::{Batch, TopicPartition};
-use crate::stats::{now_ms, RetryKind, Stats, LATENCY_BUCKETS, ROW_BUCKETS};
+use crate::observe::stats::{now_ms, RetryKind, Stats, LATENCY_BUCKETS, ROW_BUCKETS};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 use super::writer_context::{WriterContext, WriterError};
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::model::{Batch, Origin, RawRecord, TopicPartition};
-use crate::stats::Stats;
+use crate::observe::stats::Stats;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,9 +5,9 @@
 use super::SinkError;
 use crate::config::SinkConfig;
 use crate::dead_letter::DeadLetters;
+use crate::observe::stats::Stats;
+use crate::observe::trace::SpanNames;
 use crate::state::Engine;
-use crate::stats::Stats;
-use crate::trace::SpanNames;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 

@@ -161,7 +161,7 @@ impl Heartbeat {
                 ms + now.duration_since(at).as_millis() as u64
             }
             _ => {
-                let ms = crate::stats::now_ms();
+                let ms = crate::observe::stats::now_ms();
                 self.base = Some((now, ms));
                 ms
             }

@@ -105,7 +105,7 @@ impl ConsumerContext for SourceContext {
         let started = std::time::Instant::now();
         self.serve_rebalance(consumer, err, tpl);
         let stats = std::sync::Arc::clone(&self.lock().stats);
-        crate::stats::Stats::add(&stats.rebalances, 1);
+        crate::observe::stats::Stats::add(&stats.rebalances, 1);
         stats
             .rebalance_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -66,13 +66,7 @@ impl TestDb {
         let base = admin_url
             .rsplit_once('/')
             .map_or(admin_url.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
-        let pool = MySqlPoolOptions::new()
-            .max_connections(2)
-            .connect(&url)
-            .await
-            .expect("connect to test database");
-        TestDb::MySql { url, pool }
+        Self::mysql_at(format!("{base}/{name}")).await
     }
 
     pub fn kind(&self) -> Kind {
@@ -107,6 +101,41 @@ impl TestDb {
         admin.close().await;
         let url = admin_url().replace("/postgres", &format!("/{name}"));
         Self::postgres_at(url).await
+    }
+
+    /// A pool of one connection to `url`, opened now (it stays open while
+    /// the server refuses new ones).
+    pub async fn one_connection(kind: Kind, url: &str) -> Self {
+        let url = url.to_string();
+        match kind {
+            Kind::Postgres => TestDb::Postgres {
+                pool: PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await
+                    .expect("connect"),
+                url,
+            },
+            Kind::MariaDb => TestDb::MySql {
+                pool: MySqlPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await
+                    .expect("connect"),
+                url,
+            },
+            Kind::Sqlite => panic!("one_connection is for servers"),
+        }
+    }
+
+    /// A MySQL/MariaDB database that exists already (e.g. on a private server).
+    pub async fn mysql_at(url: String) -> Self {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("connect to test database");
+        TestDb::MySql { url, pool }
     }
 
     pub async fn postgres_at(url: String) -> Self {
@@ -197,30 +226,86 @@ impl TestDb {
     }
 }
 
-/// Blocks inserts into `table` until dropped (a transaction holding a lock).
+/// Blocks writes to `table` until released, on any backend: a transaction
+/// holding PostgreSQL's table lock, MariaDB's row and gap locks on every row
+/// (`SELECT … FOR UPDATE`; readers are not blocked), or SQLite's write lock
+/// on the whole file (`BEGIN EXCLUSIVE`; under WAL readers still read).
 pub struct TableLock {
-    conn: sqlx::PgConnection,
+    conn: Held,
+}
+
+enum Held {
+    Postgres(sqlx::PgConnection),
+    MySql(sqlx::MySqlConnection),
+    Sqlite(sqlx::SqliteConnection),
 }
 
 impl TableLock {
-    pub async fn take(url: &str, table: &str) -> Self {
+    pub async fn take(db: &TestDb, table: &str) -> Self {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::query("BEGIN")
-            .execute(&mut conn)
-            .await
-            .expect("begin");
-        sqlx::query(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"))
-            .execute(&mut conn)
-            .await
-            .expect("lock");
+        let url = db.url();
+        let conn = match db.kind() {
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+                for sql in [
+                    "BEGIN".to_string(),
+                    format!("LOCK TABLE {table} IN EXCLUSIVE MODE"),
+                ] {
+                    sqlx::query(&sql).execute(&mut c).await.expect(&sql);
+                }
+                Held::Postgres(c)
+            }
+            Kind::MariaDb => {
+                let mut c = sqlx::MySqlConnection::connect(url).await.expect("connect");
+                for sql in [
+                    "BEGIN".to_string(),
+                    format!("SELECT * FROM {table} FOR UPDATE"),
+                ] {
+                    sqlx::query(&sql).fetch_all(&mut c).await.expect(&sql);
+                }
+                Held::MySql(c)
+            }
+            Kind::Sqlite => return Self::sqlite_file(url).await,
+        };
         Self { conn }
     }
 
-    pub async fn release(mut self) {
-        sqlx::query("COMMIT")
-            .execute(&mut self.conn)
+    /// SQLite's write lock on the whole file (its only kind of lock).
+    pub async fn sqlite_file(url: &str) -> Self {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut c)
             .await
-            .expect("commit");
+            .expect("BEGIN EXCLUSIVE");
+        Self {
+            conn: Held::Sqlite(c),
+        }
     }
+
+    pub async fn release(self) {
+        match self.conn {
+            Held::Postgres(mut c) => sqlx::query("COMMIT").execute(&mut c).await.map(|_| ()),
+            Held::MySql(mut c) => sqlx::query("COMMIT").execute(&mut c).await.map(|_| ()),
+            Held::Sqlite(mut c) => sqlx::query("COMMIT").execute(&mut c).await.map(|_| ()),
+        }
+        .expect("commit");
+    }
+}
+
+/// Statements of `table`'s writers now waiting for a lock, as the database
+/// shows them; `None` on SQLite, which does not show its waiters.
+pub async fn lock_waiters(db: &TestDb, table: &str) -> Option<i64> {
+    let sql = match db.kind() {
+        Kind::Postgres => format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'INSERT INTO \"{table}\"%'"
+        ),
+        Kind::MariaDb => format!(
+            "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT' \
+             AND trx_query LIKE 'INSERT INTO `{table}`%'"
+        ),
+        Kind::Sqlite => return None,
+    };
+    Some(db.try_scalar(&sql).await.unwrap_or(0))
 }

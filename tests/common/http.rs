@@ -53,3 +53,24 @@ pub fn series(body: &str, name_and_labels: &str) -> Option<i64> {
 pub fn metric(body: &str, name: &str, pipeline: &str) -> Option<i64> {
     series(body, &format!("{name}{{pipeline=\"{pipeline}\"}}"))
 }
+
+/// One of a member's per-pipeline metrics, read from its health listener
+/// (0 when it does not answer or has no such series yet).
+pub async fn member_metric(port: u16, name: &str, pipeline: &str) -> i64 {
+    let (_, body) = get(port, "/metrics").await;
+    metric(&body, name, pipeline).unwrap_or(0)
+}
+
+/// A member's database retries, every class together (`tidemill_db_retries_total`).
+pub async fn db_retries(port: u16, pipeline: &str) -> i64 {
+    let (_, body) = get(port, "/metrics").await;
+    ["connection", "conflict", "other"]
+        .iter()
+        .filter_map(|class| {
+            series(
+                &body,
+                &format!("tidemill_db_retries_total{{pipeline=\"{pipeline}\",class=\"{class}\"}}"),
+            )
+        })
+        .sum()
+}

@@ -31,6 +31,7 @@ pub mod events;
 pub mod http;
 pub mod kafka;
 pub mod otlp;
+pub mod outage;
 pub mod private_kafka;
 pub mod private_mariadb;
 pub mod private_postgres;
@@ -41,8 +42,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidemill::config::Settings;
+use tidemill::observe::stats::Stats;
 use tidemill::pipeline::{Pipeline, PipelineError};
-use tidemill::stats::Stats;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -109,6 +110,23 @@ pub async fn wait_for_showing<F, Fut>(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether a member's writer is held up by a [`db::TableLock`] on `table`:
+/// the database shows its insert waiting for the lock (PostgreSQL, MariaDB),
+/// or, on SQLite, which shows no waiters, the member (health listener on
+/// `port`) has retried the busy file.
+pub async fn writer_blocked(db: &db::TestDb, table: &str, port: u16, pipeline: &str) -> bool {
+    match db::lock_waiters(db, table).await {
+        Some(waiting) => waiting >= 1,
+        None => http::db_retries(port, pipeline).await > 0,
+    }
+}
+
+/// A member's health listener: a free port and the environment that sets it.
+pub fn health_port() -> (u16, String) {
+    let port = http::free_port();
+    (port, format!("127.0.0.1:{port}"))
 }
 
 /// `[telemetry]`/`[shutdown]` plus one pipeline named `p`, for tests.

@@ -5,7 +5,7 @@
 use super::{Driver, SourceError};
 use crate::commit::Committer;
 use crate::model::TopicPartition;
-use crate::stats::Stats;
+use crate::observe::stats::Stats;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};

@@ -23,9 +23,9 @@ use crate::config::BatchConfig;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::decode::Decoder;
 use crate::model::{Batch, BatchAck, RawRecord, Row, TopicPartition};
+use crate::observe::stats::{PartitionStats, Stats};
+use crate::observe::trace;
 use crate::sink::checkpoint::OffsetStore;
-use crate::stats::{PartitionStats, Stats};
-use crate::trace;
 use crate::transform::Chain;
 use rdkafka::consumer::{CommitMode, Consumer as _};
 
@@ -139,7 +139,7 @@ pub struct Driver {
 }
 
 /// Shared with the consumer context, which fills it from librdkafka's statistics.
-pub use crate::stats::{HighWatermarks, Unfetched};
+pub use crate::observe::stats::{HighWatermarks, Unfetched};
 
 /// Exactly-once bookkeeping of the source.
 pub struct Eos {

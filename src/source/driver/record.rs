@@ -6,8 +6,8 @@
 use super::{tombstone, Driver, SourceError};
 use crate::dead_letter::Reason;
 use crate::model::{Origin, RawRecord, RecordLink, TopicPartition};
-use crate::stats::{PartitionStats, Stats};
-use crate::trace;
+use crate::observe::stats::{PartitionStats, Stats};
+use crate::observe::trace;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use std::time::Instant;
 use tracing::debug;

@@ -1,11 +1,11 @@
 //! Health and metrics over HTTP for Kubernetes and Prometheus:
 //! `/livez` (the poll loops are going round), `/readyz` (every pipeline has
 //! joined its group and its database is not failing), `/metrics` (Prometheus
-//! text format, rendered by [`crate::metrics`]). A deliberately small
+//! text format, rendered by [`crate::observe::metrics`]). A deliberately small
 //! HTTP/1.1 server: GET only, one response per connection.
 
-use crate::metrics::metrics;
-use crate::stats::{now_ms, Stats};
+use crate::observe::metrics::metrics;
+use crate::observe::stats::{now_ms, Stats};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The pipelines the server reports on.
-pub use crate::metrics::Registry;
+pub use crate::observe::metrics::Registry;
 
 /// A poll loop silent for longer than this is not alive.
 const STALL: Duration = Duration::from_secs(30);

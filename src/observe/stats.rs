@@ -1,5 +1,5 @@
 //! Live counters of one pipeline, shared by its stages and rendered by
-//! [`crate::metrics`] on `/metrics` (the demo prints some of them).
+//! [`crate::observe::metrics`] on `/metrics` (the demo prints some of them).
 //!
 //! Contract: every counter only grows (gauges are marked as such); updates are relaxed atomics (a scrape
 //! may see one counter a batch ahead of another, never a torn value). Per
@@ -58,6 +58,8 @@ pub struct Stats {
     pub end_to_end_seconds: Histogram<{ LATENCY_BUCKETS.len() }>,
     /// Rebalance callbacks served (assignments and revocations).
     pub rebalances: AtomicU64,
+    /// Times a newer owner fenced this member's pipeline (it rejoins its group).
+    pub fenced: AtomicU64,
     /// Time the poll loop spent inside rebalance callbacks (revocations wait
     /// for in-flight batches; assignments claim partitions).
     pub rebalance_seconds: Histogram,

@@ -8,12 +8,12 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended),
 //! `OTEL_TRACES_SAMPLER_ARG` (the ratio) and `OTEL_SERVICE_NAME`. Export is
 //! OTLP/HTTP (protobuf) only: gRPC would need tonic, a heavy build. Once an
-//! exporter is installed, [`crate::trace::enabled`] turns true.
+//! exporter is installed, [`crate::observe::trace::enabled`] turns true.
 
 mod log_ids;
 
 use crate::config::{LogFormat, TelemetryConfig};
-pub use crate::metrics::otlp::MetricsExport;
+pub use crate::observe::metrics::otlp::MetricsExport;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -91,7 +91,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
         .with(otel)
         .with(capture)
         .try_init()?;
-    crate::trace::set_enabled(provider.is_some());
+    crate::observe::trace::set_enabled(provider.is_some());
     Ok(TelemetryGuard { provider })
 }
 

@@ -10,7 +10,7 @@
 //! watermark from librdkafka's statistics (`statistics.interval.ms`) and a
 //! committed position (a batch committed, or the checkpoint resumed from).
 
-use crate::stats::{
+use crate::observe::stats::{
     now_ms, Histogram, PartitionStats, RetryKind, Stats, BUCKETS, LATENCY_BUCKETS, ROW_BUCKETS,
 };
 use std::sync::atomic::Ordering;
@@ -27,7 +27,7 @@ pub type Registry = Vec<(String, Arc<Stats>)>;
 /// A counter's name, help text and reader.
 type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
 
-const COUNTERS: [Counter; 14] = [
+const COUNTERS: [Counter; 15] = [
     (
         "tidemill_records_in_total",
         "Records consumed from Kafka.",
@@ -80,6 +80,11 @@ const COUNTERS: [Counter; 14] = [
         "tidemill_rebalances_total",
         "Rebalance callbacks served (assignments and revocations).",
         |s| Stats::get(&s.rebalances),
+    ),
+    (
+        "tidemill_fenced_total",
+        "Times a newer owner fenced this member (its batch rolled back; it rejoined the group).",
+        |s| Stats::get(&s.fenced),
     ),
     (
         "tidemill_assigned_partitions",

@@ -251,7 +251,7 @@ fn unit(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Stats;
+    use crate::observe::stats::Stats;
     use std::sync::Arc;
 
     #[test]

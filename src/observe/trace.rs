@@ -36,7 +36,7 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Set by [`crate::telemetry::init`] once the exporter is installed.
+/// Set by [`crate::observe::telemetry::init`] once the exporter is installed.
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
@@ -154,7 +154,7 @@ pub fn process_spans(names: &SpanNames, batch: &Batch, batch_span: &Span) -> Vec
         return Vec::new();
     }
     let batch_cx = batch_span.context().span().span_context().clone();
-    let now = crate::stats::now_ms() as i64;
+    let now = crate::observe::stats::now_ms() as i64;
     batch
         .links
         .iter()

@@ -1,0 +1,12 @@
+//! What an operator sees, in one place. Nothing here changes what the
+//! pipeline does: [`stats`] counts (lock-free, written by the stages),
+//! [`metrics`] renders those counts for Prometheus and OTLP, [`telemetry`]
+//! sets up logs and trace export, [`trace`] carries producers' trace context
+//! to the writer's spans, and [`health`] serves liveness, readiness and
+//! `/metrics` over HTTP. A failure to observe never stops a pipeline.
+
+pub mod health;
+pub mod metrics;
+pub mod stats;
+pub mod telemetry;
+pub mod trace;
