@@ -14,7 +14,7 @@ use common::db::TestDb;
 use common::events::{self, Event};
 use common::kafka::{self, TestProducer};
 use common::process::{output_text, run_once, write_config, Tidemill};
-use common::{all_committed, pipeline_toml, tls_file, unique, wait_for, Running};
+use common::{all_committed, pipeline_toml, tls_file, unique, wait_for, wait_for_showing, Running};
 use std::time::Duration;
 
 const SASL_SSL: &str = "127.0.0.1:9094";
@@ -164,19 +164,15 @@ async fn refused_at_start_up(brokers: &str, options: String, key: &str, says: &s
         "check does not name {key} / say {says}:\n{text}"
     );
 
-    let mut process = Tidemill::start(std::path::Path::new(&path), "refused");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = process.exit_status() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "run kept going:\n{}",
-            process.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling interval
-    };
+    let process = Tidemill::start(std::path::Path::new(&path), "refused");
+    wait_for_showing(
+        "run to stop at start-up",
+        Duration::from_secs(60),
+        &|| process.log_text(),
+        || async { process.exit_status().is_some() },
+    )
+    .await;
+    let status = process.exit_status().expect("the process has exited");
     let log = process.log_text();
     assert!(!status.success(), "run exited cleanly:\n{log}");
     let last = log.lines().last().unwrap_or_default();

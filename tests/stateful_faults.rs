@@ -11,7 +11,9 @@ use common::events::{self, Event};
 use common::kafka::{self, brokers, TestProducer};
 use common::outage::OutageDb;
 use common::process::{signal, Tidemill};
-use common::{all_committed, health_port, http, unique, wait_for, writer_blocked};
+use common::{
+    all_committed, health_port, http, unique, wait_for, wait_for_showing, writer_blocked,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -118,25 +120,27 @@ async fn assert_exact(
 ) {
     let expected_windows = events::tumbling(all, 1000);
     let n = all.len() as i64;
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let (records, windows) = (
-            counted(db).await,
-            db.try_scalar("SELECT count(*) FROM windows")
-                .await
-                .unwrap_or(0),
-        );
-        if records >= n && windows >= expected_windows.len() as i64 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out: counted {records} of {n}, {windows} of {} windows\n{}",
+    let diagnosis = || {
+        format!(
+            "of {n} records and {} windows\n{}",
             expected_windows.len(),
             diagnose()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling interval
-    }
+        )
+    };
+    wait_for_showing(
+        "both pipelines to reach the stream's end",
+        Duration::from_secs(180),
+        &diagnosis,
+        || async {
+            counted(db).await >= n
+                && db
+                    .try_scalar("SELECT count(*) FROM windows")
+                    .await
+                    .unwrap_or(0)
+                    >= expected_windows.len() as i64
+        },
+    )
+    .await;
     for name in ["totals", "windows"] {
         let group = format!("{group}_{name}");
         wait_for(
@@ -446,20 +450,20 @@ async fn a_frozen_instance_finds_no_record_late_when_it_wakes(kind: Kind) {
     signal(&process, "-CONT");
     let all: Vec<Event> = first.into_iter().chain(second).collect();
     let expected = events::tumbling(&all, 1000);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while db.try_scalar("SELECT count(*) FROM windows").await != Some(expected.len() as i64) {
-        assert!(
-            process.is_running(),
-            "the pipeline stopped:\n{}",
-            process.log_text()
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for every window of both waves:\n{}",
-            process.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await; // polling interval
-    }
+    wait_for_showing(
+        "every window of both waves",
+        Duration::from_secs(60),
+        &|| process.log_text(),
+        || async {
+            assert!(
+                process.is_running(),
+                "the pipeline stopped:\n{}",
+                process.log_text()
+            );
+            db.try_scalar("SELECT count(*) FROM windows").await == Some(expected.len() as i64)
+        },
+    )
+    .await;
     let windows = db
         .quads("SELECT user_id, window_start, n, total FROM windows ORDER BY user_id, window_start")
         .await;

@@ -8,7 +8,7 @@ mod common;
 use common::db::TestDb;
 use common::kafka::{self, TestProducer};
 use common::process::Tidemill;
-use common::{all_committed, pipeline_toml, unique, wait_for};
+use common::{all_committed, pipeline_toml, unique, wait_for, wait_for_showing};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -212,16 +212,19 @@ async fn two_members_with_one_instance_id_fail_loudly_and_lose_nothing() {
     .await;
     let mut second = bed.start("tm-dup", "second");
     // The broker fences the older member; it must stop, not idle in the group.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while first.is_running() && second.is_running() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "neither member stopped:\n--- first ---\n{}\n--- second ---\n{}",
-            first.log_text(),
-            second.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_showing(
+        "one member to stop",
+        Duration::from_secs(60),
+        &|| {
+            format!(
+                "--- first ---\n{}\n--- second ---\n{}",
+                first.log_text(),
+                second.log_text()
+            )
+        },
+        || async { !(first.is_running() && second.is_running()) },
+    )
+    .await;
     let (fenced, survivor) = if first.is_running() {
         (&mut second, &mut first)
     } else {

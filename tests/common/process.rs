@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 pub struct Tidemill {
-    child: Option<Child>,
+    /// Behind a lock so that checking whether it still runs needs no `&mut`
+    /// (a `wait_for` condition can ask while its diagnosis reads the log).
+    child: std::sync::Mutex<Option<Child>>,
     pub log: PathBuf,
 }
 
@@ -28,14 +30,14 @@ impl Tidemill {
             .spawn()
             .expect("spawn tidemill");
         Self {
-            child: Some(child),
+            child: std::sync::Mutex::new(Some(child)),
             log,
         }
     }
 
     /// SIGKILL: no flush, no commit, no goodbye.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.slot().take() {
             child.kill().expect("SIGKILL");
             child.wait().expect("reap");
         }
@@ -43,7 +45,7 @@ impl Tidemill {
 
     /// SIGTERM, then waits for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut child) = self.slot().take() else {
             return false;
         };
         let status = Command::new("kill")
@@ -55,20 +57,32 @@ impl Tidemill {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.lock().as_ref().map_or(0, Child::id)
     }
 
     /// How the process ended, once it has (`None` while it runs).
-    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.lock()
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    pub fn is_running(&mut self) -> bool {
-        self.child
+    pub fn is_running(&self) -> bool {
+        self.lock()
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn slot(&mut self) -> &mut Option<Child> {
+        self.child
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn log_text(&self) -> String {
