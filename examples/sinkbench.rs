@@ -18,7 +18,7 @@ use sqlx::Connection;
 use std::time::Instant;
 use tidemill::config::{Settings, SinkConfig};
 use tidemill::sink::types::{RowTypes, Target};
-use tidemill::sink::{prepare, with_deletes, AnySink, PreparedWrite, Sink};
+use tidemill::sink::{prepare, with_deletes, PreparedWrite, Sink};
 
 const TYPES: [&str; 4] = ["view", "click", "purchase", "refund"];
 
@@ -61,8 +61,8 @@ async fn create_table(url: &str) -> anyhow::Result<()> {
 }
 
 /// Seconds spent converting (the writer's type mapping), then writing.
-async fn bench<S: Sink>(
-    mut sink: S,
+async fn bench(
+    mut sink: Box<dyn Sink>,
     cfg: &SinkConfig,
     rows: &[Map<String, Value>],
     delete: bool,
@@ -134,11 +134,7 @@ async fn main() -> anyhow::Result<()> {
     let (mut conv, mut secs) = (0.0, 0.0);
     for pass in 0..passes {
         let delete = arg == "delete" && pass == 1;
-        (conv, secs) = match AnySink::open(&cfg).await? {
-            AnySink::Postgres(s) => bench(s, &cfg, &rows, delete, batch).await?,
-            AnySink::MySql(s) => bench(s, &cfg, &rows, delete, batch).await?,
-            AnySink::Sqlite(s) => bench(s, &cfg, &rows, delete, batch).await?,
-        };
+        (conv, secs) = bench(tidemill::db::open(&cfg).await?, &cfg, &rows, delete, batch).await?;
     }
     println!(
         "sinkbench: mode={arg} copy_threshold={copy} rows={n} batch={batch} in {secs:.2}s = {:.0} rows/s; type conversion {conv:.2}s = {:.0} rows/s",

@@ -4,7 +4,6 @@
 
 use crate::config::{redact_url, PipelineConfig, Problem, Settings};
 use crate::kafka_refusal::{self, Unreachable};
-use crate::sink::AnySink;
 use crate::source::kafka;
 use rdkafka::consumer::BaseConsumer;
 use std::time::Duration;
@@ -65,7 +64,7 @@ async fn check_sink(name: &str, p: &PipelineConfig) -> Vec<Problem> {
     if p.sink.backend().is_none() {
         return Vec::new(); // already reported by validation
     }
-    match AnySink::open(&p.sink).await {
+    match crate::db::open(&p.sink).await {
         Ok(_) => Vec::new(),
         Err(e) => {
             use crate::sink::error::SinkError;

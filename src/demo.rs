@@ -92,7 +92,7 @@ async fn prepare_database(db_path: &Path) -> Result<String, DemoError> {
         }
     }
     let url = format!("sqlite://{}", db_path.display());
-    let pool = crate::sink::sqlite::connect(&url).await?;
+    let pool = crate::db::sqlite::connect(&url).await?;
     sqlx::query(
         "CREATE TABLE events (event_id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, \
          kind TEXT NOT NULL, amount_cents INTEGER NOT NULL, at_ms INTEGER)",
@@ -196,7 +196,7 @@ async fn summarise(
     load: Duration,
     total: Duration,
 ) -> Result<(), DemoError> {
-    let pool = crate::sink::sqlite::connect(url).await?;
+    let pool = crate::db::sqlite::connect(url).await?;
     let (rows, cents): (i64, i64) =
         sqlx::query_as("SELECT count(*), coalesce(sum(amount_cents), 0) FROM events")
             .fetch_one(&pool)

@@ -9,8 +9,9 @@
 //! 4. [`batch`] — rows + offsets → a [`model::Batch`];
 //! 5. [`state`] — keyed operators (aggregates, windows, dedup, your own) with
 //!    their state loaded from and written to the database, in the writer;
-//! 6. [`sink`] — one transaction per batch (PostgreSQL, MySQL/MariaDB, SQLite):
-//!    rows, state and the exactly-once checkpoint together, with retries;
+//! 6. [`sink`] — the writer: one transaction per batch, rows, state and the
+//!    exactly-once checkpoint together, with retries, on whichever database
+//!    [`db`] opened (one folder each: PostgreSQL, MySQL/MariaDB, SQLite);
 //! 7. [`commit`] — acknowledged batches → Kafka offsets (the only module that moves them).
 //!
 //! [`pipeline`] wires one pipeline; [`model`] holds the messages between stages;
@@ -23,6 +24,7 @@ pub mod batch;
 pub mod check;
 pub mod commit;
 pub mod config;
+pub mod db;
 pub mod dead_letter;
 pub mod decode;
 pub mod demo;

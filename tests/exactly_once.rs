@@ -11,10 +11,11 @@ use common::process::{signal, Tidemill};
 use common::{all_committed, health_port, http, pipeline_toml, unique, wait_for, writer_blocked};
 use std::time::Duration;
 use tidemill::config::{SinkConfig, SinkMode};
+use tidemill::db;
 use tidemill::model::OffsetRange;
 use tidemill::model::TopicPartition;
 use tidemill::sink::checkpoint::{Checkpoint, Entry};
-use tidemill::sink::{prepare, AnySink, Sink, SinkError};
+use tidemill::sink::{prepare, Sink, SinkError};
 
 per_backend!(
     a_batch_from_an_older_generation_is_refused_and_writes_nothing,
@@ -41,9 +42,7 @@ fn entry(tp: &TopicPartition, offsets: Option<(i64, i64)>, generation: i64) -> E
 async fn an_unchanged_checkpoint_under_the_current_generation_is_not_fenced(kind: Kind) {
     let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE t (id BIGINT)").await;
-    let sink = AnySink::open(&toml_sink(db.url()))
-        .await
-        .expect("open sink");
+    let sink = db::open(&toml_sink(db.url())).await.expect("open sink");
     let store = sink.offset_store();
     store.ensure_table().await.expect("checkpoint table");
     let tp = TopicPartition::new("topic", 0);
@@ -72,9 +71,7 @@ async fn an_unchanged_checkpoint_under_the_current_generation_is_not_fenced(kind
 async fn a_batch_committed_before_is_not_written_again(kind: Kind) {
     let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE t (id BIGINT)").await;
-    let sink = AnySink::open(&toml_sink(db.url()))
-        .await
-        .expect("open sink");
+    let sink = db::open(&toml_sink(db.url())).await.expect("open sink");
     let store = sink.offset_store();
     store.ensure_table().await.expect("checkpoint table");
     let tps: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new("topic", p)).collect();
@@ -112,7 +109,7 @@ async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Ki
     let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE t (id BIGINT)").await;
     let cfg: SinkConfig = toml_sink(db.url());
-    let sink = AnySink::open(&cfg).await.expect("open sink");
+    let sink = db::open(&cfg).await.expect("open sink");
     let store = sink.offset_store();
     store.ensure_table().await.expect("checkpoint table");
     let tp = TopicPartition::new("topic", 0);
@@ -166,9 +163,7 @@ async fn a_batch_from_an_older_generation_is_refused_and_writes_nothing(kind: Ki
 async fn a_fence_on_one_partition_names_it_and_moves_no_checkpoint(kind: Kind) {
     let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE t (id BIGINT)").await;
-    let sink = AnySink::open(&toml_sink(db.url()))
-        .await
-        .expect("open sink");
+    let sink = db::open(&toml_sink(db.url())).await.expect("open sink");
     let store = sink.offset_store();
     store.ensure_table().await.expect("checkpoint table");
     let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("topic", p)).collect();
@@ -212,27 +207,15 @@ async fn a_fence_on_one_partition_names_it_and_moves_no_checkpoint(kind: Kind) {
 
 /// Writes the same rows under a stale, then the current checkpoint.
 async fn write(
-    sink: AnySink,
+    mut s: Box<dyn Sink>,
     rows: &[tidemill::model::Row],
     stale: &Checkpoint,
     current: &Checkpoint,
 ) -> (Result<(), SinkError>, Result<(), SinkError>) {
-    async fn both<S: Sink>(
-        mut s: S,
-        rows: &[tidemill::model::Row],
-        a: &Checkpoint,
-        b: &Checkpoint,
-    ) -> (Result<(), SinkError>, Result<(), SinkError>) {
-        let prepared = prepare(s.schema(), SinkMode::Insert, &[], rows).expect("prepare");
-        let first = s.write(&prepared, Some(a), None).await.map(drop);
-        let second = s.write(&prepared, Some(b), None).await.map(drop);
-        (first, second)
-    }
-    match sink {
-        AnySink::Postgres(s) => both(s, rows, stale, current).await,
-        AnySink::Sqlite(s) => both(s, rows, stale, current).await,
-        AnySink::MySql(s) => both(s, rows, stale, current).await,
-    }
+    let prepared = prepare(s.schema(), SinkMode::Insert, &[], rows).expect("prepare");
+    let first = s.write(&prepared, Some(stale), None).await.map(drop);
+    let second = s.write(&prepared, Some(current), None).await.map(drop);
+    (first, second)
 }
 
 fn toml_sink(url: &str) -> SinkConfig {
@@ -414,7 +397,7 @@ async fn members_starting_together_all_get_the_checkpoint_table(kind: Kind) {
     let cfg = toml_sink(db.url());
     let mut stores = Vec::new();
     for _ in 0..8 {
-        stores.push(AnySink::open(&cfg).await.expect("open sink").offset_store());
+        stores.push(db::open(&cfg).await.expect("open sink").offset_store());
     }
     let results = futures_join_all(stores.iter().map(|s| s.ensure_table())).await;
     for r in results {

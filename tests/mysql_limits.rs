@@ -10,17 +10,16 @@ use common::pipeline_toml;
 use serde_json::json;
 use tidemill::config::{Settings, SinkMode};
 use tidemill::model::Row;
-use tidemill::sink::{prepare, AnySink, RetryClass, Sink};
+use tidemill::sink::{prepare, RetryClass, Sink};
 
-async fn open(db: &TestDb, table: &str) -> tidemill::sink::mysql::MySqlSink {
+async fn open(db: &TestDb, table: &str) -> tidemill::db::mysql::MySqlSink {
     let text = pipeline_toml("t", "g", db.url(), table, "");
     let cfg = Settings::from_toml(&text).expect("config").pipelines["p"]
         .sink
         .clone();
-    match AnySink::open(&cfg).await {
-        Ok(AnySink::MySql(s)) => s,
-        _ => panic!("a MySQL sink"),
-    }
+    tidemill::db::mysql::MySqlSink::open(&cfg)
+        .await
+        .expect("a MySQL sink")
 }
 
 fn row(v: serde_json::Value) -> Row {

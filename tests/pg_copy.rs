@@ -9,9 +9,9 @@ use common::db::TestDb;
 use common::pipeline_toml;
 use serde_json::{json, Value};
 use tidemill::config::{Settings, SinkConfig, SinkMode};
+use tidemill::db::postgres::PostgresSink;
 use tidemill::model::Row;
-use tidemill::sink::postgres::PostgresSink;
-use tidemill::sink::{prepare, AnySink, RetryClass, Sink};
+use tidemill::sink::{prepare, RetryClass, Sink};
 
 const COLUMNS: &str = "(id BIGINT PRIMARY KEY, i2 SMALLINT, i4 INT, f4 REAL, f8 DOUBLE PRECISION, \
      n NUMERIC(12,2), nu NUMERIC, t TEXT, vc VARCHAR(10), c CHAR(3), b BOOLEAN, tz TIMESTAMPTZ, \
@@ -33,10 +33,9 @@ fn sink_cfg(url: &str, table: &str, mode: SinkMode, copy_threshold: usize) -> Si
 }
 
 async fn open(db: &TestDb, table: &str, mode: SinkMode, copy: usize) -> PostgresSink {
-    match AnySink::open(&sink_cfg(db.url(), table, mode, copy)).await {
-        Ok(AnySink::Postgres(s)) => s,
-        _ => panic!("a PostgreSQL sink"),
-    }
+    PostgresSink::open(&sink_cfg(db.url(), table, mode, copy))
+        .await
+        .expect("a PostgreSQL sink")
 }
 
 fn rows(values: Vec<Value>) -> Vec<Row> {

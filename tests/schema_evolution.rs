@@ -10,7 +10,6 @@ use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
 use tidemill::sink::ident::Dialect;
-use tidemill::sink::Sink as _;
 
 per_backend!(
     auto_create_creates_the_declared_table_and_rows_load,
@@ -288,7 +287,8 @@ async fn a_field_that_appears_mid_run_adds_its_column_on_the_bulk_upsert_path(ki
 /// rows of two field sets give two parts, each taking the bulk path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_of_different_fields_each_take_copy_on_postgres() {
-    use tidemill::sink::{postgres::PostgresSink, prepare};
+    use tidemill::db::postgres::PostgresSink;
+    use tidemill::sink::prepare;
     let db = TestDb::new(Kind::Postgres).await;
     db.exec(DEFAULTS_TABLE).await;
     let toml = pipeline_toml(
@@ -320,22 +320,19 @@ async fn rows_of_different_fields_each_take_copy_on_postgres() {
 /// finds it there (PostgreSQL and MariaDB by `IF NOT EXISTS`, SQLite by its
 /// "duplicate column" error) and carries on with the column in its schema.
 async fn a_column_another_member_added_first_counts_as_added(kind: Kind) {
-    use tidemill::sink::{ddl::Inferred, AnySink};
-    async fn add(sink: &mut AnySink, fields: &[(String, Inferred)]) {
-        match sink {
-            AnySink::Postgres(s) => s.add_columns(fields).await,
-            AnySink::MySql(s) => s.add_columns(fields).await,
-            AnySink::Sqlite(s) => s.add_columns(fields).await,
-        }
-        .expect("adding a column another member added is success");
+    use tidemill::sink::{ddl::Inferred, Sink};
+    async fn add(sink: &mut Box<dyn Sink>, fields: &[(String, Inferred)]) {
+        sink.add_columns(fields)
+            .await
+            .expect("adding a column another member added is success");
     }
     let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE race (id BIGINT PRIMARY KEY)").await;
     let toml = pipeline_toml("t", "g", db.url(), "race", "auto_evolve = true");
     let settings = tidemill::config::Settings::from_toml(&toml).expect("valid");
     let cfg = &settings.pipelines["p"].sink;
-    let mut first = AnySink::open(cfg).await.expect("open");
-    let mut second = AnySink::open(cfg).await.expect("open");
+    let mut first = tidemill::db::open(cfg).await.expect("open");
+    let mut second = tidemill::db::open(cfg).await.expect("open");
     let fields = vec![("late_field".to_string(), Inferred::Text)];
     add(&mut first, &fields).await;
     add(&mut second, &fields).await;

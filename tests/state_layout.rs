@@ -1,4 +1,4 @@
-//! The state table's primary key on PostgreSQL (`tidemill::state::layout`):
+//! The state table's primary key on PostgreSQL (`tidemill::db::postgres::layout`):
 //! new tables have the state key first, and a table made by an earlier
 //! version is migrated at start-up with its states intact — also when several
 //! members start at once, and in a schema of its own.
@@ -6,8 +6,9 @@
 mod common;
 
 use common::db::TestDb;
+use tidemill::db::postgres::layout;
 use tidemill::model::TopicPartition;
-use tidemill::state::{layout, StateStore};
+use tidemill::state::StateStore;
 
 /// The layout earlier versions created.
 fn old_table(table: &str) -> String {
@@ -20,10 +21,7 @@ fn old_table(table: &str) -> String {
 
 async fn store(db: &TestDb, table: &str) -> (sqlx::PgPool, StateStore) {
     let pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
-    let store = StateStore::Postgres {
-        pool: pool.clone(),
-        table: table.into(),
-    };
+    let store = tidemill::db::postgres::state::store(pool.clone(), table.into());
     (pool, store)
 }
 
@@ -131,10 +129,7 @@ async fn a_role_that_may_not_alter_the_state_table_starts_with_its_earlier_key()
     let pool = sqlx::PgPool::connect(&format!("postgres://{role}:pw@{host}"))
         .await
         .expect("connect as the role");
-    let store = StateStore::Postgres {
-        pool: pool.clone(),
-        table: table.into(),
-    };
+    let store = tidemill::db::postgres::state::store(pool.clone(), table.into());
     let started = store.ensure_table().await;
     let columns = layout::key_columns(&pool, table)
         .await

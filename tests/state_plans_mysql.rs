@@ -8,9 +8,7 @@ mod common;
 
 use common::db::TestDb;
 use sqlx::Row as _;
-use tidemill::config::Backend;
-use tidemill::state::store::{load_sql_mysql, statements};
-use tidemill::state::StateStore;
+use tidemill::db::mysql::state::{load_sql, statements};
 
 /// `EXPLAIN sql` bound with (pipeline, operator, keys): each row's table,
 /// access type and key.
@@ -51,10 +49,7 @@ async fn loading_and_deleting_state_probe_the_primary_key_per_key() {
     let db = TestDb::mariadb().await;
     let pool = sqlx::MySqlPool::connect(db.url()).await.expect("connect");
     let table = "`tidemill_state`";
-    let store = StateStore::MySql {
-        pool: pool.clone(),
-        table: table.into(),
-    };
+    let store = tidemill::db::mysql::state::store(pool.clone(), table.into());
     store.ensure_table().await.expect("state table");
     db.exec(&format!(
         "INSERT INTO {table} SELECT 'p', 'totals', 'orders', seq % 6, CONCAT('k', seq), '{{}}', NULL \
@@ -63,8 +58,8 @@ async fn loading_and_deleting_state_probe_the_primary_key_per_key() {
     .await;
     db.exec(&format!("ANALYZE TABLE {table}")).await;
 
-    assert_probes("loading", &plan(&pool, &load_sql_mysql(table)).await);
-    let (upsert, delete) = statements(table, Backend::MySql);
+    assert_probes("loading", &plan(&pool, &load_sql(table)).await);
+    let (upsert, delete) = statements(table);
     assert_probes("deleting", &plan(&pool, &delete).await);
     // The upsert inserts from the keys: no read of the table at all.
     let inserted = plan(&pool, &upsert).await;

@@ -12,7 +12,7 @@ use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
 use tidemill::model::{Row, TopicPartition};
 use tidemill::observe::stats::Stats;
-use tidemill::state::{Context, KeyedOperator, OperatorError, Registry, StateStore};
+use tidemill::state::{Context, KeyedOperator, OperatorError, Registry};
 
 per_backend!(
     running_totals_equal_an_independent_computation_across_a_restart,
@@ -364,10 +364,7 @@ async fn state_lookups_by_key_go_through_the_primary_key() {
     let db = TestDb::postgres().await;
     let table = "\"tidemill_state\"";
     let pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
-    let store = StateStore::Postgres {
-        pool: pool.clone(),
-        table: table.into(),
-    };
+    let store = tidemill::db::postgres::state::store(pool.clone(), table.into());
     store.ensure_table().await.expect("state table");
     // As an earlier version left it.
     db.exec("CREATE INDEX tidemill_state_due ON tidemill_state (pipeline, operator, topic, partition_id, due_at)")
@@ -388,7 +385,7 @@ async fn state_lookups_by_key_go_through_the_primary_key() {
     .expect("indexes");
     assert_eq!(indexes, ["tidemill_state_due_at", "tidemill_state_pkey"]);
 
-    let sql = tidemill::state::store::load_sql_postgres(table);
+    let sql = tidemill::db::postgres::state::load_sql(table);
     let mut conn = pool.acquire().await.expect("connection");
     sqlx::raw_sql(&format!("PREPARE load(text, text, json) AS {sql}"))
         .execute(&mut *conn)

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use sqlx::Row as _;
 use std::time::Duration;
 use tidemill::config::Settings;
+use tidemill::db;
 use tidemill::observe::stats::Stats;
 use tidemill::sink::types::{RowTypes, Target};
-use tidemill::sink::{prepare, AnySink, Sink as _};
+use tidemill::sink::{prepare, Sink as _};
 
 per_backend!(good_values_load_exactly_and_each_unfit_value_is_dead_lettered_with_its_column);
 
@@ -47,7 +48,7 @@ async fn a_timestamp_override_for_a_missing_or_untimed_column_fails_at_open() {
         let cfg = Settings::from_toml(&toml).expect("config").pipelines["p"]
             .sink
             .clone();
-        let err = match AnySink::open(&cfg).await {
+        let err = match db::open(&cfg).await {
             Ok(_) => panic!("an override of `{column}` must not open"),
             Err(e) => e.to_string(),
         };
@@ -161,9 +162,9 @@ async fn converted_values_qualify_for_postgres_copy() {
     let cfg = Settings::from_toml(&toml).expect("config").pipelines["p"]
         .sink
         .clone();
-    let Ok(AnySink::Postgres(mut sink)) = AnySink::open(&cfg).await else {
-        panic!("a PostgreSQL sink");
-    };
+    let mut sink = tidemill::db::postgres::PostgresSink::open(&cfg)
+        .await
+        .expect("a PostgreSQL sink");
     let types = RowTypes::new(sink.schema(), &cfg, Target::Postgres);
     let rows: Vec<_> = good_rows()
         .into_iter()

@@ -9,10 +9,9 @@ use crate::batch::Batcher;
 use crate::config::{Delivery, PipelineConfig};
 use crate::dead_letter::DeadLetters;
 use crate::decode::{Decoder, Projection};
-use crate::model::{Batch, BatchAck};
 use crate::observe::stats::Stats;
 use crate::sink::writer::{self, WriterContext, WriterError};
-use crate::sink::{AnySink, SinkError};
+use crate::sink::{Sink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
 use crate::state::{Engine, Registry, StateError};
 use crate::transform::{Chain, TransformError};
@@ -71,7 +70,7 @@ pub enum PipelineError {
 pub struct Pipeline {
     name: String,
     cfg: PipelineConfig,
-    sink: AnySink,
+    sink: Box<dyn Sink>,
     chain: Chain,
     /// The stateful tail of the transforms (run by the writer), if any.
     engine: Option<Engine>,
@@ -106,7 +105,7 @@ impl Pipeline {
             pipeline: name.to_string(),
             source,
         };
-        let sink = AnySink::open(&cfg.sink).await.map_err(sink_err)?;
+        let sink = crate::db::open(&cfg.sink).await.map_err(sink_err)?;
         if cfg.delivery == Delivery::ExactlyOnce {
             sink.offset_store().ensure_table().await.map_err(sink_err)?;
         }
@@ -224,7 +223,8 @@ impl Pipeline {
                 group: cfg.group_id(&name),
             },
         };
-        let writer = tokio::spawn(write(sink, ctx, batch_rx, ack_tx).instrument(span.clone()));
+        let writer =
+            tokio::spawn(writer::run(sink, ctx, batch_rx, ack_tx).instrument(span.clone()));
         let source = {
             let (shutdown, topics, span) = (shutdown.clone(), cfg.topics.clone(), span.clone());
             tokio::task::spawn_blocking(move || {
@@ -287,20 +287,6 @@ fn consumer(
             pipeline: name.to_string(),
             source,
         })
-}
-
-/// The writer task on whichever database the pipeline writes to.
-async fn write(
-    sink: AnySink,
-    ctx: WriterContext,
-    batches: tokio::sync::mpsc::Receiver<Batch>,
-    acks: std::sync::mpsc::Sender<BatchAck>,
-) -> Result<(), WriterError> {
-    match sink {
-        AnySink::Postgres(s) => writer::run(s, ctx, batches, acks).await,
-        AnySink::Sqlite(s) => writer::run(s, ctx, batches, acks).await,
-        AnySink::MySql(s) => writer::run(s, ctx, batches, acks).await,
-    }
 }
 
 /// Cancels `abort` once the grace period after `shutdown` is over.

@@ -22,7 +22,7 @@ pub struct Isolated {
 
 /// Splits `candidates` (indexes into `rows`) into accepted and refused rows.
 /// A transient or fatal error during the trials is returned as it is.
-pub async fn isolate<S: Sink>(
+pub async fn isolate<S: Sink + ?Sized>(
     sink: &mut S,
     cfg: &SinkConfig,
     rows: &[Row],
@@ -58,7 +58,7 @@ pub async fn isolate<S: Sink>(
 }
 
 /// `None` when the database accepts `accepted + more`, else its data error.
-async fn trial<S: Sink>(
+async fn trial<S: Sink + ?Sized>(
     sink: &mut S,
     cfg: &SinkConfig,
     rows: &[Row],

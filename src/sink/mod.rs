@@ -22,31 +22,28 @@
 //!   ([`ddl`]) before the batch that carries it is written.
 //! - Errors carry a [`RetryClass`]; the [`writer`] retries transient ones.
 //!
-//! Backends: [`postgres`], [`mysql`] (MySQL and MariaDB), [`sqlite`].
+//! Backends live in [`crate::db`], one folder each; this module is what they
+//! share: the transaction sequence ([`transact`]), the checkpoint, types,
+//! identifiers, DDL, and the writer stage that drives any [`Sink`].
 
 pub mod backoff;
 pub mod checkpoint;
 mod collapse;
-mod columnar;
+pub(crate) mod columnar;
 pub mod ddl;
 pub mod error;
-mod evolve;
+pub(crate) mod evolve;
+mod future;
 pub mod ident;
 pub mod isolate;
-pub mod mysql;
-mod mysql_values;
 pub mod observe;
 mod output;
-mod pg_binary;
-mod pg_copy;
-mod pool;
-pub mod postgres;
+pub(crate) mod pool;
 mod prepare;
 mod refused;
 pub mod schema;
-pub mod sqlite;
 pub mod tls;
-mod transact;
+pub(crate) mod transact;
 pub mod types;
 pub mod writer;
 mod writer_context;
@@ -54,13 +51,13 @@ mod writer_context;
 pub use error::{RetryClass, SinkError};
 pub use prepare::{prepare, with_deletes, PreparedBatch, PreparedWrite};
 
-use crate::config::{Backend, SinkConfig};
 use crate::state::{StateStore, StateWrites};
 use checkpoint::{Checkpoint, OffsetStore};
 use schema::TableSchema;
-use std::future::Future;
+pub use future::BoxFuture;
 
-/// A database table that batches are written to.
+/// A database table that batches are written to. Each backend implements it
+/// in its folder under [`crate::db`]; [`crate::db::open`] picks one by URL.
 pub trait Sink: Send + 'static {
     /// The target table as read at start-up.
     fn schema(&self) -> &TableSchema;
@@ -68,39 +65,39 @@ pub trait Sink: Send + 'static {
     /// One transaction: the deletes, the rows, the keyed state, then the
     /// checkpoint; committed, or rolled back when `commit` is false. Answers
     /// the number of rows the deletes removed.
-    fn transact(
-        &mut self,
-        batch: &PreparedWrite<'_>,
-        checkpoint: Option<&Checkpoint>,
-        state: Option<&StateWrites>,
+    fn transact<'a>(
+        &'a mut self,
+        batch: &'a PreparedWrite<'_>,
+        checkpoint: Option<&'a Checkpoint>,
+        state: Option<&'a StateWrites>,
         commit: bool,
-    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+    ) -> BoxFuture<'a, Result<u64, SinkError>>;
 
     /// Adds each field as a nullable column (a column another member added
     /// first counts as added), logs the DDL, then reads the schema again.
-    fn add_columns(
-        &mut self,
-        fields: &[(String, ddl::Inferred)],
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn add_columns<'a>(
+        &'a mut self,
+        fields: &'a [(String, ddl::Inferred)],
+    ) -> BoxFuture<'a, Result<(), SinkError>>;
 
     /// Writes one prepared batch in one transaction — with its checkpoint and
     /// state in exactly-once mode, so rows, state and offsets commit together
     /// or not at all.
-    fn write(
-        &mut self,
-        batch: &PreparedWrite<'_>,
-        checkpoint: Option<&Checkpoint>,
-        state: Option<&StateWrites>,
-    ) -> impl Future<Output = Result<u64, SinkError>> + Send {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a PreparedWrite<'_>,
+        checkpoint: Option<&'a Checkpoint>,
+        state: Option<&'a StateWrites>,
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
         self.transact(batch, checkpoint, state, true)
     }
 
     /// Writes the batch in a transaction that is always rolled back: whether
     /// the database would accept these rows (used to isolate bad rows).
-    fn trial(
-        &mut self,
-        batch: &PreparedWrite<'_>,
-    ) -> impl Future<Output = Result<u64, SinkError>> + Send {
+    fn trial<'a>(
+        &'a mut self,
+        batch: &'a PreparedWrite<'_>,
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
         self.transact(batch, None, None, false)
     }
 
@@ -109,64 +106,4 @@ pub trait Sink: Send + 'static {
 
     /// The keyed-state table of this database.
     fn state_store(&self) -> StateStore;
-}
-
-/// One of the supported backends, chosen by the URL's scheme.
-pub enum AnySink {
-    Postgres(postgres::PostgresSink),
-    Sqlite(sqlite::SqliteSink),
-    MySql(mysql::MySqlSink),
-}
-
-impl AnySink {
-    /// Connects and reads the target table's schema. Problems with the table
-    /// (missing, key columns absent) are `Schema`/`MissingTable` errors.
-    pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
-        let sink = match cfg.backend() {
-            Some(Backend::Postgres) => AnySink::Postgres(postgres::PostgresSink::open(cfg).await?),
-            Some(Backend::Sqlite) => AnySink::Sqlite(sqlite::SqliteSink::open(cfg).await?),
-            Some(Backend::MySql) => AnySink::MySql(mysql::MySqlSink::open(cfg).await?),
-            None => {
-                return Err(SinkError::Schema {
-                    table: cfg.table.clone(),
-                    message: "unsupported database URL scheme".into(),
-                })
-            }
-        };
-        let mut problems = sink.schema().check(cfg.mode, &cfg.key_columns);
-        if let Some(backend) = cfg.backend() {
-            problems.extend(types::check_overrides(sink.schema(), cfg, backend.into()));
-        }
-        if !problems.is_empty() {
-            return Err(SinkError::Schema {
-                table: cfg.table.clone(),
-                message: problems.join("; "),
-            });
-        }
-        Ok(sink)
-    }
-
-    pub fn schema(&self) -> &TableSchema {
-        match self {
-            AnySink::Postgres(s) => s.schema(),
-            AnySink::Sqlite(s) => s.schema(),
-            AnySink::MySql(s) => s.schema(),
-        }
-    }
-
-    pub fn offset_store(&self) -> OffsetStore {
-        match self {
-            AnySink::Postgres(s) => s.offset_store(),
-            AnySink::Sqlite(s) => s.offset_store(),
-            AnySink::MySql(s) => s.offset_store(),
-        }
-    }
-
-    pub fn state_store(&self) -> StateStore {
-        match self {
-            AnySink::Postgres(s) => s.state_store(),
-            AnySink::Sqlite(s) => s.state_store(),
-            AnySink::MySql(s) => s.state_store(),
-        }
-    }
 }

@@ -20,7 +20,7 @@ use std::future::Future;
 use tracing::Instrument;
 
 /// A backend's statements for [`run`].
-pub(super) trait Steps: Send {
+pub(crate) trait Steps: Send {
     type Db: sqlx::Database;
     /// `db.system` of the spans.
     const SYSTEM: &'static str;
@@ -60,7 +60,7 @@ pub(super) trait Steps: Send {
 
 /// The transaction of one batch (see the module's contract); answers the
 /// number of rows the deletes removed.
-pub(super) async fn run<S: Steps>(
+pub(crate) async fn run<S: Steps>(
     steps: &mut S,
     batch: &PreparedWrite<'_>,
     checkpoint: Option<&Checkpoint>,

@@ -32,8 +32,8 @@ use tokio::sync::mpsc::Receiver;
 use tracing::{info_span, warn, Instrument};
 
 /// Runs until the batch channel closes (clean end) or an error stops it.
-pub async fn run<S: Sink>(
-    mut sink: S,
+pub async fn run(
+    mut sink: Box<dyn Sink>,
     mut ctx: WriterContext,
     mut batches: Receiver<Batch>,
     acks: Sender<BatchAck>,
@@ -57,7 +57,7 @@ pub async fn run<S: Sink>(
         let trace = trace::context_of(&span);
         let started = std::time::Instant::now();
         let loaded = write_batch(
-            &mut sink,
+            &mut *sink,
             &ctx,
             &mut types,
             engine.as_mut(),
@@ -111,7 +111,7 @@ fn checkpoint_of(pipeline: &str, batch: &Batch) -> Checkpoint {
 /// runs first (records it refuses are dead-lettered); data errors are
 /// isolated and the refused rows dead-lettered (when a dead-letter topic is
 /// configured) before the rest commits with the batch's checkpoint and state.
-async fn write_batch<S: Sink>(
+async fn write_batch<S: Sink + ?Sized>(
     sink: &mut S,
     ctx: &WriterContext,
     types: &mut RowTypes,
@@ -180,7 +180,7 @@ async fn write_batch<S: Sink>(
 
 /// With `auto_evolve`: adds a column for each new field of `rows` (retrying
 /// transient errors) so the batch is then written with them.
-async fn evolve<S: Sink>(
+async fn evolve<S: Sink + ?Sized>(
     sink: &mut S,
     ctx: &WriterContext,
     rows: &[Row],
@@ -253,7 +253,7 @@ async fn apply_tail(
 
 /// Writes rows (with the checkpoint and state) in one transaction, retrying
 /// transient errors and isolating refused rows.
-async fn write_rows<S: Sink>(
+async fn write_rows<S: Sink + ?Sized>(
     sink: &mut S,
     ctx: &WriterContext,
     types: &mut RowTypes,
@@ -331,7 +331,7 @@ async fn write_rows<S: Sink>(
 /// Adds the columns new fields need (`auto_evolve`), converts the rows to
 /// their columns' types, and dead-letters the rows whose values do not fit
 /// (off their partitions' counts), before anything is written.
-async fn fit_columns<S: Sink>(
+async fn fit_columns<S: Sink + ?Sized>(
     sink: &mut S,
     ctx: &WriterContext,
     types: &mut RowTypes,

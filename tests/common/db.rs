@@ -150,7 +150,7 @@ impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let pool = tidemill::sink::sqlite::connect(&url).await.expect("sqlite");
+        let pool = tidemill::db::sqlite::connect(&url).await.expect("sqlite");
         TestDb::Sqlite {
             url,
             pool,

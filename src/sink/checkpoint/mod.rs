@@ -18,12 +18,12 @@
 //! its rows a second time.
 
 use super::ident::{Dialect, TableName};
-use super::SinkError;
+use super::{BoxFuture, SinkError};
 use crate::model::{OffsetRange, TopicPartition};
-use sqlx::{MySqlPool, PgPool, Row as _, SqlitePool};
+use std::sync::Arc;
 
 mod advance;
-pub use advance::{advance_mysql, advance_postgres, advance_sqlite};
+pub use advance::{current_sql, verdict, Current};
 
 pub const TABLE: &str = "tidemill_offsets";
 
@@ -66,13 +66,25 @@ impl Entry {
     }
 }
 
-/// Handle on the checkpoint table; cheap to clone.
-#[derive(Clone)]
-pub enum OffsetStore {
-    Postgres { pool: PgPool, table: String },
-    Sqlite { pool: SqlitePool, table: String },
-    MySql { pool: MySqlPool, table: String },
+/// The checkpoint table of one database; each backend implements it in its
+/// folder under [`crate::db`], and advances it inside a batch's transaction
+/// there (the last statement of [`super::transact`]).
+pub trait OffsetTable: Send + Sync {
+    /// Creates the checkpoint table if it does not exist. Members starting
+    /// together may race on the `CREATE` (PostgreSQL can then report a unique
+    /// violation in its catalog): a failure is fine if the table now exists.
+    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>>;
+
+    /// Claims a new generation for each partition and reads its checkpoint.
+    fn claim<'a>(
+        &'a self,
+        pipeline: &'a str,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, Result<Vec<Claim>, SinkError>>;
 }
+
+/// Handle on the checkpoint table; cheap to clone.
+pub type OffsetStore = Arc<dyn OffsetTable>;
 
 /// The checkpoint table's quoted name, in the target table's schema.
 pub fn table_for(target: &TableName) -> String {
@@ -88,87 +100,47 @@ pub fn table_for_in(target: &TableName, dialect: Dialect) -> String {
     .quoted_in(dialect)
 }
 
-const COLUMNS: &str = "(pipeline TEXT NOT NULL, topic TEXT NOT NULL, partition_id INTEGER NOT NULL, \
+/// The checkpoint table's columns (PostgreSQL, SQLite).
+pub const COLUMNS: &str = "(pipeline TEXT NOT NULL, topic TEXT NOT NULL, partition_id INTEGER NOT NULL, \
      next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, PRIMARY KEY (pipeline, topic, partition_id))";
 
-/// MySQL cannot index TEXT in a primary key: VARCHAR(255) (Kafka topic names
-/// have at most 249 characters), and InnoDB for the transactions.
-const MYSQL_COLUMNS: &str = "(pipeline VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT NULL, \
-     partition_id INTEGER NOT NULL, next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, \
-     PRIMARY KEY (pipeline, topic, partition_id)) ENGINE = InnoDB";
+/// `CREATE TABLE IF NOT EXISTS` of the checkpoint table, and the probe that
+/// tells whether it exists after a failed create.
+pub fn create_and_probe_sql(table: &str, columns: &str) -> (String, String) {
+    (
+        format!("CREATE TABLE IF NOT EXISTS {table} {columns}"),
+        format!("SELECT 1 FROM {table} LIMIT 0"),
+    )
+}
 
-impl OffsetStore {
-    /// Creates the checkpoint table if it does not exist. Members starting
-    /// together may race on the `CREATE` (PostgreSQL can then report a unique
-    /// violation in its catalog): a failure is fine if the table now exists.
-    pub async fn ensure_table(&self) -> Result<(), SinkError> {
-        let columns = match self {
-            OffsetStore::MySql { .. } => MYSQL_COLUMNS,
-            _ => COLUMNS,
-        };
-        let create = format!("CREATE TABLE IF NOT EXISTS {} {columns}", self.table());
-        let probe = format!("SELECT 1 FROM {} LIMIT 0", self.table());
-        let created = match self {
-            OffsetStore::MySql { pool, .. } => sqlx::query(&create).execute(pool).await.map(|_| ()),
-            OffsetStore::Postgres { pool, .. } => {
-                sqlx::query(&create).execute(pool).await.map(|_| ())
-            }
-            OffsetStore::Sqlite { pool, .. } => {
-                sqlx::query(&create).execute(pool).await.map(|_| ())
-            }
-        };
-        let Err(source) = created else {
-            return Ok(());
-        };
-        let exists = match self {
-            OffsetStore::MySql { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
-            OffsetStore::Postgres { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
-            OffsetStore::Sqlite { pool, .. } => sqlx::query(&probe).execute(pool).await.is_ok(),
-        };
-        if exists {
-            Ok(())
-        } else {
-            Err(SinkError::Checkpoint { source })
-        }
-    }
-
-    /// Claims a new generation for each partition and reads its checkpoint.
-    pub async fn claim(
-        &self,
-        pipeline: &str,
-        partitions: &[TopicPartition],
-    ) -> Result<Vec<Claim>, SinkError> {
-        match self {
-            OffsetStore::Postgres { pool, table } => {
-                claim_postgres(pool, table, pipeline, partitions).await
-            }
-            OffsetStore::Sqlite { pool, table } => {
-                claim_sqlite(pool, table, pipeline, partitions).await
-            }
-            OffsetStore::MySql { pool, table } => {
-                claim_mysql(pool, table, pipeline, partitions).await
-            }
-        }
-    }
-
-    fn table(&self) -> &str {
-        match self {
-            OffsetStore::Postgres { table, .. }
-            | OffsetStore::Sqlite { table, .. }
-            | OffsetStore::MySql { table, .. } => table,
-        }
+/// The outcome of a race-tolerant `CREATE`: its failure counts only if the
+/// table does not exist after all.
+pub fn created_or_exists(created: Result<(), sqlx::Error>, exists: bool) -> Result<(), SinkError> {
+    match created {
+        Err(source) if !exists => Err(SinkError::Checkpoint { source }),
+        _ => Ok(()),
     }
 }
 
-/// Generates `claim_*` for databases with `ON CONFLICT … RETURNING`.
-macro_rules! claim_fn {
+/// A claim as read back from its row: `next_offset` −1 means none yet.
+pub fn claim_of(tp: &TopicPartition, next: i64, generation: i64) -> Claim {
+    Claim {
+        tp: tp.clone(),
+        generation,
+        next_offset: (next >= 0).then_some(next),
+    }
+}
+
+/// Generates a backend's `claim` for databases with `ON CONFLICT … RETURNING`
+/// (PostgreSQL, SQLite): one statement per partition.
+macro_rules! claim_returning {
     ($name:ident, $db:ty) => {
         async fn $name(
             pool: &sqlx::Pool<$db>,
             table: &str,
             pipeline: &str,
-            partitions: &[TopicPartition],
-        ) -> Result<Vec<Claim>, SinkError> {
+            partitions: &[$crate::model::TopicPartition],
+        ) -> Result<Vec<$crate::sink::checkpoint::Claim>, $crate::sink::SinkError> {
             let sql = format!(
                 "INSERT INTO {table} (pipeline, topic, partition_id, next_offset, generation) VALUES ($1, $2, $3, -1, 1) \
                  ON CONFLICT (pipeline, topic, partition_id) DO UPDATE SET generation = {table}.generation + 1 \
@@ -176,71 +148,20 @@ macro_rules! claim_fn {
             );
             let mut claims = Vec::with_capacity(partitions.len());
             for tp in partitions {
-                let row = sqlx::query(&sql)
+                let (next, generation): (i64, i64) = sqlx::query_as(&sql)
                     .bind(pipeline)
                     .bind(&tp.topic)
                     .bind(tp.partition)
                     .fetch_one(pool)
                     .await
-                    .map_err(|source| SinkError::Checkpoint { source })?;
-                let (next, generation): (i64, i64) = (row.get(0), row.get(1));
-                claims.push(Claim {
-                    tp: tp.clone(),
-                    generation,
-                    next_offset: (next >= 0).then_some(next),
-                });
+                    .map_err(|source| $crate::sink::SinkError::Checkpoint { source })?;
+                claims.push($crate::sink::checkpoint::claim_of(tp, next, generation));
             }
             Ok(claims)
         }
     };
 }
-
-claim_fn!(claim_postgres, sqlx::Postgres);
-claim_fn!(claim_sqlite, sqlx::Sqlite);
-
-/// MySQL has no `RETURNING`: the upsert claims, then a `SELECT` in the same
-/// transaction reads the row it holds locked.
-async fn claim_mysql(
-    pool: &MySqlPool,
-    table: &str,
-    pipeline: &str,
-    partitions: &[TopicPartition],
-) -> Result<Vec<Claim>, SinkError> {
-    let err = |source| SinkError::Checkpoint { source };
-    let upsert = format!(
-        "INSERT INTO {table} (pipeline, topic, partition_id, next_offset, generation) VALUES (?, ?, ?, -1, 1) \
-         ON DUPLICATE KEY UPDATE generation = generation + 1"
-    );
-    let select = format!(
-        "SELECT next_offset, generation FROM {table} WHERE pipeline = ? AND topic = ? AND partition_id = ?"
-    );
-    let mut tx = pool.begin().await.map_err(err)?;
-    let mut claims = Vec::with_capacity(partitions.len());
-    for tp in partitions {
-        sqlx::query(&upsert)
-            .bind(pipeline)
-            .bind(&tp.topic)
-            .bind(tp.partition)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        let row = sqlx::query(&select)
-            .bind(pipeline)
-            .bind(&tp.topic)
-            .bind(tp.partition)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
-        let (next, generation): (i64, i64) = (row.get(0), row.get(1));
-        claims.push(Claim {
-            tp: tp.clone(),
-            generation,
-            next_offset: (next >= 0).then_some(next),
-        });
-    }
-    tx.commit().await.map_err(err)?;
-    Ok(claims)
-}
+pub(crate) use claim_returning;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 //! single row alone does (the server then refuses that row as a data error).
 //! [`push_value`] binds by JSON type; nothing is formatted into SQL text.
 
-use super::columnar::Columnar;
+use crate::sink::columnar::Columnar;
 use serde_json::Value;
 use sqlx::mysql::{MySql, MySqlArguments};
 use sqlx::query::Query;

@@ -9,18 +9,18 @@
 //!   `INSERT … SELECT … ON CONFLICT`. A stage that lacks a column the
 //!   target gained (`auto_evolve`) is made again.
 //! - [`payload`] encodes a batch only when every column's type and every value
-//!   has an exact binary encoding ([`pg_binary`](super::pg_binary)); otherwise
+//!   has an exact binary encoding ([`pg_binary`](super::binary)); otherwise
 //!   it says why, and the caller uses the statement path for that batch.
 //! - A value the server refuses during `COPY` is a data error
 //!   ([`SinkError::Row`]) whose message carries PostgreSQL's `COPY` context,
 //!   which names the line and the column.
 
-use super::error::classify;
-use super::ident::{column_list, on_conflict, TableName};
-use super::pg_binary::{encode, PgType};
-use super::schema::TableSchema;
-use super::{PreparedBatch, RetryClass, SinkError};
+use super::binary::{encode, PgType};
 use crate::config::SinkMode;
+use crate::sink::error::classify;
+use crate::sink::ident::{column_list, on_conflict, TableName};
+use crate::sink::schema::TableSchema;
+use crate::sink::{PreparedBatch, RetryClass, SinkError};
 use sqlx::PgConnection;
 
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";

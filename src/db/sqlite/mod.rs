@@ -10,15 +10,18 @@
 //! A batch's deletes run first: one `DELETE … WHERE (keys) IN (SELECT … FROM
 //! json_each(?1))`.
 
-use super::checkpoint::{self, Checkpoint, OffsetStore};
-use super::ddl::Inferred;
-use super::evolve;
-use super::ident::{column_list, on_conflict, TableName};
-use super::schema::{Column, TableSchema};
-use super::transact::{self, Steps};
-use super::types::{self, Target};
-use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
+pub mod checkpoint;
+pub mod state;
+
 use crate::config::{Backend, SinkConfig, SinkMode};
+use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
+use crate::sink::ddl::Inferred;
+use crate::sink::evolve;
+use crate::sink::ident::{column_list, on_conflict, TableName};
+use crate::sink::schema::{Column, TableSchema};
+use crate::sink::transact::{self, Steps};
+use crate::sink::types::{self, Target};
+use crate::sink::{BoxFuture, PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::state::store::{self, StateStore, StateWrites};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -26,6 +29,7 @@ use sqlx::sqlite::{
 use sqlx::Row as _;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `db.system` of the spans.
@@ -298,7 +302,7 @@ impl Steps for SqliteSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         state: &StateWrites,
     ) -> Result<(), SinkError> {
-        store::write_sqlite(tx, &store::table_for(&self.schema.table), state).await
+        state::write(tx, &store::table_for(&self.schema.table), state).await
     }
 
     async fn checkpoint(
@@ -306,29 +310,35 @@ impl Steps for SqliteSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         checkpoint: &Checkpoint,
     ) -> Result<(), SinkError> {
-        let table = checkpoint::table_for(&self.schema.table);
-        checkpoint::advance_sqlite(tx, &table, checkpoint).await
+        let table = offsets::table_for(&self.schema.table);
+        checkpoint::advance(tx, &table, checkpoint).await
     }
 }
 
 impl Sink for SqliteSink {
-    async fn transact(
-        &mut self,
-        batch: &PreparedWrite<'_>,
-        checkpoint: Option<&Checkpoint>,
-        state: Option<&StateWrites>,
+    fn transact<'a>(
+        &'a mut self,
+        batch: &'a PreparedWrite<'_>,
+        checkpoint: Option<&'a Checkpoint>,
+        state: Option<&'a StateWrites>,
         commit: bool,
-    ) -> Result<u64, SinkError> {
-        transact::run(self, batch, checkpoint, state, commit).await
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+        Box::pin(transact::run(self, batch, checkpoint, state, commit))
     }
 
-    async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
-        let pool = &self.pool;
-        let table = &self.schema.table;
-        evolve::add_columns(Backend::Sqlite, false, table, fields, |ddl| exec(pool, ddl)).await?;
-        self.schema = describe(&self.pool, &self.schema.table).await?;
-        self.statements.clear();
-        Ok(())
+    fn add_columns<'a>(
+        &'a mut self,
+        fields: &'a [(String, Inferred)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let pool = &self.pool;
+            let table = &self.schema.table;
+            evolve::add_columns(Backend::Sqlite, false, table, fields, |ddl| exec(pool, ddl))
+                .await?;
+            self.schema = describe(&self.pool, &self.schema.table).await?;
+            self.statements.clear();
+            Ok(())
+        })
     }
 
     fn schema(&self) -> &TableSchema {
@@ -336,17 +346,14 @@ impl Sink for SqliteSink {
     }
 
     fn state_store(&self) -> StateStore {
-        StateStore::Sqlite {
-            pool: self.pool.clone(),
-            table: store::table_for(&self.schema.table),
-        }
+        state::store(self.pool.clone(), store::table_for(&self.schema.table))
     }
 
     fn offset_store(&self) -> OffsetStore {
-        OffsetStore::Sqlite {
+        Arc::new(checkpoint::Offsets {
             pool: self.pool.clone(),
-            table: checkpoint::table_for(&self.schema.table),
-        }
+            table: offsets::table_for(&self.schema.table),
+        })
     }
 }
 

@@ -20,21 +20,26 @@
 //! - A batch's deletes run first, as `DELETE … WHERE key IN (?, …)` (a row
 //!   of keys `(k1, k2) IN ((?, ?), …)` for a composite key), cut to the same limits.
 
-use super::checkpoint::{self, Checkpoint, OffsetStore};
-use super::ddl::Inferred;
-use super::evolve;
-use super::ident::{Dialect, TableName};
-use super::mysql_values::{chunks, push_value};
-use super::schema::{Column, TableSchema};
-use super::transact::{self, Steps};
-use super::types::{self, Target};
-use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
+pub mod checkpoint;
+pub mod state;
+mod values;
+
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
+use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
+use crate::sink::ddl::Inferred;
+use crate::sink::evolve;
+use crate::sink::ident::{Dialect, TableName};
+use crate::sink::schema::{Column, TableSchema};
+use crate::sink::transact::{self, Steps};
+use crate::sink::types::{self, Target};
+use crate::sink::{BoxFuture, PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::state::store::{self, StateStore, StateWrites};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor as _, Row as _};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
+use values::{chunks, push_value};
 
 const Q: Dialect = Dialect::MySql;
 /// `db.system` of the spans.
@@ -148,16 +153,16 @@ impl MySqlSink {
 
 async fn connect(cfg: &SinkConfig) -> Result<MySqlPool, SinkError> {
     let url = cfg.url.expose();
-    let connect_err = |source| super::error::connect_error(redact_url(url), source);
-    super::tls::check_files(url).map_err(|file| SinkError::TlsFile {
+    let connect_err = |source| crate::sink::error::connect_error(redact_url(url), source);
+    crate::sink::tls::check_files(url).map_err(|file| SinkError::TlsFile {
         url: redact_url(url),
         file: Box::new(file),
     })?;
     let options = MySqlConnectOptions::from_str(url).map_err(connect_err)?;
-    let pool = super::pool::options::<sqlx::MySql>(cfg).after_connect(|conn, _meta| {
+    let pool = crate::sink::pool::options::<sqlx::MySql>(cfg).after_connect(|conn, _meta| {
         Box::pin(async move { conn.execute(SESSION_SETUP).await.map(|_| ()) })
     });
-    super::pool::connect(pool, options)
+    crate::sink::pool::connect(pool, options)
         .await
         .map_err(connect_err)
 }
@@ -333,7 +338,7 @@ impl Steps for MySqlSink {
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         state: &StateWrites,
     ) -> Result<(), SinkError> {
-        store::write_mysql(tx, &store::table_for_in(&self.schema.table, Q), state).await
+        state::write(tx, &store::table_for_in(&self.schema.table, Q), state).await
     }
 
     async fn checkpoint(
@@ -341,8 +346,8 @@ impl Steps for MySqlSink {
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         checkpoint: &Checkpoint,
     ) -> Result<(), SinkError> {
-        let table = checkpoint::table_for_in(&self.schema.table, Q);
-        checkpoint::advance_mysql(tx, &table, checkpoint).await
+        let table = offsets::table_for_in(&self.schema.table, Q);
+        checkpoint::advance(tx, &table, checkpoint).await
     }
 }
 
@@ -350,25 +355,30 @@ impl Sink for MySqlSink {
     /// One transaction: the rows (in as many statements as the packet and
     /// placeholder limits need), then the checkpoint; committed, or rolled back
     /// when `commit` is false.
-    async fn transact(
-        &mut self,
-        batch: &PreparedWrite<'_>,
-        checkpoint: Option<&Checkpoint>,
-        state: Option<&StateWrites>,
+    fn transact<'a>(
+        &'a mut self,
+        batch: &'a PreparedWrite<'_>,
+        checkpoint: Option<&'a Checkpoint>,
+        state: Option<&'a StateWrites>,
         commit: bool,
-    ) -> Result<u64, SinkError> {
-        transact::run(self, batch, checkpoint, state, commit).await
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+        Box::pin(transact::run(self, batch, checkpoint, state, commit))
     }
 
-    async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
-        let (pool, table) = (&self.pool, &self.schema.table);
-        evolve::add_columns(Backend::MySql, self.mariadb, table, fields, |ddl| {
-            exec(pool, ddl)
+    fn add_columns<'a>(
+        &'a mut self,
+        fields: &'a [(String, Inferred)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let (pool, table) = (&self.pool, &self.schema.table);
+            evolve::add_columns(Backend::MySql, self.mariadb, table, fields, |ddl| {
+                exec(pool, ddl)
+            })
+            .await?;
+            self.schema = describe(&self.pool, &self.schema.table).await?;
+            self.statements.clear();
+            Ok(())
         })
-        .await?;
-        self.schema = describe(&self.pool, &self.schema.table).await?;
-        self.statements.clear();
-        Ok(())
     }
 
     fn schema(&self) -> &TableSchema {
@@ -376,17 +386,17 @@ impl Sink for MySqlSink {
     }
 
     fn state_store(&self) -> StateStore {
-        StateStore::MySql {
-            pool: self.pool.clone(),
-            table: store::table_for_in(&self.schema.table, Q),
-        }
+        state::store(
+            self.pool.clone(),
+            store::table_for_in(&self.schema.table, Q),
+        )
     }
 
     fn offset_store(&self) -> OffsetStore {
-        OffsetStore::MySql {
+        Arc::new(checkpoint::Offsets {
             pool: self.pool.clone(),
-            table: checkpoint::table_for_in(&self.schema.table, Q),
-        }
+            table: offsets::table_for_in(&self.schema.table, Q),
+        })
     }
 }
 

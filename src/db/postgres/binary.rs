@@ -353,5 +353,5 @@ fn bytea_hex(s: &str, out: &mut Vec<u8>) -> Result<(), Unencodable> {
 }
 
 #[cfg(test)]
-#[path = "pg_binary_tests.rs"]
+#[path = "binary_tests.rs"]
 mod tests;

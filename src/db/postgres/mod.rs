@@ -1,6 +1,6 @@
 //! PostgreSQL: one `INSERT … SELECT … FROM json_populate_recordset(NULL::table, $1)`
 //! per batch, inside a transaction; batches of `copy_threshold` rows or more
-//! go through binary `COPY` instead ([`super::pg_copy`]).
+//! go through binary `COPY` instead ([`copy`]).
 //!
 //! On the statement path the whole batch travels as a single bound JSON
 //! parameter; PostgreSQL converts each field with its column type's own input
@@ -14,21 +14,27 @@
 //! json_populate_recordset(…)` whose key values the table's key column types
 //! convert, the same way.
 
-use super::checkpoint::{self, Checkpoint, OffsetStore};
-use super::ddl::Inferred;
-use super::evolve;
-use super::ident::{column_list, on_conflict, quote, TableName};
-use super::pg_binary::PgType;
-use super::pg_copy;
-use super::schema::{Column, TableSchema};
-use super::transact::{self, Steps};
-use super::{PreparedBatch, PreparedWrite, Sink, SinkError};
+mod binary;
+pub mod checkpoint;
+mod copy;
+pub mod layout;
+pub mod state;
+
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
+use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
+use crate::sink::ddl::Inferred;
+use crate::sink::evolve;
+use crate::sink::ident::{column_list, on_conflict, quote, TableName};
+use crate::sink::schema::{Column, TableSchema};
+use crate::sink::transact::{self, Steps};
+use crate::sink::{BoxFuture, PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::state::store::{self, StateStore, StateWrites};
+use binary::PgType;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row as _;
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// `db.system` of the spans.
 const SYSTEM: &str = "postgresql";
@@ -87,7 +93,7 @@ impl PostgresSink {
     ) -> Result<(), SinkError> {
         if let Some(data) = self.copy_payload(part)? {
             let (t, keys) = (&self.schema.table, &self.key_columns);
-            return pg_copy::load(tx, t, self.mode, keys, &part.columns, data).await;
+            return copy::load(tx, t, self.mode, keys, &part.columns, data).await;
         }
         let sql = self.statement(&part.columns).to_string();
         sqlx::query(&sql)
@@ -110,11 +116,11 @@ impl PostgresSink {
         let types = self
             .copy_types
             .entry(batch.columns.clone())
-            .or_insert_with(|| pg_copy::column_types(schema, &batch.columns));
+            .or_insert_with(|| copy::column_types(schema, &batch.columns));
         let Some(types) = types else {
             return Ok(None);
         };
-        match pg_copy::payload(types, batch) {
+        match copy::payload(types, batch) {
             Ok(data) => Ok(Some(data)),
             Err(reason) => {
                 tracing::debug!(%reason, "batch takes the statement path");
@@ -133,15 +139,15 @@ impl PostgresSink {
 
 async fn connect(cfg: &SinkConfig) -> Result<PgPool, SinkError> {
     let url = cfg.url.expose();
-    let connect_err = |source| super::error::connect_error(redact_url(url), source);
-    super::tls::check_files(url).map_err(|file| SinkError::TlsFile {
+    let connect_err = |source| crate::sink::error::connect_error(redact_url(url), source);
+    crate::sink::tls::check_files(url).map_err(|file| SinkError::TlsFile {
         url: redact_url(url),
         file: Box::new(file),
     })?;
     let options = PgConnectOptions::from_str(url)
         .map_err(connect_err)?
         .application_name("tidemill");
-    super::pool::connect(super::pool::options::<sqlx::Postgres>(cfg), options)
+    crate::sink::pool::connect(crate::sink::pool::options::<sqlx::Postgres>(cfg), options)
         .await
         .map_err(connect_err)
 }
@@ -274,7 +280,7 @@ impl Steps for PostgresSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         state: &StateWrites,
     ) -> Result<(), SinkError> {
-        store::write_postgres(tx, &store::table_for(&self.schema.table), state).await
+        state::write(tx, &store::table_for(&self.schema.table), state).await
     }
 
     async fn checkpoint(
@@ -282,35 +288,40 @@ impl Steps for PostgresSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         checkpoint: &Checkpoint,
     ) -> Result<(), SinkError> {
-        let table = checkpoint::table_for(&self.schema.table);
-        checkpoint::advance_postgres(tx, &table, checkpoint).await
+        let table = offsets::table_for(&self.schema.table);
+        checkpoint::advance(tx, &table, checkpoint).await
     }
 }
 
 impl Sink for PostgresSink {
     /// One transaction: the rows, then the checkpoint; committed, or rolled
     /// back when `commit` is false (a trial that only tells whether it would pass).
-    async fn transact(
-        &mut self,
-        batch: &PreparedWrite<'_>,
-        checkpoint: Option<&Checkpoint>,
-        state: Option<&StateWrites>,
+    fn transact<'a>(
+        &'a mut self,
+        batch: &'a PreparedWrite<'_>,
+        checkpoint: Option<&'a Checkpoint>,
+        state: Option<&'a StateWrites>,
         commit: bool,
-    ) -> Result<u64, SinkError> {
-        transact::run(self, batch, checkpoint, state, commit).await
+    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+        Box::pin(transact::run(self, batch, checkpoint, state, commit))
     }
 
-    async fn add_columns(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
-        let pool = &self.pool;
-        let table = &self.schema.table;
-        evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| {
-            exec(pool, ddl)
+    fn add_columns<'a>(
+        &'a mut self,
+        fields: &'a [(String, Inferred)],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let pool = &self.pool;
+            let table = &self.schema.table;
+            evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| {
+                exec(pool, ddl)
+            })
+            .await?;
+            self.schema = describe(&self.pool, &self.schema.table).await?;
+            self.statements.clear();
+            self.copy_types.clear();
+            Ok(())
         })
-        .await?;
-        self.schema = describe(&self.pool, &self.schema.table).await?;
-        self.statements.clear();
-        self.copy_types.clear();
-        Ok(())
     }
 
     fn schema(&self) -> &TableSchema {
@@ -318,17 +329,14 @@ impl Sink for PostgresSink {
     }
 
     fn state_store(&self) -> StateStore {
-        StateStore::Postgres {
-            pool: self.pool.clone(),
-            table: store::table_for(&self.schema.table),
-        }
+        state::store(self.pool.clone(), store::table_for(&self.schema.table))
     }
 
     fn offset_store(&self) -> OffsetStore {
-        OffsetStore::Postgres {
+        Arc::new(checkpoint::Offsets {
             pool: self.pool.clone(),
-            table: checkpoint::table_for(&self.schema.table),
-        }
+            table: offsets::table_for(&self.schema.table),
+        })
     }
 }
 

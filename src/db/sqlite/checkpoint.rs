@@ -1,0 +1,79 @@
+//! SQLite's checkpoint table: claims with `ON CONFLICT … RETURNING`, and one
+//! statement per partition of a batch (in process, a round trip costs nothing).
+
+use crate::model::TopicPartition;
+use crate::sink::checkpoint::{
+    claim_returning, create_and_probe_sql, created_or_exists, current_sql, verdict, Checkpoint,
+    Claim, Current, OffsetTable, COLUMNS,
+};
+use crate::sink::{BoxFuture, SinkError};
+use sqlx::SqlitePool;
+
+/// The checkpoint table of one SQLite database.
+pub struct Offsets {
+    pub pool: SqlitePool,
+    /// Quoted, in the target table's (attached) database.
+    pub table: String,
+}
+
+claim_returning!(claim, sqlx::Sqlite);
+
+impl OffsetTable for Offsets {
+    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let (create, probe) = create_and_probe_sql(&self.table, COLUMNS);
+            let created = sqlx::query(&create).execute(&self.pool).await.map(|_| ());
+            let exists = created.is_ok() || sqlx::query(&probe).execute(&self.pool).await.is_ok();
+            created_or_exists(created, exists)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        pipeline: &'a str,
+        partitions: &'a [TopicPartition],
+    ) -> BoxFuture<'a, Result<Vec<Claim>, SinkError>> {
+        Box::pin(claim(&self.pool, &self.table, pipeline, partitions))
+    }
+}
+
+/// The statement advancing one partition's checkpoint under its generation.
+fn advance_sql(table: &str) -> String {
+    format!(
+        "UPDATE {table} SET next_offset = COALESCE($1, next_offset) WHERE pipeline = $2 AND topic = $3 \
+         AND partition_id = $4 AND generation = $5 AND ($6 IS NULL OR next_offset <= $6)"
+    )
+}
+
+/// Advances every partition of a checkpoint, one statement each.
+pub async fn advance(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    table: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), SinkError> {
+    let err = |source| SinkError::Checkpoint { source };
+    let sql = advance_sql(table);
+    let mut advanced = 0;
+    for e in &checkpoint.entries {
+        let done = sqlx::query(&sql)
+            .bind(e.next())
+            .bind(&checkpoint.pipeline)
+            .bind(&e.tp.topic)
+            .bind(e.tp.partition)
+            .bind(e.generation)
+            .bind(e.first())
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        advanced += done.rows_affected();
+    }
+    if usize::try_from(advanced).ok() == Some(checkpoint.entries.len()) {
+        return Ok(());
+    }
+    let current: Vec<Current> = sqlx::query_as(&current_sql(table))
+        .bind(&checkpoint.pipeline)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?;
+    Err(verdict(checkpoint, &current))
+}
