@@ -25,15 +25,18 @@
 //!   converge to what the database holds (lag monitors and autoscalers read
 //!   them).
 //!
+//! - Committing is a value: [`Committer::request`] says what to commit, the
+//!   source executes it (the one place that touches the consumer's offsets,
+//!   `source/driver/offsets.rs`) and reports back with [`Committer::sent`].
+//!   This module never sees Kafka, so every promise above is tested here
+//!   with plain values.
+//!
 //! Kafka's committed offset is the *next* offset to read, hence the `+ 1`.
 
 use crate::model::{Batch, BatchAck, OffsetRange, TopicPartition};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// How long after Kafka refused a partition's commit it is tried again (a
 /// rebalance usually settles within this; no tight loop meanwhile).
@@ -42,11 +45,34 @@ pub const RETRY_AFTER: Duration = Duration::from_millis(250);
 /// How long an asynchronous commit may stay unconfirmed before it is sent again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// Transient: retried on the next call (rebalance in progress, broker away).
-    #[error("kafka commit of {offsets} failed: {source}")]
-    Kafka { offsets: String, source: KafkaError },
+/// Offsets to commit to Kafka, per partition the *next* offset to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRequest {
+    pub offsets: BTreeMap<TopicPartition, i64>,
+}
+
+impl std::fmt::Display for CommitRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for (tp, o) in &self.offsets {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{tp}@{o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How Kafka took a commit request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// A synchronous commit Kafka accepted.
+    Confirmed,
+    /// An asynchronous commit queued: it counts once Kafka confirms it
+    /// ([`Committer::commit_result`]), and is sent again after [`RESEND_AFTER`].
+    Queued,
 }
 
 #[derive(Debug, Default)]
@@ -177,58 +203,25 @@ impl Committer {
         }
     }
 
-    /// Commits every pending offset to Kafka. With [`CommitMode::Sync`] only
-    /// successful commits count; with [`CommitMode::Async`] the offsets are
-    /// unconfirmed until [`Committer::commit_result`] reports Kafka's answer.
-    pub fn commit<C: ConsumerContext>(
-        &mut self,
-        consumer: &impl Consumer<C>,
-        mode: CommitMode,
-        now: Instant,
-    ) -> Result<usize, CommitError> {
-        let pending = self.pending(now);
-        if pending.is_empty() {
-            return Ok(0);
-        }
-        let mut tpl = TopicPartitionList::with_capacity(pending.len());
-        for (tp, next) in &pending {
-            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next))
-                .map_err(|source| CommitError::Kafka {
-                    offsets: describe(&pending),
-                    source,
-                })?;
-        }
-        match consumer.commit(&tpl, mode) {
-            // An async commit only fails here when it cannot be queued.
-            Ok(()) => {
-                let sent = matches!(mode, CommitMode::Async).then_some(now);
-                for (tp, next) in &pending {
-                    if let Some(p) = self.partitions.get_mut(tp) {
-                        p.committed = Some(*next);
-                        p.unconfirmed = sent;
-                        p.retry_at = None;
-                    }
-                }
-                debug!(offsets = %describe(&pending), "committed offsets");
-                Ok(pending.len())
-            }
-            Err(source) => {
-                warn!(offsets = %describe(&pending), error = %source, "offset commit failed; will retry");
-                Err(CommitError::Kafka {
-                    offsets: describe(&pending),
-                    source,
-                })
-            }
-        }
+    /// What to commit at `now`: every pending offset, or `None`.
+    pub fn request(&self, now: Instant) -> Option<CommitRequest> {
+        let offsets = self.pending(now);
+        (!offsets.is_empty()).then_some(CommitRequest { offsets })
     }
-}
 
-fn describe(offsets: &BTreeMap<TopicPartition, i64>) -> String {
-    offsets
-        .iter()
-        .map(|(tp, o)| format!("{tp}@{o}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    /// Kafka took `request` (a failed commit is not reported: its offsets
+    /// simply stay pending). A queued one awaits Kafka's confirmation.
+    pub fn sent(&mut self, request: &CommitRequest, how: Sent, now: Instant) {
+        let queued = (how == Sent::Queued).then_some(now);
+        for (tp, next) in &request.offsets {
+            if let Some(p) = self.partitions.get_mut(tp) {
+                p.committed = Some(*next);
+                p.unconfirmed = queued;
+                p.retry_at = None;
+            }
+        }
+        debug!(offsets = %request, "committed offsets");
+    }
 }
 
 #[cfg(test)]
@@ -311,12 +304,12 @@ mod tests {
         assert_eq!(c.in_flight(Some(&[tp(1)])), 1);
     }
 
-    /// Marks `next` as sent asynchronously at `at` (what `commit` records).
+    /// Reports `next` as queued asynchronously at `at`.
     fn sent(c: &mut Committer, p: i32, next: i64, at: Instant) {
-        let progress = c.partitions.get_mut(&tp(p)).expect("owned");
-        progress.committed = Some(next);
-        progress.unconfirmed = Some(at);
-        progress.retry_at = None;
+        let request = CommitRequest {
+            offsets: BTreeMap::from([(tp(p), next)]),
+        };
+        c.sent(&request, Sent::Queued, at);
     }
 
     #[test]
@@ -368,6 +361,45 @@ mod tests {
         sent(&mut c, 0, 42, t0);
         assert!(!c.has_pending(t0 + RESEND_AFTER / 2));
         assert_eq!(c.pending(t0 + RESEND_AFTER)[&tp(0)], 42);
+    }
+
+    #[test]
+    fn a_request_holds_every_pending_offset_and_nothing_else() {
+        let mut c = Committer::default();
+        c.assign(tp(0), None);
+        c.assign(tp(1), Some(7));
+        let b = batch(1, &[(0, 0, 9)]);
+        c.dispatched(&b);
+        let now = Instant::now();
+        let first = c.request(now).expect("partition 1 resumed at 7");
+        assert_eq!(first.offsets, BTreeMap::from([(tp(1), 7)]));
+        assert_eq!(first.to_string(), "t/1@7");
+        c.sent(&first, Sent::Confirmed, now);
+        assert_eq!(c.request(now), None, "a confirmed commit is not pending");
+        c.acked(&ack(&b));
+        let second = c.request(now).expect("batch 1 acknowledged");
+        assert_eq!(second.offsets, BTreeMap::from([(tp(0), 10)]));
+    }
+
+    #[test]
+    fn a_confirmed_commit_is_never_sent_again_but_a_queued_one_is() {
+        let t0 = Instant::now();
+        let mut c = Committer::default();
+        c.assign(tp(0), Some(3));
+        c.assign(tp(1), Some(4));
+        let request = c.request(t0).expect("both resumed");
+        let only = |p: i32, o: i64| CommitRequest {
+            offsets: BTreeMap::from([(tp(p), o)]),
+        };
+        c.sent(&only(0, 3), Sent::Confirmed, t0);
+        c.sent(&only(1, 4), Sent::Queued, t0);
+        assert_eq!(request.offsets.len(), 2);
+        let later = t0 + RESEND_AFTER;
+        assert_eq!(
+            c.request(later),
+            Some(only(1, 4)),
+            "only the unconfirmed one"
+        );
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub use prepare::{prepare, with_deletes, PreparedBatch, PreparedWrite};
 
 use crate::state::{StateStore, StateWrites};
 use checkpoint::{Checkpoint, OffsetStore};
-use schema::TableSchema;
 pub use future::BoxFuture;
+use schema::TableSchema;
 
 /// A database table that batches are written to. Each backend implements it
 /// in its folder under [`crate::db`]; [`crate::db::open`] picks one by URL.

@@ -140,10 +140,12 @@ impl Driver {
         } else {
             let deadline = Instant::now() + self.revoke_timeout;
             let done = self.drain_until(consumer, deadline, |c| c.in_flight(Some(partitions)) == 0);
-            if let Err(e) = self
-                .committer
-                .commit(consumer, CommitMode::Sync, Instant::now())
-            {
+            if let Err(e) = super::offsets::commit(
+                consumer,
+                &mut self.committer,
+                CommitMode::Sync,
+                Instant::now(),
+            ) {
                 warn!(error = %e, "commit on revoke failed; the next owner re-reads those records");
             }
             done
@@ -183,10 +185,13 @@ impl Driver {
         deadline: Instant,
     ) -> bool {
         let done = self.drain_until(consumer, deadline, |c| c.in_flight(None) == 0);
-        let committed = self
-            .committer
-            .commit(consumer, CommitMode::Sync, Instant::now())
-            .is_ok();
+        let committed = super::offsets::commit(
+            consumer,
+            &mut self.committer,
+            CommitMode::Sync,
+            Instant::now(),
+        )
+        .is_ok();
         self.batches = None;
         done && committed && self.batcher.is_empty()
     }

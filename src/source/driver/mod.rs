@@ -14,6 +14,7 @@
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 mod idle;
 mod membership;
+mod offsets;
 mod record;
 mod tombstone;
 
@@ -458,7 +459,7 @@ impl Driver {
             // reported to the commit callback, which makes the offsets pending again.
             let span = trace::kafka_commit_span(&self.group, &traced);
             let _entered = span.enter();
-            let _ = self.committer.commit(consumer, CommitMode::Async, now);
+            let _ = offsets::commit(consumer, &mut self.committer, CommitMode::Async, now);
         }
         Ok(())
     }
