@@ -5,10 +5,10 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tidemill::config::{DecodeFormat, SinkMode, TransformConfig};
+use tidemill::ingest::transform::Chain;
 use tidemill::sink::ident::TableName;
 use tidemill::sink::prepare;
 use tidemill::sink::schema::{Column, TableSchema};
-use tidemill::transform::Chain;
 
 fn json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -34,18 +34,18 @@ fn object() -> impl Strategy<Value = Map<String, Value>> {
 }
 
 /// A decoder keeping `fields`, as a `key` step then a count would have it.
-fn projecting(fields: &[String]) -> tidemill::decode::Decoder {
+fn projecting(fields: &[String]) -> tidemill::ingest::decode::Decoder {
     let steps: Vec<TransformConfig> = serde_json::from_value(serde_json::json!([
         {"type": "key", "fields": fields},
         {"type": "aggregate", "columns": {"n": "count()"}},
     ]))
     .expect("valid transforms");
-    let projection = tidemill::decode::Projection::for_transforms(&steps);
+    let projection = tidemill::ingest::decode::Projection::for_transforms(&steps);
     assert!(
         projection.is_some(),
         "a key step then an aggregate is projected"
     );
-    tidemill::decode::Decoder::new(DecodeFormat::Json, projection)
+    tidemill::ingest::decode::Decoder::new(DecodeFormat::Json, projection)
 }
 
 fn schema() -> TableSchema {
@@ -70,13 +70,13 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_the_decoder(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = tidemill::decode::decode(DecodeFormat::Json, Some(&bytes));
+        let _ = tidemill::ingest::decode::decode(DecodeFormat::Json, Some(&bytes));
     }
 
     #[test]
     fn objects_survive_decode_and_identity_transform_unchanged(obj in object()) {
         let bytes = serde_json::to_vec(&obj).expect("serialise");
-        let value = tidemill::decode::decode(DecodeFormat::Json, Some(&bytes)).expect("valid JSON").expect("not a tombstone");
+        let value = tidemill::ingest::decode::decode(DecodeFormat::Json, Some(&bytes)).expect("valid JSON").expect("not a tombstone");
         let rows = Chain::default().apply(value).expect("object");
         prop_assert_eq!(rows, vec![obj]);
     }
@@ -103,7 +103,7 @@ proptest! {
     ) {
         let decoder = projecting(&["a".to_string()]);
         let projected = decoder.decode(Some(&bytes));
-        match tidemill::decode::decode(DecodeFormat::Json, Some(&bytes)) {
+        match tidemill::ingest::decode::decode(DecodeFormat::Json, Some(&bytes)) {
             Ok(Some(Value::Object(row))) => {
                 let want: Map<String, Value> = row.into_iter().filter(|(k, _)| k == "a").collect();
                 prop_assert_eq!(projected.expect("valid in full").expect("a value"), Value::Object(want));

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use tidemill::transform::jq::JqProgram;
+use tidemill::ingest::transform::jq::JqProgram;
 
 fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

@@ -29,7 +29,7 @@ pub(super) fn transforms(name: &str, p: &PipelineConfig, push: &mut impl FnMut(S
         }
         match t {
             TransformConfig::Jq { expr } => {
-                if let Err(e) = crate::transform::jq::JqProgram::compile(expr) {
+                if let Err(e) = crate::ingest::transform::jq::JqProgram::compile(expr) {
                     push(key(i, ".expr"), e.to_string());
                 }
             }

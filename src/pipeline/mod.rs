@@ -5,16 +5,17 @@
 //! writer; `grace` later the writer is aborted (its unacknowledged batches are
 //! never committed, so they are read again after a restart).
 
-use crate::batch::Batcher;
 use crate::config::{Delivery, PipelineConfig};
 use crate::dead_letter::DeadLetters;
-use crate::decode::{Decoder, Projection};
+use crate::ingest::batch::Batcher;
+use crate::ingest::decode::{Decoder, Projection};
+use crate::ingest::transform::{Chain, TransformError};
+use crate::ingest::Ingest;
 use crate::observe::stats::Stats;
 use crate::sink::writer::{self, WriterContext, WriterError};
 use crate::sink::{Sink, SinkError};
 use crate::source::{self, kafka, Consumer, Driver, SourceContext, SourceError};
 use crate::state::{Engine, Registry, StateError};
-use crate::transform::{Chain, TransformError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -192,22 +193,25 @@ impl Pipeline {
             (cfg.delivery == Delivery::ExactlyOnce).then(|| (name.clone(), sink.offset_store()));
         let (batch_tx, batch_rx) = tokio::sync::mpsc::channel(cfg.batch.max_in_flight);
         let (ack_tx, ack_rx) = std::sync::mpsc::channel();
-        let driver = Driver::new(
+        let ingest = Ingest::new(
             Decoder::new(cfg.format, projection(&name, &cfg)),
             chain,
             Batcher::new(&cfg.batch, cfg.dead_letter.is_some(), engine.is_some()),
+        )
+        .with_kafka_keys(engine.as_ref().is_some_and(|e| e.reads_kafka_key()))
+        .with_deletes(cfg.sink.delete.then(|| cfg.sink.key_columns.clone()));
+        let driver = Driver::new(
+            ingest,
             batch_tx,
             ack_rx,
             &cfg.batch,
             Arc::clone(&stats),
-            eos.clone(),
             dead_letters.clone(),
             shutdown.clone(),
         )
+        .with_exactly_once(eos.clone())
         .with_idle_timeout(idle_timeout(&cfg))
-        .with_group(cfg.group_id(&name))
-        .with_kafka_keys(engine.as_ref().is_some_and(|e| e.reads_kafka_key()))
-        .with_deletes(cfg.sink.delete.then(|| cfg.sink.key_columns.clone()));
+        .with_group(cfg.group_id(&name));
         let consumer = consumer(&name, &cfg, driver, statistics)?;
         // Cancelled when the grace period after shutdown is over, or when a stage fails.
         let abort = CancellationToken::new();

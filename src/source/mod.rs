@@ -3,7 +3,7 @@
 //! # Checkpoints and delivery
 //!
 //! - Offsets are never committed automatically. A record's offset is committed
-//!   (by [`crate::commit`]) only after the database transaction holding its
+//!   ([`crate::commit`] decides, this module's one commit call executes) only after the database transaction holding its
 //!   rows committed, per partition, up to the highest contiguous acknowledged
 //!   offset. With `delivery = "exactly-once"` (the default) the database
 //!   holds the offsets too, in the batch's own transaction, and each
@@ -22,6 +22,10 @@
 //!   codec) stop the pipeline: librdkafka would skip them without an offset.
 //! - Shutdown stops polling, hands on the open batch, waits for the writer
 //!   within the grace period, commits, and leaves the group.
+//!
+//! The source keeps the consumer, rebalances and membership; it runs the
+//! pure [`crate::ingest`] stage on each record and does what is I/O around
+//! it: dead letters, flow control (pausing partitions) and commits.
 //!
 //! The poll loop runs on a plain thread because librdkafka serves rebalance
 //! callbacks inside `poll`, and a revocation must block until in-flight

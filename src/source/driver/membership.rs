@@ -38,7 +38,7 @@ impl Driver {
                 .recv_timeout((deadline - now).min(Duration::from_millis(10)))
             {
                 Ok(ack) => {
-                    self.in_flight_bytes = self.in_flight_bytes.saturating_sub(ack.bytes);
+                    self.flow.acked(ack.bytes);
                     self.committer.acked(&ack);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -111,7 +111,7 @@ impl Driver {
                 idle.assigned(tp, Instant::now(), resume);
             }
         }
-        if self.paused {
+        if self.flow.paused() {
             let mut tpl = TopicPartitionList::new();
             for tp in partitions {
                 tpl.add_partition(&tp.topic, tp.partition);
@@ -193,7 +193,7 @@ impl Driver {
         )
         .is_ok();
         self.batches = None;
-        done && committed && self.batcher.is_empty()
+        done && committed && self.ingest.batcher.is_empty()
     }
 }
 

@@ -1,5 +1,7 @@
-//! The source thread's state: turns polled messages into batches, hands them
-//! to the writer, and feeds acknowledgements to the committer.
+//! The source thread's state: feeds polled messages through the ingest stage
+//! ([`crate::ingest`], pure), dead-letters what it refuses, hands due batches
+//! to the writer under flow control ([`flow`]), feeds acknowledgements to the
+//! committer and executes its commits ([`offsets`]).
 //!
 //! Backpressure: at most `batch.max_in_flight` batches are handed to the
 //! writer and not yet finished (each holds a slot until the writer has sent
@@ -12,22 +14,21 @@
 //! batches, plus one finished batch between its ack and the next poll.
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+mod flow;
 mod idle;
 mod membership;
 mod offsets;
 mod record;
-mod tombstone;
 
-use crate::batch::Batcher;
 use crate::commit::Committer;
 use crate::config::BatchConfig;
-use crate::dead_letter::{DeadLetters, Letter, Reason};
-use crate::decode::Decoder;
-use crate::model::{Batch, BatchAck, RawRecord, Row, TopicPartition};
+use crate::dead_letter::DeadLetters;
+use crate::ingest::Ingest;
+use crate::model::{Batch, BatchAck, TopicPartition};
 use crate::observe::stats::{PartitionStats, Stats};
 use crate::observe::trace;
 use crate::sink::checkpoint::OffsetStore;
-use crate::transform::Chain;
+use flow::{Flow, Switch};
 use rdkafka::consumer::{CommitMode, Consumer as _};
 
 use std::collections::BTreeMap;
@@ -35,9 +36,8 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// How long waiting for a free slot may block the poll thread before partitions are paused.
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(500);
@@ -91,22 +91,16 @@ impl SourceError {
 }
 
 pub struct Driver {
-    pub(super) decoder: Decoder,
-    pub(super) chain: Chain,
-    pub(super) batcher: Batcher,
+    /// Decode → transform → the open batch (pure; see [`crate::ingest`]).
+    pub(super) ingest: Ingest,
     pub(super) committer: Committer,
     /// `None` once the source has finished and let the writer go.
     pub(super) batches: Option<Sender<Batch>>,
     pub(super) acks: Receiver<BatchAck>,
     pub(super) revoke_timeout: Duration,
     pub(super) stats: Arc<Stats>,
-    /// One permit per batch the writer may hold (`batch.max_in_flight`); a
-    /// batch carries its permit until the writer drops it.
-    slots: Arc<Semaphore>,
-    max_in_flight: usize,
-    /// The open batch is due but no slot is free.
-    waiting: bool,
-    paused: bool,
+    /// Slots and the byte budget: when the partitions pause.
+    pub(super) flow: Flow,
     /// To wait for a slot from this (non-async) thread.
     runtime: tokio::runtime::Handle,
     /// An error met inside a rebalance callback, reported by the poll loop.
@@ -115,9 +109,6 @@ pub struct Driver {
     eos: Option<Eos>,
     dead_letters: Option<Arc<DeadLetters>>,
     shutdown: CancellationToken,
-    /// Payload bytes handed to the writer and not yet acknowledged.
-    in_flight_bytes: usize,
-    max_in_flight_bytes: usize,
     /// With event-time windows: which partitions have gone quiet.
     pub(super) idle: Option<idle::IdleClock>,
     /// Per partition, the high watermark from librdkafka's statistics.
@@ -130,13 +121,6 @@ pub struct Driver {
     /// The partition of the last record and its counters (records of one
     /// partition come in runs: this saves a lookup per record).
     last_partition: Option<(TopicPartition, Arc<PartitionStats>)>,
-    /// With the sink's `delete` on: the key columns a tombstone's key names.
-    delete_keys: Option<Vec<String>>,
-    /// The current record's rows on their way into the batch (one buffer
-    /// reused for every record).
-    rows: Vec<Row>,
-    /// Whether rows' metadata carries the Kafka key (see `with_kafka_keys`).
-    kafka_keys: bool,
 }
 
 /// Shared with the consumer context, which fills it from librdkafka's statistics.
@@ -152,42 +136,26 @@ pub struct Eos {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        decoder: Decoder,
-        chain: Chain,
-        batcher: Batcher,
+        ingest: Ingest,
         batches: Sender<Batch>,
         acks: Receiver<BatchAck>,
         limits: &BatchConfig,
         stats: Arc<Stats>,
-        eos: Option<(String, OffsetStore)>,
         dead_letters: Option<Arc<DeadLetters>>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
-            decoder,
-            chain,
-            batcher,
+            ingest,
             committer: Committer::default(),
             batches: Some(batches),
             acks,
             revoke_timeout: limits.revoke_timeout,
-            slots: Arc::new(Semaphore::new(limits.max_in_flight)),
-            max_in_flight: limits.max_in_flight,
-            waiting: false,
-            paused: false,
+            flow: Flow::new(limits.max_in_flight, limits.max_in_flight_bytes),
             runtime: tokio::runtime::Handle::current(),
             dead_letters,
             shutdown,
-            in_flight_bytes: 0,
-            max_in_flight_bytes: limits.max_in_flight_bytes,
-            eos: eos.map(|(pipeline, store)| Eos {
-                pipeline,
-                store,
-                generations: BTreeMap::new(),
-                resume: BTreeMap::new(),
-            }),
+            eos: None,
             failed: None,
             idle: None,
             high_watermarks: Arc::clone(&stats.high_watermarks),
@@ -195,23 +163,18 @@ impl Driver {
             stats,
             group: String::new(),
             last_partition: None,
-            delete_keys: None,
-            rows: Vec::new(),
-            kafka_keys: true,
         }
     }
 
-    /// Tombstones delete the row their key names (by these key columns)
-    /// instead of being skipped.
-    pub fn with_deletes(mut self, key_columns: Option<Vec<String>>) -> Self {
-        self.delete_keys = key_columns;
-        self
-    }
-
-    /// Whether rows carry their record's Kafka key to the stateful steps
-    /// (on by default; off when those steps never read it).
-    pub fn with_kafka_keys(mut self, on: bool) -> Self {
-        self.kafka_keys = on;
+    /// Exactly-once: claims partitions in this pipeline's checkpoint table
+    /// and stamps batches with the generations claimed.
+    pub fn with_exactly_once(mut self, eos: Option<(String, OffsetStore)>) -> Self {
+        self.eos = eos.map(|(pipeline, store)| Eos {
+            pipeline,
+            store,
+            generations: BTreeMap::new(),
+            resume: BTreeMap::new(),
+        });
         self
     }
 
@@ -231,51 +194,10 @@ impl Driver {
     /// waiting, so it goes out within a millisecond of the writer's ack (a
     /// blocked poll cannot be woken by it) or of being due; 100 ms otherwise.
     pub fn poll_timeout(&self) -> Duration {
-        if self.batcher.is_empty() {
+        if self.ingest.batcher.is_empty() {
             Duration::from_millis(100)
         } else {
             Duration::from_millis(1)
-        }
-    }
-
-    /// Sends one letter, retrying with backoff until the broker has it.
-    fn dead_letter(
-        &mut self,
-        record: RawRecord,
-        reason: Reason,
-        message: String,
-    ) -> Result<(), SourceError> {
-        let Some(dlq) = &self.dead_letters else {
-            return Err(SourceError::Poison {
-                tp: TopicPartition::new(&record.origin.topic, record.origin.partition),
-                offset: record.origin.offset,
-                reason: message,
-            });
-        };
-        let letter = [Letter {
-            record,
-            reason,
-            message,
-            column: None,
-        }];
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match dlq.send(&letter) {
-                Ok(()) => {
-                    Stats::add(&self.stats.dead_lettered, 1);
-                    let origin = &letter[0].record.origin;
-                    let tp = TopicPartition::new(&origin.topic, origin.partition);
-                    Stats::add(&self.stats.partition(&tp).dead_lettered, 1);
-                    return Ok(());
-                }
-                Err(e) if !self.shutdown.is_cancelled() => {
-                    Stats::add(&self.stats.dead_letter_retries, 1);
-                    warn!(error = %e, "dead-letter write failed; the pipeline waits and retries");
-                    std::thread::sleep(delay); // retry backoff on the source thread
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(SourceError::DeadLetter(e)),
-            }
         }
     }
 
@@ -298,19 +220,19 @@ impl Driver {
                 // Unreachable (the broker is away): silence means nothing.
                 clock.hold(tp, now);
             }
-            if self.waiting || self.paused {
+            if self.flow.holding() {
                 clock.held(now);
             } else {
                 for (tp, ms) in clock.due(now) {
                     if read_to_end(&self.high_watermarks, &tp, clock.next_offset(&tp)) {
-                        self.batcher.mark_idle(&tp, ms);
+                        self.ingest.batcher.mark_idle(&tp, ms);
                     }
                 }
             }
         }
         // An idle writer takes what there is: batches grow only while the
         // database is busy, so latency stays near one write at low rates.
-        if sink_idle || self.batcher.is_due(now) {
+        if sink_idle || self.ingest.batcher.is_due(now) {
             self.dispatch(consumer)?;
         }
         self.enforce_byte_budget(consumer)?;
@@ -324,23 +246,18 @@ impl Driver {
         &mut self,
         consumer: &BaseConsumer<K>,
     ) -> Result<(), SourceError> {
-        let over = self.in_flight_bytes + self.batcher.bytes() > self.max_in_flight_bytes;
-        if over && !self.paused {
-            consumer.pause(&consumer.assignment()?)?;
-            self.paused = true;
+        let switch = self.flow.budget(self.ingest.batcher.bytes());
+        if switch == Switch::Pause {
             debug!(
-                bytes = self.in_flight_bytes,
+                bytes = self.flow.in_flight_bytes(),
                 "in-flight byte budget reached; partitions paused"
             );
-        } else if !over && !self.waiting {
-            self.resume_if_paused(consumer)?;
         }
-        Ok(())
+        apply(consumer, switch)
     }
 
     fn take_batch(&mut self) -> Option<Batch> {
-        let mut batch = self.batcher.take()?;
-        self.in_flight_bytes += batch.bytes;
+        let mut batch = self.ingest.batcher.take()?;
         if let Some(eos) = &self.eos {
             for tp in batch
                 .offsets
@@ -363,24 +280,28 @@ impl Driver {
         &mut self,
         consumer: &BaseConsumer<K>,
     ) -> Result<(), SourceError> {
-        if self.batcher.is_empty() {
+        if self.ingest.batcher.is_empty() {
             return Ok(());
         }
         let Some(tx) = self.batches.clone() else {
             return Err(SourceError::WriterGone);
         };
-        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
+        let slot = match self.flow.try_slot() {
+            Some(slot) => slot,
+            None => {
                 // Wait a little for the writer before pausing: pausing drops the
                 // prefetched records, and a resume has to fetch them again.
-                let wait = tokio::time::timeout(
-                    BACKPRESSURE_WAIT,
-                    Arc::clone(&self.slots).acquire_owned(),
-                );
+                let wait =
+                    tokio::time::timeout(BACKPRESSURE_WAIT, self.flow.slots().acquire_owned());
                 match self.runtime.block_on(wait) {
                     Ok(Ok(slot)) => slot,
-                    _ => return self.wait_for_slot(consumer),
+                    _ => {
+                        let switch = self.flow.no_slot();
+                        if switch == Switch::Pause {
+                            debug!("every in-flight slot is taken; partitions paused");
+                        }
+                        return apply(consumer, switch);
+                    }
                 }
             }
         };
@@ -388,46 +309,18 @@ impl Driver {
             .take_batch()
             .expect("the batcher holds records (checked above)");
         batch.slot = Some(slot);
-        self.waiting = false;
+        let switch = self.flow.sent(batch.bytes);
         // Never full: the channel has room for every slot.
         tx.try_send(batch).map_err(|_| SourceError::WriterGone)?;
-        self.resume_if_paused(consumer)
+        apply(consumer, switch)
     }
 
-    /// No slot is free: the batch stays open and consumption pauses.
-    fn wait_for_slot<K: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<K>,
-    ) -> Result<(), SourceError> {
-        self.waiting = true;
-        if !self.paused {
-            consumer.pause(&consumer.assignment()?)?;
-            self.paused = true;
-            debug!("every in-flight slot is taken; partitions paused");
-        }
-        Ok(())
-    }
-
-    /// The in-flight and paused gauges (a slot frees just after the writer
-    /// sent its batch's ack: the gauge may lag by one poll).
+    /// The in-flight and paused gauges.
     fn report_backpressure(&self) {
-        let held = self.max_in_flight - self.slots.available_permits();
-        Stats::set(&self.stats.batches_in_flight, held as u64);
+        Stats::set(&self.stats.batches_in_flight, self.flow.held() as u64);
         self.stats
             .source_paused
-            .store(self.paused, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn resume_if_paused<K: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<K>,
-    ) -> Result<(), SourceError> {
-        if self.paused {
-            consumer.resume(&consumer.assignment()?)?;
-            self.paused = false;
-            debug!("writer caught up; partitions resumed");
-        }
-        Ok(())
+            .store(self.flow.paused(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn drain_acks<K: ConsumerContext>(
@@ -440,7 +333,7 @@ impl Driver {
         loop {
             match self.acks.try_recv() {
                 Ok(ack) => {
-                    self.in_flight_bytes = self.in_flight_bytes.saturating_sub(ack.bytes);
+                    self.flow.acked(ack.bytes);
                     self.committer.acked(&ack);
                     traced.extend(ack.trace);
                     any = true;
@@ -463,6 +356,22 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Pauses or resumes every assigned partition, as flow control decided.
+fn apply<K: ConsumerContext>(
+    consumer: &BaseConsumer<K>,
+    switch: Switch,
+) -> Result<(), SourceError> {
+    match switch {
+        Switch::Pause => consumer.pause(&consumer.assignment()?)?,
+        Switch::Resume => {
+            consumer.resume(&consumer.assignment()?)?;
+            debug!("writer caught up; partitions resumed");
+        }
+        Switch::Stay => {}
+    }
+    Ok(())
 }
 
 /// Whether nothing is waiting to be read on the partition: the next offset

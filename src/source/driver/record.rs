@@ -1,16 +1,18 @@
-//! One message into the open batch: decoded, transformed and accounted for
-//! (or dead-lettered), with what the driver keeps besides its payload — the
-//! original bytes (for dead letters) and the producer's trace context (only
-//! while spans are exported, and only when sampled).
+//! One message into the open batch through the ingest stage, or to the
+//! dead-letter topic first when ingest refuses it; with what the driver keeps
+//! besides its payload — the original bytes (for dead letters) and the
+//! producer's trace context (only while spans are exported, and only when
+//! sampled).
 
-use super::{tombstone, Driver, SourceError};
-use crate::dead_letter::Reason;
+use super::{Driver, SourceError};
+use crate::dead_letter::{Letter, Reason};
+use crate::ingest::{Incoming, Pushed, Refusal};
 use crate::model::{Origin, RawRecord, RecordLink, TopicPartition};
 use crate::observe::stats::{PartitionStats, Stats};
 use crate::observe::trace;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use std::time::Instant;
-use tracing::debug;
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
 
 impl Driver {
     /// Decodes and transforms one message into the open batch. A record that
@@ -54,58 +56,67 @@ impl Driver {
         if let Some(idle) = &mut self.idle {
             idle.record(tp, now, msg.offset());
         }
-        let payload = msg.payload();
-        let bytes = payload.map_or(0, <[u8]>::len) + msg.key().map_or(0, <[u8]>::len);
-        let outcome = match self.decoder.decode(payload) {
-            Err(e) => Err((Reason::Decode, e.to_string())),
-            Ok(None) => match &self.delete_keys {
-                None => {
-                    Stats::add(&self.stats.tombstones_skipped, 1);
-                    Ok(())
-                }
-                // Tombstones bypass the transforms.
-                Some(keys) => match tombstone::delete_key(keys, msg.key()) {
-                    Ok(key) => {
-                        let ts = msg.timestamp().to_millis();
-                        self.batcher.push_delete(tp, msg.offset(), ts, bytes, key);
-                        if trace::enabled() {
-                            self.link_trace(msg, tp.clone(), ts);
-                        }
-                        return Ok(());
-                    }
-                    Err(message) => Err((Reason::Key, message)),
-                },
-            },
-            Ok(Some(value)) => self
-                .chain
-                .apply_into(value, &mut self.rows)
-                .map_err(|e| (Reason::Transform, e.to_string())),
-        };
-        if let Err((reason, message)) = outcome {
-            // `apply_into` left no row of the failed record behind.
-            self.dead_letter(raw_record(msg), reason, message)?;
-        }
-        let timestamp_ms = msg.timestamp().to_millis();
-        self.batcher.push(
+        let rec = Incoming {
             tp,
-            msg.offset(),
-            timestamp_ms,
-            bytes,
-            self.rows.drain(..),
-            || raw_record(msg),
-            || {
-                let key = if self.kafka_keys {
-                    crate::state::kafka_key(msg.key())
-                } else {
-                    serde_json::Value::Null
-                };
-                (timestamp_ms, key)
-            },
-        );
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
+            key: msg.key(),
+            payload: msg.payload(),
+        };
+        match self.ingest.push(&rec, || raw_record(msg)) {
+            Ok(Pushed::SkippedTombstone) => Stats::add(&self.stats.tombstones_skipped, 1),
+            Ok(Pushed::Rows | Pushed::Delete) => {}
+            Err(Refusal { reason, message }) => {
+                // The offset counts only once the letter is durable.
+                self.dead_letter(raw_record(msg), reason, message)?;
+                self.ingest.push_refused(&rec, || raw_record(msg));
+            }
+        }
         if trace::enabled() {
-            self.link_trace(msg, tp.clone(), timestamp_ms);
+            self.link_trace(msg, tp.clone(), rec.timestamp_ms);
         }
         Ok(())
+    }
+
+    /// Sends one letter, retrying with backoff until the broker has it.
+    fn dead_letter(
+        &mut self,
+        record: RawRecord,
+        reason: Reason,
+        message: String,
+    ) -> Result<(), SourceError> {
+        let Some(dlq) = &self.dead_letters else {
+            return Err(SourceError::Poison {
+                tp: TopicPartition::new(&record.origin.topic, record.origin.partition),
+                offset: record.origin.offset,
+                reason: message,
+            });
+        };
+        let letter = [Letter {
+            record,
+            reason,
+            message,
+            column: None,
+        }];
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match dlq.send(&letter) {
+                Ok(()) => {
+                    Stats::add(&self.stats.dead_lettered, 1);
+                    let origin = &letter[0].record.origin;
+                    let tp = TopicPartition::new(&origin.topic, origin.partition);
+                    Stats::add(&self.stats.partition(&tp).dead_lettered, 1);
+                    return Ok(());
+                }
+                Err(e) if !self.shutdown.is_cancelled() => {
+                    Stats::add(&self.stats.dead_letter_retries, 1);
+                    warn!(error = %e, "dead-letter write failed; the pipeline waits and retries");
+                    std::thread::sleep(delay); // retry backoff on the source thread
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(SourceError::DeadLetter(e)),
+            }
+        }
     }
 
     /// Carries the record's sampled producer context with the batch (bounded).
@@ -116,14 +127,14 @@ impl Driver {
         timestamp_ms: Option<i64>,
     ) {
         let headers = msg.headers();
-        if !self.batcher.wants_link() {
+        if !self.ingest.batcher.wants_link() {
             if trace::has_traceparent(headers) {
-                self.batcher.link_dropped();
+                self.ingest.batcher.link_dropped();
             }
             return;
         }
         if let Some(context) = trace::extract(headers) {
-            self.batcher.link(RecordLink {
+            self.ingest.batcher.link(RecordLink {
                 context,
                 tp,
                 offset: msg.offset(),

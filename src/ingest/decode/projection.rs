@@ -8,7 +8,7 @@
 //!   `func(field)` fields and its window's `time_field`;
 //! - the first step that is not `key` or `dedup` is a `jq` expression in the
 //!   native subset whose output depends on named fields only (no `.`, no bare
-//!   `select` handing the record on, see [`crate::transform::jq::JqProgram::reads`]):
+//!   `select` handing the record on, see [`crate::ingest::transform::jq::JqProgram::reads`]):
 //!   those fields, with the `key`/`dedup` fields before it. A record the
 //!   native path leaves to jaq gets the same answer from the projected
 //!   record, since the output depends on nothing else.
@@ -25,9 +25,9 @@
 
 use super::DecodeError;
 use crate::config::TransformConfig;
+use crate::ingest::transform::jq::JqProgram;
 use crate::model::Row;
 use crate::state::aggregate;
-use crate::transform::jq::JqProgram;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;

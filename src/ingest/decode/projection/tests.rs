@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::DecodeFormat;
-use crate::decode::Decoder;
+use crate::ingest::decode::Decoder;
 use serde_json::json;
 
 fn steps(doc: Value) -> Vec<TransformConfig> {

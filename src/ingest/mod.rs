@@ -1,0 +1,176 @@
+//! Ingest: one consumed record → rows in the open batch. Decode
+//! ([`decode`]), transform ([`transform`]), batch ([`batch`]); pure and
+//! synchronous, so it is tested without Kafka.
+//!
+//! Contract:
+//! - [`Ingest::push`] either adds the record to the open batch — its rows
+//!   (none when the transforms filtered it), a delete (a tombstone, with the
+//!   sink's `delete` on) or nothing but its offset (a skipped tombstone) — or
+//!   refuses it and adds nothing ([`Refusal`] says why).
+//! - A refused record's offset counts only after [`Ingest::push_refused`],
+//!   which the source calls once the record's dead letter is durable: a
+//!   record is never both out of the batch and out of the dead-letter topic.
+//! - Records of one partition enter the batch in offset order ([`batch`]).
+//!
+//! Sending dead letters, pacing, and handing batches to the writer are the
+//! source's (I/O); the batch itself is the only output.
+
+pub mod batch;
+pub mod decode;
+mod tombstone;
+pub mod transform;
+
+use crate::dead_letter::Reason;
+use crate::model::{RawRecord, Row, TopicPartition};
+use batch::Batcher;
+use decode::Decoder;
+use transform::Chain;
+
+/// One consumed record, as ingest reads it (borrowed from the consumer).
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub tp: &'a TopicPartition,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+impl Incoming<'_> {
+    /// Payload and key bytes: what the record weighs in a batch.
+    pub fn bytes(&self) -> usize {
+        self.payload.map_or(0, <[u8]>::len) + self.key.map_or(0, <[u8]>::len)
+    }
+}
+
+/// What [`Ingest::push`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Its rows (possibly none: filtered) are in the batch.
+    Rows,
+    /// The row its key names is to be deleted (a tombstone, `delete` on).
+    Delete,
+    /// A tombstone skipped (`delete` off): only its offset is in the batch.
+    SkippedTombstone,
+}
+
+/// Why a record cannot be ingested: dead-letter it with this reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// The ingest stage of one pipeline.
+pub struct Ingest {
+    decoder: Decoder,
+    chain: Chain,
+    /// The open batch; the source reads its size and takes it when due.
+    pub batcher: Batcher,
+    /// With the sink's `delete` on: the key columns a tombstone's key names.
+    delete_keys: Option<Vec<String>>,
+    /// Whether rows' metadata carries the Kafka key (for the stateful steps).
+    kafka_keys: bool,
+    /// The current record's rows on their way into the batch (one buffer
+    /// reused for every record).
+    rows: Vec<Row>,
+}
+
+impl Ingest {
+    pub fn new(decoder: Decoder, chain: Chain, batcher: Batcher) -> Self {
+        Self {
+            decoder,
+            chain,
+            batcher,
+            delete_keys: None,
+            kafka_keys: true,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Tombstones delete the row their key names (by these key columns)
+    /// instead of being skipped.
+    pub fn with_deletes(mut self, key_columns: Option<Vec<String>>) -> Self {
+        self.delete_keys = key_columns;
+        self
+    }
+
+    /// Whether rows carry their record's Kafka key to the stateful steps
+    /// (on by default; off when those steps never read it).
+    pub fn with_kafka_keys(mut self, on: bool) -> Self {
+        self.kafka_keys = on;
+        self
+    }
+
+    /// Decodes and transforms one record into the open batch; on a refusal
+    /// nothing of it is there. `raw` is the record as it arrived (kept with
+    /// its rows when the batch keeps originals, for dead letters).
+    pub fn push(
+        &mut self,
+        rec: &Incoming<'_>,
+        raw: impl FnOnce() -> RawRecord,
+    ) -> Result<Pushed, Refusal> {
+        let refuse = |reason, message: String| Refusal { reason, message };
+        let value = match self.decoder.decode(rec.payload) {
+            Err(e) => return Err(refuse(Reason::Decode, e.to_string())),
+            Ok(Some(value)) => value,
+            Ok(None) => return self.push_tombstone(rec, raw),
+        };
+        self.chain
+            .apply_into(value, &mut self.rows)
+            .map_err(|e| refuse(Reason::Transform, e.to_string()))?;
+        self.push_rows(rec, raw);
+        Ok(Pushed::Rows)
+    }
+
+    /// A refused record whose dead letter is durable: its offset counts as
+    /// done (it carries no rows).
+    pub fn push_refused(&mut self, rec: &Incoming<'_>, raw: impl FnOnce() -> RawRecord) {
+        // `apply_into` left no row of the refused record behind.
+        self.rows.clear();
+        self.push_rows(rec, raw);
+    }
+
+    /// Tombstones bypass the transforms.
+    fn push_tombstone(
+        &mut self,
+        rec: &Incoming<'_>,
+        raw: impl FnOnce() -> RawRecord,
+    ) -> Result<Pushed, Refusal> {
+        let Some(keys) = &self.delete_keys else {
+            self.push_rows(rec, raw);
+            return Ok(Pushed::SkippedTombstone);
+        };
+        let key = tombstone::delete_key(keys, rec.key).map_err(|message| Refusal {
+            reason: Reason::Key,
+            message,
+        })?;
+        let (tp, offset, ts, bytes) = (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
+        self.batcher.push_delete(tp, offset, ts, bytes, key);
+        Ok(Pushed::Delete)
+    }
+
+    fn push_rows(&mut self, rec: &Incoming<'_>, raw: impl FnOnce() -> RawRecord) {
+        let kafka_keys = self.kafka_keys;
+        let (key, timestamp_ms) = (rec.key, rec.timestamp_ms);
+        self.batcher.push(
+            rec.tp,
+            rec.offset,
+            timestamp_ms,
+            rec.bytes(),
+            self.rows.drain(..),
+            raw,
+            || {
+                let key = if kafka_keys {
+                    crate::state::kafka_key(key)
+                } else {
+                    serde_json::Value::Null
+                };
+                (timestamp_ms, key)
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

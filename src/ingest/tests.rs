@@ -1,0 +1,126 @@
+//! The ingest stage's promises, with plain values (no Kafka).
+
+use super::*;
+use crate::config::{BatchConfig, DecodeFormat, TransformConfig};
+use crate::model::Origin;
+
+fn ingest(jq: &str, deletes: Option<&[&str]>) -> Ingest {
+    let chain = Chain::compile(&[TransformConfig::Jq { expr: jq.into() }]).expect("jq compiles");
+    let batcher = Batcher::new(&BatchConfig::default(), true, false);
+    Ingest::new(Decoder::new(DecodeFormat::Json, None), chain, batcher)
+        .with_deletes(deletes.map(|k| k.iter().map(|c| c.to_string()).collect()))
+}
+
+fn raw(offset: i64) -> RawRecord {
+    RawRecord {
+        origin: Origin {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+        },
+        key: None,
+        value: None,
+        headers: Vec::new(),
+    }
+}
+
+fn push(
+    i: &mut Ingest,
+    offset: i64,
+    key: Option<&str>,
+    payload: Option<&str>,
+) -> Result<Pushed, Refusal> {
+    let tp = TopicPartition::new("t", 0);
+    let rec = Incoming {
+        tp: &tp,
+        offset,
+        timestamp_ms: Some(1_000),
+        key: key.map(str::as_bytes),
+        payload: payload.map(str::as_bytes),
+    };
+    i.push(&rec, || raw(offset))
+}
+
+#[test]
+fn a_record_becomes_its_rows_and_its_offset_in_the_batch() {
+    let mut i = ingest(".", None);
+    assert_eq!(push(&mut i, 5, None, Some(r#"{"id":1}"#)), Ok(Pushed::Rows));
+    assert_eq!(push(&mut i, 6, None, Some(r#"{"id":2}"#)), Ok(Pushed::Rows));
+    let batch = i.batcher.take().expect("a batch");
+    assert_eq!(batch.rows.len(), 2);
+    assert_eq!(batch.rows[1]["id"], 2);
+    let range = batch.offsets[&TopicPartition::new("t", 0)];
+    assert_eq!((range.first, range.last), (5, 6));
+}
+
+#[test]
+fn a_filtered_record_adds_its_offset_but_no_row() {
+    let mut i = ingest("select(.keep)", None);
+    assert_eq!(
+        push(&mut i, 0, None, Some(r#"{"keep":false}"#)),
+        Ok(Pushed::Rows)
+    );
+    let batch = i.batcher.take().expect("the offset alone makes a batch");
+    assert!(batch.rows.is_empty());
+    assert_eq!(batch.records, 1);
+}
+
+#[test]
+fn a_refused_record_adds_nothing_until_its_letter_is_durable() {
+    let mut i = ingest(".", None);
+    let refusal = push(&mut i, 3, None, Some("{not json")).expect_err("invalid JSON");
+    assert_eq!(refusal.reason, Reason::Decode);
+    assert!(
+        i.batcher.is_empty(),
+        "nothing of a refused record is in the batch"
+    );
+    let tp = TopicPartition::new("t", 0);
+    let rec = Incoming {
+        tp: &tp,
+        offset: 3,
+        timestamp_ms: None,
+        key: None,
+        payload: Some(b"{not json"),
+    };
+    i.push_refused(&rec, || raw(3));
+    let batch = i.batcher.take().expect("its offset");
+    assert!(batch.rows.is_empty());
+    assert_eq!(batch.offsets[&tp].last, 3);
+}
+
+#[test]
+fn a_transform_error_refuses_the_record_and_leaves_no_row_behind() {
+    let mut i = ingest(".a, error(\"boom\")", None);
+    let refusal = push(&mut i, 0, None, Some(r#"{"a":{"x":1}}"#)).expect_err("error()");
+    assert_eq!(refusal.reason, Reason::Transform);
+    assert!(
+        i.batcher.is_empty(),
+        "the first output of a failing record is not kept"
+    );
+    assert_eq!(
+        push(&mut i, 1, None, Some(r#"{"b":1}"#)),
+        Err(Refusal {
+            reason: Reason::Transform,
+            ..refusal
+        })
+    );
+}
+
+#[test]
+fn a_tombstone_is_skipped_or_deletes_the_row_its_key_names() {
+    let mut skip = ingest(".", None);
+    assert_eq!(
+        push(&mut skip, 0, Some("7"), None),
+        Ok(Pushed::SkippedTombstone)
+    );
+    let batch = skip.batcher.take().expect("its offset");
+    assert!(batch.rows.is_empty() && batch.deletes.is_empty());
+
+    let mut delete = ingest(".", Some(&["id"]));
+    assert_eq!(push(&mut delete, 0, Some("7"), None), Ok(Pushed::Delete));
+    let batch = delete.batcher.take().expect("a delete");
+    assert_eq!(batch.deletes.len(), 1);
+    let refusal = push(&mut delete, 1, None, None).expect_err("no key names no row");
+    assert_eq!(refusal.reason, Reason::Key);
+}
