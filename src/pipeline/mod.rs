@@ -112,7 +112,7 @@ impl Pipeline {
         }
         let engine = if split < cfg.transforms.len() {
             let store = sink.state_store();
-            store.ensure_table().await.map_err(sink_err)?;
+            store.ensure_table().await.map_err(|e| sink_err(e.into()))?;
             let engine = Engine::new(
                 name,
                 &cfg.transforms[split..],

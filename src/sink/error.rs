@@ -44,10 +44,9 @@ pub enum SinkError {
     Row { table: String, message: String },
     #[error("exactly-once checkpoint table: {source}")]
     Checkpoint { source: sqlx::Error },
-    #[error("keyed state table: {source}")]
-    State { source: sqlx::Error },
-    #[error("state of operator {operator} cannot be read: {message} (if its state format changed, give the operator a new name to start afresh)")]
-    StateFormat { operator: String, message: String },
+    /// The keyed state, loaded, applied or written with the batch.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// Another member claimed these partitions since this batch was built.
     #[error("batch fenced: partitions {partitions} were claimed by a newer generation")]
     Fenced { partitions: String },
@@ -64,9 +63,9 @@ impl SinkError {
             SinkError::Connect { source, .. }
             | SinkError::Describe { source, .. }
             | SinkError::Write { source, .. }
-            | SinkError::Checkpoint { source }
-            | SinkError::State { source } => classify(source),
-            SinkError::Fenced { .. } | SinkError::StateFormat { .. } => RetryClass::Fatal,
+            | SinkError::Checkpoint { source } => classify(source),
+            SinkError::State(e) => e.sql().map_or(RetryClass::Fatal, classify),
+            SinkError::Fenced { .. } => RetryClass::Fatal,
             // Never retried: the writer takes it as the batch written.
             SinkError::AlreadyCommitted { .. } => RetryClass::Fatal,
             SinkError::Tls { .. } | SinkError::TlsFile { .. } => RetryClass::Fatal,
@@ -246,6 +245,22 @@ mod tests {
         for fatal in [1045, 1146, 1049, 1142] {
             assert_eq!(classify_mysql(fatal), RetryClass::Fatal, "{fatal}");
         }
+    }
+
+    #[test]
+    fn a_state_table_error_retries_as_its_database_error_does_and_a_bad_state_never() {
+        use crate::state::StateError;
+        let away = StateError::Store {
+            source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        };
+        assert_eq!(SinkError::from(away).class(), RetryClass::Transient);
+        let unreadable = StateError::Format {
+            operator: "totals".into(),
+            message: "expected a map".into(),
+        };
+        let e = SinkError::from(unreadable);
+        assert_eq!(e.class(), RetryClass::Fatal);
+        assert!(e.to_string().contains("operator totals"), "{e}");
     }
 
     #[test]

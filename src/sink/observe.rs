@@ -59,8 +59,11 @@ pub fn retry_kind(e: &SinkError) -> RetryKind {
         SinkError::Connect { .. } => return RetryKind::Connection,
         SinkError::Describe { source, .. }
         | SinkError::Write { source, .. }
-        | SinkError::Checkpoint { source }
-        | SinkError::State { source } => source,
+        | SinkError::Checkpoint { source } => source,
+        SinkError::State(e) => match e.sql() {
+            Some(source) => source,
+            None => return RetryKind::Other,
+        },
         _ => return RetryKind::Other,
     };
     match source {

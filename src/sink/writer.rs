@@ -210,7 +210,7 @@ async fn apply_tail(
     ctx: &WriterContext,
     batch: &Batch,
 ) -> Result<Output<'static>, WriterError> {
-    let applied = engine.apply(batch).await?;
+    let applied = engine.apply(batch).await.map_err(SinkError::from)?;
     Stats::add(&ctx.stats.state_loads, applied.loads);
     Stats::add(&ctx.stats.state_cache_hits, applied.hits);
     let span = tracing::Span::current();

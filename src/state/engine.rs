@@ -3,6 +3,7 @@
 //! their state loaded in one query per operator.
 
 use super::dedup::Dedup;
+use super::error::StateError;
 use super::item::{Item, Rejected, RowOrigin};
 use super::operator::{KeyedOperator, OperatorError};
 use super::runner::Runner;
@@ -14,7 +15,6 @@ use super::{aggregate, KeySpec};
 use crate::config::TransformConfig;
 use crate::ingest::transform::jq::JqProgram;
 use crate::model::{Batch, Row, TopicPartition};
-use crate::sink::SinkError;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,12 +29,6 @@ pub struct Applied {
     /// Keys found in the caches, and keys loaded from the database.
     pub hits: u64,
     pub loads: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("transforms[{index}]: {message}")]
-    Config { index: usize, message: String },
 }
 
 enum Step {
@@ -182,7 +176,7 @@ impl Engine {
     /// Runs the batch through the tail. Reads state; writes nothing (the
     /// returned [`StateWrites`] go into the batch's transaction). Call
     /// [`Engine::commit`] after that transaction committed, else [`Engine::rollback`].
-    pub async fn apply(&mut self, batch: &Batch) -> Result<Applied, SinkError> {
+    pub async fn apply(&mut self, batch: &Batch) -> Result<Applied, StateError> {
         let parts = &batch.partitions;
         let idle: Vec<(u32, i64)> = batch
             .idle

@@ -25,6 +25,7 @@ pub mod aggregate;
 mod cache;
 pub mod dedup;
 mod engine;
+pub mod error;
 mod item;
 mod key;
 pub mod operator;
@@ -35,7 +36,8 @@ pub mod store;
 pub mod time;
 pub mod window;
 
-pub use engine::{Applied, Engine, Registry, StateError};
+pub use engine::{Applied, Engine, Registry};
+pub use error::StateError;
 pub use item::RowOrigin;
 pub use key::{kafka_key, KeySpec};
 pub use operator::{Context, KeyedOperator, OperatorError};

@@ -5,7 +5,7 @@ use super::item::{Item, Rejected};
 use super::store::{Loaded, OpWrites};
 use super::KeySpec;
 use crate::model::TopicPartition;
-use crate::sink::SinkError;
+use crate::state::StateError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -62,7 +62,7 @@ pub trait Stage: Send + Sync {
         requested: &[(TopicPartition, String)],
         loaded: Vec<Loaded>,
         parts: &[TopicPartition],
-    ) -> Result<(), SinkError>;
+    ) -> Result<(), StateError>;
     fn process<'a>(
         &mut self,
         items: Vec<Item<'a>>,
@@ -77,8 +77,8 @@ pub trait Stage: Send + Sync {
         watermark: i64,
         loaded: Vec<(String, String)>,
         parts: &[TopicPartition],
-    ) -> Result<Vec<Item<'static>>, SinkError>;
-    fn writes(&self, parts: &[TopicPartition]) -> Result<OpWrites, SinkError>;
+    ) -> Result<Vec<Item<'static>>, StateError>;
+    fn writes(&self, parts: &[TopicPartition]) -> Result<OpWrites, StateError>;
     fn commit(&mut self, parts: &[TopicPartition]);
     fn rollback(&mut self);
 }

@@ -11,8 +11,8 @@
 //! What each database supplies is [`StateTable`], in its folder under
 //! [`crate::db`]; the engine holds a [`StateStore`] and never asks which.
 
+use super::error::StateError;
 use crate::model::TopicPartition;
-use crate::sink::error::SinkError;
 use crate::sink::ident::{Dialect, TableName};
 use crate::sink::BoxFuture;
 use serde_json::json;
@@ -43,7 +43,7 @@ pub trait StateTable: Send + Sync {
 
     /// Creates the table and its `due_at` index if missing, and replaces the
     /// full index earlier versions made (race-tolerant).
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>>;
+    fn ensure_table(&self) -> BoxFuture<'_, Result<(), StateError>>;
 
     /// Loads the state of these keys of one operator, in one query (none
     /// when `keys` is empty).
@@ -52,7 +52,7 @@ pub trait StateTable: Send + Sync {
         pipeline: &'a str,
         operator: &'a str,
         keys: &'a [(TopicPartition, String)],
-    ) -> BoxFuture<'a, Result<Vec<Loaded>, SinkError>>;
+    ) -> BoxFuture<'a, Result<Vec<Loaded>, StateError>>;
 
     /// Loads one operator's states of a partition that are due at `watermark`.
     fn load_due<'a>(
@@ -61,7 +61,7 @@ pub trait StateTable: Send + Sync {
         operator: &'a str,
         tp: &'a TopicPartition,
         watermark: i64,
-    ) -> BoxFuture<'a, Result<Vec<(String, String)>, SinkError>>;
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StateError>>;
 }
 
 /// Handle on the state table; cheap to clone.
@@ -107,20 +107,20 @@ impl StateWrites {
     }
 }
 
-pub fn err(source: sqlx::Error) -> SinkError {
-    SinkError::State { source }
+pub fn err(source: sqlx::Error) -> StateError {
+    StateError::Store { source }
 }
 
 /// The keys as the JSON array of `{"t","p","k"}` every backend's load binds.
-pub fn keys_doc(keys: &[(TopicPartition, String)]) -> Result<String, SinkError> {
+pub fn keys_doc(keys: &[(TopicPartition, String)]) -> Result<String, StateError> {
     serde_json::to_string(
         &keys
             .iter()
             .map(|(tp, k)| json!({"t": tp.topic, "p": tp.partition, "k": k}))
             .collect::<Vec<_>>(),
     )
-    .map_err(|e| SinkError::Row {
-        table: TABLE.into(),
+    .map_err(|e| StateError::Format {
+        operator: TABLE.into(),
         message: e.to_string(),
     })
 }
@@ -138,7 +138,7 @@ pub async fn ensure_statements<F, Fut>(
     t: &str,
     statements: Vec<String>,
     execute: F,
-) -> Result<(), SinkError>
+) -> Result<(), StateError>
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
@@ -162,7 +162,7 @@ macro_rules! write_ops {
             tx: &mut sqlx::Transaction<'_, $db>,
             table: &str,
             writes: &$crate::state::store::StateWrites,
-        ) -> Result<(), $crate::sink::SinkError> {
+        ) -> Result<(), $crate::state::StateError> {
             let (upsert, delete) = $statements(table);
             for op in &writes.ops {
                 for (sql, doc) in [(&upsert, &op.upserts), (&delete, &op.deletes)] {

@@ -338,7 +338,7 @@ impl Steps for MySqlSink {
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         state: &StateWrites,
     ) -> Result<(), SinkError> {
-        state::write(tx, &store::table_for_in(&self.schema.table, Q), state).await
+        Ok(state::write(tx, &store::table_for_in(&self.schema.table, Q), state).await?)
     }
 
     async fn checkpoint(

@@ -5,10 +5,11 @@
 //! rows.
 
 use crate::model::TopicPartition;
-use crate::sink::{BoxFuture, SinkError};
+use crate::sink::BoxFuture;
 use crate::state::store::{
     self, ensure_statements, err, keys_doc, loaded, write_ops, Loaded, StateTable, TABLE,
 };
+use crate::state::StateError;
 use sqlx::MySqlPool;
 
 /// MySQL/MariaDB index keys are bounded (3072 bytes on InnoDB): the state key
@@ -31,7 +32,7 @@ impl StateTable for States {
         MAX_KEY_CHARS
     }
 
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn ensure_table(&self) -> BoxFuture<'_, Result<(), StateError>> {
         Box::pin(async move {
             let t = &self.table;
             let create = format!(
@@ -54,7 +55,7 @@ impl StateTable for States {
         pipeline: &'a str,
         operator: &'a str,
         keys: &'a [(TopicPartition, String)],
-    ) -> BoxFuture<'a, Result<Vec<Loaded>, SinkError>> {
+    ) -> BoxFuture<'a, Result<Vec<Loaded>, StateError>> {
         Box::pin(async move {
             if keys.is_empty() {
                 return Ok(Vec::new());
@@ -78,7 +79,7 @@ impl StateTable for States {
         operator: &'a str,
         tp: &'a TopicPartition,
         watermark: i64,
-    ) -> BoxFuture<'a, Result<Vec<(String, String)>, SinkError>> {
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StateError>> {
         Box::pin(async move {
             // CONVERT: sqlx reads utf8mb4_bin columns as VARBINARY.
             let sql = format!(

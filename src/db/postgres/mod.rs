@@ -280,7 +280,7 @@ impl Steps for PostgresSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         state: &StateWrites,
     ) -> Result<(), SinkError> {
-        state::write(tx, &store::table_for(&self.schema.table), state).await
+        Ok(state::write(tx, &store::table_for(&self.schema.table), state).await?)
     }
 
     async fn checkpoint(

@@ -4,11 +4,12 @@
 //! partial `due_at` index for timers.
 
 use crate::model::TopicPartition;
-use crate::sink::{BoxFuture, SinkError};
+use crate::sink::BoxFuture;
 use crate::state::store::{
     self, ensure_statements, err, keys_doc, loaded, qualified, write_ops, Loaded, StateTable,
     DUE_INDEX, OLD_DUE_INDEX,
 };
+use crate::state::StateError;
 use sqlx::PgPool;
 
 /// The state table of one PostgreSQL database.
@@ -26,7 +27,7 @@ pub struct States {
 const KEY_TEXT: &str = "TEXT COLLATE \"C\"";
 
 impl StateTable for States {
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn ensure_table(&self) -> BoxFuture<'_, Result<(), StateError>> {
         Box::pin(async move {
             let t = &self.table;
             let statements = vec![
@@ -74,7 +75,7 @@ impl StateTable for States {
         pipeline: &'a str,
         operator: &'a str,
         keys: &'a [(TopicPartition, String)],
-    ) -> BoxFuture<'a, Result<Vec<Loaded>, SinkError>> {
+    ) -> BoxFuture<'a, Result<Vec<Loaded>, StateError>> {
         Box::pin(async move {
             if keys.is_empty() {
                 return Ok(Vec::new());
@@ -98,7 +99,7 @@ impl StateTable for States {
         operator: &'a str,
         tp: &'a TopicPartition,
         watermark: i64,
-    ) -> BoxFuture<'a, Result<Vec<(String, String)>, SinkError>> {
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StateError>> {
         Box::pin(async move {
             let sql = format!(
                 "SELECT state_key, state FROM {} WHERE pipeline = $1 AND operator = $2 AND topic = $3 \

@@ -302,7 +302,7 @@ impl Steps for SqliteSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         state: &StateWrites,
     ) -> Result<(), SinkError> {
-        state::write(tx, &store::table_for(&self.schema.table), state).await
+        Ok(state::write(tx, &store::table_for(&self.schema.table), state).await?)
     }
 
     async fn checkpoint(

@@ -13,7 +13,7 @@ use super::stage::{Mark, Stage, MARK_KEY};
 use super::store::{Loaded, OpWrites};
 use super::KeySpec;
 use crate::model::{Row, TopicPartition};
-use crate::sink::SinkError;
+use crate::state::StateError;
 use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use serde_json::Value;
@@ -177,17 +177,16 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         _requested: &[(TopicPartition, String)],
         loaded: Vec<Loaded>,
         parts: &[TopicPartition],
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), StateError> {
         for (tp, key, json) in loaded {
             let Some(part) = Self::part_of(parts, &tp) else {
                 continue;
             };
             if key == MARK_KEY {
-                let mark: Mark =
-                    serde_json::from_str(&json).map_err(|e| SinkError::StateFormat {
-                        operator: self.name.clone(),
-                        message: format!("watermark: {e}"),
-                    })?;
+                let mark: Mark = serde_json::from_str(&json).map_err(|e| StateError::Format {
+                    operator: self.name.clone(),
+                    message: format!("watermark: {e}"),
+                })?;
                 self.marks.insert(part, (mark, false));
             } else {
                 let state = self.decode(&key, &json)?;
@@ -257,7 +256,7 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         wm: i64,
         loaded: Vec<(String, String)>,
         parts: &[TopicPartition],
-    ) -> Result<Vec<Item<'static>>, SinkError> {
+    ) -> Result<Vec<Item<'static>>, StateError> {
         let tp = &parts[part as usize];
         for (key, json) in loaded {
             let slot = (part, key);
@@ -268,11 +267,10 @@ impl<O: KeyedOperator> Stage for Runner<O> {
                 Some(cached) => cached.clone(),
                 None => Some(self.decode(&slot.1, &json)?),
             };
-            let value: Value =
-                serde_json::from_str(&slot.1).map_err(|e| SinkError::StateFormat {
-                    operator: self.name.clone(),
-                    message: format!("key {}: {e}", slot.1),
-                })?;
+            let value: Value = serde_json::from_str(&slot.1).map_err(|e| StateError::Format {
+                operator: self.name.clone(),
+                message: format!("key {}: {e}", slot.1),
+            })?;
             self.working.insert(slot, self.works.len());
             self.works.push(Work::new(part, value, state));
         }
@@ -291,10 +289,10 @@ impl<O: KeyedOperator> Stage for Runner<O> {
         Ok(out)
     }
 
-    fn writes(&self, parts: &[TopicPartition]) -> Result<OpWrites, SinkError> {
+    fn writes(&self, parts: &[TopicPartition]) -> Result<OpWrites, StateError> {
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
-        let encode = |e: serde_json::Error| SinkError::StateFormat {
+        let encode = |e: serde_json::Error| StateError::Format {
             operator: self.name.clone(),
             message: e.to_string(),
         };

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 impl<O: KeyedOperator> Runner<O> {
-    pub(super) fn decode(&self, key: &str, json: &str) -> Result<O::State, SinkError> {
-        serde_json::from_str(json).map_err(|e| SinkError::StateFormat {
+    pub(super) fn decode(&self, key: &str, json: &str) -> Result<O::State, StateError> {
+        serde_json::from_str(json).map_err(|e| StateError::Format {
             operator: self.name.clone(),
             message: format!("key {key}: {e}"),
         })
