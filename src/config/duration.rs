@@ -12,8 +12,23 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     })
 }
 
+/// The same text back (the JSON Schema shows defaults this way).
+#[cfg(test)]
+pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
 /// `Option<Duration>` in config files.
 pub mod option {
+    /// The same text back (the JSON Schema shows defaults this way).
+    #[cfg(test)]
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 

@@ -36,6 +36,7 @@ use std::time::Duration;
 pub const DEFAULT_FILE: &str = "config/default.toml";
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// This instance's stable name, e.g. the Kubernetes pod name
@@ -64,6 +65,7 @@ pub enum LogFormat {
 named!(LogFormat { Pretty = "pretty", Json = "json" });
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// `pretty` for terminals, `json` for log collectors.
@@ -83,6 +85,7 @@ pub struct TelemetryConfig {
     pub otlp_metrics_endpoint: Option<String>,
     /// Push period; unset: `OTEL_METRIC_EXPORT_INTERVAL` (ms), else 60 s.
     #[serde(with = "duration::option")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub metrics_interval: Option<Duration>,
 }
 
@@ -101,10 +104,12 @@ impl Default for TelemetryConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
     /// How long SIGTERM may take to flush open batches and commit.
     #[serde(with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub grace: Duration,
 }
 
@@ -117,6 +122,7 @@ impl Default for ShutdownConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
     /// Address for `/livez`, `/readyz` and `/metrics`, e.g. `0.0.0.0:9464`; off when unset.
@@ -124,6 +130,7 @@ pub struct HealthConfig {
     /// How often librdkafka reports statistics (high watermarks, for the
     /// consumer-lag gauge) while `listen` is set.
     #[serde(with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub statistics_interval: Duration,
 }
 
@@ -230,6 +237,8 @@ impl Settings {
     }
 }
 
+#[cfg(test)]
+mod reference_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

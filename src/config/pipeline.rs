@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub kafka: KafkaConfig,
@@ -38,6 +39,7 @@ pub struct PipelineConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     pub topic: String,
@@ -59,6 +61,7 @@ impl PipelineConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -69,6 +72,7 @@ pub struct KafkaConfig {
     /// Group session timeout (classic protocol only; the broker owns it with
     /// `group_protocol = "consumer"`). Default [`DEFAULT_SESSION_TIMEOUT`].
     #[serde(default, with = "duration::option")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub session_timeout: Option<Duration>,
     /// Static membership (KIP-345): this member's stable id in the group, e.g.
     /// the Kubernetes pod name. A member that restarts within the session
@@ -146,6 +150,7 @@ pub enum Backend {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// `postgres://user:password@host/db`, `mysql://…`, `mariadb://…` or
@@ -162,8 +167,10 @@ pub struct SinkConfig {
     pub max_connections: u32,
     /// First retry delay after a transient database error; doubles up to `retry_max`.
     #[serde(default = "default_retry_initial", with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub retry_initial: Duration,
     #[serde(default = "default_retry_max", with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub retry_max: Duration,
     /// PostgreSQL: batches of at least this many rows load through `COPY`
     /// (binary), smaller ones through one statement; 0 disables `COPY`.
@@ -192,6 +199,7 @@ pub struct SinkConfig {
 
 /// A table declared in config (`[pipelines.NAME.sink.schema]`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SchemaConfig {
     pub columns: Vec<ColumnConfig>,
@@ -201,6 +209,7 @@ pub struct SchemaConfig {
 
 /// One declared column; `type` is a portable type name (see `sink::ddl`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ColumnConfig {
     pub name: String,
@@ -225,6 +234,7 @@ named!(TimestampFormat { Rfc3339 = "rfc3339", EpochS = "epoch_s", EpochMs = "epo
 
 /// `[pipelines.<name>.sink.columns.<column>]`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ColumnOverride {
     pub timestamp_format: Option<TimestampFormat>,
@@ -277,6 +287,7 @@ fn default_retry_max() -> Duration {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
     /// A batch closes at this many records.
@@ -285,6 +296,7 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     /// …or this long after its first record arrived.
     #[serde(with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub max_linger: Duration,
     /// Batches the writer holds (the one it writes and those queued behind
     /// it); when all are taken and the next batch is due, partitions pause.
@@ -293,6 +305,7 @@ pub struct BatchConfig {
     pub max_in_flight_bytes: usize,
     /// How long a revocation waits for in-flight batches before dropping them uncommitted.
     #[serde(with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub revoke_timeout: Duration,
 }
 

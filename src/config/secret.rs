@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Secret(String);
 

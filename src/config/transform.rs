@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// One step of a pipeline's transform chain, applied in order.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "kebab-case")]
 pub enum TransformConfig {
     /// A jq expression: each input becomes zero or more outputs.
@@ -48,6 +49,7 @@ impl TransformConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
     /// Names the operator's state; keep it stable across deployments
@@ -105,17 +107,21 @@ pub enum LatePolicy {
 named!(LatePolicy { DeadLetter = "dead-letter", Correct = "correct" });
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     pub kind: WindowKind,
     /// Window length (tumbling, hopping).
     #[serde(default, with = "duration::option")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub size: Option<Duration>,
     /// Hop between window starts (hopping).
     #[serde(default, with = "duration::option")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub slide: Option<Duration>,
     /// Inactivity that ends a session (session).
     #[serde(default, with = "duration::option")]
+    #[cfg_attr(test, schemars(with = "Option<String>"))]
     pub gap: Option<Duration>,
     /// Field holding the event time; the Kafka timestamp when absent.
     #[serde(default)]
@@ -124,11 +130,13 @@ pub struct WindowConfig {
     pub time_format: TimeFormat,
     /// Watermark = highest event time seen on the partition − this.
     #[serde(default, with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub allowed_lateness: Duration,
     /// A partition read to its end with no records for this long advances its
     /// watermark with the wall clock (lagging it by this timeout), so its
     /// windows close.
     #[serde(default = "default_idle_timeout", with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub idle_timeout: Duration,
     #[serde(default)]
     pub emit: EmitMode,
@@ -136,6 +144,7 @@ pub struct WindowConfig {
     pub late: LatePolicy,
     /// With `late = "correct"`: how long past its end a closed window is kept.
     #[serde(default = "default_retention", with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub retention: Duration,
     /// Output columns for the window bounds, written as `output_time_format`.
     #[serde(default = "default_start_column")]
@@ -163,6 +172,7 @@ fn default_end_column() -> String {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DedupConfig {
     #[serde(default)]
@@ -172,11 +182,13 @@ pub struct DedupConfig {
     pub field: Option<String>,
     /// How long an id is remembered, in Kafka-timestamp time.
     #[serde(with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
     pub ttl: Duration,
 }
 
 /// Keyed state: where it lives is the sink's database; this bounds memory.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
     /// Keys whose state is cached in memory, per stateful step. Misses are

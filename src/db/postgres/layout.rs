@@ -5,8 +5,7 @@
 //! a B-tree comparison is almost always decided by the first column; with
 //! the constant `pipeline`, `operator` and `topic` first (the layout before
 //! this module), every comparison walked four variable-length columns
-//! before reaching the one that differs (measurements: docs/reference.md *Stateful
-//! transforms*).
+//! before reaching the one that differs (measurements: docs/stateful.md).
 //!
 //! Guarantee: [`ensure`], when it succeeds, leaves the table with [`COLUMNS`] as its primary key,
 //! its rows untouched. A table made by an earlier version is migrated once at
