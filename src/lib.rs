@@ -27,6 +27,7 @@ pub mod config;
 pub mod db;
 pub mod dead_letter;
 pub mod demo;
+pub mod ident;
 pub mod ingest;
 pub mod kafka_refusal;
 pub mod model;

@@ -236,6 +236,12 @@ impl fmt::Debug for Spent {
     }
 }
 
+/// The future a database adapter returns (rows, checkpoint and state tables):
+/// boxed, so an adapter is a trait object and the stages above drive any
+/// backend without knowing which — one allocation per call, nothing next to
+/// a database round trip.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

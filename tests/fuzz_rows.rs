@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tidemill::config::{DecodeFormat, SinkMode, TransformConfig};
+use tidemill::ident::TableName;
 use tidemill::ingest::transform::Chain;
-use tidemill::sink::ident::TableName;
 use tidemill::sink::prepare;
 use tidemill::sink::schema::{Column, TableSchema};
 

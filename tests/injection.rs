@@ -11,7 +11,7 @@ use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
 use tidemill::config::{ConfigError, Settings};
-use tidemill::sink::ident::Dialect;
+use tidemill::ident::Dialect;
 
 per_backend!(crafted_names_and_values_are_loaded_verbatim_and_touch_nothing_else);
 

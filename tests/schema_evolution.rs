@@ -9,7 +9,7 @@ use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
-use tidemill::sink::ident::Dialect;
+use tidemill::ident::Dialect;
 
 per_backend!(
     auto_create_creates_the_declared_table_and_rows_load,

@@ -6,6 +6,7 @@
 //! reported at once, each naming its key); secrets (database URLs, Kafka client
 //! options) are wrapped in [`Secret`] so `Debug` output never shows them.
 
+pub mod aggregate;
 mod duration;
 pub mod names;
 mod pipeline;

@@ -5,7 +5,7 @@
 //! sink's (`sink::ddl`).
 
 use super::SchemaConfig;
-use crate::sink::ident::validate;
+use crate::ident::validate;
 
 /// A column type named the same way for every database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

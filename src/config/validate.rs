@@ -1,7 +1,7 @@
 //! Whole-config validation: every problem at once, each naming its key.
 
 use super::{Backend, PipelineConfig, Settings, SinkMode};
-use crate::sink::ident::TableName;
+use crate::ident::TableName;
 use std::fmt;
 
 /// One configuration problem: the dotted key and what is wrong with it.
@@ -111,7 +111,7 @@ fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
         );
     }
     for column in &p.sink.key_columns {
-        if let Err(e) = crate::sink::ident::validate(column) {
+        if let Err(e) = crate::ident::validate(column) {
             push(key("key_columns"), e.to_string());
         }
     }

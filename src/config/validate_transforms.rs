@@ -49,7 +49,7 @@ pub(super) fn transforms(name: &str, p: &PipelineConfig, push: &mut impl FnMut(S
                     );
                 }
                 for (column, text) in &a.columns {
-                    if let Err(e) = crate::state::aggregate::AggSpec::parse(column, text) {
+                    if let Err(e) = super::aggregate::AggSpec::parse(column, text) {
                         push(key(i, &format!(".columns.{column}")), e);
                     }
                 }

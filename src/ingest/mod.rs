@@ -162,13 +162,33 @@ impl Ingest {
             raw,
             || {
                 let key = if kafka_keys {
-                    crate::state::kafka_key(key)
+                    kafka_key(key)
                 } else {
                     serde_json::Value::Null
                 };
                 (timestamp_ms, key)
             },
         );
+    }
+}
+
+use serde_json::Value;
+
+/// A Kafka key as a JSON value: its text when UTF-8, else `0x` and hex digits.
+pub fn kafka_key(bytes: Option<&[u8]>) -> Value {
+    match bytes {
+        None => Value::Null,
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) => Value::String(s.to_string()),
+            Err(_) => {
+                let mut hex = String::with_capacity(2 + 2 * b.len());
+                hex.push_str("0x");
+                for byte in b {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                Value::String(hex)
+            }
+        },
     }
 }
 

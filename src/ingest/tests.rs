@@ -124,3 +124,11 @@ fn a_tombstone_is_skipped_or_deletes_the_row_its_key_names() {
     let refusal = push(&mut delete, 1, None, None).expect_err("no key names no row");
     assert_eq!(refusal.reason, Reason::Key);
 }
+
+#[test]
+fn binary_kafka_keys_become_hex() {
+    use serde_json::json;
+    assert_eq!(kafka_key(Some(b"ab")), json!("ab"));
+    assert_eq!(kafka_key(Some(&[0xff, 0x01])), json!("0xff01"));
+    assert_eq!(kafka_key(None), serde_json::Value::Null);
+}

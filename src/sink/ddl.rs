@@ -1,15 +1,15 @@
 //! DDL: the `CREATE TABLE` of `auto_create` and the `ALTER TABLE … ADD COLUMN`
 //! of `auto_evolve`, per dialect.
 //!
-//! Guarantees: every identifier is validated ([`super::ident::validate`]) and
+//! Guarantees: every identifier is validated ([`crate::ident::validate`]) and
 //! quoted for its dialect; type names come only from the fixed mapping of
 //! [`PortableType`] (never from input text), so no DDL carries text a record
 //! or a config value could use to inject SQL. Columns added by evolution are
 //! always nullable; nothing here drops, renames or narrows a column.
 
-use super::ident::{validate, Dialect, IdentError, TableName};
 use super::schema::TableSchema;
 use crate::config::{Backend, PortableType, SchemaConfig};
+use crate::ident::{validate, Dialect, IdentError, TableName};
 use crate::model::Row;
 use serde_json::Value;
 

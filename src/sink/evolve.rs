@@ -9,10 +9,10 @@
 
 use super::ddl::{self, Inferred};
 use super::error::is_duplicate_column;
-use super::ident::TableName;
 use super::schema::TableSchema;
 use super::SinkError;
 use crate::config::{Backend, SinkConfig};
+use crate::ident::TableName;
 use std::future::Future;
 use tracing::{info, warn};
 

@@ -33,8 +33,6 @@ pub(crate) mod columnar;
 pub mod ddl;
 pub mod error;
 pub(crate) mod evolve;
-mod future;
-pub mod ident;
 pub mod isolate;
 pub mod observe;
 mod output;
@@ -51,9 +49,9 @@ mod writer_context;
 pub use error::{RetryClass, SinkError};
 pub use prepare::{prepare, with_deletes, PreparedBatch, PreparedWrite};
 
+use crate::model::BoxFuture;
 use crate::state::{StateStore, StateWrites};
 use checkpoint::{Checkpoint, OffsetStore};
-pub use future::BoxFuture;
 use schema::TableSchema;
 
 /// A database table that batches are written to. Each backend implements it

@@ -180,7 +180,7 @@ fn last_per_key<'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::ident::TableName;
+    use crate::ident::TableName;
     use crate::sink::schema::Column;
     use serde_json::json;
 

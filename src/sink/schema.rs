@@ -1,7 +1,7 @@
 //! The target table as the database describes it, read once at start-up.
 
-use super::ident::TableName;
 use crate::config::SinkMode;
+use crate::ident::TableName;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {

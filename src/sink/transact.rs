@@ -10,9 +10,9 @@
 //! ([`Steps`]); the spans (`db.system`, the write and the commit) are made here.
 
 use super::checkpoint::Checkpoint;
-use super::ident::TableName;
 use super::{PreparedBatch, PreparedWrite, SinkError};
 use crate::config::SinkMode;
+use crate::ident::TableName;
 use crate::observe::trace;
 use crate::state::store::StateWrites;
 use sqlx::Transaction;

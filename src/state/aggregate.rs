@@ -1,4 +1,5 @@
-//! Aggregate functions: parsing `sum(amount)` and folding values. Pure.
+//! Aggregate functions: folding values (the `sum(amount)` specs are parsed
+//! with the config, [`crate::config::aggregate`]). Pure.
 //!
 //! SQL semantics: `count()` counts records, `count(f)` counts non-null values;
 //! `sum`, `min`, `max` and `avg` ignore nulls and missing fields; `first` and
@@ -6,66 +7,11 @@
 //! stay exact integers while they fit in an i64 and become floats beyond it.
 //! A non-numeric value for a numeric function is an error for that record.
 
+pub use crate::config::aggregate::{parse_all, AggSpec, Func};
 use crate::model::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Func {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-    First,
-    Last,
-}
-
-/// One output column: `column = func(field)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AggSpec {
-    pub column: String,
-    pub func: Func,
-    /// `None` only for `count()`.
-    pub field: Option<String>,
-}
-
-impl AggSpec {
-    /// Parses `func(field)`; the message says what is accepted.
-    pub fn parse(column: &str, text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let (name, rest) = text
-            .split_once('(')
-            .ok_or_else(|| format!("`{text}` is not of the form func(field)"))?;
-        let field = rest
-            .strip_suffix(')')
-            .ok_or_else(|| format!("`{text}` lacks its closing parenthesis"))?
-            .trim();
-        let func = match name.trim() {
-            "count" => Func::Count,
-            "sum" => Func::Sum,
-            "min" => Func::Min,
-            "max" => Func::Max,
-            "avg" => Func::Avg,
-            "first" => Func::First,
-            "last" => Func::Last,
-            other => {
-                return Err(format!(
-                    "unknown function `{other}`; use count, sum, min, max, avg, first or last"
-                ))
-            }
-        };
-        if field.is_empty() && func != Func::Count {
-            return Err(format!("`{text}` needs a field"));
-        }
-        Ok(Self {
-            column: column.to_string(),
-            func,
-            field: (!field.is_empty()).then(|| field.to_string()),
-        })
-    }
-}
 
 /// The running value of one aggregate column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,16 +183,6 @@ fn compare(a: &Value, b: &Value) -> Result<Ordering, String> {
             "cannot compare {a} with {b}: min/max need numbers or strings"
         )),
     }
-}
-
-/// Parses every `column = "func(field)"` of an aggregate step.
-pub fn parse_all<'a>(
-    columns: impl IntoIterator<Item = (&'a String, &'a String)>,
-) -> Result<Vec<AggSpec>, (String, String)> {
-    columns
-        .into_iter()
-        .map(|(c, t)| AggSpec::parse(c, t).map_err(|e| (c.clone(), e)))
-        .collect()
 }
 
 #[cfg(test)]

@@ -88,24 +88,6 @@ impl KeySpec {
     }
 }
 
-/// A Kafka key as a JSON value: its text when UTF-8, else `0x` and hex digits.
-pub fn kafka_key(bytes: Option<&[u8]>) -> Value {
-    match bytes {
-        None => Value::Null,
-        Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => Value::String(s.to_string()),
-            Err(_) => {
-                let mut hex = String::with_capacity(2 + 2 * b.len());
-                hex.push_str("0x");
-                for byte in b {
-                    hex.push_str(&format!("{byte:02x}"));
-                }
-                Value::String(hex)
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,12 +138,5 @@ mod tests {
         let spec = KeySpec::Fields(vec!["user".into()]);
         assert!(spec.of(&Row::new(), &Value::Null).is_err());
         assert!(KeySpec::KafkaKey.of(&Row::new(), &Value::Null).is_err());
-    }
-
-    #[test]
-    fn binary_kafka_keys_become_hex() {
-        assert_eq!(kafka_key(Some(b"ab")), json!("ab"));
-        assert_eq!(kafka_key(Some(&[0xff, 0x01])), json!("0xff01"));
-        assert_eq!(kafka_key(None), Value::Null);
     }
 }

@@ -39,6 +39,6 @@ pub mod window;
 pub use engine::{Applied, Engine, Registry};
 pub use error::StateError;
 pub use item::RowOrigin;
-pub use key::{kafka_key, KeySpec};
+pub use key::KeySpec;
 pub use operator::{Context, KeyedOperator, OperatorError};
 pub use store::{StateStore, StateTable, StateWrites};

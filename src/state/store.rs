@@ -12,9 +12,9 @@
 //! [`crate::db`]; the engine holds a [`StateStore`] and never asks which.
 
 use super::error::StateError;
+use crate::ident::{Dialect, TableName};
+use crate::model::BoxFuture;
 use crate::model::TopicPartition;
-use crate::sink::ident::{Dialect, TableName};
-use crate::sink::BoxFuture;
 use serde_json::json;
 use std::sync::Arc;
 

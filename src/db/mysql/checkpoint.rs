@@ -2,12 +2,13 @@
 //! row it holds locked (no `RETURNING`); a batch's partitions advance in one
 //! statement joined to a `JSON_TABLE` of its entries.
 
+use crate::model::BoxFuture;
 use crate::model::TopicPartition;
 use crate::sink::checkpoint::{
     claim_of, create_and_probe_sql, created_or_exists, verdict, Checkpoint, Claim, Current,
     OffsetTable,
 };
-use crate::sink::{BoxFuture, SinkError};
+use crate::sink::SinkError;
 use sqlx::MySqlPool;
 
 /// MySQL cannot index TEXT in a primary key: VARCHAR(255) (Kafka topic names

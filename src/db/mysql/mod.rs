@@ -25,14 +25,15 @@ pub mod state;
 mod values;
 
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
+use crate::ident::{Dialect, TableName};
+use crate::model::BoxFuture;
 use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
-use crate::sink::ident::{Dialect, TableName};
 use crate::sink::schema::{Column, TableSchema};
 use crate::sink::transact::{self, Steps};
 use crate::sink::types::{self, Target};
-use crate::sink::{BoxFuture, PreparedBatch, PreparedWrite, Sink, SinkError};
+use crate::sink::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::state::store::{self, StateStore, StateWrites};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor as _, Row as _};

@@ -4,8 +4,8 @@
 //! tests/state_plans_mysql.rs): no scans, no gap locks on other partitions'
 //! rows.
 
+use crate::model::BoxFuture;
 use crate::model::TopicPartition;
-use crate::sink::BoxFuture;
 use crate::state::store::{
     self, ensure_statements, err, keys_doc, loaded, write_ops, Loaded, StateTable, TABLE,
 };

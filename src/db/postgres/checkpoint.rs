@@ -2,12 +2,13 @@
 //! every partition of a batch advanced in one statement (one round trip per
 //! batch, whatever the number of partitions).
 
+use crate::model::BoxFuture;
 use crate::model::TopicPartition;
 use crate::sink::checkpoint::{
     claim_returning, create_and_probe_sql, created_or_exists, current_sql, verdict, Checkpoint,
     Claim, Current, OffsetTable, COLUMNS,
 };
-use crate::sink::{BoxFuture, SinkError};
+use crate::sink::SinkError;
 use sqlx::PgPool;
 
 /// The checkpoint table of one PostgreSQL database.

@@ -17,8 +17,8 @@
 
 use super::binary::{encode, PgType};
 use crate::config::SinkMode;
+use crate::ident::{column_list, on_conflict, TableName};
 use crate::sink::error::classify;
-use crate::sink::ident::{column_list, on_conflict, TableName};
 use crate::sink::schema::TableSchema;
 use crate::sink::{PreparedBatch, RetryClass, SinkError};
 use sqlx::PgConnection;

@@ -21,13 +21,14 @@ pub mod layout;
 pub mod state;
 
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
+use crate::ident::{column_list, on_conflict, quote, TableName};
+use crate::model::BoxFuture;
 use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
-use crate::sink::ident::{column_list, on_conflict, quote, TableName};
 use crate::sink::schema::{Column, TableSchema};
 use crate::sink::transact::{self, Steps};
-use crate::sink::{BoxFuture, PreparedBatch, PreparedWrite, Sink, SinkError};
+use crate::sink::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::state::store::{self, StateStore, StateWrites};
 use binary::PgType;
 use sqlx::postgres::{PgConnectOptions, PgPool};

@@ -3,8 +3,8 @@
 //! probe per key for loads and deletes whatever the statistics say, and a
 //! partial `due_at` index for timers.
 
+use crate::model::BoxFuture;
 use crate::model::TopicPartition;
-use crate::sink::BoxFuture;
 use crate::state::store::{
     self, ensure_statements, err, keys_doc, loaded, qualified, write_ops, Loaded, StateTable,
     DUE_INDEX, OLD_DUE_INDEX,

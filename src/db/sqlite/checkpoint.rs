@@ -1,12 +1,13 @@
 //! SQLite's checkpoint table: claims with `ON CONFLICT … RETURNING`, and one
 //! statement per partition of a batch (in process, a round trip costs nothing).
 
+use crate::model::BoxFuture;
 use crate::model::TopicPartition;
 use crate::sink::checkpoint::{
     claim_returning, create_and_probe_sql, created_or_exists, current_sql, verdict, Checkpoint,
     Claim, Current, OffsetTable, COLUMNS,
 };
-use crate::sink::{BoxFuture, SinkError};
+use crate::sink::SinkError;
 use sqlx::SqlitePool;
 
 /// The checkpoint table of one SQLite database.

@@ -14,14 +14,15 @@ pub mod checkpoint;
 pub mod state;
 
 use crate::config::{Backend, SinkConfig, SinkMode};
+use crate::ident::{column_list, on_conflict, TableName};
+use crate::model::BoxFuture;
 use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
-use crate::sink::ident::{column_list, on_conflict, TableName};
 use crate::sink::schema::{Column, TableSchema};
 use crate::sink::transact::{self, Steps};
 use crate::sink::types::{self, Target};
-use crate::sink::{BoxFuture, PreparedBatch, PreparedWrite, Sink, SinkError};
+use crate::sink::{PreparedBatch, PreparedWrite, Sink, SinkError};
 use crate::state::store::{self, StateStore, StateWrites};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,

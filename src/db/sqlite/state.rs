@@ -1,8 +1,8 @@
 //! SQLite's state table: key lookups through the primary key with the keys
 //! from `json_each`, and a partial `due_at` index for timers.
 
+use crate::model::BoxFuture;
 use crate::model::TopicPartition;
-use crate::sink::BoxFuture;
 use crate::state::store::{
     self, ensure_statements, err, keys_doc, loaded, qualified, write_ops, Loaded, StateTable,
     DUE_INDEX, OLD_DUE_INDEX,

@@ -24,10 +24,10 @@
 //! Dead letters are unaffected: they carry the original payload.
 
 use super::DecodeError;
+use crate::config::aggregate;
 use crate::config::TransformConfig;
 use crate::ingest::transform::jq::JqProgram;
 use crate::model::Row;
-use crate::state::aggregate;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;

@@ -17,8 +17,9 @@
 //! its retry fails with [`SinkError::AlreadyCommitted`] instead of writing
 //! its rows a second time.
 
-use super::ident::{Dialect, TableName};
-use super::{BoxFuture, SinkError};
+use super::SinkError;
+use crate::ident::{Dialect, TableName};
+use crate::model::BoxFuture;
 use crate::model::{OffsetRange, TopicPartition};
 use std::sync::Arc;
 
