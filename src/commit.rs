@@ -1,4 +1,5 @@
-//! Offsets: the only module that moves Kafka offsets.
+//! Offsets: the only module that decides which Kafka offsets to commit (the
+//! source executes its decision; see the last point below).
 //!
 //! Contract:
 //! - A batch's offsets become committable only when its [`BatchAck`] arrives,

@@ -1,5 +1,6 @@
-//! One pipeline, wired: source thread → (decode, transform, batch) → writer
-//! task → acks → commits. See [`crate::source`] for the delivery contract.
+//! One pipeline, wired: source thread (ingest: decode, transform, batch) →
+//! writer task (state, then the database [`crate::db::open`] opened) → acks →
+//! commits. See [`crate::source`] for the delivery contract.
 //!
 //! Shutdown: `shutdown` stops the source, which flushes and waits for the
 //! writer; `grace` later the writer is aborted (its unacknowledged batches are
