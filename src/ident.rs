@@ -126,6 +126,16 @@ impl TableName {
         self.quoted_in(Dialect::Ansi)
     }
 
+    /// The table `name` next to this one (same schema or database), quoted
+    /// in `dialect`: where tidemill keeps its checkpoint and state tables.
+    pub fn sibling(&self, name: &str, dialect: Dialect) -> String {
+        TableName {
+            schema: self.schema.clone(),
+            name: name.into(),
+        }
+        .quoted_in(dialect)
+    }
+
     /// The quoted, possibly qualified name in `dialect` (on MySQL the
     /// "schema" is the database).
     pub fn quoted_in(&self, dialect: Dialect) -> String {

@@ -10,6 +10,123 @@
 //! config, so a pipeline starts only against a table it can write. Adding a
 //! database is adding a folder and one line there.
 
+/// Implements [`Sink`] for a backend's sink type (fields `pool` and
+/// `schema`; an inherent `async fn evolve(&mut self, fields)`): the shared
+/// transaction sequence over its `Steps`, and its checkpoint and state tables
+/// next to the target table, quoted in `$dialect`. The backend's own
+/// `checkpoint` and `state` modules supply them.
+macro_rules! sink_impl {
+    ($ty:ty, $dialect:expr) => {
+        impl $crate::sink::Sink for $ty {
+            fn transact<'a>(
+                &'a mut self,
+                batch: &'a $crate::sink::PreparedWrite<'_>,
+                checkpoint: Option<&'a $crate::sink::checkpoint::Checkpoint>,
+                state: Option<&'a $crate::state::StateWrites>,
+                commit: bool,
+            ) -> $crate::model::BoxFuture<'a, Result<u64, $crate::sink::SinkError>> {
+                Box::pin($crate::sink::transact::run(
+                    self, batch, checkpoint, state, commit,
+                ))
+            }
+
+            fn add_columns<'a>(
+                &'a mut self,
+                fields: &'a [(String, $crate::sink::ddl::Inferred)],
+            ) -> $crate::model::BoxFuture<'a, Result<(), $crate::sink::SinkError>> {
+                Box::pin(self.evolve(fields))
+            }
+
+            fn schema(&self) -> &$crate::sink::schema::TableSchema {
+                &self.schema
+            }
+
+            fn state_store(&self) -> $crate::state::StateStore {
+                let table = self
+                    .schema
+                    .table
+                    .sibling($crate::state::store::TABLE, $dialect);
+                state::store(self.pool.clone(), table)
+            }
+
+            fn offset_store(&self) -> $crate::sink::checkpoint::OffsetStore {
+                std::sync::Arc::new(checkpoint::Offsets {
+                    pool: self.pool.clone(),
+                    table: self
+                        .schema
+                        .table
+                        .sibling($crate::sink::checkpoint::TABLE, $dialect),
+                })
+            }
+        }
+    };
+}
+
+/// Implements the transaction's [`crate::sink::transact::Steps`] for a
+/// backend's sink type: its pool, table and mode, its own `delete_rows` and
+/// `write_part` (inherent async fns), and the state and checkpoint writes
+/// of its `state` and `checkpoint` modules on the tables next to the target.
+macro_rules! steps_impl {
+    ($ty:ty, $db:ty, $dialect:expr) => {
+        impl $crate::sink::transact::Steps for $ty {
+            type Db = $db;
+            const SYSTEM: &'static str = SYSTEM;
+
+            fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+
+            fn table(&self) -> &$crate::ident::TableName {
+                &self.schema.table
+            }
+
+            fn mode(&self) -> $crate::config::SinkMode {
+                self.mode
+            }
+
+            async fn delete(
+                &mut self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                keys: &$crate::sink::PreparedBatch<'_>,
+            ) -> Result<u64, $crate::sink::SinkError> {
+                self.delete_rows(tx, keys).await
+            }
+
+            async fn part(
+                &mut self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                part: &$crate::sink::PreparedBatch<'_>,
+            ) -> Result<(), $crate::sink::SinkError> {
+                self.write_part(tx, part).await
+            }
+
+            async fn state(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                writes: &$crate::state::StateWrites,
+            ) -> Result<(), $crate::sink::SinkError> {
+                let table = self
+                    .schema
+                    .table
+                    .sibling($crate::state::store::TABLE, $dialect);
+                Ok(state::write(tx, &table, writes).await?)
+            }
+
+            async fn checkpoint(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                checkpoint: &$crate::sink::checkpoint::Checkpoint,
+            ) -> Result<(), $crate::sink::SinkError> {
+                let table = self
+                    .schema
+                    .table
+                    .sibling($crate::sink::checkpoint::TABLE, $dialect);
+                checkpoint::advance(tx, &table, checkpoint).await
+            }
+        }
+    };
+}
+
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;

@@ -69,16 +69,12 @@ pub type StateStore = Arc<dyn StateTable>;
 
 /// The state table's quoted name, in the target table's schema.
 pub fn table_for(target: &TableName) -> String {
-    table_for_in(target, Dialect::Ansi)
+    target.sibling(TABLE, Dialect::Ansi)
 }
 
-/// [`table_for`] quoted for `dialect`.
+/// [`table_for`] quoted in `dialect`.
 pub fn table_for_in(target: &TableName, dialect: Dialect) -> String {
-    TableName {
-        schema: target.schema.clone(),
-        name: TABLE.into(),
-    }
-    .quoted_in(dialect)
+    target.sibling(TABLE, dialect)
 }
 
 /// One loaded state row.
@@ -183,3 +179,91 @@ macro_rules! write_ops {
     };
 }
 pub(crate) use write_ops;
+
+/// Generates a backend's state table, `States { pool, table }`, from its
+/// statements: `$ensure(&States)` creates the table, `$load_sql(table)`
+/// loads keys (parameters: pipeline, operator, keys document) and
+/// `$due_sql(table)` loads due states (pipeline, operator, topic,
+/// partition, watermark).
+macro_rules! state_table {
+    ($pool:ty, max_key_chars = $max:expr, $ensure:path, $load_sql:path, $due_sql:path) => {
+        /// The state table of one database of this backend.
+        pub struct States {
+            pub pool: $pool,
+            /// Quoted, next to the target table.
+            pub table: String,
+        }
+
+        impl $crate::state::StateTable for States {
+            fn max_key_chars(&self) -> usize {
+                $max
+            }
+
+            fn ensure_table(
+                &self,
+            ) -> $crate::model::BoxFuture<'_, Result<(), $crate::state::StateError>> {
+                Box::pin($ensure(self))
+            }
+
+            fn load<'a>(
+                &'a self,
+                pipeline: &'a str,
+                operator: &'a str,
+                keys: &'a [($crate::model::TopicPartition, String)],
+            ) -> $crate::model::BoxFuture<
+                'a,
+                Result<Vec<$crate::state::store::Loaded>, $crate::state::StateError>,
+            > {
+                use $crate::state::store::{err, keys_doc, loaded};
+                Box::pin(async move {
+                    if keys.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let doc = keys_doc(keys)?;
+                    let sql = $load_sql(&self.table);
+                    let query = sqlx::query_as(&sql)
+                        .bind(pipeline)
+                        .bind(operator)
+                        .bind(&doc);
+                    Ok(loaded(query.fetch_all(&self.pool).await.map_err(err)?))
+                })
+            }
+
+            fn load_due<'a>(
+                &'a self,
+                pipeline: &'a str,
+                operator: &'a str,
+                tp: &'a $crate::model::TopicPartition,
+                watermark: i64,
+            ) -> $crate::model::BoxFuture<
+                'a,
+                Result<Vec<(String, String)>, $crate::state::StateError>,
+            > {
+                Box::pin(async move {
+                    let sql = $due_sql(&self.table);
+                    let query = sqlx::query_as(&sql).bind(pipeline).bind(operator);
+                    let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
+                    query
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::state::store::err)
+                })
+            }
+        }
+
+        /// The state table next to the target table, as a [`$crate::state::StateStore`].
+        pub fn store(pool: $pool, table: String) -> $crate::state::StateStore {
+            std::sync::Arc::new(States { pool, table })
+        }
+    };
+}
+pub(crate) use state_table;
+
+/// Loading the states due at a watermark, with `$n` placeholders
+/// (PostgreSQL, SQLite).
+pub fn due_sql_numbered(table: &str) -> String {
+    format!(
+        "SELECT state_key, state FROM {table} WHERE pipeline = $1 AND operator = $2 AND topic = $3 \
+         AND partition_id = $4 AND due_at <= $5"
+    )
+}

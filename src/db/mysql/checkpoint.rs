@@ -2,12 +2,8 @@
 //! row it holds locked (no `RETURNING`); a batch's partitions advance in one
 //! statement joined to a `JSON_TABLE` of its entries.
 
-use crate::model::BoxFuture;
 use crate::model::TopicPartition;
-use crate::sink::checkpoint::{
-    claim_of, create_and_probe_sql, created_or_exists, verdict, Checkpoint, Claim, Current,
-    OffsetTable,
-};
+use crate::sink::checkpoint::{claim_of, offset_table, verdict, Checkpoint, Claim, Current};
 use crate::sink::SinkError;
 use sqlx::MySqlPool;
 
@@ -17,31 +13,7 @@ const COLUMNS: &str = "(pipeline VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT N
      partition_id INTEGER NOT NULL, next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, \
      PRIMARY KEY (pipeline, topic, partition_id)) ENGINE = InnoDB";
 
-/// The checkpoint table of one MySQL/MariaDB database.
-pub struct Offsets {
-    pub pool: MySqlPool,
-    /// Quoted with backticks.
-    pub table: String,
-}
-
-impl OffsetTable for Offsets {
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            let (create, probe) = create_and_probe_sql(&self.table, COLUMNS);
-            let created = sqlx::query(&create).execute(&self.pool).await.map(|_| ());
-            let exists = created.is_ok() || sqlx::query(&probe).execute(&self.pool).await.is_ok();
-            created_or_exists(created, exists)
-        })
-    }
-
-    fn claim<'a>(
-        &'a self,
-        pipeline: &'a str,
-        partitions: &'a [TopicPartition],
-    ) -> BoxFuture<'a, Result<Vec<Claim>, SinkError>> {
-        Box::pin(claim(&self.pool, &self.table, pipeline, partitions))
-    }
-}
+offset_table!(MySqlPool, COLUMNS, claim);
 
 /// The upsert claims, then a `SELECT` in the same transaction reads the row
 /// it holds locked.

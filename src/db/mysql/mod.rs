@@ -26,20 +26,15 @@ mod values;
 
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::ident::{Dialect, TableName};
-use crate::model::BoxFuture;
-use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
 use crate::sink::schema::{Column, TableSchema};
-use crate::sink::transact::{self, Steps};
 use crate::sink::types::{self, Target};
-use crate::sink::{PreparedBatch, PreparedWrite, Sink, SinkError};
-use crate::state::store::{self, StateStore, StateWrites};
+use crate::sink::{PreparedBatch, SinkError};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor as _, Row as _};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::sync::Arc;
 use values::{chunks, push_value};
 
 const Q: Dialect = Dialect::MySql;
@@ -302,23 +297,11 @@ async fn describe(pool: &MySqlPool, table: &TableName) -> Result<TableSchema, Si
     })
 }
 
-impl Steps for MySqlSink {
-    type Db = sqlx::MySql;
-    const SYSTEM: &'static str = SYSTEM;
+steps_impl!(MySqlSink, sqlx::MySql, Q);
 
-    fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    fn table(&self) -> &TableName {
-        &self.schema.table
-    }
-
-    fn mode(&self) -> SinkMode {
-        self.mode
-    }
-
-    async fn delete(
+impl MySqlSink {
+    /// The batch's deletes; how many rows they removed.
+    async fn delete_rows(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         keys: &PreparedBatch<'_>,
@@ -326,78 +309,30 @@ impl Steps for MySqlSink {
         self.run_part(tx, keys, true).await
     }
 
-    async fn part(
+    /// One part of the batch's rows.
+    async fn write_part(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         part: &PreparedBatch<'_>,
     ) -> Result<(), SinkError> {
         self.run_part(tx, part, false).await.map(|_| ())
     }
-
-    async fn state(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
-        state: &StateWrites,
-    ) -> Result<(), SinkError> {
-        Ok(state::write(tx, &store::table_for_in(&self.schema.table, Q), state).await?)
-    }
-
-    async fn checkpoint(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), SinkError> {
-        let table = offsets::table_for_in(&self.schema.table, Q);
-        checkpoint::advance(tx, &table, checkpoint).await
-    }
 }
 
-impl Sink for MySqlSink {
-    /// One transaction: the rows (in as many statements as the packet and
-    /// placeholder limits need), then the checkpoint; committed, or rolled back
-    /// when `commit` is false.
-    fn transact<'a>(
-        &'a mut self,
-        batch: &'a PreparedWrite<'_>,
-        checkpoint: Option<&'a Checkpoint>,
-        state: Option<&'a StateWrites>,
-        commit: bool,
-    ) -> BoxFuture<'a, Result<u64, SinkError>> {
-        Box::pin(transact::run(self, batch, checkpoint, state, commit))
-    }
+sink_impl!(MySqlSink, Q);
 
-    fn add_columns<'a>(
-        &'a mut self,
-        fields: &'a [(String, Inferred)],
-    ) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            let (pool, table) = (&self.pool, &self.schema.table);
-            evolve::add_columns(Backend::MySql, self.mariadb, table, fields, |ddl| {
-                exec(pool, ddl)
-            })
-            .await?;
-            self.schema = describe(&self.pool, &self.schema.table).await?;
-            self.statements.clear();
-            Ok(())
+impl MySqlSink {
+    /// Adds each field as a nullable column, then reads the schema again
+    /// (the [`crate::sink::Sink::add_columns`] of this backend).
+    async fn evolve(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
+        let (pool, table) = (&self.pool, &self.schema.table);
+        evolve::add_columns(Backend::MySql, self.mariadb, table, fields, |ddl| {
+            exec(pool, ddl)
         })
-    }
-
-    fn schema(&self) -> &TableSchema {
-        &self.schema
-    }
-
-    fn state_store(&self) -> StateStore {
-        state::store(
-            self.pool.clone(),
-            store::table_for_in(&self.schema.table, Q),
-        )
-    }
-
-    fn offset_store(&self) -> OffsetStore {
-        Arc::new(checkpoint::Offsets {
-            pool: self.pool.clone(),
-            table: offsets::table_for_in(&self.schema.table, Q),
-        })
+        .await?;
+        self.schema = describe(&self.pool, &self.schema.table).await?;
+        self.statements.clear();
+        Ok(())
     }
 }
 

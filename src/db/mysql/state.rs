@@ -4,11 +4,7 @@
 //! tests/state_plans_mysql.rs): no scans, no gap locks on other partitions'
 //! rows.
 
-use crate::model::BoxFuture;
-use crate::model::TopicPartition;
-use crate::state::store::{
-    self, ensure_statements, err, keys_doc, loaded, write_ops, Loaded, StateTable, TABLE,
-};
+use crate::state::store::{ensure_statements, state_table, write_ops, TABLE};
 use crate::state::StateError;
 use sqlx::MySqlPool;
 
@@ -20,78 +16,37 @@ pub const MAX_KEY_CHARS: usize = 255;
 const KEYS: &str = "JSON_TABLE(?, '$[*]' COLUMNS (t VARCHAR(249) PATH '$.t', p INT PATH '$.p', \
      k VARCHAR(255) PATH '$.k'))";
 
-/// The state table of one MySQL/MariaDB database.
-pub struct States {
-    pub pool: MySqlPool,
-    /// Quoted with backticks.
-    pub table: String,
+state_table!(
+    MySqlPool,
+    max_key_chars = MAX_KEY_CHARS,
+    ensure,
+    load_sql,
+    due_sql
+);
+
+/// Creates the table: bounded key columns, binary collation, InnoDB.
+async fn ensure(states: &States) -> Result<(), StateError> {
+    let (t, pool) = (&states.table, &states.pool);
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {t} (pipeline VARCHAR(64) NOT NULL, operator VARCHAR(64) NOT NULL, \
+         topic VARCHAR(249) NOT NULL, partition_id INT NOT NULL, state_key VARCHAR({MAX_KEY_CHARS}) NOT NULL, \
+         state LONGTEXT NOT NULL, due_at BIGINT, PRIMARY KEY (pipeline, operator, topic, partition_id, state_key), \
+         KEY {TABLE}_due (pipeline, operator, topic, partition_id, due_at)) \
+         ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
+    );
+    ensure_statements(t, vec![create], |sql| async move {
+        sqlx::query(&sql).execute(pool).await.map(|_| ())
+    })
+    .await
 }
 
-impl StateTable for States {
-    fn max_key_chars(&self) -> usize {
-        MAX_KEY_CHARS
-    }
-
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), StateError>> {
-        Box::pin(async move {
-            let t = &self.table;
-            let create = format!(
-                "CREATE TABLE IF NOT EXISTS {t} (pipeline VARCHAR(64) NOT NULL, operator VARCHAR(64) NOT NULL, \
-                 topic VARCHAR(249) NOT NULL, partition_id INT NOT NULL, state_key VARCHAR({MAX_KEY_CHARS}) NOT NULL, \
-                 state LONGTEXT NOT NULL, due_at BIGINT, PRIMARY KEY (pipeline, operator, topic, partition_id, state_key), \
-                 KEY {TABLE}_due (pipeline, operator, topic, partition_id, due_at)) \
-                 ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
-            );
-            let pool = &self.pool;
-            ensure_statements(t, vec![create], |sql| async move {
-                sqlx::query(&sql).execute(pool).await.map(|_| ())
-            })
-            .await
-        })
-    }
-
-    fn load<'a>(
-        &'a self,
-        pipeline: &'a str,
-        operator: &'a str,
-        keys: &'a [(TopicPartition, String)],
-    ) -> BoxFuture<'a, Result<Vec<Loaded>, StateError>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let doc = keys_doc(keys)?;
-            let sql = load_sql(&self.table);
-            let rows = sqlx::query_as(&sql)
-                .bind(pipeline)
-                .bind(operator)
-                .bind(&doc)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
-            Ok(loaded(rows))
-        })
-    }
-
-    fn load_due<'a>(
-        &'a self,
-        pipeline: &'a str,
-        operator: &'a str,
-        tp: &'a TopicPartition,
-        watermark: i64,
-    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StateError>> {
-        Box::pin(async move {
-            // CONVERT: sqlx reads utf8mb4_bin columns as VARBINARY.
-            let sql = format!(
-                "SELECT CONVERT(state_key USING utf8mb4), CONVERT(state USING utf8mb4) FROM {} \
-                 WHERE pipeline = ? AND operator = ? AND topic = ? AND partition_id = ? AND due_at <= ?",
-                self.table
-            );
-            let query = sqlx::query_as(&sql).bind(pipeline).bind(operator);
-            let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
-            query.fetch_all(&self.pool).await.map_err(err)
-        })
-    }
+/// Loading the states due at a watermark (`CONVERT`: sqlx reads utf8mb4_bin
+/// columns as VARBINARY).
+fn due_sql(table: &str) -> String {
+    format!(
+        "SELECT CONVERT(state_key USING utf8mb4), CONVERT(state USING utf8mb4) FROM {table} \
+         WHERE pipeline = ? AND operator = ? AND topic = ? AND partition_id = ? AND due_at <= ?"
+    )
 }
 
 /// The query loading keys' states; parameters: pipeline, operator, and the
@@ -130,8 +85,3 @@ pub fn statements(table: &str) -> (String, String) {
 }
 
 write_ops!(write, sqlx::MySql, statements);
-
-/// The state table next to the target table, as a [`store::StateStore`].
-pub fn store(pool: MySqlPool, table: String) -> store::StateStore {
-    std::sync::Arc::new(States { pool, table })
-}

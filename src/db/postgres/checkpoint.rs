@@ -2,42 +2,14 @@
 //! every partition of a batch advanced in one statement (one round trip per
 //! batch, whatever the number of partitions).
 
-use crate::model::BoxFuture;
-use crate::model::TopicPartition;
 use crate::sink::checkpoint::{
-    claim_returning, create_and_probe_sql, created_or_exists, current_sql, verdict, Checkpoint,
-    Claim, Current, OffsetTable, COLUMNS,
+    claim_returning, current_sql, offset_table, verdict, Checkpoint, Current, COLUMNS,
 };
 use crate::sink::SinkError;
 use sqlx::PgPool;
 
-/// The checkpoint table of one PostgreSQL database.
-pub struct Offsets {
-    pub pool: PgPool,
-    /// Quoted, in the target table's schema.
-    pub table: String,
-}
-
 claim_returning!(claim, sqlx::Postgres);
-
-impl OffsetTable for Offsets {
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            let (create, probe) = create_and_probe_sql(&self.table, COLUMNS);
-            let created = sqlx::query(&create).execute(&self.pool).await.map(|_| ());
-            let exists = created.is_ok() || sqlx::query(&probe).execute(&self.pool).await.is_ok();
-            created_or_exists(created, exists)
-        })
-    }
-
-    fn claim<'a>(
-        &'a self,
-        pipeline: &'a str,
-        partitions: &'a [TopicPartition],
-    ) -> BoxFuture<'a, Result<Vec<Claim>, SinkError>> {
-        Box::pin(claim(&self.pool, &self.table, pipeline, partitions))
-    }
-}
+offset_table!(PgPool, COLUMNS, claim);
 
 /// The statement advancing every partition of a checkpoint at once; it
 /// returns the partitions it advanced. Parameters: pipeline, then topics,

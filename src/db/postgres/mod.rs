@@ -22,20 +22,15 @@ pub mod state;
 
 use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
 use crate::ident::{column_list, on_conflict, quote, TableName};
-use crate::model::BoxFuture;
-use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
 use crate::sink::schema::{Column, TableSchema};
-use crate::sink::transact::{self, Steps};
-use crate::sink::{PreparedBatch, PreparedWrite, Sink, SinkError};
-use crate::state::store::{self, StateStore, StateWrites};
+use crate::sink::{PreparedBatch, PreparedWrite, SinkError};
 use binary::PgType;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row as _;
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 
 /// `db.system` of the spans.
 const SYSTEM: &str = "postgresql";
@@ -238,23 +233,11 @@ async fn describe(pool: &PgPool, table: &TableName) -> Result<TableSchema, SinkE
     })
 }
 
-impl Steps for PostgresSink {
-    type Db = sqlx::Postgres;
-    const SYSTEM: &'static str = SYSTEM;
+steps_impl!(PostgresSink, sqlx::Postgres, crate::ident::Dialect::Ansi);
 
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn table(&self) -> &TableName {
-        &self.schema.table
-    }
-
-    fn mode(&self) -> SinkMode {
-        self.mode
-    }
-
-    async fn delete(
+impl PostgresSink {
+    /// The batch's deletes; how many rows they removed.
+    async fn delete_rows(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         keys: &PreparedBatch<'_>,
@@ -267,77 +250,24 @@ impl Steps for PostgresSink {
                 source,
             })
     }
-
-    async fn part(
-        &mut self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        part: &PreparedBatch<'_>,
-    ) -> Result<(), SinkError> {
-        self.write_part(tx, part).await
-    }
-
-    async fn state(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        state: &StateWrites,
-    ) -> Result<(), SinkError> {
-        Ok(state::write(tx, &store::table_for(&self.schema.table), state).await?)
-    }
-
-    async fn checkpoint(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), SinkError> {
-        let table = offsets::table_for(&self.schema.table);
-        checkpoint::advance(tx, &table, checkpoint).await
-    }
 }
 
-impl Sink for PostgresSink {
-    /// One transaction: the rows, then the checkpoint; committed, or rolled
-    /// back when `commit` is false (a trial that only tells whether it would pass).
-    fn transact<'a>(
-        &'a mut self,
-        batch: &'a PreparedWrite<'_>,
-        checkpoint: Option<&'a Checkpoint>,
-        state: Option<&'a StateWrites>,
-        commit: bool,
-    ) -> BoxFuture<'a, Result<u64, SinkError>> {
-        Box::pin(transact::run(self, batch, checkpoint, state, commit))
-    }
+sink_impl!(PostgresSink, crate::ident::Dialect::Ansi);
 
-    fn add_columns<'a>(
-        &'a mut self,
-        fields: &'a [(String, Inferred)],
-    ) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            let pool = &self.pool;
-            let table = &self.schema.table;
-            evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| {
-                exec(pool, ddl)
-            })
-            .await?;
-            self.schema = describe(&self.pool, &self.schema.table).await?;
-            self.statements.clear();
-            self.copy_types.clear();
-            Ok(())
+impl PostgresSink {
+    /// Adds each field as a nullable column, then reads the schema again
+    /// (the [`crate::sink::Sink::add_columns`] of this backend).
+    async fn evolve(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
+        let pool = &self.pool;
+        let table = &self.schema.table;
+        evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| {
+            exec(pool, ddl)
         })
-    }
-
-    fn schema(&self) -> &TableSchema {
-        &self.schema
-    }
-
-    fn state_store(&self) -> StateStore {
-        state::store(self.pool.clone(), store::table_for(&self.schema.table))
-    }
-
-    fn offset_store(&self) -> OffsetStore {
-        Arc::new(checkpoint::Offsets {
-            pool: self.pool.clone(),
-            table: offsets::table_for(&self.schema.table),
-        })
+        .await?;
+        self.schema = describe(&self.pool, &self.schema.table).await?;
+        self.statements.clear();
+        self.copy_types.clear();
+        Ok(())
     }
 }
 

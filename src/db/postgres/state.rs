@@ -3,21 +3,20 @@
 //! probe per key for loads and deletes whatever the statistics say, and a
 //! partial `due_at` index for timers.
 
-use crate::model::BoxFuture;
-use crate::model::TopicPartition;
 use crate::state::store::{
-    self, ensure_statements, err, keys_doc, loaded, qualified, write_ops, Loaded, StateTable,
-    DUE_INDEX, OLD_DUE_INDEX,
+    due_sql_numbered, ensure_statements, qualified, state_table, write_ops, DUE_INDEX,
+    OLD_DUE_INDEX,
 };
 use crate::state::StateError;
 use sqlx::PgPool;
 
-/// The state table of one PostgreSQL database.
-pub struct States {
-    pub pool: PgPool,
-    /// Quoted, in the target table's schema.
-    pub table: String,
-}
+state_table!(
+    PgPool,
+    max_key_chars = usize::MAX,
+    ensure,
+    load_sql,
+    due_sql_numbered
+);
 
 /// The type of the key columns' text. They are only ever compared for
 /// equality, so PostgreSQL compares them bytewise (`COLLATE "C"`, as MySQL's
@@ -26,91 +25,44 @@ pub struct States {
 /// longer. Tables made before keep their collation.
 const KEY_TEXT: &str = "TEXT COLLATE \"C\"";
 
-impl StateTable for States {
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), StateError>> {
-        Box::pin(async move {
-            let t = &self.table;
-            let statements = vec![
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {t} (pipeline {KEY_TEXT} NOT NULL, operator {KEY_TEXT} NOT NULL, \
-                     topic {KEY_TEXT} NOT NULL, partition_id INTEGER NOT NULL, state_key {KEY_TEXT} NOT NULL, \
-                     state TEXT NOT NULL, due_at BIGINT, {})",
-                    super::layout::primary_key(),
-                ),
-                // Partial: a lookup by key then has only the primary key to
-                // use. With a full index of the same prefix, PostgreSQL chose
-                // it for key lookups and filtered thousands of rows per key.
-                format!(
-                    "CREATE INDEX IF NOT EXISTS \"{DUE_INDEX}\" ON {t} (pipeline, operator, topic, partition_id, due_at) \
-                     WHERE due_at IS NOT NULL"
-                ),
-                // The full index that tables created before it carry.
-                format!("DROP INDEX IF EXISTS {}", qualified(t, OLD_DUE_INDEX)),
-            ];
-            let pool = &self.pool;
-            ensure_statements(t, statements, |sql| async move {
-                sqlx::query(&sql).execute(pool).await.map(|_| ())
-            })
-            .await?;
-            match super::layout::ensure(pool, t).await {
-                Ok(true) => {
-                    tracing::info!(table = %t, "state table migrated to the key-first primary key");
-                }
-                Ok(false) => {}
-                // The earlier key is as correct, only slower: a role that may
-                // not alter the table (not its owner) keeps it, as it keeps
-                // the index statements above.
-                Err(e) => tracing::warn!(
-                    table = %t,
-                    error = %e,
-                    "state table keeps its earlier primary key: migrating it failed"
-                ),
-            }
-            Ok(())
-        })
+/// Creates the table and its partial `due_at` index, drops the full index
+/// of earlier versions, and moves the state key first in the primary key.
+async fn ensure(states: &States) -> Result<(), StateError> {
+    let (t, pool) = (&states.table, &states.pool);
+    let statements = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (pipeline {KEY_TEXT} NOT NULL, operator {KEY_TEXT} NOT NULL, \
+             topic {KEY_TEXT} NOT NULL, partition_id INTEGER NOT NULL, state_key {KEY_TEXT} NOT NULL, \
+             state TEXT NOT NULL, due_at BIGINT, {})",
+            super::layout::primary_key(),
+        ),
+        // Partial: a lookup by key then has only the primary key to use.
+        // With a full index of the same prefix, PostgreSQL chose it for key
+        // lookups and filtered thousands of rows per key.
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{DUE_INDEX}\" ON {t} (pipeline, operator, topic, partition_id, due_at) \
+             WHERE due_at IS NOT NULL"
+        ),
+        // The full index that tables created before it carry.
+        format!("DROP INDEX IF EXISTS {}", qualified(t, OLD_DUE_INDEX)),
+    ];
+    ensure_statements(t, statements, |sql| async move {
+        sqlx::query(&sql).execute(pool).await.map(|_| ())
+    })
+    .await?;
+    match super::layout::ensure(pool, t).await {
+        Ok(true) => tracing::info!(table = %t, "state table migrated to the key-first primary key"),
+        Ok(false) => {}
+        // The earlier key is as correct, only slower: a role that may not
+        // alter the table (not its owner) keeps it, as it keeps the index
+        // statements above.
+        Err(e) => tracing::warn!(
+            table = %t,
+            error = %e,
+            "state table keeps its earlier primary key: migrating it failed"
+        ),
     }
-
-    fn load<'a>(
-        &'a self,
-        pipeline: &'a str,
-        operator: &'a str,
-        keys: &'a [(TopicPartition, String)],
-    ) -> BoxFuture<'a, Result<Vec<Loaded>, StateError>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let doc = keys_doc(keys)?;
-            let sql = load_sql(&self.table);
-            let rows = sqlx::query_as(&sql)
-                .bind(pipeline)
-                .bind(operator)
-                .bind(&doc)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
-            Ok(loaded(rows))
-        })
-    }
-
-    fn load_due<'a>(
-        &'a self,
-        pipeline: &'a str,
-        operator: &'a str,
-        tp: &'a TopicPartition,
-        watermark: i64,
-    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StateError>> {
-        Box::pin(async move {
-            let sql = format!(
-                "SELECT state_key, state FROM {} WHERE pipeline = $1 AND operator = $2 AND topic = $3 \
-                 AND partition_id = $4 AND due_at <= $5",
-                self.table
-            );
-            let query = sqlx::query_as(&sql).bind(pipeline).bind(operator);
-            let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
-            query.fetch_all(&self.pool).await.map_err(err)
-        })
-    }
+    Ok(())
 }
 
 /// The query loading keys' states; parameters: pipeline, operator, and the
@@ -149,8 +101,3 @@ pub fn statements(table: &str) -> (String, String) {
 }
 
 write_ops!(write, sqlx::Postgres, statements);
-
-/// The state table in the target table's schema, as a [`store::StateStore`].
-pub fn store(pool: PgPool, table: String) -> store::StateStore {
-    std::sync::Arc::new(States { pool, table })
-}

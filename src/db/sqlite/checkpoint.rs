@@ -1,42 +1,14 @@
 //! SQLite's checkpoint table: claims with `ON CONFLICT … RETURNING`, and one
 //! statement per partition of a batch (in process, a round trip costs nothing).
 
-use crate::model::BoxFuture;
-use crate::model::TopicPartition;
 use crate::sink::checkpoint::{
-    claim_returning, create_and_probe_sql, created_or_exists, current_sql, verdict, Checkpoint,
-    Claim, Current, OffsetTable, COLUMNS,
+    claim_returning, current_sql, offset_table, verdict, Checkpoint, Current, COLUMNS,
 };
 use crate::sink::SinkError;
 use sqlx::SqlitePool;
 
-/// The checkpoint table of one SQLite database.
-pub struct Offsets {
-    pub pool: SqlitePool,
-    /// Quoted, in the target table's (attached) database.
-    pub table: String,
-}
-
 claim_returning!(claim, sqlx::Sqlite);
-
-impl OffsetTable for Offsets {
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            let (create, probe) = create_and_probe_sql(&self.table, COLUMNS);
-            let created = sqlx::query(&create).execute(&self.pool).await.map(|_| ());
-            let exists = created.is_ok() || sqlx::query(&probe).execute(&self.pool).await.is_ok();
-            created_or_exists(created, exists)
-        })
-    }
-
-    fn claim<'a>(
-        &'a self,
-        pipeline: &'a str,
-        partitions: &'a [TopicPartition],
-    ) -> BoxFuture<'a, Result<Vec<Claim>, SinkError>> {
-        Box::pin(claim(&self.pool, &self.table, pipeline, partitions))
-    }
-}
+offset_table!(SqlitePool, COLUMNS, claim);
 
 /// The statement advancing one partition's checkpoint under its generation.
 fn advance_sql(table: &str) -> String {

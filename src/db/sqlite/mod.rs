@@ -15,22 +15,17 @@ pub mod state;
 
 use crate::config::{Backend, SinkConfig, SinkMode};
 use crate::ident::{column_list, on_conflict, TableName};
-use crate::model::BoxFuture;
-use crate::sink::checkpoint::{self as offsets, Checkpoint, OffsetStore};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
 use crate::sink::schema::{Column, TableSchema};
-use crate::sink::transact::{self, Steps};
 use crate::sink::types::{self, Target};
-use crate::sink::{PreparedBatch, PreparedWrite, Sink, SinkError};
-use crate::state::store::{self, StateStore, StateWrites};
+use crate::sink::{PreparedBatch, SinkError};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row as _;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `db.system` of the spans.
@@ -261,23 +256,11 @@ async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, S
     })
 }
 
-impl Steps for SqliteSink {
-    type Db = sqlx::Sqlite;
-    const SYSTEM: &'static str = SYSTEM;
+steps_impl!(SqliteSink, sqlx::Sqlite, crate::ident::Dialect::Ansi);
 
-    fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    fn table(&self) -> &TableName {
-        &self.schema.table
-    }
-
-    fn mode(&self) -> SinkMode {
-        self.mode
-    }
-
-    async fn delete(
+impl SqliteSink {
+    /// The batch's deletes; how many rows they removed.
+    async fn delete_rows(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         keys: &PreparedBatch<'_>,
@@ -288,7 +271,8 @@ impl Steps for SqliteSink {
             .map_err(|source| self.write_err(source))
     }
 
-    async fn part(
+    /// One part of the batch's rows.
+    async fn write_part(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         part: &PreparedBatch<'_>,
@@ -297,64 +281,20 @@ impl Steps for SqliteSink {
         let done = bind_part(sqlx::query(&sql), part).execute(&mut **tx).await;
         done.map(|_| ()).map_err(|source| self.write_err(source))
     }
-
-    async fn state(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        state: &StateWrites,
-    ) -> Result<(), SinkError> {
-        Ok(state::write(tx, &store::table_for(&self.schema.table), state).await?)
-    }
-
-    async fn checkpoint(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        checkpoint: &Checkpoint,
-    ) -> Result<(), SinkError> {
-        let table = offsets::table_for(&self.schema.table);
-        checkpoint::advance(tx, &table, checkpoint).await
-    }
 }
 
-impl Sink for SqliteSink {
-    fn transact<'a>(
-        &'a mut self,
-        batch: &'a PreparedWrite<'_>,
-        checkpoint: Option<&'a Checkpoint>,
-        state: Option<&'a StateWrites>,
-        commit: bool,
-    ) -> BoxFuture<'a, Result<u64, SinkError>> {
-        Box::pin(transact::run(self, batch, checkpoint, state, commit))
-    }
+sink_impl!(SqliteSink, crate::ident::Dialect::Ansi);
 
-    fn add_columns<'a>(
-        &'a mut self,
-        fields: &'a [(String, Inferred)],
-    ) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            let pool = &self.pool;
-            let table = &self.schema.table;
-            evolve::add_columns(Backend::Sqlite, false, table, fields, |ddl| exec(pool, ddl))
-                .await?;
-            self.schema = describe(&self.pool, &self.schema.table).await?;
-            self.statements.clear();
-            Ok(())
-        })
-    }
-
-    fn schema(&self) -> &TableSchema {
-        &self.schema
-    }
-
-    fn state_store(&self) -> StateStore {
-        state::store(self.pool.clone(), store::table_for(&self.schema.table))
-    }
-
-    fn offset_store(&self) -> OffsetStore {
-        Arc::new(checkpoint::Offsets {
-            pool: self.pool.clone(),
-            table: offsets::table_for(&self.schema.table),
-        })
+impl SqliteSink {
+    /// Adds each field as a nullable column, then reads the schema again
+    /// (the [`crate::sink::Sink::add_columns`] of this backend).
+    async fn evolve(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
+        let pool = &self.pool;
+        let table = &self.schema.table;
+        evolve::add_columns(Backend::Sqlite, false, table, fields, |ddl| exec(pool, ddl)).await?;
+        self.schema = describe(&self.pool, &self.schema.table).await?;
+        self.statements.clear();
+        Ok(())
     }
 }
 

@@ -1,93 +1,52 @@
 //! SQLite's state table: key lookups through the primary key with the keys
 //! from `json_each`, and a partial `due_at` index for timers.
 
-use crate::model::BoxFuture;
-use crate::model::TopicPartition;
 use crate::state::store::{
-    self, ensure_statements, err, keys_doc, loaded, qualified, write_ops, Loaded, StateTable,
-    DUE_INDEX, OLD_DUE_INDEX,
+    due_sql_numbered, ensure_statements, qualified, state_table, write_ops, DUE_INDEX,
+    OLD_DUE_INDEX,
 };
 use crate::state::StateError;
 use sqlx::SqlitePool;
 
-/// The state table of one SQLite database.
-pub struct States {
-    pub pool: SqlitePool,
-    /// Quoted, in the target table's (attached) database.
-    pub table: String,
+state_table!(
+    SqlitePool,
+    max_key_chars = usize::MAX,
+    ensure,
+    load_sql,
+    due_sql_numbered
+);
+
+/// Creates the table and its partial `due_at` index; drops the full index
+/// of earlier versions.
+async fn ensure(states: &States) -> Result<(), StateError> {
+    let (t, pool) = (&states.table, &states.pool);
+    let statements = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, operator TEXT NOT NULL, topic TEXT NOT NULL, \
+             partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, \
+             PRIMARY KEY (pipeline, operator, topic, partition_id, state_key))"
+        ),
+        // Partial: key lookups have only the primary key to use.
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{DUE_INDEX}\" ON {t} (pipeline, operator, topic, partition_id, due_at) \
+             WHERE due_at IS NOT NULL"
+        ),
+        format!("DROP INDEX IF EXISTS {}", qualified(t, OLD_DUE_INDEX)),
+    ];
+    ensure_statements(t, statements, |sql| async move {
+        sqlx::query(&sql).execute(pool).await.map(|_| ())
+    })
+    .await
 }
 
-impl StateTable for States {
-    fn ensure_table(&self) -> BoxFuture<'_, Result<(), StateError>> {
-        Box::pin(async move {
-            let t = &self.table;
-            let statements = vec![
-                format!(
-                    "CREATE TABLE IF NOT EXISTS {t} (pipeline TEXT NOT NULL, operator TEXT NOT NULL, topic TEXT NOT NULL, \
-                     partition_id INTEGER NOT NULL, state_key TEXT NOT NULL, state TEXT NOT NULL, due_at BIGINT, \
-                     PRIMARY KEY (pipeline, operator, topic, partition_id, state_key))"
-                ),
-                // Partial: key lookups have only the primary key to use.
-                format!(
-                    "CREATE INDEX IF NOT EXISTS \"{DUE_INDEX}\" ON {t} (pipeline, operator, topic, partition_id, due_at) \
-                     WHERE due_at IS NOT NULL"
-                ),
-                format!("DROP INDEX IF EXISTS {}", qualified(t, OLD_DUE_INDEX)),
-            ];
-            let pool = &self.pool;
-            ensure_statements(t, statements, |sql| async move {
-                sqlx::query(&sql).execute(pool).await.map(|_| ())
-            })
-            .await
-        })
-    }
-
-    fn load<'a>(
-        &'a self,
-        pipeline: &'a str,
-        operator: &'a str,
-        keys: &'a [(TopicPartition, String)],
-    ) -> BoxFuture<'a, Result<Vec<Loaded>, StateError>> {
-        Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let doc = keys_doc(keys)?;
-            let sql = format!(
-                "SELECT s.topic, s.partition_id, s.state_key, s.state FROM json_each(?3) j \
-                 JOIN {} s ON s.pipeline = ?1 AND s.operator = ?2 AND s.topic = json_extract(j.value, '$.t') \
-                 AND s.partition_id = json_extract(j.value, '$.p') AND s.state_key = json_extract(j.value, '$.k')",
-                self.table
-            );
-            let rows = sqlx::query_as(&sql)
-                .bind(pipeline)
-                .bind(operator)
-                .bind(&doc)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
-            Ok(loaded(rows))
-        })
-    }
-
-    fn load_due<'a>(
-        &'a self,
-        pipeline: &'a str,
-        operator: &'a str,
-        tp: &'a TopicPartition,
-        watermark: i64,
-    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StateError>> {
-        Box::pin(async move {
-            let sql = format!(
-                "SELECT state_key, state FROM {} WHERE pipeline = $1 AND operator = $2 AND topic = $3 \
-                 AND partition_id = $4 AND due_at <= $5",
-                self.table
-            );
-            let query = sqlx::query_as(&sql).bind(pipeline).bind(operator);
-            let query = query.bind(&tp.topic).bind(tp.partition).bind(watermark);
-            query.fetch_all(&self.pool).await.map_err(err)
-        })
-    }
+/// The query loading keys' states; parameters: pipeline, operator, and the
+/// keys as a JSON array of `{"t","p","k"}` (`json_each`).
+pub fn load_sql(table: &str) -> String {
+    format!(
+        "SELECT s.topic, s.partition_id, s.state_key, s.state FROM json_each(?3) j \
+         JOIN {table} s ON s.pipeline = ?1 AND s.operator = ?2 AND s.topic = json_extract(j.value, '$.t') \
+         AND s.partition_id = json_extract(j.value, '$.p') AND s.state_key = json_extract(j.value, '$.k')"
+    )
 }
 
 /// The statements writing one operator's changes (upsert, delete);
@@ -109,8 +68,3 @@ pub fn statements(table: &str) -> (String, String) {
 }
 
 write_ops!(write, sqlx::Sqlite, statements);
-
-/// The state table next to the target table, as a [`store::StateStore`].
-pub fn store(pool: SqlitePool, table: String) -> store::StateStore {
-    std::sync::Arc::new(States { pool, table })
-}

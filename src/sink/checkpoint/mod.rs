@@ -89,16 +89,12 @@ pub type OffsetStore = Arc<dyn OffsetTable>;
 
 /// The checkpoint table's quoted name, in the target table's schema.
 pub fn table_for(target: &TableName) -> String {
-    table_for_in(target, Dialect::Ansi)
+    target.sibling(TABLE, Dialect::Ansi)
 }
 
 /// [`table_for`] quoted in `dialect`.
 pub fn table_for_in(target: &TableName, dialect: Dialect) -> String {
-    TableName {
-        schema: target.schema.clone(),
-        name: TABLE.into(),
-    }
-    .quoted_in(dialect)
+    target.sibling(TABLE, dialect)
 }
 
 /// The checkpoint table's columns (PostgreSQL, SQLite).
@@ -163,6 +159,46 @@ macro_rules! claim_returning {
     };
 }
 pub(crate) use claim_returning;
+
+/// Generates a backend's checkpoint table, `Offsets { pool, table }`: its
+/// race-tolerant `CREATE` from the backend's `$columns`, and `$claim`.
+macro_rules! offset_table {
+    ($pool:ty, $columns:expr, $claim:path) => {
+        /// The checkpoint table of one database of this backend.
+        pub struct Offsets {
+            pub pool: $pool,
+            /// Quoted, next to the target table.
+            pub table: String,
+        }
+
+        impl $crate::sink::checkpoint::OffsetTable for Offsets {
+            fn ensure_table(
+                &self,
+            ) -> $crate::model::BoxFuture<'_, Result<(), $crate::sink::SinkError>> {
+                use $crate::sink::checkpoint::{create_and_probe_sql, created_or_exists};
+                Box::pin(async move {
+                    let (create, probe) = create_and_probe_sql(&self.table, $columns);
+                    let created = sqlx::query(&create).execute(&self.pool).await.map(|_| ());
+                    let exists =
+                        created.is_ok() || sqlx::query(&probe).execute(&self.pool).await.is_ok();
+                    created_or_exists(created, exists)
+                })
+            }
+
+            fn claim<'a>(
+                &'a self,
+                pipeline: &'a str,
+                partitions: &'a [$crate::model::TopicPartition],
+            ) -> $crate::model::BoxFuture<
+                'a,
+                Result<Vec<$crate::sink::checkpoint::Claim>, $crate::sink::SinkError>,
+            > {
+                Box::pin($claim(&self.pool, &self.table, pipeline, partitions))
+            }
+        }
+    };
+}
+pub(crate) use offset_table;
 
 #[cfg(test)]
 mod tests {
