@@ -59,18 +59,19 @@ impl PreparedWrite<'_> {
     }
 }
 
-/// Prepares rows for the statement path. In upsert mode only the last row per
-/// key is kept (a database statement may not touch one row twice), and a row
-/// without every key column is rejected.
+/// Prepares rows for the statement path. In upsert mode the rows of one key
+/// become one (a database statement may not touch one row twice): each
+/// column from the last row that carries it, as if they were applied one
+/// after another; a row without every key column is rejected.
 pub fn prepare<'r>(
     schema: &TableSchema,
     mode: SinkMode,
     key_columns: &[String],
     rows: &'r [Row],
 ) -> Result<PreparedWrite<'r>, SinkError> {
-    let kept: Vec<&Row> = match mode {
-        SinkMode::Insert => rows.iter().collect(),
-        SinkMode::Upsert => last_per_key(schema, key_columns, rows)?,
+    let kept: Vec<Kept<'r>> = match mode {
+        SinkMode::Insert => rows.iter().map(Kept::One).collect(),
+        SinkMode::Upsert => merged_per_key(schema, key_columns, rows)?,
     };
     let mut groups: HashMap<Vec<usize>, usize> = HashMap::new();
     // Per part: the columns present (table order), then the values row by row.
@@ -151,13 +152,30 @@ fn part<'r>(columns: Vec<String>, rows: &[&'r Row]) -> PreparedBatch<'r> {
     }
 }
 
-fn last_per_key<'r>(
+/// A row to write: one record's, or the records of one key merged.
+enum Kept<'r> {
+    One(&'r Row),
+    /// In arrival order; a column's value is the last one carrying it.
+    Merged(Vec<&'r Row>),
+}
+
+impl<'r> Kept<'r> {
+    fn get(&self, column: &str) -> Option<&'r Value> {
+        match self {
+            Kept::One(row) => row.get(column),
+            Kept::Merged(rows) => rows.iter().rev().find_map(|r| r.get(column)),
+        }
+    }
+}
+
+/// One entry per key, placed where its last row arrived.
+fn merged_per_key<'r>(
     schema: &TableSchema,
     key_columns: &[String],
     rows: &'r [Row],
-) -> Result<Vec<&'r Row>, SinkError> {
+) -> Result<Vec<Kept<'r>>, SinkError> {
     let mut index: HashMap<Vec<&Value>, usize> = HashMap::with_capacity(rows.len());
-    let mut kept: Vec<Option<&Row>> = Vec::with_capacity(rows.len());
+    let mut kept: Vec<Option<Kept<'r>>> = Vec::with_capacity(rows.len());
     for row in rows {
         let key = key_columns
             .iter()
@@ -169,10 +187,15 @@ fn last_per_key<'r>(
                 Some(v) => Ok(v),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(previous) = index.insert(key, kept.len()) {
-            kept[previous] = None;
-        }
-        kept.push(Some(row));
+        let entry = match index.insert(key, kept.len()).and_then(|p| kept[p].take()) {
+            None => Kept::One(row),
+            Some(Kept::One(earlier)) => Kept::Merged(vec![earlier, row]),
+            Some(Kept::Merged(mut earlier)) => {
+                earlier.push(row);
+                Kept::Merged(earlier)
+            }
+        };
+        kept.push(Some(entry));
     }
     Ok(kept.into_iter().flatten().collect())
 }
@@ -218,6 +241,29 @@ mod tests {
         assert_eq!(
             p.parts[0].json(),
             r#"[{"id":2,"a":"x"},{"id":1,"a":"new"}]"#
+        );
+    }
+
+    /// An update that leaves a column out (a change stream's unchanged
+    /// TOASTed value, a partial record) keeps the value the key's earlier row
+    /// in the same batch set, as applying them one by one would.
+    #[test]
+    fn upsert_merges_the_rows_of_a_key_each_column_from_its_last_row() {
+        let rows = vec![
+            row(json!({"id": 1, "a": "first", "b": "kept"})),
+            row(json!({"id": 2, "a": "x"})),
+            row(json!({"id": 1, "a": "second"})),
+            row(json!({"id": 1, "b": null})),
+        ];
+        let p = prepare(&schema(), SinkMode::Upsert, &["id".into()], &rows).expect("keys present");
+        assert_eq!(p.rows(), 2);
+        let json: Vec<String> = p.parts.iter().map(PreparedBatch::json).collect();
+        assert_eq!(
+            json,
+            [
+                r#"[{"id":2,"a":"x"}]"#,
+                r#"[{"id":1,"a":"second","b":null}]"#
+            ]
         );
     }
 
