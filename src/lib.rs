@@ -22,6 +22,7 @@
 //! is everything an operator sees: counts, metrics, traces, logs and health.
 
 pub mod check;
+pub mod codec;
 pub mod commit;
 pub mod config;
 pub mod db;

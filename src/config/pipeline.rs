@@ -53,6 +53,12 @@ fn default_true() -> bool {
 }
 
 impl PipelineConfig {
+    /// Whether deletes reach the table: tombstones with `sink.delete`, and
+    /// every change stream's deletes.
+    pub fn applies_deletes(&self) -> bool {
+        self.sink.delete || self.format == DecodeFormat::Debezium
+    }
+
     pub fn group_id(&self, name: &str) -> String {
         self.group_id
             .clone()
@@ -128,9 +134,12 @@ named!(Delivery { ExactlyOnce = "exactly-once", AtLeastOnce = "at-least-once" })
 pub enum DecodeFormat {
     #[default]
     Json,
+    /// Debezium change events (the envelope, with or without the JSON
+    /// converter's schema): `c`/`r`/`u` upsert `after`, `d` deletes by key.
+    Debezium,
 }
 
-named!(DecodeFormat { Json = "json" });
+named!(DecodeFormat { Json = "json", Debezium = "debezium" });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SinkMode {

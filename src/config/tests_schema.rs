@@ -120,3 +120,35 @@ fn unknown_keys_in_a_column_are_refused() {
     .expect_err("typo");
     assert!(err.contains("nulable"), "{err}");
 }
+
+#[test]
+fn a_change_stream_needs_upsert_and_key_columns_and_no_stateful_steps() {
+    let text = BASE.replace(
+        "topics = [\"orders\"]\n",
+        "topics = [\"orders\"]\nformat = \"debezium\"\n",
+    );
+    let err = Settings::from_toml(&text)
+        .expect_err("insert mode")
+        .to_string();
+    assert!(
+        err.contains("pipelines.orders.sink.mode: format = \"debezium\" needs mode = \"upsert\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("pipelines.orders.sink.key_columns: format = \"debezium\" needs the key columns a change event's Kafka key names"),
+        "{err}"
+    );
+    let stateful = format!(
+        "{text}mode = \"upsert\"\nkey_columns = [\"id\"]\n[[pipelines.orders.transforms]]\ntype = \"dedup\"\nttl = \"1h\"\n"
+    );
+    let err = Settings::from_toml(&stateful)
+        .expect_err("stateful")
+        .to_string();
+    assert!(
+        err.contains("pipelines.orders.sink.mode: format = \"debezium\" cannot be used with stateful transforms"),
+        "{err}"
+    );
+    let fine = format!("{text}mode = \"upsert\"\nkey_columns = [\"id\"]\n");
+    let settings = Settings::from_toml(&fine).expect("a change stream into an upserted table");
+    assert!(settings.pipelines["orders"].applies_deletes());
+}

@@ -134,17 +134,26 @@ fn deletes_and_schema(
     push: &mut impl FnMut(String, String),
 ) {
     let sink = &p.sink;
-    if sink.delete {
+    // A change stream upserts rows and deletes them by key.
+    let (at, what, by) = if sink.delete {
+        ("delete", "", "a tombstone")
+    } else {
+        ("mode", "format = \"debezium\" ", "a change event")
+    };
+    if p.applies_deletes() {
         if sink.mode != SinkMode::Upsert {
             push(
-                key("delete"),
-                "needs mode = \"upsert\": a delete names its row by the key columns".into(),
+                key(at),
+                format!("{what}needs mode = \"upsert\": a delete names its row by the key columns"),
             );
         }
         if sink.key_columns.is_empty() {
             push(
                 key("key_columns"),
-                "delete needs the key columns a tombstone's Kafka key names".into(),
+                format!(
+                    "{}needs the key columns {by}'s Kafka key names",
+                    if sink.delete { "delete " } else { what }
+                ),
             );
         }
         if p.transforms
@@ -153,10 +162,11 @@ fn deletes_and_schema(
             .any(|(i, t)| t.state_name(i).is_some())
         {
             push(
-                key("delete"),
-                "cannot be used with stateful transforms: tombstones bypass the transforms, \
-                 so a delete would not reach the keyed state the stateful steps keep"
-                    .into(),
+                key(at),
+                format!(
+                    "{what}cannot be used with stateful transforms: deletes bypass the \
+                     transforms, so they would not reach the keyed state the stateful steps keep"
+                ),
             );
         }
     }

@@ -20,10 +20,13 @@ pub mod decode;
 mod tombstone;
 pub mod transform;
 
+use crate::config::DecodeFormat;
 use crate::dead_letter::Reason;
 use crate::model::{RawRecord, Row, TopicPartition};
 use batch::Batcher;
+use decode::debezium::{self, Change};
 use decode::Decoder;
+use serde_json::Value;
 use transform::Chain;
 
 /// One consumed record, as ingest reads it (borrowed from the consumer).
@@ -116,6 +119,20 @@ impl Ingest {
             Ok(Some(value)) => value,
             Ok(None) => return self.push_tombstone(rec, raw),
         };
+        let value = match self.decoder.format() {
+            DecodeFormat::Json => value,
+            DecodeFormat::Debezium => match debezium::change(value) {
+                Ok(Change::Upsert(row)) => Value::Object(row),
+                Ok(Change::Delete) => return self.push_delete(rec),
+                Ok(Change::Truncate) => {
+                    return Err(refuse(
+                        Reason::Decode,
+                        "a truncate of the source table is not applied to the target".into(),
+                    ))
+                }
+                Err(e) => return Err(refuse(Reason::Decode, e.to_string())),
+            },
+        };
         self.chain
             .apply_into(value, &mut self.rows)
             .map_err(|e| refuse(Reason::Transform, e.to_string()))?;
@@ -137,14 +154,30 @@ impl Ingest {
         rec: &Incoming<'_>,
         raw: impl FnOnce() -> RawRecord,
     ) -> Result<Pushed, Refusal> {
-        let Some(keys) = &self.delete_keys else {
+        if self.delete_keys.is_none() {
             self.push_rows(rec, raw);
             return Ok(Pushed::SkippedTombstone);
-        };
-        let key = tombstone::delete_key(keys, rec.key).map_err(|message| Refusal {
+        }
+        self.push_delete(rec)
+    }
+
+    /// The row the record's key names, deleted (bypassing the transforms).
+    fn push_delete(&mut self, rec: &Incoming<'_>) -> Result<Pushed, Refusal> {
+        let refuse = |message: String| Refusal {
             reason: Reason::Key,
             message,
-        })?;
+        };
+        let Some(keys) = &self.delete_keys else {
+            return Err(refuse(
+                "a delete needs sink.key_columns to name its row".into(),
+            ));
+        };
+        // A change stream's key is Debezium's key struct, maybe wrapped.
+        let unwrapped = match (self.decoder.format(), rec.key) {
+            (DecodeFormat::Debezium, Some(bytes)) => debezium::key(bytes),
+            _ => None,
+        };
+        let key = tombstone::delete_key(keys, unwrapped.as_deref().or(rec.key)).map_err(refuse)?;
         let (tp, offset, ts, bytes) = (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
         self.batcher.push_delete(tp, offset, ts, bytes, key);
         Ok(Pushed::Delete)
@@ -171,8 +204,6 @@ impl Ingest {
         );
     }
 }
-
-use serde_json::Value;
 
 /// A Kafka key as a JSON value: its text when UTF-8, else `0x` and hex digits.
 pub fn kafka_key(bytes: Option<&[u8]>) -> Value {

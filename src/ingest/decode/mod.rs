@@ -8,6 +8,7 @@
 //! object payload is still parsed in full — invalid JSON is the same error —
 //! but only the fields the keyed steps read are built; see [`projection`].
 
+pub mod debezium;
 pub mod projection;
 
 pub use projection::Projection;
@@ -39,6 +40,10 @@ impl Decoder {
         Self { format, projection }
     }
 
+    pub fn format(&self) -> DecodeFormat {
+        self.format
+    }
+
     /// The fields decoded, when projected.
     pub fn projection(&self) -> Option<&Projection> {
         self.projection.as_ref()
@@ -48,6 +53,8 @@ impl Decoder {
     pub fn decode(&self, payload: Option<&[u8]>) -> Result<Option<Value>, DecodeError> {
         match (self.format, payload) {
             (_, None) => Ok(None),
+            // The envelope; `debezium::change` reads it.
+            (DecodeFormat::Debezium, Some(bytes)) => Ok(Some(serde_json::from_slice(bytes)?)),
             (DecodeFormat::Json, Some(bytes)) => {
                 if let Some(projection) = &self.projection {
                     if let Some(row) = projection.decode(bytes)? {

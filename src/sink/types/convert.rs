@@ -1,8 +1,9 @@
 //! One JSON value against one column type: the form the backend reads
 //! exactly, or the reason it does not fit.
 
-use super::number::{base64, hex, Decimal};
+use super::number::Decimal;
 use super::{time, ColumnType, Target};
+use crate::codec::{base64, hex};
 use crate::config::TimestampFormat;
 use serde_json::Value;
 

@@ -1,4 +1,4 @@
-//! Exact decimal text and base64, without a floating-point round trip.
+//! Exact decimal text, without a floating-point round trip.
 
 /// A decimal number as digit strings: `int` without leading zeros, `frac`
 /// without trailing zeros (so their lengths are the digits the value needs).
@@ -77,48 +77,4 @@ impl Decimal {
         }
         out
     }
-}
-
-/// Standard base64 (RFC 4648, `+/`), with or without `=` padding.
-pub fn base64(text: &str) -> Option<Vec<u8>> {
-    let body = text.trim_end_matches('=');
-    if text.len() - body.len() > 2 || (text.len() != body.len() && text.len() % 4 != 0) {
-        return None;
-    }
-    if body.len() % 4 == 1 {
-        return None;
-    }
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(body.len() * 3 / 4);
-    for chunk in body.as_bytes().chunks(4) {
-        let mut acc = 0_u32;
-        for &c in chunk {
-            acc = acc << 6 | value(c)?;
-        }
-        let bits = chunk.len() * 6;
-        acc <<= 24 - bits;
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..1 + bits / 8]);
-    }
-    Some(out)
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
 }

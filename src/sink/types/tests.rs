@@ -1,7 +1,8 @@
 //! Table-driven: (column type, value) → the form sent, or the refusal.
 
-use super::number::{base64, Decimal};
+use super::number::Decimal;
 use super::*;
+use crate::codec::base64;
 use crate::config::TimestampFormat::{self, EpochMs, EpochS, EpochUs, Rfc3339};
 use serde_json::{json, Value};
 

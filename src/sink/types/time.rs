@@ -3,34 +3,13 @@
 
 use super::number::Decimal;
 use super::Target;
+use crate::codec::{civil_from_days, days_from_civil};
 
 /// Microseconds since 1970-01-01T00:00:00Z, years 0001 to 9999.
 pub type Micros = i64;
 
 const MIN: Micros = -62_135_596_800_000_000; // 0001-01-01T00:00:00Z
 const MAX: Micros = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
-
-/// Days from 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithms).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
 
 fn num(b: &[u8]) -> Option<i64> {
     if b.is_empty() {

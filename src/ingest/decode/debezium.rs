@@ -1,0 +1,122 @@
+//! Debezium change events (`format = "debezium"`) → what to do with the
+//! target row. Pure.
+//!
+//! Contract:
+//! - The value is Debezium's envelope (`before`, `after`, `op`, `source`),
+//!   with or without the JSON converter's `{"schema", "payload"}` wrapper
+//!   (detected per record). `c` (insert), `r` (snapshot read) and `u`
+//!   (update) upsert `after`; `d` deletes the row; `t` (truncate) is
+//!   refused with its reason, never applied silently; anything else is an
+//!   error naming the `op`.
+//! - With the schema, each field of `after` is decoded by its Debezium or
+//!   Kafka Connect logical type into the form the type layer reads exactly
+//!   ([`logical`]): a decimal's base64 unscaled value and scale become its
+//!   digits, a date's day count its `YYYY-MM-DD`, and so on. Without it,
+//!   values pass as they are, and the target column's type decides (a value
+//!   that does not fit is a data error naming the column, never a guess).
+//! - A column PostgreSQL did not send (an unchanged TOASTed value, sent as
+//!   `__debezium_unavailable_value`) is left out of the row, so the upsert
+//!   keeps the value the target has instead of overwriting it.
+//! - The row a delete names comes from the record's Kafka key (Debezium's
+//!   primary-key struct, wrapped or not; see [`key`]).
+
+pub mod logical;
+
+use crate::model::Row;
+use serde_json::{Map, Value};
+
+/// PostgreSQL's stand-in for a TOASTed value that did not change.
+pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
+
+/// The same stand-in for a bytes column (base64 of [`UNAVAILABLE`]).
+const UNAVAILABLE_BYTES: &str = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==";
+
+/// What a change event asks of the target table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Insert or update this row (only the columns it carries).
+    Upsert(Row),
+    /// Delete the row the record's key names.
+    Delete,
+    /// The source table was truncated.
+    Truncate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("not a Debezium change event: {0}")]
+    Envelope(String),
+    #[error("field `{field}`: {message}")]
+    Field { field: String, message: String },
+}
+
+/// Reads one change event's value.
+pub fn change(value: Value) -> Result<Change, ChangeError> {
+    let (envelope, schema) = unwrap(value);
+    let Value::Object(mut envelope) = envelope else {
+        return Err(ChangeError::Envelope("the value is not an object".into()));
+    };
+    let op = match envelope.get("op") {
+        Some(Value::String(op)) => op.clone(),
+        _ => return Err(ChangeError::Envelope("no `op` field".into())),
+    };
+    match op.as_str() {
+        "c" | "r" | "u" => {
+            let Some(Value::Object(after)) = envelope.remove("after") else {
+                return Err(ChangeError::Envelope(format!(
+                    "`op` {op} without an `after` row"
+                )));
+            };
+            let fields = schema.as_ref().and_then(|s| logical::fields_of(s, "after"));
+            Ok(Change::Upsert(row(after, fields.as_ref())?))
+        }
+        "d" => Ok(Change::Delete),
+        "t" => Ok(Change::Truncate),
+        other => Err(ChangeError::Envelope(format!("unknown `op` {other:?}"))),
+    }
+}
+
+/// The record key's row-identifying object: Debezium's key struct, taken out
+/// of the converter's `{"schema", "payload"}` wrapper when it has one.
+pub fn key(bytes: &[u8]) -> Option<Vec<u8>> {
+    let value: Value = serde_json::from_slice(bytes).ok()?;
+    match unwrap(value) {
+        (payload, Some(_)) => serde_json::to_vec(&payload).ok(),
+        (_, None) => Some(bytes.to_vec()),
+    }
+}
+
+/// `{"schema": …, "payload": …}` → (payload, schema); anything else as it is.
+fn unwrap(value: Value) -> (Value, Option<Value>) {
+    match value {
+        Value::Object(mut map)
+            if map.len() == 2 && map.contains_key("schema") && map.contains_key("payload") =>
+        {
+            let schema = map.remove("schema").filter(|s| !s.is_null());
+            (map.remove("payload").unwrap_or(Value::Null), schema)
+        }
+        other => (other, None),
+    }
+}
+
+/// The row to upsert: unavailable values left out, logical types decoded.
+fn row(after: Map<String, Value>, fields: Option<&logical::Fields>) -> Result<Row, ChangeError> {
+    let mut row = Row::new();
+    for (name, value) in after {
+        if matches!(&value, Value::String(s) if s == UNAVAILABLE || s == UNAVAILABLE_BYTES) {
+            continue;
+        }
+        let value = match fields.and_then(|f| f.get(&name)) {
+            Some(field) => field.decode(value).map_err(|message| ChangeError::Field {
+                field: name.clone(),
+                message,
+            })?,
+            None => value,
+        };
+        row.insert(name, value);
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests;
