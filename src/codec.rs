@@ -67,3 +67,26 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
+
+/// Nanoseconds since the epoch as RFC 3339 in UTC, the fraction without
+/// trailing zeros (`1970-01-01T00:00:00.5Z`).
+pub fn rfc3339_utc(nanos: i128) -> String {
+    let secs = i64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(i64::MAX);
+    let sub = i64::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or_default();
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let day = secs.rem_euclid(86_400);
+    let (h, mi, s) = (day / 3600, day / 60 % 60, day % 60);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z",
+        fraction(sub)
+    )
+}
+
+/// `.fraction` of `nanos` (below a second) without trailing zeros, or nothing.
+pub fn fraction(nanos: i64) -> String {
+    if nanos == 0 {
+        return String::new();
+    }
+    let digits = format!("{nanos:09}");
+    format!(".{}", digits.trim_end_matches('0'))
+}

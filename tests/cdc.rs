@@ -9,11 +9,29 @@ mod common;
 use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
+
+/// A config applying `topic`'s change stream to `table` (upsert by `id`).
+fn cdc_toml(topic: &str, group: &str, url: &str, table: &str, extra: &str) -> String {
+    pipeline_toml(
+        topic,
+        group,
+        url,
+        table,
+        "mode = \"upsert\"\nkey_columns = [\"id\"]",
+    )
+    .replace(
+        &format!("group_id = \"{group}\"\n"),
+        &format!("group_id = \"{group}\"\nformat = \"debezium\"\n"),
+    ) + extra
+}
 use serde_json::{json, Value};
 use std::time::Duration;
 use tidemill::observe::stats::Stats;
 
-per_backend!(a_change_stream_leaves_the_target_as_the_source_is);
+per_backend!(
+    a_change_stream_leaves_the_target_as_the_source_is,
+    lineage_columns_record_where_each_row_came_from,
+);
 
 /// The key struct Debezium writes for a table keyed by `id`, wrapped in the
 /// converter's schema when `schemas` is on.
@@ -162,4 +180,77 @@ async fn a_change_stream_leaves_the_target_as_the_source_is(kind: Kind) {
         .header("tidemill.error.message")
         .unwrap_or_default();
     assert!(reason.contains("truncate"), "{reason}");
+}
+
+/// Lineage columns: the Kafka offset, the source table, position and commit
+/// time of the change each row last took, and when tidemill read it.
+async fn lineage_columns_record_where_each_row_came_from(kind: Kind) {
+    let (topic, group) = (unique("cdc_lineage"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let db = TestDb::new(kind).await;
+    db.exec(
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, status VARCHAR(20), notes VARCHAR(200), \
+         amount DECIMAL(10,2), src_offset BIGINT, src_table VARCHAR(100), src_lsn VARCHAR(40), \
+         src_committed VARCHAR(40), loaded_at VARCHAR(40))",
+    )
+    .await;
+    let producer = TestProducer::new(&topic);
+    let change = |lsn: i64, ts_ms: i64, after: Value| {
+        let mut e: Value =
+            serde_json::from_str(&event("c", Value::Null, after, false)).expect("json");
+        e["source"]["lsn"] = json!(lsn);
+        e["source"]["ts_ms"] = json!(ts_ms);
+        e.to_string()
+    };
+    producer.send(
+        Some(&key(1, false)),
+        Some(&change(
+            100,
+            1_700_000_000_000,
+            json!({"id": 1, "status": "new"}),
+        )),
+    );
+    producer.send(
+        Some(&key(2, false)),
+        Some(&change(
+            200,
+            1_700_000_000_500,
+            json!({"id": 2, "status": "new"}),
+        )),
+    );
+    producer.send(
+        Some(&key(1, false)),
+        Some(&change(
+            300,
+            1_700_000_001_250,
+            json!({"id": 1, "status": "paid"}),
+        )),
+    );
+    producer.flush();
+    let lineage = "\n[pipelines.p.lineage]\noffset = \"src_offset\"\nsource_table = \"src_table\"\n\
+                   source_position = \"src_lsn\"\nsource_committed_at = \"src_committed\"\ningested_at = \"loaded_at\"\n";
+    let running = Running::start(&cdc_toml(&topic, &group, db.url(), "orders", lineage)).await;
+    wait_for(
+        "the changes applied and committed",
+        Duration::from_secs(60),
+        || all_committed(&group, &topic, 1),
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(
+        db.pairs("SELECT id, src_offset FROM orders ORDER BY id")
+            .await,
+        [(1, 2), (2, 1)],
+        "each row carries the offset of the change it last took"
+    );
+    let exact = "SELECT count(*) FROM orders WHERE id = 1 AND src_table = 'public.orders' \
+                 AND src_lsn = '300' AND src_committed = '2023-11-14T22:13:21.25Z' AND loaded_at LIKE '20%Z'";
+    assert_eq!(
+        db.scalar(exact).await,
+        1,
+        "source table, position and commit time, read time"
+    );
+    let second = "SELECT count(*) FROM orders WHERE id = 2 AND src_lsn = '200' \
+                  AND src_committed = '2023-11-14T22:13:20.5Z'";
+    assert_eq!(db.scalar(second).await, 1);
 }

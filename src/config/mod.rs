@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 mod duration;
+mod lineage;
 pub mod names;
 mod pipeline;
 mod schema;
@@ -17,6 +18,7 @@ mod validate;
 mod validate_kafka;
 mod validate_transforms;
 
+pub use lineage::LineageConfig;
 pub use pipeline::{
     AggregateConfig, Backend, BatchConfig, ColumnConfig, ColumnOverride, DeadLetterConfig,
     DecodeFormat, DedupConfig, Delivery, EmitMode, GroupProtocol, KafkaConfig, LatePolicy,

@@ -36,6 +36,9 @@ pub struct PipelineConfig {
     /// the pipeline (nothing is ever dropped).
     #[serde(default)]
     pub dead_letter: Option<DeadLetterConfig>,
+    /// Lineage and audit columns written into every row.
+    #[serde(default)]
+    pub lineage: super::lineage::LineageConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -152,3 +152,19 @@ fn a_change_stream_needs_upsert_and_key_columns_and_no_stateful_steps() {
     let settings = Settings::from_toml(&fine).expect("a change stream into an upserted table");
     assert!(settings.pipelines["orders"].applies_deletes());
 }
+
+#[test]
+fn lineage_columns_are_distinct_identifiers_and_the_sources_need_a_change_stream() {
+    let text = format!(
+        "{BASE}[pipelines.orders.lineage]\ntopic = \"src\"\noffset = \"src\"\nsource_table = \"t\"\n"
+    );
+    let err = Settings::from_toml(&text).expect_err("refused").to_string();
+    assert!(
+        err.contains("pipelines.orders.lineage.offset: `src` names another lineage column too"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pipelines.orders.lineage.source_table: only a change stream"),
+        "{err}"
+    );
+}

@@ -90,6 +90,30 @@ fn pipeline(
     }
     sink(name, p, push);
     batch(name, p, push);
+    lineage(name, p, push);
+}
+
+/// Lineage columns: valid and distinct names; the source's only for a change stream.
+fn lineage(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
+    let key = |k: &str| format!("pipelines.{name}.lineage.{k}");
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, column) in p.lineage.columns() {
+        if let Err(e) = crate::ident::validate(column) {
+            push(key(k), e.to_string());
+        }
+        if !seen.insert(column) {
+            push(
+                key(k),
+                format!("`{column}` names another lineage column too"),
+            );
+        }
+        if k.starts_with("source_") && p.format != crate::config::DecodeFormat::Debezium {
+            push(
+                key(k),
+                "only a change stream (format = \"debezium\") has a source to record".into(),
+            );
+        }
+    }
 }
 
 fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {

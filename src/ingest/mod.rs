@@ -17,6 +17,7 @@
 
 pub mod batch;
 pub mod decode;
+pub mod lineage;
 mod tombstone;
 pub mod transform;
 
@@ -77,6 +78,8 @@ pub struct Ingest {
     /// The current record's rows on their way into the batch (one buffer
     /// reused for every record).
     rows: Vec<Row>,
+    /// Lineage columns stamped into every row, when configured.
+    lineage: Option<lineage::Stamp>,
 }
 
 impl Ingest {
@@ -88,7 +91,14 @@ impl Ingest {
             delete_keys: None,
             kafka_keys: true,
             rows: Vec::new(),
+            lineage: None,
         }
+    }
+
+    /// Stamps these lineage columns into every row.
+    pub fn with_lineage(mut self, stamp: Option<lineage::Stamp>) -> Self {
+        self.lineage = stamp;
+        self
     }
 
     /// Tombstones delete the row their key names (by these key columns)
@@ -119,12 +129,12 @@ impl Ingest {
             Ok(Some(value)) => value,
             Ok(None) => return self.push_tombstone(rec, raw),
         };
-        let value = match self.decoder.format() {
-            DecodeFormat::Json => value,
-            DecodeFormat::Debezium => match debezium::change(value) {
-                Ok(Change::Upsert(row)) => Value::Object(row),
-                Ok(Change::Delete) => return self.push_delete(rec),
-                Ok(Change::Truncate) => {
+        let (value, source) = match self.decoder.format() {
+            DecodeFormat::Json => (value, None),
+            DecodeFormat::Debezium => match debezium::event(value) {
+                Ok((Change::Upsert(row), source)) => (Value::Object(row), Some(source)),
+                Ok((Change::Delete, _)) => return self.push_delete(rec),
+                Ok((Change::Truncate, _)) => {
                     return Err(refuse(
                         Reason::Decode,
                         "a truncate of the source table is not applied to the target".into(),
@@ -136,6 +146,9 @@ impl Ingest {
         self.chain
             .apply_into(value, &mut self.rows)
             .map_err(|e| refuse(Reason::Transform, e.to_string()))?;
+        if let Some(stamp) = &self.lineage {
+            stamp.stamp(&mut self.rows, rec, source.as_ref());
+        }
         self.push_rows(rec, raw);
         Ok(Pushed::Rows)
     }

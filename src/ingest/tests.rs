@@ -132,3 +132,61 @@ fn binary_kafka_keys_become_hex() {
     assert_eq!(kafka_key(Some(&[0xff, 0x01])), json!("0xff01"));
     assert_eq!(kafka_key(None), serde_json::Value::Null);
 }
+
+#[test]
+fn lineage_columns_say_where_each_row_came_from() {
+    let cfg = crate::config::LineageConfig {
+        topic: Some("src_topic".into()),
+        partition: Some("src_partition".into()),
+        offset: Some("src_offset".into()),
+        timestamp: Some("src_ts".into()),
+        ingested_at: Some("read_at".into()),
+        ..Default::default()
+    };
+    let stamp = lineage::Stamp::new(cfg)
+        .expect("columns set")
+        .with_clock(|| 1_500);
+    let mut i = ingest(".[]", None).with_lineage(Some(stamp));
+    assert_eq!(
+        push(&mut i, 9, None, Some(r#"[{"id":1},{"id":2}]"#)),
+        Ok(Pushed::Rows)
+    );
+    let batch = i.batcher.take().expect("a batch");
+    let expected = |id: i64| {
+        serde_json::json!({"id": id, "src_topic": "t", "src_partition": 0, "src_offset": 9,
+                           "src_ts": "1970-01-01T00:00:01Z", "read_at": "1970-01-01T00:00:01.5Z"})
+    };
+    let rows: Vec<serde_json::Value> = batch
+        .rows
+        .iter()
+        .cloned()
+        .map(serde_json::Value::Object)
+        .collect();
+    assert_eq!(rows, [expected(1), expected(2)], "every row of the record");
+}
+
+#[test]
+fn a_change_streams_rows_carry_their_source_position_and_commit_time() {
+    let cfg = crate::config::LineageConfig {
+        source_database: Some("src_db".into()),
+        source_table: Some("src_table".into()),
+        source_position: Some("src_lsn".into()),
+        source_committed_at: Some("src_committed".into()),
+        ..Default::default()
+    };
+    let chain = Chain::compile(&[]).expect("no steps");
+    let batcher = Batcher::new(&BatchConfig::default(), false, false);
+    let mut i = Ingest::new(Decoder::new(DecodeFormat::Debezium, None), chain, batcher)
+        .with_lineage(lineage::Stamp::new(cfg));
+    let event = r#"{"before":null,"after":{"id":1},"op":"c","source":{"db":"shop","schema":"public","table":"orders","lsn":28581784,"ts_ms":1700000000123}}"#;
+    assert_eq!(
+        push(&mut i, 0, Some(r#"{"id":1}"#), Some(event)),
+        Ok(Pushed::Rows)
+    );
+    let row = serde_json::Value::Object(i.batcher.take().expect("a batch").rows[0].clone());
+    assert_eq!(
+        row,
+        serde_json::json!({"id": 1, "src_db": "shop", "src_table": "public.orders",
+                           "src_lsn": "28581784", "src_committed": "2023-11-14T22:13:20.123Z"})
+    );
+}

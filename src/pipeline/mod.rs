@@ -200,7 +200,8 @@ impl Pipeline {
             Batcher::new(&cfg.batch, cfg.dead_letter.is_some(), engine.is_some()),
         )
         .with_kafka_keys(engine.as_ref().is_some_and(|e| e.reads_kafka_key()))
-        .with_deletes(cfg.applies_deletes().then(|| cfg.sink.key_columns.clone()));
+        .with_deletes(cfg.applies_deletes().then(|| cfg.sink.key_columns.clone()))
+        .with_lineage(crate::ingest::lineage::Stamp::new(cfg.lineage.clone()));
         let driver = Driver::new(
             ingest,
             batch_tx,

@@ -31,6 +31,43 @@ pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
 /// The same stand-in for a bytes column (base64 of [`UNAVAILABLE`]).
 const UNAVAILABLE_BYTES: &str = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ==";
 
+/// Where a change happened in its source (the envelope's `source` block).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    pub database: Option<String>,
+    /// `schema.table` when the source has schemas (PostgreSQL), else the table.
+    pub table: Option<String>,
+    /// PostgreSQL's LSN; MySQL's GTID, else binlog `file:pos`.
+    pub position: Option<String>,
+    /// When the source committed the change (ms since the epoch).
+    pub committed_ms: Option<i64>,
+}
+
+impl Source {
+    fn of(source: Option<&Value>) -> Self {
+        let Some(s) = source else {
+            return Self::default();
+        };
+        let text = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_string);
+        let table = match (text("schema"), text("table")) {
+            (Some(schema), Some(table)) => Some(format!("{schema}.{table}")),
+            (_, table) => table,
+        };
+        let position = match (s.get("lsn"), text("gtid"), text("file"), s.get("pos")) {
+            (Some(lsn), ..) if !lsn.is_null() => Some(lsn.to_string()),
+            (_, Some(gtid), ..) => Some(gtid),
+            (_, _, Some(file), Some(pos)) => Some(format!("{file}:{pos}")),
+            _ => None,
+        };
+        Self {
+            database: text("db"),
+            table,
+            position,
+            committed_ms: s.get("ts_ms").and_then(Value::as_i64),
+        }
+    }
+}
+
 /// What a change event asks of the target table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -50,9 +87,20 @@ pub enum ChangeError {
     Field { field: String, message: String },
 }
 
+/// Reads one change event's value, and where in its source it happened.
+pub fn event(value: Value) -> Result<(Change, Source), ChangeError> {
+    let (envelope, schema) = unwrap(value);
+    let source = Source::of(envelope.get("source"));
+    Ok((change_of(envelope, schema)?, source))
+}
+
 /// Reads one change event's value.
 pub fn change(value: Value) -> Result<Change, ChangeError> {
     let (envelope, schema) = unwrap(value);
+    change_of(envelope, schema)
+}
+
+fn change_of(envelope: Value, schema: Option<Value>) -> Result<Change, ChangeError> {
     let Value::Object(mut envelope) = envelope else {
         return Err(ChangeError::Envelope("the value is not an object".into()));
     };

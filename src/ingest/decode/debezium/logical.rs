@@ -4,7 +4,7 @@
 //! `HH:MM:SS.fraction`, timestamps to RFC 3339 in UTC, JSON text to the
 //! document. Types it does not list pass through unchanged.
 
-use crate::codec::{base64, civil_from_days};
+use crate::codec::{base64, civil_from_days, fraction, rfc3339_utc};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -173,23 +173,5 @@ fn time_of_day(units: i64, nanos_per_unit: i64) -> String {
 
 /// `units` of `nanos_per_unit` nanoseconds since the epoch, as RFC 3339 UTC.
 fn timestamp(units: i64, nanos_per_unit: i64) -> String {
-    let nanos = i128::from(units) * i128::from(nanos_per_unit);
-    let secs = i64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(i64::MAX);
-    let sub = i64::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or_default();
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let day = secs.rem_euclid(86_400);
-    let (h, mi, s) = (day / 3600, day / 60 % 60, day % 60);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z",
-        fraction(sub)
-    )
-}
-
-/// `.fraction` without trailing zeros, or nothing.
-fn fraction(nanos: i64) -> String {
-    if nanos == 0 {
-        return String::new();
-    }
-    let digits = format!("{nanos:09}");
-    format!(".{}", digits.trim_end_matches('0'))
+    rfc3339_utc(i128::from(units) * i128::from(nanos_per_unit))
 }
