@@ -151,8 +151,8 @@ fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
     }
 }
 
-/// `delete`, `auto_create` and `schema`: what each needs, named by key.
-fn deletes_and_schema(
+/// Deletes (`delete`, or a change stream's): what they need, named by key.
+fn deletes(
     p: &PipelineConfig,
     key: &impl Fn(&str) -> String,
     push: &mut impl FnMut(String, String),
@@ -194,6 +194,16 @@ fn deletes_and_schema(
             );
         }
     }
+}
+
+/// `delete`, `auto_create` and `schema`: what each needs, named by key.
+fn deletes_and_schema(
+    p: &PipelineConfig,
+    key: &impl Fn(&str) -> String,
+    push: &mut impl FnMut(String, String),
+) {
+    deletes(p, key, push);
+    let sink = &p.sink;
     match (&sink.schema, sink.auto_create) {
         (None, true) => push(
             key("schema"),
