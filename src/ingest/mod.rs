@@ -11,6 +11,9 @@
 //!   which the source calls once the record's dead letter is durable: a
 //!   record is never both out of the batch and out of the dead-letter topic.
 //! - Records of one partition enter the batch in offset order ([`batch`]).
+//! - A change stream's events (`format = "debezium"`) become upserts and
+//!   deletes by key ([`decode::debezium`]); configured lineage columns are
+//!   stamped into every row a record becomes ([`lineage`]).
 //!
 //! Sending dead letters, pacing, and handing batches to the writer are the
 //! source's (I/O); the batch itself is the only output.
