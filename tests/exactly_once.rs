@@ -300,7 +300,13 @@ async fn a_zombie_paused_past_its_session_timeout_cannot_land_its_batch(kind: Ki
     db.exec("CREATE TABLE log (id BIGINT NOT NULL)").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("tidemill.toml");
-    std::fs::write(&config, pipeline_toml(&topic, &group, db.url(), "log", "")).expect("config");
+    // A rebalance waits for the frozen zombie at most 45 s (librdkafka's
+    // rebalance timeout, max.poll.interval.ms, is 300 s by default).
+    let toml = pipeline_toml(&topic, &group, db.url(), "log", "").replace(
+        "[pipelines.p.sink]",
+        "[pipelines.p.kafka.options]\n\"max.poll.interval.ms\" = \"45000\"\n[pipelines.p.sink]",
+    );
+    std::fs::write(&config, toml).expect("config");
 
     let (zombie_port, zombie_listen) = health_port();
     let (successor_port, successor_listen) = health_port();
@@ -347,7 +353,7 @@ async fn a_zombie_paused_past_its_session_timeout_cannot_land_its_batch(kind: Ki
     );
     wait_for(
         "the successor owning partitions",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || async {
             http::member_metric(successor_port, "tidemill_assigned_partitions", "p").await > 0
         },
