@@ -94,12 +94,6 @@ pub fn event(value: Value) -> Result<(Change, Source), ChangeError> {
     Ok((change_of(envelope, schema)?, source))
 }
 
-/// Reads one change event's value.
-pub fn change(value: Value) -> Result<Change, ChangeError> {
-    let (envelope, schema) = unwrap(value);
-    change_of(envelope, schema)
-}
-
 fn change_of(envelope: Value, schema: Option<Value>) -> Result<Change, ChangeError> {
     let Value::Object(mut envelope) = envelope else {
         return Err(ChangeError::Envelope("the value is not an object".into()));

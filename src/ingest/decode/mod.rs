@@ -53,7 +53,7 @@ impl Decoder {
     pub fn decode(&self, payload: Option<&[u8]>) -> Result<Option<Value>, DecodeError> {
         match (self.format, payload) {
             (_, None) => Ok(None),
-            // The envelope; `debezium::change` reads it.
+            // The envelope; `debezium::event` reads it.
             (DecodeFormat::Debezium, Some(bytes)) => Ok(Some(serde_json::from_slice(bytes)?)),
             (DecodeFormat::Json, Some(bytes)) => {
                 if let Some(projection) = &self.projection {

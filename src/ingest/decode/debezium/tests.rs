@@ -14,6 +14,11 @@ fn event(op: &str, after: Value) -> Value {
     })
 }
 
+/// What an event asks of the target (its source left aside).
+fn change(value: Value) -> Result<Change, ChangeError> {
+    super::event(value).map(|(change, _)| change)
+}
+
 fn upserted(change: Result<Change, ChangeError>) -> Row {
     match change {
         Ok(Change::Upsert(row)) => row,
