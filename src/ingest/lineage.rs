@@ -11,10 +11,12 @@ use crate::config::LineageConfig;
 use crate::model::Row;
 use serde_json::Value;
 
-/// The configured lineage columns and the clock `ingested_at` reads.
+/// The configured lineage columns (resolved once, at start-up) and the
+/// clock `ingested_at` reads.
 #[derive(Debug, Clone)]
 pub struct Stamp {
-    cfg: LineageConfig,
+    columns: Vec<(&'static str, String)>,
+    reads_clock: bool,
     /// Wall-clock milliseconds since the epoch (a test gives a fixed one).
     clock: fn() -> i64,
 }
@@ -34,8 +36,14 @@ fn time(ms: Option<i64>) -> Value {
 impl Stamp {
     /// `None` when no column is configured.
     pub fn new(cfg: LineageConfig) -> Option<Self> {
-        (!cfg.is_empty()).then_some(Self {
-            cfg,
+        let columns: Vec<(&'static str, String)> = cfg
+            .columns()
+            .into_iter()
+            .map(|(key, column)| (key, column.to_string()))
+            .collect();
+        (!columns.is_empty()).then_some(Self {
+            reads_clock: cfg.ingested_at.is_some(),
+            columns,
             clock: wall_clock_ms,
         })
     }
@@ -50,9 +58,9 @@ impl Stamp {
         if rows.is_empty() {
             return;
         }
-        let read_at = self.cfg.ingested_at.as_ref().map(|_| (self.clock)());
-        let values = self.cfg.columns().into_iter().map(|(key, column)| {
-            let value = match key {
+        let read_at = self.reads_clock.then(|| (self.clock)());
+        let values = self.columns.iter().map(|(key, column)| {
+            let value = match *key {
                 "topic" => Value::String(rec.tp.topic.clone()),
                 "partition" => Value::from(rec.tp.partition),
                 "offset" => Value::from(rec.offset),
@@ -63,12 +71,12 @@ impl Stamp {
                 "source_position" => source.and_then(|s| s.position.clone()).into(),
                 _ => time(source.and_then(|s| s.committed_ms)),
             };
-            (column.to_string(), value)
+            (column, value)
         });
-        let values: Vec<(String, Value)> = values.collect();
+        let values: Vec<(&String, Value)> = values.collect();
         for row in rows.iter_mut() {
             for (column, value) in &values {
-                row.insert(column.clone(), value.clone());
+                row.insert((*column).clone(), value.clone());
             }
         }
     }
