@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: custom_operator <config.toml>"))?;
-    let settings = tidemill::config::Settings::load(path.as_ref(), None)?;
+    let settings = tidemill::check::load(path.as_ref(), None)?;
     let _telemetry = tidemill::observe::telemetry::init(&settings.telemetry)?;
     let mut registry = Registry::default();
     registry.register(

@@ -16,8 +16,8 @@
 use serde_json::{json, Map, Value};
 use sqlx::Connection;
 use std::time::Instant;
-use tidemill::config::{Settings, SinkConfig};
-use tidemill::sink::types::{RowTypes, Target};
+use tidemill::config::SinkConfig;
+use tidemill::sink::types::RowTypes;
 use tidemill::sink::{prepare, with_deletes, PreparedWrite, Sink};
 
 const TYPES: [&str; 4] = ["view", "click", "purchase", "refund"];
@@ -69,8 +69,7 @@ async fn bench(
     batch_rows: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let (mode, keys) = (cfg.mode, vec!["event_id".to_string()]);
-    let target = cfg.backend().map_or(Target::Postgres, Target::from);
-    let types = RowTypes::new(sink.schema(), cfg, target);
+    let types = RowTypes::new(sink.schema(), cfg, sink.dialect().target());
     let mut rows = rows.to_vec();
     let converting = Instant::now();
     for row in &mut rows {
@@ -124,7 +123,9 @@ async fn main() -> anyhow::Result<()> {
     let toml = format!(
         "[pipelines.b]\ntopics = [\"x\"]\n[pipelines.b.kafka]\nbrokers = \"x\"\n[pipelines.b.sink]\nurl = \"{url}\"\ntable = \"events\"\nmode = \"{mode}\"\nkey_columns = [\"event_id\"]\ncopy_threshold = {copy}\n"
     );
-    let cfg = Settings::from_toml(&toml)?.pipelines["b"].sink.clone();
+    let cfg = tidemill::check::from_toml(&toml)?.pipelines["b"]
+        .sink
+        .clone();
     let rows = rows(n);
     let passes = if matches!(arg, "update" | "delete") {
         2

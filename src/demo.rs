@@ -5,7 +5,6 @@
 //! upserts them into a SQLite file. Progress is printed while it runs, and a
 //! summary — checked against the generator's own count and sum — at the end.
 
-use crate::config::Settings;
 use crate::observe::stats::Stats;
 use crate::pipeline::Pipeline;
 use rdkafka::mocking::MockCluster;
@@ -63,7 +62,7 @@ pub async fn run(records: u64, db_path: &Path) -> Result<(), DemoError> {
         expected.rows
     );
 
-    let settings = Settings::from_toml(&demo_config(&brokers, &url)).map_err(Box::new)?;
+    let settings = crate::check::from_toml(&demo_config(&brokers, &url)).map_err(Box::new)?;
     let (name, cfg) = settings
         .pipelines
         .iter()

@@ -35,19 +35,19 @@ pub fn validate(name: &str) -> Result<(), IdentError> {
 
 /// How a database quotes identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub enum Quoting {
     /// PostgreSQL, SQLite: `"a""b"`.
     Ansi,
     /// MySQL, MariaDB: `` `a``b` `` (independent of `ANSI_QUOTES`).
-    MySql,
+    Backtick,
 }
 
-impl Dialect {
+impl Quoting {
     /// Quotes `name`; the quote character inside it is doubled.
     pub fn quote(self, name: &str) -> String {
         match self {
-            Dialect::Ansi => format!("\"{}\"", name.replace('"', "\"\"")),
-            Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+            Quoting::Ansi => format!("\"{}\"", name.replace('"', "\"\"")),
+            Quoting::Backtick => format!("`{}`", name.replace('`', "``")),
         }
     }
 
@@ -63,12 +63,12 @@ impl Dialect {
 
 /// Quotes an identifier ANSI-style (PostgreSQL, SQLite): `"a""b"`.
 pub fn quote(name: &str) -> String {
-    Dialect::Ansi.quote(name)
+    Quoting::Ansi.quote(name)
 }
 
 /// `"a", "b"` for a column list.
 pub fn column_list(columns: &[String]) -> String {
-    Dialect::Ansi.column_list(columns)
+    Quoting::Ansi.column_list(columns)
 }
 
 /// The upsert clause shared by PostgreSQL and SQLite: update every non-key
@@ -123,12 +123,12 @@ impl TableName {
 
     /// The quoted, possibly qualified name for SQL text (ANSI quotes).
     pub fn quoted(&self) -> String {
-        self.quoted_in(Dialect::Ansi)
+        self.quoted_in(Quoting::Ansi)
     }
 
     /// The table `name` next to this one (same schema or database), quoted
     /// in `dialect`: where tidemill keeps its checkpoint and state tables.
-    pub fn sibling(&self, name: &str, dialect: Dialect) -> String {
+    pub fn sibling(&self, name: &str, dialect: Quoting) -> String {
         TableName {
             schema: self.schema.clone(),
             name: name.into(),
@@ -138,7 +138,7 @@ impl TableName {
 
     /// The quoted, possibly qualified name in `dialect` (on MySQL the
     /// "schema" is the database).
-    pub fn quoted_in(&self, dialect: Dialect) -> String {
+    pub fn quoted_in(&self, dialect: Quoting) -> String {
         match &self.schema {
             Some(schema) => format!("{}.{}", dialect.quote(schema), dialect.quote(&self.name)),
             None => dialect.quote(&self.name),
@@ -170,11 +170,11 @@ mod tests {
     #[test]
     fn mysql_quote_doubles_backticks() {
         assert_eq!(
-            Dialect::MySql.quote("a`; drop table x; --"),
+            Quoting::Backtick.quote("a`; drop table x; --"),
             "`a``; drop table x; --`"
         );
         let t = TableName::parse("db.t`x", false).expect("valid");
-        assert_eq!(t.quoted_in(Dialect::MySql), "`db`.`t``x`");
+        assert_eq!(t.quoted_in(Quoting::Backtick), "`db`.`t``x`");
     }
 
     #[test]

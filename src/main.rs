@@ -103,7 +103,7 @@ fn defaults() -> Option<&'static Path> {
 }
 
 async fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(config, defaults())?;
+    let settings = tidemill::check::load(config, defaults())?;
     let _guard = tidemill::observe::telemetry::init(&settings.telemetry)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));

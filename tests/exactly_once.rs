@@ -220,7 +220,7 @@ async fn write(
 
 fn toml_sink(url: &str) -> SinkConfig {
     let text = pipeline_toml("t", "g", url, "t", "");
-    let settings = tidemill::config::Settings::from_toml(&text).expect("config");
+    let settings = tidemill::check::from_toml(&text).expect("config");
     settings.pipelines["p"].sink.clone()
 }
 

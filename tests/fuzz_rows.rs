@@ -165,7 +165,7 @@ proptest! {
             }
             Err(e) => {
                 // Refused batches are data errors naming a reason, never panics.
-                prop_assert_eq!(e.class(), tidemill::sink::RetryClass::Data);
+                prop_assert_eq!(e.class(&tidemill::db::postgres::dialect::DIALECT), tidemill::sink::RetryClass::Data);
             }
         }
     }

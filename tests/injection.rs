@@ -10,8 +10,8 @@ use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
-use tidemill::config::{ConfigError, Settings};
-use tidemill::ident::Dialect;
+use tidemill::config::ConfigError;
+use tidemill::ident::Quoting;
 
 per_backend!(crafted_names_and_values_are_loaded_verbatim_and_touch_nothing_else);
 
@@ -24,10 +24,10 @@ const VALUES: [&str; 4] = [
     "x' OR '1'='1",
 ];
 
-fn dialect(kind: Kind) -> Dialect {
+fn dialect(kind: Kind) -> Quoting {
     match kind {
-        Kind::MariaDb => Dialect::MySql,
-        Kind::Postgres | Kind::Sqlite => Dialect::Ansi,
+        Kind::MariaDb => Quoting::Backtick,
+        Kind::Postgres | Kind::Sqlite => Quoting::Ansi,
     }
 }
 
@@ -103,7 +103,7 @@ fn problems(table: &str, key_columns: &str) -> Vec<String> {
         &toml_escape(table),
         &extra,
     );
-    match Settings::from_toml(&toml) {
+    match tidemill::check::from_toml(&toml) {
         Err(ConfigError::Invalid(problems)) => problems.iter().map(|p| p.to_string()).collect(),
         other => panic!("expected validation problems, got {:?}", other.map(|_| ())),
     }

@@ -8,13 +8,13 @@ mod common;
 use common::db::TestDb;
 use common::pipeline_toml;
 use serde_json::json;
-use tidemill::config::{Settings, SinkMode};
+use tidemill::config::SinkMode;
 use tidemill::model::Row;
 use tidemill::sink::{prepare, RetryClass, Sink};
 
 async fn open(db: &TestDb, table: &str) -> tidemill::db::mysql::MySqlSink {
     let text = pipeline_toml("t", "g", db.url(), table, "");
-    let cfg = Settings::from_toml(&text).expect("config").pipelines["p"]
+    let cfg = tidemill::check::from_toml(&text).expect("config").pipelines["p"]
         .sink
         .clone();
     tidemill::db::mysql::MySqlSink::open(&cfg)
@@ -91,6 +91,6 @@ async fn values_that_do_not_fit_are_refused_not_truncated() {
         ];
         let prepared = prepare(sink.schema(), SinkMode::Insert, &[], &rows).expect("prepare");
         let err = sink.trial(&prepared).await.expect_err("refused");
-        assert_eq!(err.class(), RetryClass::Data, "{bad}: {err}");
+        assert_eq!(err.class(sink.dialect()), RetryClass::Data, "{bad}: {err}");
     }
 }

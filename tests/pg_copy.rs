@@ -8,7 +8,7 @@ mod common;
 use common::db::TestDb;
 use common::pipeline_toml;
 use serde_json::{json, Value};
-use tidemill::config::{Settings, SinkConfig, SinkMode};
+use tidemill::config::{SinkConfig, SinkMode};
 use tidemill::db::postgres::PostgresSink;
 use tidemill::model::Row;
 use tidemill::sink::{prepare, RetryClass, Sink};
@@ -27,7 +27,7 @@ fn sink_cfg(url: &str, table: &str, mode: SinkMode, copy_threshold: usize) -> Si
         }
     );
     let text = pipeline_toml("t", "g", url, table, &extra);
-    Settings::from_toml(&text).expect("config").pipelines["p"]
+    tidemill::check::from_toml(&text).expect("config").pipelines["p"]
         .sink
         .clone()
 }
@@ -131,7 +131,7 @@ async fn a_value_copy_refuses_is_a_data_error_naming_its_column_and_trials_leave
             .write(&prepared, None, None)
             .await
             .expect_err("too long");
-        assert_eq!(err.class(), RetryClass::Data, "{err}");
+        assert_eq!(err.class(sink.dialect()), RetryClass::Data, "{err}");
         assert!(err.to_string().contains("column vc"), "{err}");
         assert_eq!(db.scalar("SELECT count(*) FROM t").await, 0);
     }

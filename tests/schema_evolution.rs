@@ -9,7 +9,7 @@ use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};
 use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use std::time::Duration;
-use tidemill::ident::Dialect;
+use tidemill::ident::Quoting;
 
 per_backend!(
     auto_create_creates_the_declared_table_and_rows_load,
@@ -142,8 +142,8 @@ async fn auto_evolve_quotes_an_injection_shaped_field_name(kind: Kind) {
     run(&db, "target", "auto_evolve = true", &batch).await;
 
     let q = match kind {
-        Kind::MariaDb => Dialect::MySql,
-        Kind::Postgres | Kind::Sqlite => Dialect::Ansi,
+        Kind::MariaDb => Quoting::Backtick,
+        Kind::Postgres | Kind::Sqlite => Quoting::Ansi,
     };
     let column = q.quote(FIELD);
     assert_eq!(
@@ -298,7 +298,7 @@ async fn rows_of_different_fields_each_take_copy_on_postgres() {
         "d",
         "copy_threshold = 1\nmode = \"upsert\"\nkey_columns = [\"id\"]",
     );
-    let settings = tidemill::config::Settings::from_toml(&toml).expect("valid");
+    let settings = tidemill::check::from_toml(&toml).expect("valid");
     let cfg = &settings.pipelines["p"].sink;
     let mut sink = PostgresSink::open(cfg).await.expect("open");
     let rows: Vec<tidemill::model::Row> = mixed(0..30)
@@ -329,7 +329,7 @@ async fn a_column_another_member_added_first_counts_as_added(kind: Kind) {
     let db = TestDb::new(kind).await;
     db.exec("CREATE TABLE race (id BIGINT PRIMARY KEY)").await;
     let toml = pipeline_toml("t", "g", db.url(), "race", "auto_evolve = true");
-    let settings = tidemill::config::Settings::from_toml(&toml).expect("valid");
+    let settings = tidemill::check::from_toml(&toml).expect("valid");
     let cfg = &settings.pipelines["p"].sink;
     let mut first = tidemill::db::open(cfg).await.expect("open");
     let mut second = tidemill::db::open(cfg).await.expect("open");

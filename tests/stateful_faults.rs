@@ -245,8 +245,8 @@ async fn aggregates_stay_exact_through_a_database_restart(kind: Kind) {
     create_tables(server.db()).await;
     let (topic, group) = (unique("agg_dbdown"), unique("g"));
     kafka::create_topic(&topic, PARTITIONS).await;
-    let settings = tidemill::config::Settings::from_toml(&aggregates_toml(&topic, &group, &url))
-        .expect("config");
+    let settings =
+        tidemill::check::from_toml(&aggregates_toml(&topic, &group, &url)).expect("config");
     let shutdown = tokio_util::sync::CancellationToken::new();
     let run = {
         let shutdown = shutdown.clone();

@@ -11,10 +11,9 @@ use common::{all_committed, pipeline_toml, unique, wait_for, Running};
 use serde_json::{json, Value};
 use sqlx::Row as _;
 use std::time::Duration;
-use tidemill::config::Settings;
 use tidemill::db;
 use tidemill::observe::stats::Stats;
-use tidemill::sink::types::{RowTypes, Target};
+use tidemill::sink::types::RowTypes;
 use tidemill::sink::{prepare, Sink as _};
 
 per_backend!(good_values_load_exactly_and_each_unfit_value_is_dead_lettered_with_its_column);
@@ -45,7 +44,7 @@ async fn a_timestamp_override_for_a_missing_or_untimed_column_fails_at_open() {
         let extra =
             format!("\n[pipelines.p.sink.columns.{column}]\ntimestamp_format = \"epoch_s\"\n");
         let toml = pipeline_toml("t", "g", db.url(), "typed", &extra);
-        let cfg = Settings::from_toml(&toml).expect("config").pipelines["p"]
+        let cfg = tidemill::check::from_toml(&toml).expect("config").pipelines["p"]
             .sink
             .clone();
         let err = match db::open(&cfg).await {
@@ -159,13 +158,13 @@ async fn converted_values_qualify_for_postgres_copy() {
     let extra =
         "copy_threshold = 1\n[pipelines.p.sink.columns.at_ms]\ntimestamp_format = \"epoch_ms\"\n";
     let toml = pipeline_toml("t", "g", db.url(), "typed", extra);
-    let cfg = Settings::from_toml(&toml).expect("config").pipelines["p"]
+    let cfg = tidemill::check::from_toml(&toml).expect("config").pipelines["p"]
         .sink
         .clone();
     let mut sink = tidemill::db::postgres::PostgresSink::open(&cfg)
         .await
         .expect("a PostgreSQL sink");
-    let types = RowTypes::new(sink.schema(), &cfg, Target::Postgres);
+    let types = RowTypes::new(sink.schema(), &cfg, sink.dialect().target());
     let rows: Vec<_> = good_rows()
         .into_iter()
         .map(|v| {

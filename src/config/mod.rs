@@ -20,10 +20,10 @@ mod validate_transforms;
 
 pub use lineage::LineageConfig;
 pub use pipeline::{
-    AggregateConfig, Backend, BatchConfig, ColumnConfig, ColumnOverride, DeadLetterConfig,
-    DecodeFormat, DedupConfig, Delivery, EmitMode, GroupProtocol, KafkaConfig, LatePolicy,
-    PipelineConfig, SchemaConfig, SinkConfig, SinkMode, StateConfig, TimeFormat, TimestampFormat,
-    TransformConfig, WindowConfig, WindowKind,
+    AggregateConfig, BatchConfig, ColumnConfig, ColumnOverride, DeadLetterConfig, DecodeFormat,
+    DedupConfig, Delivery, EmitMode, GroupProtocol, KafkaConfig, LatePolicy, PipelineConfig,
+    SchemaConfig, SinkConfig, SinkMode, StateConfig, TimeFormat, TimestampFormat, TransformConfig,
+    WindowConfig, WindowKind,
 };
 pub use schema::PortableType;
 pub use secret::{redact_url, Secret};
@@ -169,19 +169,8 @@ fn render(problems: &[Problem]) -> String {
 }
 
 impl Settings {
-    /// Loads and validates the layered configuration. `defaults` is normally
-    /// [`DEFAULT_FILE`]; it is skipped when it does not exist.
-    pub fn load(file: &Path, defaults: Option<&Path>) -> Result<Self, ConfigError> {
-        let settings = Self::load_unvalidated(file, defaults)?;
-        let problems = settings.validate();
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
-    }
-
-    /// Loads without validating, so `tidemill check` can report all problems.
+    /// Loads the layered configuration without validating it;
+    /// [`crate::check::load`] is how it is loaded to run.
     pub fn load_unvalidated(file: &Path, defaults: Option<&Path>) -> Result<Self, ConfigError> {
         if !file.exists() {
             return Err(ConfigError::Read {
@@ -219,19 +208,16 @@ impl Settings {
         self
     }
 
-    /// Parses a TOML string with no other layers (tests, demo).
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+    /// Parses a TOML string with no other layers, without validating it;
+    /// [`crate::check::from_toml`] is how it is read to run.
+    pub fn parse_toml(text: &str) -> Result<Self, ConfigError> {
         let raw = ::config::Config::builder()
             .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
             .build()
             .map_err(ConfigError::Parse)?;
-        let settings = Self::with_instance_id(raw.try_deserialize().map_err(ConfigError::Parse)?);
-        let problems = settings.validate();
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        Ok(Self::with_instance_id(
+            raw.try_deserialize().map_err(ConfigError::Parse)?,
+        ))
     }
 
     /// Every problem in the configuration, each naming its key.

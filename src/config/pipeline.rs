@@ -153,14 +153,6 @@ pub enum SinkMode {
 
 named!(SinkMode { Insert = "insert", Upsert = "upsert" });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-    /// MySQL or MariaDB (`mysql://` or `mariadb://`).
-    MySql,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -250,22 +242,6 @@ named!(TimestampFormat { Rfc3339 = "rfc3339", EpochS = "epoch_s", EpochMs = "epo
 #[serde(deny_unknown_fields)]
 pub struct ColumnOverride {
     pub timestamp_format: Option<TimestampFormat>,
-}
-
-impl SinkConfig {
-    /// The database kind, from the URL's scheme.
-    pub fn backend(&self) -> Option<Backend> {
-        let url = self.url.expose();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            Some(Backend::MySql)
-        } else {
-            None
-        }
-    }
 }
 
 fn default_connections() -> u32 {

@@ -1,7 +1,11 @@
 //! Whole-config validation: every problem at once, each naming its key.
+//!
+//! Config is data: this checks what the config alone can tell. What needs
+//! another module — the database a URL names and that database's rules for
+//! a table name, whether a jq program compiles — is checked by
+//! [`crate::check::offline`], which [`crate::check::load`] runs with this.
 
-use super::{Backend, PipelineConfig, Settings, SinkMode};
-use crate::ident::TableName;
+use super::{PipelineConfig, Settings, SinkMode};
 use std::fmt;
 
 /// One configuration problem: the dotted key and what is wrong with it.
@@ -118,16 +122,6 @@ fn lineage(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)
 
 fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
     let key = |k: &str| format!("pipelines.{name}.sink.{k}");
-    if p.sink.backend().is_none() {
-        push(
-            key("url"),
-            "unsupported scheme; use postgres://, postgresql://, mysql://, mariadb:// or sqlite:"
-                .into(),
-        );
-    }
-    if let Err(e) = TableName::parse(&p.sink.table, p.sink.backend() == Some(Backend::Sqlite)) {
-        push(key("table"), e.to_string());
-    }
     if p.sink.mode == SinkMode::Upsert && p.sink.key_columns.is_empty() {
         push(
             key("key_columns"),

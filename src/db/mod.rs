@@ -7,16 +7,17 @@
 //!
 //! Contract: [`open`] is the only place that knows which backends exist. It
 //! connects, reads (or creates) the target table and checks it against the
-//! config, so a pipeline starts only against a table it can write. Adding a
-//! database is adding a folder and one line there.
+//! config, so a pipeline starts only against a table it can write.
+//! [`BACKENDS`] is the only list of databases: adding one is adding a folder
+//! (its sink, checkpoint and state tables, and its [`Dialect`]) and one entry there.
 
 /// Implements [`Sink`] for a backend's sink type (fields `pool` and
 /// `schema`; an inherent `async fn evolve(&mut self, fields)`): the shared
 /// transaction sequence over its `Steps`, and its checkpoint and state tables
-/// next to the target table, quoted in `$dialect`. The backend's own
-/// `checkpoint` and `state` modules supply them.
+/// next to the target table, quoted in its `dialect` (a field). The backend's
+/// own `checkpoint` and `state` modules supply them.
 macro_rules! sink_impl {
-    ($ty:ty, $dialect:expr) => {
+    ($ty:ty) => {
         impl $crate::sink::Sink for $ty {
             fn transact<'a>(
                 &'a mut self,
@@ -41,11 +42,15 @@ macro_rules! sink_impl {
                 &self.schema
             }
 
+            fn dialect(&self) -> &'static dyn $crate::sink::dialect::Dialect {
+                self.dialect
+            }
+
             fn state_store(&self) -> $crate::state::StateStore {
                 let table = self
                     .schema
                     .table
-                    .sibling($crate::state::store::TABLE, $dialect);
+                    .sibling($crate::state::store::TABLE, self.dialect.quoting());
                 state::store(self.pool.clone(), table)
             }
 
@@ -55,7 +60,7 @@ macro_rules! sink_impl {
                     table: self
                         .schema
                         .table
-                        .sibling($crate::sink::checkpoint::TABLE, $dialect),
+                        .sibling($crate::sink::checkpoint::TABLE, self.dialect.quoting()),
                 })
             }
         }
@@ -67,7 +72,7 @@ macro_rules! sink_impl {
 /// `write_part` (inherent async fns), and the state and checkpoint writes
 /// of its `state` and `checkpoint` modules on the tables next to the target.
 macro_rules! steps_impl {
-    ($ty:ty, $db:ty, $dialect:expr) => {
+    ($ty:ty, $db:ty) => {
         impl $crate::sink::transact::Steps for $ty {
             type Db = $db;
             const SYSTEM: &'static str = SYSTEM;
@@ -108,7 +113,7 @@ macro_rules! steps_impl {
                 let table = self
                     .schema
                     .table
-                    .sibling($crate::state::store::TABLE, $dialect);
+                    .sibling($crate::state::store::TABLE, self.dialect.quoting());
                 Ok(state::write(tx, &table, writes).await?)
             }
 
@@ -120,7 +125,7 @@ macro_rules! steps_impl {
                 let table = self
                     .schema
                     .table
-                    .sibling($crate::sink::checkpoint::TABLE, $dialect);
+                    .sibling($crate::sink::checkpoint::TABLE, self.dialect.quoting());
                 checkpoint::advance(tx, &table, checkpoint).await
             }
         }
@@ -131,26 +136,59 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::config::{Backend, SinkConfig};
+use crate::config::SinkConfig;
+use crate::model::BoxFuture;
+use crate::sink::dialect::Dialect;
 use crate::sink::{types, Sink, SinkError};
+
+/// A database tidemill writes to: the URL schemes that name it, its SQL,
+/// and how a sink on it is opened. Each folder supplies one.
+pub struct Backend {
+    /// URL prefixes, e.g. `postgres://`.
+    pub schemes: &'static [&'static str],
+    pub dialect: &'static dyn Dialect,
+    pub open: Open,
+}
+
+/// Opens a sink on the table `cfg` names.
+pub type Open = for<'a> fn(&'a SinkConfig) -> BoxFuture<'a, Result<Box<dyn Sink>, SinkError>>;
+
+/// Every database tidemill writes to: the only list.
+pub const BACKENDS: [&Backend; 3] = [&postgres::BACKEND, &mysql::BACKEND, &sqlite::BACKEND];
+
+/// The backend `url` names by its scheme.
+pub fn backend_for(url: &str) -> Option<&'static Backend> {
+    BACKENDS
+        .into_iter()
+        .find(|b| b.schemes.iter().any(|s| url.starts_with(s)))
+}
+
+/// The schemes tidemill accepts, for messages: `postgres://, …`.
+pub fn schemes() -> String {
+    BACKENDS
+        .iter()
+        .flat_map(|b| b.schemes.iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Connects to the database the sink's URL names and reads the target
 /// table's schema. Problems with the table (missing, key columns absent,
 /// type overrides that do not fit) are `Schema`/`MissingTable` errors.
 pub async fn open(cfg: &SinkConfig) -> Result<Box<dyn Sink>, SinkError> {
-    let Some(backend) = cfg.backend() else {
+    let Some(backend) = backend_for(cfg.url.expose()) else {
         return Err(SinkError::Schema {
             table: cfg.table.clone(),
-            message: "unsupported database URL scheme".into(),
+            message: format!("unsupported database URL scheme; use {}", schemes()),
         });
     };
-    let sink: Box<dyn Sink> = match backend {
-        Backend::Postgres => Box::new(postgres::PostgresSink::open(cfg).await?),
-        Backend::Sqlite => Box::new(sqlite::SqliteSink::open(cfg).await?),
-        Backend::MySql => Box::new(mysql::MySqlSink::open(cfg).await?),
-    };
+    let sink = (backend.open)(cfg).await?;
     let mut problems = sink.schema().check(cfg.mode, &cfg.key_columns);
-    problems.extend(types::check_overrides(sink.schema(), cfg, backend.into()));
+    problems.extend(types::check_overrides(
+        sink.schema(),
+        cfg,
+        sink.dialect().target(),
+    ));
     if !problems.is_empty() {
         return Err(SinkError::Schema {
             table: cfg.table.clone(),

@@ -63,12 +63,21 @@ async fn prepare_again(
     shutdown: &CancellationToken,
 ) -> Result<Option<Pipeline>, PipelineError> {
     let mut backoff = Backoff::new(cfg.sink.retry_initial, cfg.sink.retry_max);
+    let Some(backend) = crate::db::backend_for(cfg.sink.url.expose()) else {
+        // No database to classify its errors: opening reports the URL.
+        return Pipeline::prepare_with(name, cfg, Arc::clone(registry))
+            .await
+            .map(Some);
+    };
+    let dialect = backend.dialect;
     loop {
         match Pipeline::prepare_with(name, cfg, Arc::clone(registry)).await {
-            Err(PipelineError::Sink { source, .. }) if source.class() == RetryClass::Transient => {
+            Err(PipelineError::Sink { source, .. })
+                if source.class(dialect) == RetryClass::Transient =>
+            {
                 let wait = backoff.next_delay();
                 // Counted as the writer's retries are (tidemill_db_retries_total).
-                stats.add_retry(crate::sink::observe::retry_kind(&source));
+                stats.add_retry(crate::sink::observe::retry_kind(&source, dialect));
                 tracing::warn!(pipeline = %name, error = %source, retry_in_ms = wait.as_millis() as u64, "database unavailable while rejoining; retrying");
                 tokio::select! {
                     biased;

@@ -1,5 +1,8 @@
 use super::*;
 use crate::config::ColumnConfig;
+use crate::db::mysql::dialect::{MARIADB, MYSQL};
+use crate::db::postgres::dialect::DIALECT as PG;
+use crate::db::sqlite::dialect::DIALECT as LITE;
 use serde_json::json;
 
 fn declared() -> SchemaConfig {
@@ -21,11 +24,11 @@ fn declared() -> SchemaConfig {
 fn create_table_maps_types_and_quotes_names_per_dialect() {
     let t = TableName::parse("s.t", false).expect("valid");
     assert_eq!(
-        create_table_sql(Backend::Postgres, &t, &declared()).expect("valid"),
+        create_table_sql(&PG, &t, &declared()).expect("valid"),
         r#"CREATE TABLE IF NOT EXISTS "s"."t" ("id" bigint NOT NULL, "a""b" numeric(12,2), PRIMARY KEY ("id"))"#
     );
     assert_eq!(
-        create_table_sql(Backend::MySql, &t, &declared()).expect("valid"),
+        create_table_sql(&MYSQL, &t, &declared()).expect("valid"),
         "CREATE TABLE IF NOT EXISTS `s`.`t` (`id` BIGINT NOT NULL, `a\"b` DECIMAL(12,2), PRIMARY KEY (`id`))"
     );
 }
@@ -42,8 +45,8 @@ fn portable_types_parse_with_arguments_and_refuse_others() {
     );
     assert!(PortableType::parse("numeric(3,4)").is_err());
     assert!(PortableType::parse("text; drop table x").is_err());
-    assert_eq!(PortableType::Json.sql(Backend::Postgres), "jsonb");
-    assert_eq!(PortableType::Uuid.sql(Backend::Sqlite), "TEXT");
+    assert_eq!(PG.declared_type(PortableType::Json), "jsonb");
+    assert_eq!(LITE.declared_type(PortableType::Uuid), "TEXT");
 }
 
 #[test]
@@ -75,13 +78,13 @@ fn new_fields_infer_and_widen_kinds_and_skip_nulls() {
 #[test]
 fn add_column_uses_if_not_exists_where_the_dialect_has_it() {
     let t = TableName::parse("t", true).expect("valid");
-    let sql = add_column_sql(Backend::Postgres, false, &t, "x\"y", Inferred::Json).expect("ok");
+    let sql = add_column_sql(&PG, &t, "x\"y", Inferred::Json).expect("ok");
     assert_eq!(
         sql,
         r#"ALTER TABLE "t" ADD COLUMN IF NOT EXISTS "x""y" jsonb"#
     );
-    let sql = add_column_sql(Backend::Sqlite, false, &t, "x", Inferred::Bool).expect("ok");
+    let sql = add_column_sql(&LITE, &t, "x", Inferred::Bool).expect("ok");
     assert_eq!(sql, r#"ALTER TABLE "t" ADD COLUMN "x" BOOLEAN"#);
-    let sql = add_column_sql(Backend::MySql, true, &t, "x", Inferred::Text).expect("ok");
+    let sql = add_column_sql(&MARIADB, &t, "x", Inferred::Text).expect("ok");
     assert_eq!(sql, "ALTER TABLE `t` ADD COLUMN IF NOT EXISTS `x` LONGTEXT");
 }

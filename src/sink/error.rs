@@ -1,18 +1,7 @@
 //! Sink errors, each with where it happened and whether to retry.
 
-use sqlx::error::ErrorKind;
-
-/// What the writer does about an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryClass {
-    /// Connection lost, timeout, serialization failure, deadlock, failover:
-    /// retry the same batch with backoff; nothing is committed meanwhile.
-    Transient,
-    /// The rows themselves are at fault (constraint, invalid value).
-    Data,
-    /// Authentication, missing table, permission: retrying cannot help.
-    Fatal,
-}
+use super::dialect::Dialect;
+pub use super::dialect::RetryClass;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -58,19 +47,35 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    pub fn class(&self) -> RetryClass {
+    /// Whether to retry, as `dialect` — the database the error came from —
+    /// classifies what the database itself reported.
+    pub fn class(&self, dialect: &dyn Dialect) -> RetryClass {
         match self {
             SinkError::Connect { source, .. }
             | SinkError::Describe { source, .. }
             | SinkError::Write { source, .. }
-            | SinkError::Checkpoint { source } => classify(source),
-            SinkError::State(e) => e.sql().map_or(RetryClass::Fatal, classify),
+            | SinkError::Checkpoint { source } => classify(source, dialect),
+            SinkError::State(e) => e
+                .sql()
+                .map_or(RetryClass::Fatal, |source| classify(source, dialect)),
             SinkError::Fenced { .. } => RetryClass::Fatal,
             // Never retried: the writer takes it as the batch written.
             SinkError::AlreadyCommitted { .. } => RetryClass::Fatal,
             SinkError::Tls { .. } | SinkError::TlsFile { .. } => RetryClass::Fatal,
             SinkError::MissingTable { .. } | SinkError::Schema { .. } => RetryClass::Fatal,
             SinkError::Row { .. } => RetryClass::Data,
+        }
+    }
+
+    /// The driver's error behind this one, if any.
+    pub fn sql(&self) -> Option<&sqlx::Error> {
+        match self {
+            SinkError::Connect { source, .. }
+            | SinkError::Describe { source, .. }
+            | SinkError::Write { source, .. }
+            | SinkError::Checkpoint { source } => Some(source),
+            SinkError::State(e) => e.sql(),
+            _ => None,
         }
     }
 }
@@ -90,9 +95,9 @@ pub fn connect_error(url: String, source: sqlx::Error) -> SinkError {
     }
 }
 
-/// Classifies a driver error by SQLSTATE (PostgreSQL), error number (MySQL,
-/// MariaDB), result code (SQLite) or kind.
-pub fn classify(err: &sqlx::Error) -> RetryClass {
+/// Classifies a driver error: the connection's failures here, what the
+/// database itself reported by `dialect` (SQLSTATE, error number, result code).
+pub fn classify(err: &sqlx::Error, dialect: &dyn Dialect) -> RetryClass {
     if super::tls::explain(err).is_some() {
         // A certificate nobody trusts stays untrusted: fail loudly instead.
         return RetryClass::Fatal;
@@ -103,149 +108,23 @@ pub fn classify(err: &sqlx::Error) -> RetryClass {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_) => RetryClass::Transient,
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if db
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .is_some()
-            {
-                // 55000 at connection start: the database is closed to new
-                // connections for now (ALTER DATABASE … ALLOW_CONNECTIONS
-                // false, maintenance): it will open again.
-                if code == "55000" && db.message().contains("not currently accepting connections") {
-                    return RetryClass::Transient;
-                }
-                classify_sqlstate(&code)
-            } else if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                classify_mysql(my.number())
-            } else {
-                classify_sqlite(&code, db.kind())
-            }
-        }
+        sqlx::Error::Database(db) => dialect.classify(db.as_ref()),
         _ => RetryClass::Fatal,
     }
 }
 
-/// Whether `err` says the column exists already (another member added it
-/// first): PostgreSQL 42701, MySQL/MariaDB 1060, SQLite "duplicate column name".
-pub fn is_duplicate_column(err: &sqlx::Error) -> bool {
+/// Whether `err` says the column exists already (another member added it first).
+pub fn is_duplicate_column(err: &sqlx::Error, dialect: &dyn Dialect) -> bool {
     match err {
-        sqlx::Error::Database(db) => {
-            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                return my.number() == 1060;
-            }
-            db.code().as_deref() == Some("42701") || db.message().contains("duplicate column name")
-        }
+        sqlx::Error::Database(db) => dialect.is_duplicate_column(db.as_ref()),
         _ => false,
-    }
-}
-
-/// SQLite result codes; the primary code is the low byte of an extended code.
-fn classify_sqlite(code: &str, kind: ErrorKind) -> RetryClass {
-    let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(-1);
-    match (primary, kind) {
-        // SQLITE_BUSY, SQLITE_LOCKED.
-        (5 | 6, _) => RetryClass::Transient,
-        (
-            _,
-            ErrorKind::UniqueViolation
-            | ErrorKind::ForeignKeyViolation
-            | ErrorKind::NotNullViolation
-            | ErrorKind::CheckViolation,
-        ) => RetryClass::Data,
-        // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH.
-        (18..=20, _) => RetryClass::Data,
-        _ => RetryClass::Fatal,
-    }
-}
-
-/// MySQL/MariaDB server error numbers (shared by both unless noted).
-fn classify_mysql(number: u16) -> RetryClass {
-    match number {
-        // Lock wait timeout, deadlock, too many connections (also the account's
-        // max_user_connections, 1226), server shutting down,
-        // query interrupted, read-only (failover), gone away / lost (client codes),
-        // connection killed (MariaDB 1927), WSREP not ready.
-        1205 | 1213 | 1040 | 1226 | 1053 | 1317 | 1290 | 1836 | 2006 | 2013 | 1927 | 1047
-        | 1158 | 1159 | 1160 | 1161 | 4031 => RetryClass::Transient,
-        // Duplicate key, column cannot be null, out of range, data too long,
-        // incorrect value, truncated/incorrect value (1292), CHECK (MySQL 3819,
-        // MariaDB 4025), foreign key (1451, 1452), field without default (1364),
-        // invalid JSON (3140), incorrect string value, division by zero, packet too large.
-        1062 | 1048 | 1264 | 1406 | 1366 | 1292 | 3819 | 4025 | 1451 | 1452 | 1364 | 3140
-        | 1265 | 1367 | 1411 | 1365 | 1263 | 1153 | 1586 | 1557 => RetryClass::Data,
-        _ => RetryClass::Fatal,
-    }
-}
-
-fn classify_sqlstate(code: &str) -> RetryClass {
-    match code {
-        "40001" | "40P01" | "25006" | "55P03" | "57P01" | "57P02" | "57P03" | "57014" => {
-            RetryClass::Transient
-        }
-        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("58") => {
-            RetryClass::Transient
-        }
-        c if c.starts_with("22") || c.starts_with("23") => RetryClass::Data,
-        _ => RetryClass::Fatal,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn postgres_sqlstates_are_classified() {
-        for transient in ["40001", "40P01", "08006", "57P01", "53300", "25006"] {
-            assert_eq!(
-                classify_sqlstate(transient),
-                RetryClass::Transient,
-                "{transient}"
-            );
-        }
-        for data in ["23505", "22P02", "22003"] {
-            assert_eq!(classify_sqlstate(data), RetryClass::Data, "{data}");
-        }
-        for fatal in ["28P01", "42P01", "42501"] {
-            assert_eq!(classify_sqlstate(fatal), RetryClass::Fatal, "{fatal}");
-        }
-    }
-
-    #[test]
-    fn sqlite_codes_are_classified() {
-        assert_eq!(
-            classify_sqlite("5", ErrorKind::Other),
-            RetryClass::Transient
-        );
-        assert_eq!(
-            classify_sqlite("517", ErrorKind::Other),
-            RetryClass::Transient
-        );
-        assert_eq!(
-            classify_sqlite("2067", ErrorKind::UniqueViolation),
-            RetryClass::Data
-        );
-        assert_eq!(classify_sqlite("1", ErrorKind::Other), RetryClass::Fatal);
-    }
-
-    #[test]
-    fn mysql_numbers_are_classified() {
-        for transient in [1213, 1205, 2006, 2013, 1927, 1040] {
-            assert_eq!(
-                classify_mysql(transient),
-                RetryClass::Transient,
-                "{transient}"
-            );
-        }
-        for data in [1062, 1048, 1264, 1406, 1366, 3819, 1292, 4025] {
-            assert_eq!(classify_mysql(data), RetryClass::Data, "{data}");
-        }
-        // Access denied, unknown table, unknown database, table access denied.
-        for fatal in [1045, 1146, 1049, 1142] {
-            assert_eq!(classify_mysql(fatal), RetryClass::Fatal, "{fatal}");
-        }
-    }
+    use crate::db::postgres::dialect::DIALECT;
 
     #[test]
     fn a_state_table_error_retries_as_its_database_error_does_and_a_bad_state_never() {
@@ -253,19 +132,19 @@ mod tests {
         let away = StateError::Store {
             source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
         };
-        assert_eq!(SinkError::from(away).class(), RetryClass::Transient);
+        assert_eq!(SinkError::from(away).class(&DIALECT), RetryClass::Transient);
         let unreadable = StateError::Format {
             operator: "totals".into(),
             message: "expected a map".into(),
         };
         let e = SinkError::from(unreadable);
-        assert_eq!(e.class(), RetryClass::Fatal);
+        assert_eq!(e.class(&DIALECT), RetryClass::Fatal);
         assert!(e.to_string().contains("operator totals"), "{e}");
     }
 
     #[test]
     fn io_errors_are_transient() {
         let err = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert_eq!(classify(&err), RetryClass::Transient);
+        assert_eq!(classify(&err, &DIALECT), RetryClass::Transient);
     }
 }

@@ -8,10 +8,11 @@
 //! statement run is logged with its text.
 
 use super::ddl::{self, Inferred};
+use super::dialect::Dialect;
 use super::error::is_duplicate_column;
 use super::schema::TableSchema;
 use super::SinkError;
-use crate::config::{Backend, SinkConfig};
+use crate::config::SinkConfig;
 use crate::ident::TableName;
 use std::future::Future;
 use tracing::{info, warn};
@@ -20,7 +21,7 @@ use tracing::{info, warn};
 /// when `auto_create` is on and the table is missing.
 pub async fn open_table<D, DF, E, EF>(
     cfg: &SinkConfig,
-    backend: Backend,
+    dialect: &dyn Dialect,
     table: &TableName,
     describe: D,
     exec: E,
@@ -36,7 +37,7 @@ where
     };
     match describe().await {
         Err(SinkError::MissingTable { .. }) => {
-            let ddl = ddl::create_table_sql(backend, table, declared).map_err(|message| {
+            let ddl = ddl::create_table_sql(dialect, table, declared).map_err(|message| {
                 SinkError::Schema {
                     table: table.to_string(),
                     message,
@@ -66,8 +67,7 @@ where
 
 /// Adds each field as a nullable column; "duplicate column" is success.
 pub async fn add_columns<E, EF>(
-    backend: Backend,
-    mariadb: bool,
+    dialect: &dyn Dialect,
     table: &TableName,
     fields: &[(String, Inferred)],
     mut exec: E,
@@ -77,15 +77,14 @@ where
     EF: Future<Output = Result<(), sqlx::Error>>,
 {
     for (name, kind) in fields {
-        let ddl = ddl::add_column_sql(backend, mariadb, table, name, *kind).map_err(|e| {
-            SinkError::Schema {
+        let ddl =
+            ddl::add_column_sql(dialect, table, name, *kind).map_err(|e| SinkError::Schema {
                 table: table.to_string(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         match exec(ddl.clone()).await {
             Ok(()) => info!(table = %table, column = %name, ddl, "added column"),
-            Err(e) if is_duplicate_column(&e) => {
+            Err(e) if is_duplicate_column(&e, dialect) => {
                 info!(table = %table, column = %name, "column was added by another member")
             }
             Err(source) => {

@@ -79,7 +79,7 @@ async fn trial<S: Sink + ?Sized>(
     };
     match result {
         Ok(_) => Ok(None),
-        Err(e) if e.class() == RetryClass::Data => Ok(Some(e.to_string())),
+        Err(e) if e.class(sink.dialect()) == RetryClass::Data => Ok(Some(e.to_string())),
         Err(e) => Err(e),
     }
 }

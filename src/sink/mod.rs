@@ -31,6 +31,7 @@ pub mod checkpoint;
 mod collapse;
 pub(crate) mod columnar;
 pub mod ddl;
+pub mod dialect;
 pub mod error;
 pub(crate) mod evolve;
 pub mod isolate;
@@ -59,6 +60,9 @@ use schema::TableSchema;
 pub trait Sink: Send + 'static {
     /// The target table as read at start-up.
     fn schema(&self) -> &TableSchema;
+
+    /// The database's SQL: how its errors are classified, its types named.
+    fn dialect(&self) -> &'static dyn dialect::Dialect;
 
     /// One transaction: the deletes, the rows, the keyed state, then the
     /// checkpoint; committed, or rolled back when `commit` is false. Answers

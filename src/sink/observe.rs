@@ -6,6 +6,7 @@
 //! one lock per partition of the batch and a fixed number of atomic adds,
 //! whatever the batch's size.
 
+use super::dialect::Dialect;
 use super::SinkError;
 use crate::model::{Batch, TopicPartition};
 use crate::observe::stats::{now_ms, RetryKind, Stats, LATENCY_BUCKETS, ROW_BUCKETS};
@@ -53,31 +54,23 @@ pub fn committed(stats: &Stats, batch: &Batch, loaded: &Loaded, took: Duration) 
     }
 }
 
-/// Which kind of transient error a retry was for.
-pub fn retry_kind(e: &SinkError) -> RetryKind {
-    let source = match e {
-        SinkError::Connect { .. } => return RetryKind::Connection,
-        SinkError::Describe { source, .. }
-        | SinkError::Write { source, .. }
-        | SinkError::Checkpoint { source } => source,
-        SinkError::State(e) => match e.sql() {
-            Some(source) => source,
-            None => return RetryKind::Other,
-        },
-        _ => return RetryKind::Other,
-    };
-    match source {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => RetryKind::Connection,
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // PostgreSQL serialization failure and deadlock; SQLite busy and locked.
-            Some("40001" | "40P01" | "5" | "6" | "261" | "517" | "262") => RetryKind::Conflict,
-            _ => RetryKind::Other,
-        },
+/// Which kind of transient error a retry was for; `dialect` says which of
+/// the database's own errors are conflicts (serialization failure,
+/// deadlock, lock wait, busy).
+pub fn retry_kind(e: &SinkError, dialect: &dyn Dialect) -> RetryKind {
+    if matches!(e, SinkError::Connect { .. }) {
+        return RetryKind::Connection;
+    }
+    match e.sql() {
+        Some(
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed,
+        ) => RetryKind::Connection,
+        Some(sqlx::Error::Database(db)) if dialect.is_conflict(db.as_ref()) => RetryKind::Conflict,
         _ => RetryKind::Other,
     }
 }

@@ -309,7 +309,10 @@ mod tests {
     fn a_row_with_no_field_that_is_a_column_is_refused() {
         let rows = vec![row(json!({"a": 1})), row(json!({"unknown": 2}))];
         let err = prepare(&schema(), SinkMode::Insert, &[], &rows).expect_err("no column");
-        assert_eq!(err.class(), crate::sink::RetryClass::Data);
+        assert_eq!(
+            err.class(&crate::db::postgres::dialect::DIALECT),
+            crate::sink::RetryClass::Data
+        );
         assert!(err.to_string().contains("no field of the row"), "{err}");
     }
 

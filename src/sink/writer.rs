@@ -12,14 +12,14 @@
 pub use super::backoff::Backoff;
 use super::checkpoint::{Checkpoint, Entry};
 use super::ddl;
+use super::dialect::Dialect;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
 use super::output::{stateless_output, Output};
 use super::refused::{dead_letter, discount, drop_refused, Refused, Source};
-use super::types::{RowTypes, Target};
+use super::types::RowTypes;
 pub use super::writer_context::{WriterContext, WriterError};
 use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
-use crate::config::SinkConfig;
 use crate::dead_letter::Reason;
 use crate::model::{Batch, BatchAck, Row, Spent};
 use crate::observe::stats::Stats;
@@ -40,7 +40,7 @@ pub async fn run(
 ) -> Result<(), WriterError> {
     let mut backoff = Backoff::new(ctx.cfg.retry_initial, ctx.cfg.retry_max);
     let mut engine = ctx.engine.take();
-    let mut types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
+    let mut types = RowTypes::new(sink.schema(), &ctx.cfg, sink.dialect().target());
     loop {
         let mut batch = tokio::select! {
             // Abort first: once the grace period is over, queued batches are left unacknowledged.
@@ -145,9 +145,9 @@ async fn write_batch<S: Sink + ?Sized>(
             .await
         {
             Ok(output) => break output,
-            Err(WriterError::Sink(e)) if e.class() == RetryClass::Transient => {
+            Err(WriterError::Sink(e)) if e.class(sink.dialect()) == RetryClass::Transient => {
                 engine.rollback();
-                retry_wait(ctx, backoff, &e).await?;
+                retry_wait(ctx, backoff, &e, sink.dialect()).await?;
             }
             Err(e) => {
                 engine.rollback();
@@ -193,15 +193,12 @@ async fn evolve<S: Sink + ?Sized>(
     loop {
         match sink.add_columns(&fields).await {
             Ok(()) => return Ok(true),
-            Err(e) if e.class() == RetryClass::Transient => retry_wait(ctx, backoff, &e).await?,
+            Err(e) if e.class(sink.dialect()) == RetryClass::Transient => {
+                retry_wait(ctx, backoff, &e, sink.dialect()).await?
+            }
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// The dialect whose value forms the type mapping produces.
-fn target_of(cfg: &SinkConfig) -> Target {
-    cfg.backend().map_or(Target::Postgres, Target::from)
 }
 
 /// Runs the stateful tail and dead-letters the records it refused.
@@ -303,8 +300,10 @@ async fn write_rows<S: Sink + ?Sized>(
                     by_partition: std::mem::take(&mut output.by_partition),
                 });
             }
-            Err(e) if e.class() == RetryClass::Transient => retry_wait(ctx, backoff, &e).await?,
-            Err(e) if e.class() == RetryClass::Data && ctx.dead_letters.is_some() => {
+            Err(e) if e.class(sink.dialect()) == RetryClass::Transient => {
+                retry_wait(ctx, backoff, &e, sink.dialect()).await?
+            }
+            Err(e) if e.class(sink.dialect()) == RetryClass::Data && ctx.dead_letters.is_some() => {
                 warn!(error = %e, "the database refused rows; isolating them");
                 let candidates: Vec<usize> =
                     subset.clone().unwrap_or_else(|| (0..rows.len()).collect());
@@ -319,7 +318,7 @@ async fn write_rows<S: Sink + ?Sized>(
                         subset = Some(isolated.good);
                     }
                     // A transient error while isolating: retry the batch from the top.
-                    Err(e) if e.class() == RetryClass::Transient => continue,
+                    Err(e) if e.class(sink.dialect()) == RetryClass::Transient => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -341,7 +340,7 @@ async fn fit_columns<S: Sink + ?Sized>(
 ) -> Result<(), WriterError> {
     if ctx.cfg.auto_evolve && evolve(sink, ctx, &output.rows, backoff).await? {
         // New columns: their values are checked from now on too.
-        *types = RowTypes::new(sink.schema(), &ctx.cfg, target_of(&ctx.cfg));
+        *types = RowTypes::new(sink.schema(), &ctx.cfg, sink.dialect().target());
     }
     let unfit = output.convert(types);
     Stats::add(&ctx.stats.tombstones_skipped, output.convert_deletes(types));
@@ -358,9 +357,10 @@ async fn retry_wait(
     ctx: &WriterContext,
     backoff: &mut Backoff,
     e: &SinkError,
+    dialect: &dyn Dialect,
 ) -> Result<(), WriterError> {
     let delay = backoff.next_delay();
-    ctx.stats.add_retry(observe::retry_kind(e));
+    ctx.stats.add_retry(observe::retry_kind(e, dialect));
     ctx.stats.sink_failing.store(true, Ordering::Relaxed);
     warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient database error; retrying batch");
     tokio::select! {

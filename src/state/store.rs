@@ -12,7 +12,7 @@
 //! [`crate::db`]; the engine holds a [`StateStore`] and never asks which.
 
 use super::error::StateError;
-use crate::ident::{Dialect, TableName};
+use crate::ident::{Quoting, TableName};
 use crate::model::BoxFuture;
 use crate::model::TopicPartition;
 use serde_json::json;
@@ -69,11 +69,11 @@ pub type StateStore = Arc<dyn StateTable>;
 
 /// The state table's quoted name, in the target table's schema.
 pub fn table_for(target: &TableName) -> String {
-    target.sibling(TABLE, Dialect::Ansi)
+    target.sibling(TABLE, Quoting::Ansi)
 }
 
 /// [`table_for`] quoted in `dialect`.
-pub fn table_for_in(target: &TableName, dialect: Dialect) -> String {
+pub fn table_for_in(target: &TableName, dialect: Quoting) -> String {
     target.sibling(TABLE, dialect)
 }
 

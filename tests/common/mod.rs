@@ -41,7 +41,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tidemill::config::Settings;
 use tidemill::observe::stats::Stats;
 use tidemill::pipeline::{Pipeline, PipelineError};
 use tokio::task::JoinHandle;
@@ -187,7 +186,7 @@ impl Running {
 
     /// With custom keyed operators registered.
     pub async fn start_with(toml: &str, registry: tidemill::state::Registry) -> Self {
-        let settings = Settings::from_toml(toml).expect("valid test config");
+        let settings = tidemill::check::from_toml(toml).expect("valid test config");
         let cfg = &settings.pipelines["p"];
         let pipeline = Pipeline::prepare_with("p", cfg, Arc::new(registry))
             .await

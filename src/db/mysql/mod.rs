@@ -16,20 +16,21 @@
 //!   and MySQL (8.0.20+ deprecates `VALUES()` in favour of a row alias, which
 //!   MariaDB does not support, and still runs it). MySQL matches *any* unique
 //!   key of the table here, not only `key_columns`.
-//! - Identifiers are quoted with backticks ([`Dialect::MySql`]).
+//! - Identifiers are quoted with backticks ([`Quoting::Backtick`]).
 //! - A batch's deletes run first, as `DELETE … WHERE key IN (?, …)` (a row
 //!   of keys `(k1, k2) IN ((?, ?), …)` for a composite key), cut to the same limits.
 
 pub mod checkpoint;
+pub mod dialect;
 pub mod state;
 mod values;
 
-use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
-use crate::ident::{Dialect, TableName};
+use crate::config::{redact_url, SinkConfig, SinkMode};
+use crate::ident::{Quoting, TableName};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
 use crate::sink::schema::{Column, TableSchema};
-use crate::sink::types::{self, Target};
+use crate::sink::types;
 use crate::sink::{PreparedBatch, SinkError};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor as _, Row as _};
@@ -37,7 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use values::{chunks, push_value};
 
-const Q: Dialect = Dialect::MySql;
+const Q: Quoting = Quoting::Backtick;
 /// `db.system` of the spans.
 const SYSTEM: &str = "mysql";
 
@@ -55,8 +56,24 @@ pub struct MySqlSink {
     packet_budget: usize,
     /// Statement text per (columns, rows); row counts are powers of two.
     statements: HashMap<(Vec<String>, usize), String>,
-    /// MariaDB (has `ADD COLUMN IF NOT EXISTS`), not MySQL.
-    mariadb: bool,
+    /// MariaDB's (has `ADD COLUMN IF NOT EXISTS`) or MySQL's.
+    dialect: &'static dyn crate::sink::dialect::Dialect,
+}
+
+/// This folder's entry in [`super::BACKENDS`].
+pub const BACKEND: super::Backend = super::Backend {
+    schemes: &["mysql://", "mariadb://"],
+    dialect: &dialect::MYSQL,
+    open: open_boxed,
+};
+
+fn open_boxed(
+    cfg: &SinkConfig,
+) -> crate::model::BoxFuture<'_, Result<Box<dyn crate::sink::Sink>, SinkError>> {
+    Box::pin(async move {
+        let sink: Box<dyn crate::sink::Sink> = Box::new(MySqlSink::open(cfg).await?);
+        Ok(sink)
+    })
 }
 
 impl MySqlSink {
@@ -68,7 +85,7 @@ impl MySqlSink {
         })?;
         let schema = evolve::open_table(
             cfg,
-            Backend::MySql,
+            &dialect::MYSQL,
             &table,
             || describe(&pool, &table),
             |ddl| exec(&pool, ddl),
@@ -95,7 +112,11 @@ impl MySqlSink {
             key_columns: cfg.key_columns.clone(),
             packet_budget: usize::try_from(max_packet / 2).unwrap_or(1 << 20),
             statements: HashMap::new(),
-            mariadb: version.contains("MariaDB"),
+            dialect: if version.contains("MariaDB") {
+                &dialect::MARIADB
+            } else {
+                &dialect::MYSQL
+            },
         })
     }
 
@@ -140,7 +161,7 @@ impl MySqlSink {
             .or_insert_with(|| {
                 let bytes: Vec<bool> = columns
                     .iter()
-                    .map(|c| types::is_bytes(schema, c, Target::MySql))
+                    .map(|c| types::is_bytes(schema, c, dialect::TARGET))
                     .collect();
                 insert_sql(&schema.table, mode, keys, columns, &bytes, rows)
             })
@@ -297,7 +318,7 @@ async fn describe(pool: &MySqlPool, table: &TableName) -> Result<TableSchema, Si
     })
 }
 
-steps_impl!(MySqlSink, sqlx::MySql, Q);
+steps_impl!(MySqlSink, sqlx::MySql);
 
 impl MySqlSink {
     /// The batch's deletes; how many rows they removed.
@@ -319,17 +340,14 @@ impl MySqlSink {
     }
 }
 
-sink_impl!(MySqlSink, Q);
+sink_impl!(MySqlSink);
 
 impl MySqlSink {
     /// Adds each field as a nullable column, then reads the schema again
     /// (the [`crate::sink::Sink::add_columns`] of this backend).
     async fn evolve(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
         let (pool, table) = (&self.pool, &self.schema.table);
-        evolve::add_columns(Backend::MySql, self.mariadb, table, fields, |ddl| {
-            exec(pool, ddl)
-        })
-        .await?;
+        evolve::add_columns(self.dialect, table, fields, |ddl| exec(pool, ddl)).await?;
         self.schema = describe(&self.pool, &self.schema.table).await?;
         self.statements.clear();
         Ok(())

@@ -139,7 +139,7 @@ async fn ensure_stage(
 
 /// A data error during `COPY` keeps PostgreSQL's context (line and column).
 fn copy_error(table: &TableName, source: sqlx::Error) -> SinkError {
-    if classify(&source) != RetryClass::Data {
+    if classify(&source, &super::dialect::DIALECT) != RetryClass::Data {
         return SinkError::Write {
             table: table.to_string(),
             source,

@@ -56,7 +56,7 @@ pub async fn ensure(pool: &PgPool, table: &str) -> Result<bool, sqlx::Error> {
     let drop = name.map_or_else(String::new, |n| {
         format!(
             "DROP CONSTRAINT {}, ",
-            crate::ident::Dialect::Ansi.quote(&n)
+            crate::ident::Quoting::Ansi.quote(&n)
         )
     });
     let alter = format!("ALTER TABLE {table} {drop}ADD {}", primary_key());

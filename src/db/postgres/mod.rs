@@ -17,10 +17,11 @@
 mod binary;
 pub mod checkpoint;
 mod copy;
+pub mod dialect;
 pub mod layout;
 pub mod state;
 
-use crate::config::{redact_url, Backend, SinkConfig, SinkMode};
+use crate::config::{redact_url, SinkConfig, SinkMode};
 use crate::ident::{column_list, on_conflict, quote, TableName};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
@@ -44,6 +45,23 @@ pub struct PostgresSink {
     /// Batches of at least this many rows use `COPY`; 0: never.
     copy_threshold: usize,
     copy_types: HashMap<Vec<String>, Option<Vec<PgType>>>,
+    dialect: &'static dyn crate::sink::dialect::Dialect,
+}
+
+/// This folder's entry in [`super::BACKENDS`].
+pub const BACKEND: super::Backend = super::Backend {
+    schemes: &["postgres://", "postgresql://"],
+    dialect: &dialect::DIALECT,
+    open: open_boxed,
+};
+
+fn open_boxed(
+    cfg: &SinkConfig,
+) -> crate::model::BoxFuture<'_, Result<Box<dyn crate::sink::Sink>, SinkError>> {
+    Box::pin(async move {
+        let sink: Box<dyn crate::sink::Sink> = Box::new(PostgresSink::open(cfg).await?);
+        Ok(sink)
+    })
 }
 
 impl PostgresSink {
@@ -55,7 +73,7 @@ impl PostgresSink {
         })?;
         let schema = evolve::open_table(
             cfg,
-            Backend::Postgres,
+            &dialect::DIALECT,
             &table,
             || describe(&pool, &table),
             |ddl| exec(&pool, ddl),
@@ -69,6 +87,7 @@ impl PostgresSink {
             statements: HashMap::new(),
             copy_threshold: cfg.copy_threshold(),
             copy_types: HashMap::new(),
+            dialect: &dialect::DIALECT,
         })
     }
 
@@ -233,7 +252,7 @@ async fn describe(pool: &PgPool, table: &TableName) -> Result<TableSchema, SinkE
     })
 }
 
-steps_impl!(PostgresSink, sqlx::Postgres, crate::ident::Dialect::Ansi);
+steps_impl!(PostgresSink, sqlx::Postgres);
 
 impl PostgresSink {
     /// The batch's deletes; how many rows they removed.
@@ -252,7 +271,7 @@ impl PostgresSink {
     }
 }
 
-sink_impl!(PostgresSink, crate::ident::Dialect::Ansi);
+sink_impl!(PostgresSink);
 
 impl PostgresSink {
     /// Adds each field as a nullable column, then reads the schema again
@@ -260,10 +279,7 @@ impl PostgresSink {
     async fn evolve(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
         let pool = &self.pool;
         let table = &self.schema.table;
-        evolve::add_columns(Backend::Postgres, false, table, fields, |ddl| {
-            exec(pool, ddl)
-        })
-        .await?;
+        evolve::add_columns(self.dialect, table, fields, |ddl| exec(pool, ddl)).await?;
         self.schema = describe(&self.pool, &self.schema.table).await?;
         self.statements.clear();
         self.copy_types.clear();

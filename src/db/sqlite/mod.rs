@@ -11,14 +11,15 @@
 //! json_each(?1))`.
 
 pub mod checkpoint;
+pub mod dialect;
 pub mod state;
 
-use crate::config::{Backend, SinkConfig, SinkMode};
+use crate::config::{SinkConfig, SinkMode};
 use crate::ident::{column_list, on_conflict, TableName};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
 use crate::sink::schema::{Column, TableSchema};
-use crate::sink::types::{self, Target};
+use crate::sink::types;
 use crate::sink::{PreparedBatch, SinkError};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -37,6 +38,23 @@ pub struct SqliteSink {
     mode: SinkMode,
     key_columns: Vec<String>,
     statements: HashMap<Vec<String>, String>,
+    dialect: &'static dyn crate::sink::dialect::Dialect,
+}
+
+/// This folder's entry in [`super::BACKENDS`].
+pub const BACKEND: super::Backend = super::Backend {
+    schemes: &["sqlite:"],
+    dialect: &dialect::DIALECT,
+    open: open_boxed,
+};
+
+fn open_boxed(
+    cfg: &SinkConfig,
+) -> crate::model::BoxFuture<'_, Result<Box<dyn crate::sink::Sink>, SinkError>> {
+    Box::pin(async move {
+        let sink: Box<dyn crate::sink::Sink> = Box::new(SqliteSink::open(cfg).await?);
+        Ok(sink)
+    })
 }
 
 impl SqliteSink {
@@ -55,7 +73,7 @@ impl SqliteSink {
             .or_insert_with(|| {
                 let bytes: Vec<bool> = columns
                     .iter()
-                    .map(|c| types::is_bytes(schema, c, Target::Sqlite))
+                    .map(|c| types::is_bytes(schema, c, dialect::TARGET))
                     .collect();
                 insert_sql(&schema.table, mode, keys, columns, &bytes)
             })
@@ -70,7 +88,7 @@ impl SqliteSink {
         })?;
         let schema = evolve::open_table(
             cfg,
-            Backend::Sqlite,
+            &dialect::DIALECT,
             &table,
             || describe(&pool, &table),
             |ddl| exec(&pool, ddl),
@@ -82,6 +100,7 @@ impl SqliteSink {
             mode: cfg.mode,
             key_columns: cfg.key_columns.clone(),
             statements: HashMap::new(),
+            dialect: &dialect::DIALECT,
         })
     }
 }
@@ -256,7 +275,7 @@ async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, S
     })
 }
 
-steps_impl!(SqliteSink, sqlx::Sqlite, crate::ident::Dialect::Ansi);
+steps_impl!(SqliteSink, sqlx::Sqlite);
 
 impl SqliteSink {
     /// The batch's deletes; how many rows they removed.
@@ -283,7 +302,7 @@ impl SqliteSink {
     }
 }
 
-sink_impl!(SqliteSink, crate::ident::Dialect::Ansi);
+sink_impl!(SqliteSink);
 
 impl SqliteSink {
     /// Adds each field as a nullable column, then reads the schema again
@@ -291,7 +310,7 @@ impl SqliteSink {
     async fn evolve(&mut self, fields: &[(String, Inferred)]) -> Result<(), SinkError> {
         let pool = &self.pool;
         let table = &self.schema.table;
-        evolve::add_columns(Backend::Sqlite, false, table, fields, |ddl| exec(pool, ddl)).await?;
+        evolve::add_columns(self.dialect, table, fields, |ddl| exec(pool, ddl)).await?;
         self.schema = describe(&self.pool, &self.schema.table).await?;
         self.statements.clear();
         Ok(())

@@ -18,7 +18,7 @@
 //! its rows a second time.
 
 use super::SinkError;
-use crate::ident::{Dialect, TableName};
+use crate::ident::{Quoting, TableName};
 use crate::model::BoxFuture;
 use crate::model::{OffsetRange, TopicPartition};
 use std::sync::Arc;
@@ -89,11 +89,11 @@ pub type OffsetStore = Arc<dyn OffsetTable>;
 
 /// The checkpoint table's quoted name, in the target table's schema.
 pub fn table_for(target: &TableName) -> String {
-    target.sibling(TABLE, Dialect::Ansi)
+    target.sibling(TABLE, Quoting::Ansi)
 }
 
 /// [`table_for`] quoted in `dialect`.
-pub fn table_for_in(target: &TableName, dialect: Dialect) -> String {
+pub fn table_for_in(target: &TableName, dialect: Quoting) -> String {
     target.sibling(TABLE, dialect)
 }
 

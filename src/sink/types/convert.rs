@@ -250,10 +250,9 @@ fn bytes(v: &Value, max_len: Option<usize>, target: Target) -> Result<Value, Str
             ));
         }
     }
-    Ok(Value::String(match target {
-        // bytea's hex input form, read by the JSON path and by COPY's encoder.
-        Target::Postgres => format!("\\x{}", hex(&decoded)),
-        // Bound through UNHEX(?) / unhex(…) by those backends.
-        Target::MySql | Target::Sqlite => hex(&decoded),
-    }))
+    Ok(Value::String(format!(
+        "{}{}",
+        target.bytes_hex_prefix,
+        hex(&decoded)
+    )))
 }

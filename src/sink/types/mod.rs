@@ -26,27 +26,41 @@ pub use convert::fit;
 pub use parse::parse;
 
 use super::schema::TableSchema;
-use crate::config::{Backend, SinkConfig, TimestampFormat};
+use crate::config::{SinkConfig, TimestampFormat};
 use crate::model::Row;
 use foldhash::HashMap;
 use serde_json::Value;
 
-/// The database a value is converted for: each reads some types in its own form.
+/// How one database names its column types and reads values: the facts the
+/// type mapping needs. Each backend's folder supplies one (`db/*/dialect.rs`),
+/// so nothing here names a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Postgres,
-    MySql,
-    Sqlite,
-}
-
-impl From<Backend> for Target {
-    fn from(b: Backend) -> Self {
-        match b {
-            Backend::Postgres => Target::Postgres,
-            Backend::MySql => Target::MySql,
-            Backend::Sqlite => Target::Sqlite,
-        }
-    }
+pub struct Target {
+    /// `elem[]` names an array of `elem` (PostgreSQL).
+    pub arrays: bool,
+    /// Any name containing `int` is a 64-bit integer (SQLite's affinity rule).
+    pub int_affinity: bool,
+    /// `tinyint(1)` is a boolean (MySQL).
+    pub tinyint1_is_bool: bool,
+    /// `real` is single precision (PostgreSQL); elsewhere a double.
+    pub real_is_single: bool,
+    /// `float(p)` is single up to p ≤ 24 and a double above (MySQL);
+    /// elsewhere `float` is a double.
+    pub float_by_precision: bool,
+    /// `longtext` takes JSON objects and arrays as their text (MariaDB's
+    /// `JSON` is an alias of `LONGTEXT`).
+    pub longtext_holds_json: bool,
+    /// The precision of a `decimal` declared without arguments (MySQL's is
+    /// `DECIMAL(10, 0)`); `None`: unconstrained.
+    pub bare_decimal_precision: Option<u32>,
+    /// Fractional-second digits of a timestamp declared without them.
+    pub default_fraction_digits: u8,
+    /// What precedes the hex digits of a bytes value written as text
+    /// (`\x` for `bytea`; empty where the statement binds `UNHEX(?)`).
+    pub bytes_hex_prefix: &'static str,
+    /// Timestamps as ISO 8601 (`T` between date and time, `Z` on a zoned
+    /// one) rather than `YYYY-MM-DD hh:mm:ss`.
+    pub iso_timestamps: bool,
 }
 
 /// What a column accepts, parsed from its database type name.

@@ -11,7 +11,7 @@ use super::{ColumnType, Target};
 /// `format_type`, MySQL's `COLUMN_TYPE`, SQLite's declared type).
 pub fn parse(data_type: &str, target: Target) -> ColumnType {
     let lower = data_type.trim().to_ascii_lowercase();
-    if target == Target::Postgres {
+    if target.arrays {
         if let Some(inner) = lower.strip_suffix("[]") {
             return match parse(inner, target) {
                 ColumnType::Unknown => ColumnType::Unknown,
@@ -67,22 +67,22 @@ fn int(bits: u32, unsigned: bool) -> ColumnType {
 
 fn parse_base(base: &str, args: &[u32], unsigned: bool, target: Target) -> Option<ColumnType> {
     let first = args.first().map(|&n| n as usize);
-    let sqlite = target == Target::Sqlite;
+    let sqlite = target.int_affinity;
     Some(match base {
         // SQLite stores 64-bit integers under INT and INTEGER (and any other
         // name containing "int"); the narrower names keep their declared width.
         "integer" | "int" if sqlite => int(64, false),
-        "tinyint" if target == Target::MySql && args == [1] => ColumnType::Bool,
+        "tinyint" if target.tinyint1_is_bool && args == [1] => ColumnType::Bool,
         "tinyint" => int(8, unsigned),
         "smallint" | "int2" | "smallserial" => int(16, unsigned),
         "mediumint" => int(24, unsigned),
         "integer" | "int" | "int4" | "serial" => int(32, unsigned),
         "bigint" | "int8" | "bigserial" => int(64, unsigned),
         "numeric" | "decimal" | "dec" | "fixed" => decimal(args, target)?,
-        "real" if target == Target::Postgres => ColumnType::Float { single: true },
+        "real" if target.real_is_single => ColumnType::Float { single: true },
         "float4" => ColumnType::Float { single: true },
         // MySQL: FLOAT(p) with p > 24 is a DOUBLE.
-        "float" if target == Target::MySql => ColumnType::Float {
+        "float" if target.float_by_precision => ColumnType::Float {
             single: first.is_none_or(|p| p <= 24),
         },
         "float" | "real" | "double" | "double precision" | "float8" => {
@@ -97,7 +97,7 @@ fn parse_base(base: &str, args: &[u32], unsigned: bool, target: Target) -> Optio
         // MariaDB's JSON is an alias of LONGTEXT (with a json_valid check).
         "longtext" => ColumnType::Text {
             max_chars: None,
-            structured: target == Target::MySql,
+            structured: target.longtext_holds_json,
         },
         "timestamp with time zone" | "timestamptz" => timestamp(true, first, target),
         "timestamp without time zone" | "timestamp" | "datetime" => timestamp(false, first, target),
@@ -115,13 +115,8 @@ fn parse_base(base: &str, args: &[u32], unsigned: bool, target: Target) -> Optio
 
 fn decimal(args: &[u32], target: Target) -> Option<ColumnType> {
     Some(match (args, target) {
-        // MySQL's DECIMAL is DECIMAL(10, 0); PostgreSQL's and SQLite's are unconstrained.
-        ([], Target::MySql) => ColumnType::Decimal {
-            precision: Some(10),
-            scale: 0,
-        },
         ([], _) => ColumnType::Decimal {
-            precision: None,
+            precision: target.bare_decimal_precision,
             scale: 0,
         },
         ([p], _) => ColumnType::Decimal {
@@ -137,8 +132,7 @@ fn decimal(args: &[u32], target: Target) -> Option<ColumnType> {
 }
 
 fn timestamp(zone: bool, precision: Option<usize>, target: Target) -> ColumnType {
-    // MySQL's DATETIME and TIMESTAMP keep whole seconds unless declared with (fsp).
-    let default = if target == Target::MySql { 0 } else { 6 };
+    let default = target.default_fraction_digits;
     ColumnType::Timestamp {
         zone,
         precision: precision.map_or(default, |p| p.min(6) as u8),
@@ -149,9 +143,9 @@ fn timestamp(zone: bool, precision: Option<usize>, target: Target) -> ColumnType
 mod tests {
     use super::*;
 
-    const PG: Target = Target::Postgres;
-    const MY: Target = Target::MySql;
-    const LITE: Target = Target::Sqlite;
+    const PG: Target = crate::db::postgres::dialect::TARGET;
+    const MY: Target = crate::db::mysql::dialect::TARGET;
+    const LITE: Target = crate::db::sqlite::dialect::TARGET;
 
     #[test]
     fn type_names_parse_per_dialect() {

@@ -6,9 +6,9 @@ use crate::codec::base64;
 use crate::config::TimestampFormat::{self, EpochMs, EpochS, EpochUs, Rfc3339};
 use serde_json::{json, Value};
 
-const PG: Target = Target::Postgres;
-const MY: Target = Target::MySql;
-const LITE: Target = Target::Sqlite;
+const PG: Target = crate::db::postgres::dialect::TARGET;
+const MY: Target = crate::db::mysql::dialect::TARGET;
+const LITE: Target = crate::db::sqlite::dialect::TARGET;
 
 /// `Ok(expected)` or `Err(substring of the reason)`.
 type Case = (&'static str, Value, Result<Value, &'static str>);
@@ -324,7 +324,7 @@ fn delete_keys_read_bare_text_as_their_columns_numbers_and_refuse_what_cannot_fi
         timestamps: TimestampFormat::Rfc3339,
     };
     let types = RowTypes {
-        target: Target::Postgres,
+        target: PG,
         columns: [
             (
                 "id".to_string(),
@@ -384,7 +384,7 @@ fn rows_that_fit_as_they_are_report_no_changes() {
         structured: false,
     };
     let types = RowTypes {
-        target: Target::Postgres,
+        target: PG,
         columns: [
             ("id".to_string(), spec(int)),
             ("name".to_string(), spec(text)),

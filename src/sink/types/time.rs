@@ -145,14 +145,14 @@ pub fn format(at: Micros, zone: bool, precision: u8, target: Target) -> String {
     let (y, m, d) = civil_from_days(days);
     let secs = in_day / 1_000_000;
     let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let sep = if target == Target::Postgres { 'T' } else { ' ' };
+    let sep = if target.iso_timestamps { 'T' } else { ' ' };
     let mut out = format!("{y:04}-{m:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}");
     if precision > 0 {
         let frac = format!("{:06}", in_day % 1_000_000);
         out.push('.');
         out.push_str(&frac[..usize::from(precision.min(6))]);
     }
-    if zone && target == Target::Postgres {
+    if zone && target.iso_timestamps {
         out.push('Z');
     }
     out
