@@ -170,7 +170,7 @@ fn render(problems: &[Problem]) -> String {
 
 impl Settings {
     /// Loads the layered configuration without validating it;
-    /// [`crate::check::load`] is how it is loaded to run.
+    /// the `check` module's `load` is how it is loaded to run.
     pub fn load_unvalidated(file: &Path, defaults: Option<&Path>) -> Result<Self, ConfigError> {
         if !file.exists() {
             return Err(ConfigError::Read {
@@ -209,7 +209,7 @@ impl Settings {
     }
 
     /// Parses a TOML string with no other layers, without validating it;
-    /// [`crate::check::from_toml`] is how it is read to run.
+    /// the `check` module's `from_toml` is how it is read to run.
     pub fn parse_toml(text: &str) -> Result<Self, ConfigError> {
         let raw = ::config::Config::builder()
             .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
@@ -224,6 +224,23 @@ impl Settings {
     pub fn validate(&self) -> Vec<Problem> {
         validate::settings(self)
     }
+}
+
+/// What the config alone can tell about `settings` (the unit tests here;
+/// the `check` module adds what needs other modules).
+#[cfg(test)]
+fn validated(settings: Settings) -> Result<Settings, ConfigError> {
+    let problems = settings.validate();
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+#[cfg(test)]
+fn validated_toml(text: &str) -> Result<Settings, ConfigError> {
+    Settings::parse_toml(text).and_then(validated)
 }
 
 #[cfg(test)]

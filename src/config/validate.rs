@@ -3,7 +3,7 @@
 //! Config is data: this checks what the config alone can tell. What needs
 //! another module — the database a URL names and that database's rules for
 //! a table name, whether a jq program compiles — is checked by
-//! [`crate::check::offline`], which [`crate::check::load`] runs with this.
+//! `check::offline`, which `check::load` runs with this.
 
 use super::{PipelineConfig, Settings, SinkMode};
 use std::fmt;
