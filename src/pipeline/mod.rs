@@ -220,6 +220,7 @@ impl Pipeline {
         let ctx = WriterContext {
             cfg: cfg.sink.clone(),
             pipeline: eos.as_ref().map(|(pipeline, _)| pipeline.clone()),
+            offsets: eos.as_ref().map(|(_, offsets)| Arc::clone(offsets)),
             dead_letters: dead_letters.clone(),
             abort: abort.clone(),
             stats: Arc::clone(&stats),

@@ -6,7 +6,9 @@
 //! the broker has every letter, or shutdown aborts it. Without a dead-letter
 //! topic a refused record stops the pipeline instead of being dropped.
 
+use super::checkpoint::standing;
 use super::writer_context::{WriterContext, WriterError};
+use super::SinkError;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::model::{Batch, Origin, RawRecord, TopicPartition};
 use crate::observe::stats::Stats;
@@ -63,6 +65,9 @@ pub(super) async fn dead_letter(
             message: first.message.clone(),
         });
     };
+    if !stands(ctx, batch).await? {
+        return Ok(());
+    }
     let mut seen = std::collections::BTreeSet::new();
     let letters: Vec<Letter> = refused
         .iter()
@@ -84,6 +89,39 @@ pub(super) async fn dead_letter(
         records = letters.len(),
     );
     send_letters(ctx, dlq, letters).instrument(span).await
+}
+
+/// Whether `batch` can still commit, asked of the checkpoint table before
+/// its letters go out (exactly-once). A batch a newer owner has fenced — this
+/// member was paused while its partitions moved, and may have judged its
+/// records against state the new owner had already advanced — sends no
+/// letters: the owner that commits the records sends its own, so a good
+/// record is never dead-lettered by a batch that cannot land. Fenced is the
+/// error; a batch that already committed sends nothing again (`false`) and
+/// its transaction then says so. If the table cannot be read, the letters
+/// go (a spurious letter is better than a lost one).
+async fn stands(ctx: &WriterContext, batch: &Batch) -> Result<bool, WriterError> {
+    let (Some(offsets), Some(checkpoint)) = (&ctx.offsets, ctx.checkpoint_of(batch)) else {
+        return Ok(true);
+    };
+    let stored = match offsets.stored(&checkpoint.pipeline).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            warn!(error = %e, "cannot read the checkpoint before dead-lettering; sending anyway");
+            return Ok(true);
+        }
+    };
+    match standing(&checkpoint, &stored) {
+        None => Ok(true),
+        Some(e @ SinkError::Fenced { .. }) => {
+            warn!(batch = batch.id, error = %e, "batch fenced; its dead letters are not sent");
+            Err(e.into())
+        }
+        Some(e) => {
+            warn!(batch = batch.id, error = %e, "batch already committed; its dead letters were sent then");
+            Ok(false)
+        }
+    }
 }
 
 /// Dead-letters the rows the database refused on their own (row index and

@@ -10,7 +10,7 @@
 //! consumed again after a restart.
 
 pub use super::backoff::Backoff;
-use super::checkpoint::{Checkpoint, Entry};
+use super::checkpoint::Checkpoint;
 use super::ddl;
 use super::dialect::Dialect;
 use super::isolate::isolate;
@@ -88,25 +88,6 @@ pub async fn run(
     }
 }
 
-/// The offsets a batch advances, under the generations it was built with.
-fn checkpoint_of(pipeline: &str, batch: &Batch) -> Checkpoint {
-    let entries = batch
-        .offsets
-        .iter()
-        .map(|(tp, range)| (tp, Some(*range)))
-        .chain(batch.idle.iter().map(|(tp, _)| (tp, None)))
-        .map(|(tp, offsets)| Entry {
-            tp: tp.clone(),
-            offsets,
-            generation: batch.generations.get(tp).copied().unwrap_or(-1),
-        })
-        .collect();
-    Checkpoint {
-        pipeline: pipeline.to_string(),
-        entries,
-    }
-}
-
 /// Writes one batch; returns the rows loaded. The stateful tail
 /// runs first (records it refuses are dead-lettered); data errors are
 /// isolated and the refused rows dead-lettered (when a dead-letter topic is
@@ -119,7 +100,7 @@ async fn write_batch<S: Sink + ?Sized>(
     batch: &Batch,
     backoff: &mut Backoff,
 ) -> Result<Loaded, WriterError> {
-    let checkpoint = ctx.pipeline.as_ref().map(|p| checkpoint_of(p, batch));
+    let checkpoint = ctx.checkpoint_of(batch);
     let Some(engine) = engine else {
         let output = stateless_output(&ctx.cfg.key_columns, batch);
         return write_rows(

@@ -13,7 +13,7 @@ const COLUMNS: &str = "(pipeline VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT N
      partition_id INTEGER NOT NULL, next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, \
      PRIMARY KEY (pipeline, topic, partition_id)) ENGINE = InnoDB";
 
-offset_table!(MySqlPool, COLUMNS, claim);
+offset_table!(MySqlPool, COLUMNS, claim, "?");
 
 /// The upsert claims, then a `SELECT` in the same transaction reads the row
 /// it holds locked.

@@ -9,7 +9,7 @@ use crate::sink::SinkError;
 use sqlx::PgPool;
 
 claim_returning!(claim, sqlx::Postgres);
-offset_table!(PgPool, COLUMNS, claim);
+offset_table!(PgPool, COLUMNS, claim, "$1");
 
 /// The statement advancing every partition of a checkpoint at once; it
 /// returns the partitions it advanced. Parameters: pipeline, then topics,

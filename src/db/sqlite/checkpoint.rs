@@ -8,7 +8,7 @@ use crate::sink::SinkError;
 use sqlx::SqlitePool;
 
 claim_returning!(claim, sqlx::Sqlite);
-offset_table!(SqlitePool, COLUMNS, claim);
+offset_table!(SqlitePool, COLUMNS, claim, "$1");
 
 /// The statement advancing one partition's checkpoint under its generation.
 fn advance_sql(table: &str) -> String {

@@ -54,6 +54,52 @@ pub fn verdict(checkpoint: &Checkpoint, current: &[Current]) -> SinkError {
     }
 }
 
+/// A checkpoint row as read outside a transaction: topic, partition,
+/// generation, next offset.
+pub type Stored = (String, i32, i64, i64);
+
+/// Whether `checkpoint` could still advance, judged from the rows stored
+/// now (`stored`) before the batch's transaction: `None` if every partition
+/// is still under the batch's generation and not past its first offset;
+/// otherwise the error its transaction would end with ([`SinkError::Fenced`]
+/// before [`SinkError::AlreadyCommitted`]). The writer asks before it sends a
+/// batch's dead letters, so a batch that cannot commit sends none.
+pub fn standing(checkpoint: &Checkpoint, stored: &[Stored]) -> Option<SinkError> {
+    let row = |e: &Entry| {
+        stored
+            .iter()
+            .find(|(t, p, _, _)| *t == e.tp.topic && *p == e.tp.partition)
+    };
+    let mut fenced = Vec::new();
+    let mut past = Vec::new();
+    for e in &checkpoint.entries {
+        match row(e) {
+            Some((_, _, generation, _)) if *generation != e.generation => fenced.push(e),
+            None => fenced.push(e),
+            Some((_, _, _, next)) if e.first().is_some_and(|first| *next > first) => past.push(e),
+            Some(_) => {}
+        }
+    }
+    let names = |entries: &[&Entry]| {
+        entries
+            .iter()
+            .map(|e| e.tp.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if !fenced.is_empty() {
+        Some(SinkError::Fenced {
+            partitions: names(&fenced),
+        })
+    } else if !past.is_empty() {
+        Some(SinkError::AlreadyCommitted {
+            partitions: names(&past),
+        })
+    } else {
+        None
+    }
+}
+
 /// The checkpoint rows of a pipeline (`$1`), for [`verdict`].
 pub fn current_sql(table: &str) -> String {
     format!("SELECT topic, partition_id, generation FROM {table} WHERE pipeline = $1")
@@ -93,6 +139,25 @@ mod tests {
     fn a_missing_checkpoint_row_is_a_fence() {
         let c = checkpoint(vec![entry(0, Some((5, 9)), 3)]);
         assert!(matches!(verdict(&c, &[]), SinkError::Fenced { .. }));
+    }
+
+    #[test]
+    fn a_batch_stands_while_its_generations_own_it_and_nothing_passed_it() {
+        let c = checkpoint(vec![entry(0, Some((5, 9)), 3), entry(1, None, 4)]);
+        let t = |p, g, n| ("t".to_string(), p, g, n);
+        assert!(standing(&c, &[t(0, 3, 5), t(1, 4, 70)]).is_none());
+        match standing(&c, &[t(0, 3, 5), t(1, 5, 70)]) {
+            Some(SinkError::Fenced { partitions }) => assert_eq!(partitions, "t/1"),
+            other => panic!("want a fence, got {other:?}"),
+        }
+        match standing(&c, &[t(0, 3, 10), t(1, 4, 70)]) {
+            Some(SinkError::AlreadyCommitted { partitions }) => assert_eq!(partitions, "t/0"),
+            other => panic!("want already committed, got {other:?}"),
+        }
+        assert!(matches!(
+            standing(&c, &[t(1, 4, 70)]),
+            Some(SinkError::Fenced { .. })
+        ));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::model::{OffsetRange, TopicPartition};
 use std::sync::Arc;
 
 mod advance;
-pub use advance::{current_sql, verdict, Current};
+pub use advance::{current_sql, standing, verdict, Current, Stored};
 
 pub const TABLE: &str = "tidemill_offsets";
 
@@ -82,6 +82,10 @@ pub trait OffsetTable: Send + Sync {
         pipeline: &'a str,
         partitions: &'a [TopicPartition],
     ) -> BoxFuture<'a, Result<Vec<Claim>, SinkError>>;
+
+    /// The pipeline's checkpoint rows as they stand now, outside any batch's
+    /// transaction ([`standing`] judges a batch by them).
+    fn stored<'a>(&'a self, pipeline: &'a str) -> BoxFuture<'a, Result<Vec<Stored>, SinkError>>;
 }
 
 /// Handle on the checkpoint table; cheap to clone.
@@ -161,9 +165,10 @@ macro_rules! claim_returning {
 pub(crate) use claim_returning;
 
 /// Generates a backend's checkpoint table, `Offsets { pool, table }`: its
-/// race-tolerant `CREATE` from the backend's `$columns`, and `$claim`.
+/// race-tolerant `CREATE` from the backend's `$columns`, `$claim`, and the
+/// read of the stored rows with the backend's first parameter `$param`.
 macro_rules! offset_table {
-    ($pool:ty, $columns:expr, $claim:path) => {
+    ($pool:ty, $columns:expr, $claim:path, $param:literal) => {
         /// The checkpoint table of one database of this backend.
         pub struct Offsets {
             pub pool: $pool,
@@ -194,6 +199,26 @@ macro_rules! offset_table {
                 Result<Vec<$crate::sink::checkpoint::Claim>, $crate::sink::SinkError>,
             > {
                 Box::pin($claim(&self.pool, &self.table, pipeline, partitions))
+            }
+
+            fn stored<'a>(
+                &'a self,
+                pipeline: &'a str,
+            ) -> $crate::model::BoxFuture<
+                'a,
+                Result<Vec<$crate::sink::checkpoint::Stored>, $crate::sink::SinkError>,
+            > {
+                Box::pin(async move {
+                    let sql = format!(
+                        "SELECT topic, partition_id, generation, next_offset FROM {} WHERE pipeline = {}",
+                        self.table, $param
+                    );
+                    sqlx::query_as(&sql)
+                        .bind(pipeline)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|source| $crate::sink::SinkError::Checkpoint { source })
+                })
             }
         }
     };
