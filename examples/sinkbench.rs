@@ -93,7 +93,7 @@ async fn bench(
         } else {
             prepare(sink.schema(), mode, &keys, batch)?
         };
-        let deleted = sink.write(&prepared, None, None).await?;
+        let deleted = sink.write(&prepared, None, None).await?.deleted;
         anyhow::ensure!(
             !delete || deleted == batch.len() as u64,
             "deleted {deleted} of {}",

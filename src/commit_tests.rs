@@ -22,6 +22,7 @@ fn ack(b: &Batch) -> BatchAck {
         bytes: 0,
         trace: None,
         spent: None,
+        committed_at: None,
     }
 }
 

@@ -116,6 +116,13 @@ pub struct Batch {
     pub tally: BTreeMap<TopicPartition, PartitionTally>,
     /// Each record's Kafka timestamp (ms), for the end-to-end latency histogram.
     pub timestamps: Vec<i64>,
+    /// When each record of `timestamps` was fetched (ms since the epoch),
+    /// for the `kafka` and `batching` stages.
+    pub fetched_ms: Vec<i64>,
+    /// When the batch was closed and handed on (the `batching` stage ends,
+    /// `queue` begins).
+    pub closed_at: Option<std::time::Instant>,
+    pub closed_ms: i64,
     /// Sampled producer trace contexts of records in this batch (tracing on
     /// only), at most `trace::MAX_LINKS`; the rest are counted in
     /// `links_dropped`.
@@ -220,6 +227,8 @@ pub struct BatchAck {
     pub trace: Option<opentelemetry::trace::SpanContext>,
     /// The written batch itself, freed where the ack is read.
     pub spent: Option<Spent>,
+    /// When the database committed the batch (the `offsets` stage begins).
+    pub committed_at: Option<std::time::Instant>,
 }
 
 /// A batch the writer is done with, travelling back with its ack to the

@@ -33,6 +33,21 @@ fn total(body: &str, name: &str) -> i64 {
         .sum()
 }
 
+/// A float series of pipeline `p`, e.g. a histogram's `_sum`.
+fn float(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// `tidemill_stage_seconds_{what}` of one stage of pipeline `p`.
+fn stage(body: &str, what: &str, stage: &str) -> Option<f64> {
+    float(
+        body,
+        &format!("tidemill_stage_seconds_{what}{{pipeline=\"p\",stage=\"{stage}\"}}"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_match_the_table_and_readiness_follows_the_database() {
     let (topic, group) = (unique("health"), unique("g"));
@@ -215,5 +230,34 @@ async fn per_partition_metrics_match_the_load_and_lag_drains_to_zero() {
     );
     assert!(metric(&body, "tidemill_rebalance_pause_seconds_count").unwrap_or(0) >= 1);
     assert_eq!(total(&body, "tidemill_db_retries_total"), 0);
+    stages_add_up_to_the_end_to_end_latency(&body);
+    // The offsets leg ends when the poll loop sends the acked offsets on.
+    wait_for(
+        "every record's offsets sent",
+        Duration::from_secs(30),
+        || async { stage(&get(port, "/metrics").await.1, "count", "offsets") == Some(420.0) },
+    )
+    .await;
     assert!(process.terminate(), "{}", process.log_text());
+}
+
+/// Each record passed every stage of a stateless pipeline once (none went
+/// through state), and the legs it spent add up to its end-to-end latency
+/// (each leg is measured to the millisecond or better).
+fn stages_add_up_to_the_end_to_end_latency(body: &str) {
+    let legs = ["kafka", "batching", "queue", "write", "commit"];
+    for leg in legs {
+        assert_eq!(stage(body, "count", leg), Some(420.0), "{leg}:\n{body}");
+    }
+    assert_eq!(stage(body, "count", "state"), Some(0.0));
+    let sum: f64 = legs.iter().filter_map(|l| stage(body, "sum", l)).sum();
+    let end_to_end = float(
+        body,
+        "tidemill_end_to_end_latency_seconds_sum{pipeline=\"p\"}",
+    )
+    .expect("end-to-end latency sum");
+    assert!(
+        (sum - end_to_end).abs() <= 0.01 * end_to_end + 420.0 * 0.003,
+        "legs add up to {sum} s, end to end {end_to_end} s"
+    );
 }

@@ -179,6 +179,18 @@ async fn a_record_with_traceparent_continues_the_producers_trace() {
         attr(batch, "messaging.kafka.offset.last").as_deref(),
         Some("20")
     );
+    // The stages before the writer, as the stage histograms count them.
+    for key in [
+        "tidemill.stage.kafka_ms",
+        "tidemill.stage.batching_ms",
+        "tidemill.stage.queue_ms",
+    ] {
+        let ms: Option<i64> = attr(batch, key).and_then(|v| v.parse().ok());
+        assert!(
+            ms.is_some_and(|ms| (0..60_000).contains(&ms)),
+            "{key}: {ms:?}"
+        );
+    }
 
     for name in ["db.write", "db.commit"] {
         let db_span = named(name)

@@ -25,7 +25,7 @@ macro_rules! sink_impl {
                 checkpoint: Option<&'a $crate::sink::checkpoint::Checkpoint>,
                 state: Option<&'a $crate::state::StateWrites>,
                 commit: bool,
-            ) -> $crate::model::BoxFuture<'a, Result<u64, $crate::sink::SinkError>> {
+            ) -> $crate::model::BoxFuture<'a, Result<$crate::sink::Written, $crate::sink::SinkError>> {
                 Box::pin($crate::sink::transact::run(
                     self, batch, checkpoint, state, commit,
                 ))

@@ -130,6 +130,9 @@ impl Batcher {
     fn tally(&mut self, tp: &TopicPartition, timestamp_ms: Option<i64>, rows: usize) {
         if let Some(ts) = timestamp_ms {
             self.current.timestamps.push(ts);
+            self.current
+                .fetched_ms
+                .push(crate::observe::stats::now_ms() as i64);
         }
         // Look up before inserting: no key clone per record.
         if let Some(tally) = self.current.tally.get_mut(tp) {
@@ -204,6 +207,8 @@ impl Batcher {
             .take()
             .map_or(0, |t| t.elapsed().as_micros() as u64);
         let now_ms = crate::observe::stats::now_ms() as i64;
+        self.current.closed_at = Some(Instant::now());
+        self.current.closed_ms = now_ms;
         let behind_ms = self
             .current
             .timestamps

@@ -56,6 +56,9 @@ pub struct Stats {
     pub batch_rows: Histogram<{ ROW_BUCKETS.len() }>,
     /// Kafka timestamp of each record → the commit of its batch.
     pub end_to_end_seconds: Histogram<{ LATENCY_BUCKETS.len() }>,
+    /// Per [`Stage`], the time each record spent in it (indexed by
+    /// [`Stage::index`]).
+    pub stage_seconds: [Histogram<{ STAGE_BUCKETS.len() }>; Stage::ALL.len()],
     /// Rebalance callbacks served (assignments and revocations).
     pub rebalances: AtomicU64,
     /// Times a newer owner fenced this member's pipeline (it rejoins its group).
@@ -116,6 +119,64 @@ impl RetryKind {
     }
 }
 
+/// The legs of a record's way from Kafka into the database, for
+/// `tidemill_stage_seconds{stage}`. Each is observed once per record (a
+/// batch's legs weigh as many records as it carries), so `kafka` through
+/// `commit` add up to the end-to-end latency; `offsets` comes after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The record's Kafka timestamp → fetched by the consumer.
+    Kafka,
+    /// Fetched → its batch closed (waiting for the batch to fill or linger).
+    Batching,
+    /// Batch closed → the writer starts it (waiting for a free writer).
+    Queue,
+    /// Keyed state loaded and applied (stateful pipelines only).
+    State,
+    /// The batch's statements: rows, deletes, state and checkpoint, with
+    /// any retries, column additions and isolation of refused rows.
+    Write,
+    /// The database's commit.
+    Commit,
+    /// Committed in the database → its offsets sent to Kafka.
+    Offsets,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] = [
+        Stage::Kafka,
+        Stage::Batching,
+        Stage::Queue,
+        Stage::State,
+        Stage::Write,
+        Stage::Commit,
+        Stage::Offsets,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Kafka => "kafka",
+            Stage::Batching => "batching",
+            Stage::Queue => "queue",
+            Stage::State => "state",
+            Stage::Write => "write",
+            Stage::Commit => "commit",
+            Stage::Offsets => "offsets",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Upper bounds of the per-stage buckets, in seconds (sub-millisecond
+/// commits to minutes behind in Kafka).
+pub const STAGE_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+    300.0,
+];
+
 /// Upper bounds of the duration buckets (batch writes, rebalances), in seconds.
 pub const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -174,6 +235,21 @@ impl<const N: usize> Histogram<N> {
             }
         }
         self.count.fetch_add(count, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((sum * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Observes one value `weight` times (a batch's duration, once per record).
+    pub fn observe_weighted(&self, bounds: &[f64; N], value: f64, weight: u64) {
+        if weight == 0 {
+            return;
+        }
+        let first = bounds.partition_point(|b| *b < value);
+        for c in &self.counts[first..] {
+            c.fetch_add(weight, Ordering::Relaxed);
+        }
+        self.count.fetch_add(weight, Ordering::Relaxed);
+        let sum = value.max(0.0) * weight as f64;
         self.sum_micros
             .fetch_add((sum * 1e6) as u64, Ordering::Relaxed);
     }
@@ -240,6 +316,16 @@ impl Stats {
         self.retries.iter().map(Stats::get).sum()
     }
 
+    /// Observes `seconds` in `stage` for each of `records` records.
+    pub fn observe_stage(&self, stage: Stage, seconds: f64, records: u64) {
+        self.stage_seconds[stage.index()].observe_weighted(&STAGE_BUCKETS, seconds, records);
+    }
+
+    /// Observes one value per record in `stage`.
+    pub fn observe_stage_each(&self, stage: Stage, seconds: impl IntoIterator<Item = f64>) {
+        self.stage_seconds[stage.index()].observe_in(&STAGE_BUCKETS, seconds);
+    }
+
     pub fn add_retry(&self, kind: RetryKind) {
         let i = RetryKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         Stats::add(&self.retries[i], 1);
@@ -285,6 +371,24 @@ mod tests {
             3,
             "1000 s is only in +Inf"
         );
+    }
+
+    #[test]
+    fn a_weighted_observation_counts_like_that_many_single_ones() {
+        let (one, many) = (Histogram::default(), Histogram::default());
+        for _ in 0..3 {
+            one.observe(0.2);
+        }
+        many.observe_weighted(&BUCKETS, 0.2, 3);
+        many.observe_weighted(&BUCKETS, 9.0, 0);
+        assert_eq!(one.snapshot(), many.snapshot());
+    }
+
+    #[test]
+    fn stages_are_indexed_in_their_order() {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(stage.index(), i, "{}", stage.as_str());
+        }
     }
 
     #[test]

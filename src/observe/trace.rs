@@ -134,7 +134,13 @@ pub fn batch_span(names: &SpanNames, batch: &Batch) -> Span {
         tidemill.links = batch.links.len(),
         tidemill.links.dropped = batch.links_dropped,
         tidemill.links.cap = MAX_LINKS,
+        tidemill.stage.kafka_ms = tracing::field::Empty,
+        tidemill.stage.batching_ms = tracing::field::Empty,
+        tidemill.stage.queue_ms = tracing::field::Empty,
     );
+    if enabled() {
+        record_stages(&span, batch);
+    }
     if batch.offsets.len() == 1 {
         if let Some(range) = batch.offsets.values().next() {
             span.record("messaging.kafka.offset.first", range.first);
@@ -145,6 +151,28 @@ pub fn batch_span(names: &SpanNames, batch: &Batch) -> Span {
         span.add_link(link.context.clone());
     }
     span
+}
+
+/// The stages the batch's oldest record passed before the writer took it
+/// (`tidemill_stage_seconds`' `kafka`, `batching` and `queue`); the writer's
+/// own stages are the `state`, write and commit child spans.
+fn record_stages(span: &Span, batch: &Batch) {
+    let waits = batch.timestamps.iter().zip(&batch.fetched_ms);
+    if let Some(kafka) = waits.map(|(ts, fetched)| fetched - ts).max() {
+        span.record("tidemill.stage.kafka_ms", kafka.max(0));
+    }
+    if let Some(first) = batch.fetched_ms.iter().min() {
+        span.record(
+            "tidemill.stage.batching_ms",
+            (batch.closed_ms - first).max(0),
+        );
+    }
+    if let Some(closed) = batch.closed_at {
+        span.record(
+            "tidemill.stage.queue_ms",
+            closed.elapsed().as_millis() as i64,
+        );
+    }
 }
 
 /// One `process` span per linked record, each a child of the producer's span

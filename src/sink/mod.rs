@@ -55,6 +55,15 @@ use crate::state::{StateStore, StateWrites};
 use checkpoint::{Checkpoint, OffsetStore};
 use schema::TableSchema;
 
+/// What one batch's transaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows the batch's deletes removed.
+    pub deleted: u64,
+    /// How long the database's commit took (zero when rolled back).
+    pub commit: std::time::Duration,
+}
+
 /// A database table that batches are written to. Each backend implements it
 /// in its folder under [`crate::db`]; [`crate::db::open`] picks one by URL.
 pub trait Sink: Send + 'static {
@@ -65,15 +74,14 @@ pub trait Sink: Send + 'static {
     fn dialect(&self) -> &'static dyn dialect::Dialect;
 
     /// One transaction: the deletes, the rows, the keyed state, then the
-    /// checkpoint; committed, or rolled back when `commit` is false. Answers
-    /// the number of rows the deletes removed.
+    /// checkpoint; committed, or rolled back when `commit` is false.
     fn transact<'a>(
         &'a mut self,
         batch: &'a PreparedWrite<'_>,
         checkpoint: Option<&'a Checkpoint>,
         state: Option<&'a StateWrites>,
         commit: bool,
-    ) -> BoxFuture<'a, Result<u64, SinkError>>;
+    ) -> BoxFuture<'a, Result<Written, SinkError>>;
 
     /// Adds each field as a nullable column (a column another member added
     /// first counts as added), logs the DDL, then reads the schema again.
@@ -90,7 +98,7 @@ pub trait Sink: Send + 'static {
         batch: &'a PreparedWrite<'_>,
         checkpoint: Option<&'a Checkpoint>,
         state: Option<&'a StateWrites>,
-    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+    ) -> BoxFuture<'a, Result<Written, SinkError>> {
         self.transact(batch, checkpoint, state, true)
     }
 
@@ -99,7 +107,7 @@ pub trait Sink: Send + 'static {
     fn trial<'a>(
         &'a mut self,
         batch: &'a PreparedWrite<'_>,
-    ) -> BoxFuture<'a, Result<u64, SinkError>> {
+    ) -> BoxFuture<'a, Result<Written, SinkError>> {
         self.transact(batch, None, None, false)
     }
 

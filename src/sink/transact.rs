@@ -10,7 +10,7 @@
 //! ([`Steps`]); the spans (`db.system`, the write and the commit) are made here.
 
 use super::checkpoint::Checkpoint;
-use super::{PreparedBatch, PreparedWrite, SinkError};
+use super::{PreparedBatch, PreparedWrite, SinkError, Written};
 use crate::config::SinkMode;
 use crate::ident::TableName;
 use crate::observe::trace;
@@ -59,16 +59,16 @@ pub(crate) trait Steps: Send {
 }
 
 /// The transaction of one batch (see the module's contract); answers the
-/// number of rows the deletes removed.
+/// number of rows the deletes removed and how long the commit took.
 pub(crate) async fn run<S: Steps>(
     steps: &mut S,
     batch: &PreparedWrite<'_>,
     checkpoint: Option<&Checkpoint>,
     state: Option<&StateWrites>,
     commit: bool,
-) -> Result<u64, SinkError> {
+) -> Result<Written, SinkError> {
     if batch.is_empty() && checkpoint.is_none() && state.is_none_or(StateWrites::is_empty) {
-        return Ok(0);
+        return Ok(Written::default());
     }
     let table = steps.table().to_string();
     let write_err = |source| SinkError::Write {
@@ -100,11 +100,19 @@ pub(crate) async fn run<S: Steps>(
     }
     .instrument(span)
     .await?;
+    let started = std::time::Instant::now();
     if commit {
         let span = trace::db_commit_span(S::SYSTEM, &table);
         tx.commit().instrument(span).await.map_err(write_err)?;
     } else {
         tx.rollback().await.map_err(write_err)?;
+        return Ok(Written {
+            deleted,
+            commit: std::time::Duration::ZERO,
+        });
     }
-    Ok(deleted)
+    Ok(Written {
+        deleted,
+        commit: started.elapsed(),
+    })
 }

@@ -19,7 +19,7 @@ use super::output::{stateless_output, Output};
 use super::refused::{dead_letter, discount, drop_refused, Refused, Source};
 use super::types::RowTypes;
 pub use super::writer_context::{WriterContext, WriterError};
-use super::{prepare, with_deletes, RetryClass, Sink, SinkError};
+use super::{prepare, with_deletes, RetryClass, Sink, SinkError, Written};
 use crate::dead_letter::Reason;
 use crate::model::{Batch, BatchAck, Row, Spent};
 use crate::observe::stats::Stats;
@@ -67,7 +67,7 @@ pub async fn run(
         .instrument(span)
         .await?;
         drop(processes);
-        observe::committed(&ctx.stats, &batch, &loaded, started.elapsed());
+        observe::committed(&ctx.stats, &batch, &loaded, started);
         // The slot frees once the ack is on its way; the rows and records
         // go back with it, to be freed on the thread that allocated them.
         let slot = batch.slot.take();
@@ -78,6 +78,7 @@ pub async fn run(
             bytes: batch.bytes,
             trace,
             spent: Some(Spent(batch)),
+            committed_at: Some(std::time::Instant::now()),
         };
         let sent = acks.send(ack);
         drop(slot);
@@ -120,6 +121,7 @@ async fn write_batch<S: Sink + ?Sized>(
         tidemill.state.cache_hits = tracing::field::Empty,
         tidemill.state.rejected = tracing::field::Empty,
     );
+    let state_started = std::time::Instant::now();
     let output = loop {
         match apply_tail(engine, ctx, batch)
             .instrument(span.clone())
@@ -137,6 +139,7 @@ async fn write_batch<S: Sink + ?Sized>(
         }
     };
     drop(span);
+    let state = state_started.elapsed();
     match write_rows(
         sink,
         ctx,
@@ -148,9 +151,12 @@ async fn write_batch<S: Sink + ?Sized>(
     )
     .await
     {
-        Ok(rows) => {
+        Ok(loaded) => {
             engine.commit(&batch.partitions);
-            Ok(rows)
+            Ok(Loaded {
+                state: Some(state),
+                ..loaded
+            })
         }
         Err(e) => {
             engine.rollback();
@@ -264,12 +270,12 @@ async fn write_rows<S: Sink + ?Sized>(
         let result = match result {
             Err(SinkError::AlreadyCommitted { partitions }) => {
                 warn!(batch = batch.id, %partitions, "batch already committed; not writing it again");
-                Ok(0)
+                Ok(Written::default())
             }
             other => other,
         };
         match result {
-            Ok(deleted) => {
+            Ok(written) => {
                 backoff.reset();
                 ctx.stats.sink_failing.store(false, Ordering::Relaxed);
                 let rows = subset.as_ref().map_or(rows.len(), Vec::len);
@@ -277,8 +283,10 @@ async fn write_rows<S: Sink + ?Sized>(
                 tracing::debug!(batch = batch.id, rows, write_us, "wrote batch");
                 return Ok(Loaded {
                     rows,
-                    deleted,
+                    deleted: written.deleted,
                     by_partition: std::mem::take(&mut output.by_partition),
+                    state: None,
+                    commit: written.commit,
                 });
             }
             Err(e) if e.class(sink.dialect()) == RetryClass::Transient => {

@@ -11,7 +11,8 @@
 //! committed position (a batch committed, or the checkpoint resumed from).
 
 use crate::observe::stats::{
-    now_ms, Histogram, PartitionStats, RetryKind, Stats, BUCKETS, LATENCY_BUCKETS, ROW_BUCKETS,
+    now_ms, Histogram, PartitionStats, RetryKind, Stage, Stats, BUCKETS, LATENCY_BUCKETS,
+    ROW_BUCKETS, STAGE_BUCKETS,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -320,7 +321,7 @@ fn histograms(registry: &Registry) -> Vec<Family> {
             |s| snapshot(&s.rebalance_seconds, &BUCKETS),
         ),
     ];
-    series
+    let mut out: Vec<Family> = series
         .into_iter()
         .map(|(name, help, get)| Family {
             name,
@@ -334,7 +335,33 @@ fn histograms(registry: &Registry) -> Vec<Family> {
                 })
                 .collect(),
         })
-        .collect()
+        .collect();
+    out.push(stages(registry));
+    out
+}
+
+/// `tidemill_stage_seconds{pipeline, stage}`: where each record's time went.
+fn stages(registry: &Registry) -> Family {
+    let points = registry
+        .iter()
+        .flat_map(|(pipeline, s)| {
+            Stage::ALL.into_iter().map(move |stage| Point {
+                labels: vec![
+                    ("pipeline", pipeline.clone()),
+                    ("stage", stage.as_str().to_string()),
+                ],
+                value: Value::Histogram(snapshot(&s.stage_seconds[stage.index()], &STAGE_BUCKETS)),
+            })
+        })
+        .collect();
+    Family {
+        name: "tidemill_stage_seconds",
+        help: "Time each record spent in a stage: kafka (timestamp to fetched), batching, queue, \
+               state, write and commit add up to the end-to-end latency; offsets (committed to \
+               its Kafka commit) follows it.",
+        kind: Kind::Histogram,
+        points,
+    }
 }
 
 /// (upper bounds, cumulative counts, count, sum)
@@ -358,7 +385,7 @@ mod tests {
         let s = Arc::new(Stats::default());
         Stats::add(&s.rows_loaded, 42);
         s.batch_seconds.observe(0.02);
-        let text = metrics(&vec![("orders".to_string(), s)]);
+        let text = metrics(&vec![("orders".to_string(), Arc::clone(&s))]);
         assert!(
             text.contains("tidemill_rows_loaded_total{pipeline=\"orders\"} 42"),
             "{text}"
@@ -368,6 +395,17 @@ mod tests {
         ));
         assert!(text.contains("# TYPE tidemill_batch_duration_seconds histogram"));
         assert!(text.contains("# TYPE tidemill_assigned_partitions gauge"));
+        s.observe_stage(Stage::Commit, 0.002, 3);
+        let text = metrics(&vec![("orders".to_string(), Arc::clone(&s))]);
+        assert!(
+            text.contains(
+                "tidemill_stage_seconds_bucket{pipeline=\"orders\",stage=\"commit\",le=\"0.0025\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("tidemill_stage_seconds_count{pipeline=\"orders\",stage=\"kafka\"} 0")
+        );
         assert!(
             text.contains("tidemill_db_retries_total{pipeline=\"orders\",class=\"conflict\"} 0")
         );

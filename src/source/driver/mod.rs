@@ -25,7 +25,7 @@ use crate::config::BatchConfig;
 use crate::dead_letter::DeadLetters;
 use crate::ingest::Ingest;
 use crate::model::{Batch, BatchAck, TopicPartition};
-use crate::observe::stats::{PartitionStats, Stats};
+use crate::observe::stats::{PartitionStats, Stage, Stats};
 use crate::observe::trace;
 use crate::sink::checkpoint::OffsetStore;
 use flow::{Flow, Switch};
@@ -330,12 +330,16 @@ impl Driver {
     ) -> Result<(), SourceError> {
         let mut any = false;
         let mut traced = Vec::new();
+        // (committed in the database, records): the `offsets` stage of each.
+        let mut committed = Vec::new();
         loop {
             match self.acks.try_recv() {
                 Ok(ack) => {
                     self.flow.acked(ack.bytes);
                     self.committer.acked(&ack);
                     traced.extend(ack.trace);
+                    let records = ack.offsets.values().map(|r| (r.last - r.first + 1) as u64);
+                    committed.extend(ack.committed_at.map(|at| (at, records.sum::<u64>())));
                     any = true;
                 }
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
@@ -353,6 +357,11 @@ impl Driver {
             let span = trace::kafka_commit_span(&self.group, &traced);
             let _entered = span.enter();
             let _ = offsets::commit(consumer, &mut self.committer, CommitMode::Async, now);
+            let sent = Instant::now();
+            for (at, records) in committed {
+                let waited = sent.saturating_duration_since(at).as_secs_f64();
+                self.stats.observe_stage(Stage::Offsets, waited, records);
+            }
         }
         Ok(())
     }
