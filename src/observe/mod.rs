@@ -1,5 +1,6 @@
 //! What an operator sees, in one place. Nothing here changes what the
 //! pipeline does: [`stats`] counts (lock-free, written by the stages),
+//! [`stage`] names where a record's time goes,
 //! [`metrics`] renders those counts for Prometheus and OTLP, [`telemetry`]
 //! sets up logs and trace export, [`trace`] carries producers' trace context
 //! to the writer's spans, and [`health`] serves liveness, readiness and
@@ -7,6 +8,7 @@
 
 pub mod health;
 pub mod metrics;
+pub mod stage;
 pub mod stats;
 pub mod telemetry;
 pub mod trace;
