@@ -132,6 +132,24 @@ macro_rules! steps_impl {
     };
 }
 
+/// A folder's entry in [`BACKENDS`]: the URL schemes that name its
+/// database, its [`Dialect`], and its sink type's inherent `open`.
+macro_rules! backend {
+    ($sink:ident, $dialect:expr, $($scheme:literal),+) => {
+        /// This folder's entry in [`super::BACKENDS`].
+        pub const BACKEND: super::Backend = super::Backend {
+            schemes: &[$($scheme),+],
+            dialect: $dialect,
+            open: |cfg| {
+                Box::pin(async move {
+                    let sink: Box<dyn $crate::sink::Sink> = Box::new($sink::open(cfg).await?);
+                    Ok(sink)
+                })
+            },
+        };
+    };
+}
+
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;

@@ -17,6 +17,15 @@ use crate::ident::TableName;
 use std::future::Future;
 use tracing::{info, warn};
 
+/// The target table's name as `dialect` reads it (schema-qualified where
+/// it has schemas).
+pub fn table_name(cfg: &SinkConfig, dialect: &dyn Dialect) -> Result<TableName, SinkError> {
+    TableName::parse(&cfg.table, !dialect.schemas()).map_err(|e| SinkError::Schema {
+        table: cfg.table.clone(),
+        message: e.to_string(),
+    })
+}
+
 /// Reads the table's schema, first creating the table from its declaration
 /// when `auto_create` is on and the table is missing.
 pub async fn open_table<D, DF, E, EF>(

@@ -22,6 +22,23 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// The schema as read from the catalog: each unique key's columns are
+    /// sorted, so keys compare as sets.
+    pub fn read(
+        table: &TableName,
+        columns: Vec<Column>,
+        mut unique_keys: Vec<Vec<String>>,
+    ) -> Self {
+        for key in &mut unique_keys {
+            key.sort();
+        }
+        Self {
+            table: table.clone(),
+            columns,
+            unique_keys,
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }

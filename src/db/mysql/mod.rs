@@ -60,29 +60,12 @@ pub struct MySqlSink {
     dialect: &'static dyn crate::sink::dialect::Dialect,
 }
 
-/// This folder's entry in [`super::BACKENDS`].
-pub const BACKEND: super::Backend = super::Backend {
-    schemes: &["mysql://", "mariadb://"],
-    dialect: &dialect::MYSQL,
-    open: open_boxed,
-};
-
-fn open_boxed(
-    cfg: &SinkConfig,
-) -> crate::model::BoxFuture<'_, Result<Box<dyn crate::sink::Sink>, SinkError>> {
-    Box::pin(async move {
-        let sink: Box<dyn crate::sink::Sink> = Box::new(MySqlSink::open(cfg).await?);
-        Ok(sink)
-    })
-}
+backend!(MySqlSink, &dialect::MYSQL, "mysql://", "mariadb://");
 
 impl MySqlSink {
     pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
         let pool = connect(cfg).await?;
-        let table = TableName::parse(&cfg.table, false).map_err(|e| SinkError::Schema {
-            table: cfg.table.clone(),
-            message: e.to_string(),
-        })?;
+        let table = evolve::table_name(cfg, &dialect::MYSQL)?;
         let schema = evolve::open_table(
             cfg,
             &dialect::MYSQL,
@@ -307,15 +290,8 @@ async fn describe(pool: &MySqlPool, table: &TableName) -> Result<TableSchema, Si
     for r in index_rows {
         by_index.entry(r.get(0)).or_default().push(r.get(1));
     }
-    let mut unique_keys: Vec<Vec<String>> = by_index.into_values().collect();
-    for key in &mut unique_keys {
-        key.sort();
-    }
-    Ok(TableSchema {
-        table: table.clone(),
-        columns,
-        unique_keys,
-    })
+    let unique_keys: Vec<Vec<String>> = by_index.into_values().collect();
+    Ok(TableSchema::read(table, columns, unique_keys))
 }
 
 steps_impl!(MySqlSink, sqlx::MySql);

@@ -48,29 +48,17 @@ pub struct PostgresSink {
     dialect: &'static dyn crate::sink::dialect::Dialect,
 }
 
-/// This folder's entry in [`super::BACKENDS`].
-pub const BACKEND: super::Backend = super::Backend {
-    schemes: &["postgres://", "postgresql://"],
-    dialect: &dialect::DIALECT,
-    open: open_boxed,
-};
-
-fn open_boxed(
-    cfg: &SinkConfig,
-) -> crate::model::BoxFuture<'_, Result<Box<dyn crate::sink::Sink>, SinkError>> {
-    Box::pin(async move {
-        let sink: Box<dyn crate::sink::Sink> = Box::new(PostgresSink::open(cfg).await?);
-        Ok(sink)
-    })
-}
+backend!(
+    PostgresSink,
+    &dialect::DIALECT,
+    "postgres://",
+    "postgresql://"
+);
 
 impl PostgresSink {
     pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
         let pool = connect(cfg).await?;
-        let table = TableName::parse(&cfg.table, false).map_err(|e| SinkError::Schema {
-            table: cfg.table.clone(),
-            message: e.to_string(),
-        })?;
+        let table = evolve::table_name(cfg, &dialect::DIALECT)?;
         let schema = evolve::open_table(
             cfg,
             &dialect::DIALECT,
@@ -245,11 +233,7 @@ async fn describe(pool: &PgPool, table: &TableName) -> Result<TableSchema, SinkE
     .fetch_all(pool)
     .await
     .map_err(describe_err)?;
-    Ok(TableSchema {
-        table: table.clone(),
-        columns,
-        unique_keys,
-    })
+    Ok(TableSchema::read(table, columns, unique_keys))
 }
 
 steps_impl!(PostgresSink, sqlx::Postgres);

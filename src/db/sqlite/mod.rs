@@ -41,21 +41,7 @@ pub struct SqliteSink {
     dialect: &'static dyn crate::sink::dialect::Dialect,
 }
 
-/// This folder's entry in [`super::BACKENDS`].
-pub const BACKEND: super::Backend = super::Backend {
-    schemes: &["sqlite:"],
-    dialect: &dialect::DIALECT,
-    open: open_boxed,
-};
-
-fn open_boxed(
-    cfg: &SinkConfig,
-) -> crate::model::BoxFuture<'_, Result<Box<dyn crate::sink::Sink>, SinkError>> {
-    Box::pin(async move {
-        let sink: Box<dyn crate::sink::Sink> = Box::new(SqliteSink::open(cfg).await?);
-        Ok(sink)
-    })
-}
+backend!(SqliteSink, &dialect::DIALECT, "sqlite:");
 
 impl SqliteSink {
     fn write_err(&self, source: sqlx::Error) -> SinkError {
@@ -82,10 +68,7 @@ impl SqliteSink {
 
     pub async fn open(cfg: &SinkConfig) -> Result<Self, SinkError> {
         let pool = connect(cfg.url.expose()).await?;
-        let table = TableName::parse(&cfg.table, true).map_err(|e| SinkError::Schema {
-            table: cfg.table.clone(),
-            message: e.to_string(),
-        })?;
+        let table = evolve::table_name(cfg, &dialect::DIALECT)?;
         let schema = evolve::open_table(
             cfg,
             &dialect::DIALECT,
@@ -265,14 +248,7 @@ async fn describe(pool: &SqlitePool, table: &TableName) -> Result<TableSchema, S
     if !primary.is_empty() {
         unique_keys.push(primary);
     }
-    for key in &mut unique_keys {
-        key.sort();
-    }
-    Ok(TableSchema {
-        table: table.clone(),
-        columns,
-        unique_keys,
-    })
+    Ok(TableSchema::read(table, columns, unique_keys))
 }
 
 steps_impl!(SqliteSink, sqlx::Sqlite);
