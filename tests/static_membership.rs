@@ -8,7 +8,7 @@ mod common;
 use common::db::TestDb;
 use common::kafka::{self, TestProducer};
 use common::process::Tidemill;
-use common::{all_committed, pipeline_toml, unique, wait_for, wait_for_showing};
+use common::{all_committed, health_port, http, pipeline_toml, unique, wait_for, wait_for_showing};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +49,16 @@ impl Bed {
 
     fn start(&self, id: &str, tag: &str) -> Tidemill {
         Tidemill::start_with_env(&self.config(), tag, &[("TIDEMILL__INSTANCE_ID", id)])
+    }
+
+    /// A member serving its metrics, and the port they are on.
+    fn start_observed(&self, id: &str, tag: &str) -> (Tidemill, u16) {
+        let (port, listen) = health_port();
+        let env = [
+            ("TIDEMILL__INSTANCE_ID", id),
+            ("TIDEMILL__HEALTH__LISTEN", listen.as_str()),
+        ];
+        (Tidemill::start_with_env(&self.config(), tag, &env), port)
     }
 
     fn send(&self, from: i64, to: i64) {
@@ -145,10 +155,10 @@ fn assigned_partitions(bytes: &[u8]) -> usize {
     total
 }
 
-/// How many times `member` logged a change to its assignment.
-fn assignment_changes(member: &Tidemill) -> usize {
-    let log = member.log_text();
-    log.matches("partitions assigned").count() + log.matches("partitions revoked").count()
+/// How many assignment changes (assignments and revocations) the member
+/// on `port` has served (`tidemill_rebalances_total`).
+async fn assignment_changes(port: u16) -> i64 {
+    http::member_metric(port, "tidemill_rebalances_total", "p").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +167,7 @@ async fn a_static_member_restarted_within_the_session_timeout_rebalances_nobody_
     let bed = Bed::new("static").await;
     // `a` joins first and so leads the group: a restarted *leader* may make
     // the group rebalance (see docs/kubernetes.md); a follower must not.
-    let mut a = bed.start("tm-0", "a");
+    let (mut a, a_port) = bed.start_observed("tm-0", "a");
     wait_for(
         "a owning every partition",
         Duration::from_secs(60),
@@ -176,7 +186,8 @@ async fn a_static_member_restarted_within_the_session_timeout_rebalances_nobody_
         || async { partitions_per_member(&bed.group).await == [2, 2] },
     )
     .await;
-    let a_changes = assignment_changes(&a);
+    let a_changes = assignment_changes(a_port).await;
+    assert!(a_changes >= 1, "a served its assignment");
     let fence_before = bed.generations().await;
 
     b.kill();
@@ -185,7 +196,7 @@ async fn a_static_member_restarted_within_the_session_timeout_rebalances_nobody_
     bed.all_loaded_and_committed(N).await;
 
     assert_eq!(
-        assignment_changes(&a),
+        assignment_changes(a_port).await,
         a_changes,
         "the other member kept its partitions untouched:\n{}",
         a.log_text()
