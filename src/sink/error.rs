@@ -51,19 +51,14 @@ impl SinkError {
     /// classifies what the database itself reported.
     pub fn class(&self, dialect: &dyn Dialect) -> RetryClass {
         match self {
-            SinkError::Connect { source, .. }
-            | SinkError::Describe { source, .. }
-            | SinkError::Write { source, .. }
-            | SinkError::Checkpoint { source } => classify(source, dialect),
-            SinkError::State(e) => e
+            SinkError::Row { .. } => RetryClass::Data,
+            // A driver's error is classified; everything else — a fence, a
+            // batch already committed (the writer takes it as written), TLS,
+            // a missing or unusable table, a state that cannot be read —
+            // cannot be helped by retrying.
+            _ => self
                 .sql()
                 .map_or(RetryClass::Fatal, |source| classify(source, dialect)),
-            SinkError::Fenced { .. } => RetryClass::Fatal,
-            // Never retried: the writer takes it as the batch written.
-            SinkError::AlreadyCommitted { .. } => RetryClass::Fatal,
-            SinkError::Tls { .. } | SinkError::TlsFile { .. } => RetryClass::Fatal,
-            SinkError::MissingTable { .. } | SinkError::Schema { .. } => RetryClass::Fatal,
-            SinkError::Row { .. } => RetryClass::Data,
         }
     }
 

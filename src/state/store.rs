@@ -12,7 +12,6 @@
 //! [`crate::db`]; the engine holds a [`StateStore`] and never asks which.
 
 use super::error::StateError;
-use crate::ident::{Quoting, TableName};
 use crate::model::BoxFuture;
 use crate::model::TopicPartition;
 use serde_json::json;
@@ -66,16 +65,6 @@ pub trait StateTable: Send + Sync {
 
 /// Handle on the state table; cheap to clone.
 pub type StateStore = Arc<dyn StateTable>;
-
-/// The state table's quoted name, in the target table's schema.
-pub fn table_for(target: &TableName) -> String {
-    target.sibling(TABLE, Quoting::Ansi)
-}
-
-/// [`table_for`] quoted in `dialect`.
-pub fn table_for_in(target: &TableName, dialect: Quoting) -> String {
-    target.sibling(TABLE, dialect)
-}
 
 /// One loaded state row.
 pub type Loaded = (TopicPartition, String, String);

@@ -30,13 +30,6 @@ pub fn verdict(checkpoint: &Checkpoint, current: &[Current]) -> SinkError {
             .find(|(t, p, _)| *t == e.tp.topic && *p == e.tp.partition)
             .map(|(_, _, g)| *g)
     };
-    let names = |entries: Vec<&Entry>| {
-        entries
-            .iter()
-            .map(|e| e.tp.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     let fenced: Vec<&Entry> = checkpoint
         .entries
         .iter()
@@ -45,11 +38,11 @@ pub fn verdict(checkpoint: &Checkpoint, current: &[Current]) -> SinkError {
     if fenced.is_empty() {
         let moved = checkpoint.entries.iter().filter(|e| e.offsets.is_some());
         SinkError::AlreadyCommitted {
-            partitions: names(moved.collect()),
+            partitions: names(&moved.collect::<Vec<_>>()),
         }
     } else {
         SinkError::Fenced {
-            partitions: names(fenced),
+            partitions: names(&fenced),
         }
     }
 }
@@ -80,13 +73,6 @@ pub fn standing(checkpoint: &Checkpoint, stored: &[Stored]) -> Option<SinkError>
             Some(_) => {}
         }
     }
-    let names = |entries: &[&Entry]| {
-        entries
-            .iter()
-            .map(|e| e.tp.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     if !fenced.is_empty() {
         Some(SinkError::Fenced {
             partitions: names(&fenced),
@@ -98,6 +84,15 @@ pub fn standing(checkpoint: &Checkpoint, stored: &[Stored]) -> Option<SinkError>
     } else {
         None
     }
+}
+
+/// The partitions of `entries`, for an error: `t/0,t/3`.
+fn names(entries: &[&Entry]) -> String {
+    entries
+        .iter()
+        .map(|e| e.tp.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The checkpoint rows of a pipeline (`$1`), for [`verdict`].

@@ -96,11 +96,6 @@ pub fn table_for(target: &TableName) -> String {
     target.sibling(TABLE, Quoting::Ansi)
 }
 
-/// [`table_for`] quoted in `dialect`.
-pub fn table_for_in(target: &TableName, dialect: Quoting) -> String {
-    target.sibling(TABLE, dialect)
-}
-
 /// The checkpoint table's columns (PostgreSQL, SQLite).
 pub const COLUMNS: &str = "(pipeline TEXT NOT NULL, topic TEXT NOT NULL, partition_id INTEGER NOT NULL, \
      next_offset BIGINT NOT NULL, generation BIGINT NOT NULL, PRIMARY KEY (pipeline, topic, partition_id))";
