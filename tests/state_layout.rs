@@ -143,3 +143,31 @@ async fn a_role_that_may_not_alter_the_state_table_starts_with_its_earlier_key()
         ["pipeline", "operator", "topic", "partition_id", "state_key"]
     );
 }
+
+/// A member starting while another member's state transaction stays open (a
+/// frozen member, a long batch) does not wait for it: with the table and its
+/// indexes in place, start-up takes no lock on the state table. (It did:
+/// `CREATE INDEX IF NOT EXISTS` waited for the open transaction, and a zombie
+/// scenario's successor waited for the frozen zombie it was to replace.)
+#[tokio::test]
+async fn a_member_starts_while_another_holds_a_state_transaction_open() {
+    let db = TestDb::postgres().await;
+    let table = "\"tidemill_state\"";
+    let (pool, store) = store(&db, table).await;
+    store.ensure_table().await.expect("state table");
+    let mut open = pool.begin().await.expect("begin");
+    sqlx::query(&format!(
+        "INSERT INTO {table} (pipeline, operator, topic, partition_id, state_key, state) \
+         VALUES ('p', 'o', 't', 0, 'k', '{{}}')"
+    ))
+    .execute(&mut *open)
+    .await
+    .expect("a state row written, not committed");
+    // A lock wait would last as long as the open transaction: bounded here.
+    let again =
+        tokio::time::timeout(std::time::Duration::from_secs(30), store.ensure_table()).await;
+    open.rollback().await.expect("rollback");
+    again
+        .expect("start-up waited for another member's open transaction")
+        .expect("state table");
+}

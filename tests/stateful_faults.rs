@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::db::{Kind, TableLock, TestDb};
+use common::db::{self, Kind, TableLock, TestDb};
 use common::events::{self, Event};
 use common::kafka::{self, brokers, TestProducer};
 use common::outage::OutageDb;
@@ -344,17 +344,40 @@ async fn a_zombies_state_and_rows_never_land(kind: Kind) {
         }
         _ => Some(lock),
     };
+    let tail = |t: &Tidemill| {
+        let text = t.log_text();
+        text.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let mut successor = Tidemill::start_with_env(
         &config,
         "successor",
         &[("TIDEMILL__HEALTH__LISTEN", successor_listen.as_str())],
     );
-    wait_for(
+    // On a timeout: both members' logs and what the database's sessions wait for.
+    let sessions = std::sync::Mutex::new(String::new());
+    wait_for_showing(
         "the successor owning the totals partitions",
         // The frozen zombie holds the group until its session times out, or at
         // worst until the rebalance timeout set above (45 s), plus slack.
         Duration::from_secs(120),
+        &|| {
+            format!(
+                "successor running: {}\nzombie:\n{}\nsuccessor:\n{}\nsessions:\n{}",
+                successor.is_running(),
+                tail(&zombie),
+                tail(&successor),
+                sessions.lock().map(|s| s.clone()).unwrap_or_default()
+            )
+        },
         || async {
+            *sessions.lock().expect("sessions") = db::sessions(&db).await;
             http::member_metric(successor_port, "tidemill_assigned_partitions", "totals").await > 0
         },
     )
@@ -380,17 +403,6 @@ async fn a_zombies_state_and_rows_never_land(kind: Kind) {
     produce_paced(&topic, all[2000..].to_vec(), Duration::ZERO)
         .join()
         .expect("third wave");
-    let tail = |t: &Tidemill| {
-        let text = t.log_text();
-        text.lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     assert_exact(&db, &topic, &group, &all, || {
         format!(
             "zombie:\n{}\nsuccessor:\n{}",

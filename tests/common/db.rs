@@ -198,6 +198,17 @@ impl TestDb {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Rows of one text column, for a failure's diagnosis; empty when the query fails.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        let sql = &self.dialect(sql);
+        match self {
+            TestDb::MySql { pool, .. } => sqlx::query_scalar(sql).fetch_all(pool).await,
+            TestDb::Postgres { pool, .. } => sqlx::query_scalar(sql).fetch_all(pool).await,
+            TestDb::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .unwrap_or_default()
+    }
+
     /// One integer, e.g. `SELECT count(*) FROM t`. `None` when the database is unreachable.
     pub async fn try_scalar(&self, sql: &str) -> Option<i64> {
         // PostgreSQL's sum(bigint) is numeric; a cast keeps one decoding path.
@@ -308,4 +319,22 @@ pub async fn lock_waiters(db: &TestDb, table: &str) -> Option<i64> {
         Kind::Sqlite => return None,
     };
     Some(db.try_scalar(&sql).await.unwrap_or(0))
+}
+
+/// The test database's sessions and what each waits for (PostgreSQL), or its
+/// open transactions (MariaDB): what a timed-out wait on a lock scenario shows.
+pub async fn sessions(db: &TestDb) -> String {
+    let sql = match db.kind() {
+        Kind::Postgres => {
+            "SELECT pid || ' ' || coalesce(state, '') || ' ' || coalesce(wait_event_type, '') \
+             || ' ' || coalesce(wait_event, '') || ' ' || left(query, 160) \
+             FROM pg_stat_activity WHERE datname = current_database()"
+        }
+        Kind::MariaDb => {
+            "SELECT CONCAT(trx_id, ' ', trx_state, ' ', COALESCE(LEFT(trx_query, 160), '')) \
+             FROM information_schema.innodb_trx"
+        }
+        Kind::Sqlite => return String::new(),
+    };
+    db.texts(sql).await.join("\n")
 }

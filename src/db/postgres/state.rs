@@ -27,25 +27,37 @@ const KEY_TEXT: &str = "TEXT COLLATE \"C\"";
 
 /// Creates the table and its partial `due_at` index, drops the full index
 /// of earlier versions, and moves the state key first in the primary key.
+///
+/// Each statement runs only when the catalog says its work is still to do:
+/// `CREATE INDEX IF NOT EXISTS` takes a SHARE lock on the table even when the
+/// index exists, so a member starting would wait behind every open state
+/// transaction (a frozen member's, for one, for as long as it is frozen) and
+/// every other member's state writes would queue behind that wait.
 async fn ensure(states: &States) -> Result<(), StateError> {
     let (t, pool) = (&states.table, &states.pool);
-    let statements = vec![
-        format!(
+    let mut statements = Vec::new();
+    if !exists(pool, t).await {
+        statements.push(format!(
             "CREATE TABLE IF NOT EXISTS {t} (pipeline {KEY_TEXT} NOT NULL, operator {KEY_TEXT} NOT NULL, \
              topic {KEY_TEXT} NOT NULL, partition_id INTEGER NOT NULL, state_key {KEY_TEXT} NOT NULL, \
              state TEXT NOT NULL, due_at BIGINT, {})",
             super::layout::primary_key(),
-        ),
+        ));
+    }
+    if !exists(pool, &qualified(t, DUE_INDEX)).await {
         // Partial: a lookup by key then has only the primary key to use.
         // With a full index of the same prefix, PostgreSQL chose it for key
         // lookups and filtered thousands of rows per key.
-        format!(
+        statements.push(format!(
             "CREATE INDEX IF NOT EXISTS \"{DUE_INDEX}\" ON {t} (pipeline, operator, topic, partition_id, due_at) \
              WHERE due_at IS NOT NULL"
-        ),
+        ));
+    }
+    let old = qualified(t, OLD_DUE_INDEX);
+    if exists(pool, &old).await {
         // The full index that tables created before it carry.
-        format!("DROP INDEX IF EXISTS {}", qualified(t, OLD_DUE_INDEX)),
-    ];
+        statements.push(format!("DROP INDEX IF EXISTS {old}"));
+    }
     ensure_statements(t, statements, |sql| async move {
         sqlx::query(&sql).execute(pool).await.map(|_| ())
     })
@@ -63,6 +75,16 @@ async fn ensure(states: &States) -> Result<(), StateError> {
         ),
     }
     Ok(())
+}
+
+/// Whether the catalog knows the relation `name` (quoted, maybe
+/// schema-qualified); a failed look counts as missing, so the statement runs.
+async fn exists(pool: &PgPool, name: &str) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(false)
 }
 
 /// The query loading keys' states; parameters: pipeline, operator, and the
