@@ -4,7 +4,8 @@
 #   build     what compiling tidemill needs (C compiler, pkg-config, OpenSSL
 #             and zlib headers for librdkafka): make build, make demo
 #   services  the test bed: Kafka's jars via Maven (Java comes with it),
-#             kcat, PostgreSQL, MariaDB, openssl: make services-up / make test
+#             kcat, PostgreSQL, MariaDB, openssl, Chromium (the status page's
+#             browser test): make services-up / make test
 #   tools     make docker-check / deploy-check / bench's chart: Python, fonts
 #   all       every group (.ci/run)
 # Installed packages are left alone, so a second run costs a dpkg query.
@@ -14,7 +15,7 @@ set -euo pipefail
 
 declare -A GROUPS_OF=(
     [build]="build-essential pkg-config libssl-dev zlib1g-dev"
-    [services]="maven kcat postgresql postgresql-client mariadb-server mariadb-client openssl ca-certificates procps util-linux"
+    [services]="maven kcat postgresql postgresql-client mariadb-server mariadb-client openssl ca-certificates procps util-linux chromium"
     [tools]="python3 python3-yaml python3-venv fonts-dejavu-core"
 )
 

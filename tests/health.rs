@@ -1,6 +1,7 @@
 //! Health and metrics over HTTP: `/metrics` agrees with what was loaded — per
 //! pipeline and per partition, with an end-to-end latency observation per
-//! record and no lag left once caught up — and `/readyz` turns 503 while the
+//! record and no lag left once caught up — and `/readyz` turns 503 (`/status`
+//! naming the last database error) while the
 //! database is away and 200 when it is back.
 
 mod common;
@@ -118,6 +119,23 @@ async fn metrics_match_the_table_and_readiness_follows_the_database() {
         get(port, "/livez").await.0,
         200,
         "alive while waiting for the database"
+    );
+    // The status page says why: the last database error, with its class.
+    let (_, status) = get(port, "/status").await;
+    let doc: serde_json::Value = serde_json::from_str(&status).expect("/status is JSON");
+    let p = &doc["pipelines"][0];
+    assert_eq!(p["ready"], "database unreachable; retrying", "{status}");
+    // `connection`, or `other` for PostgreSQL's "terminating connection due
+    // to administrator command" when the stop caught a statement.
+    assert!(
+        ["connection", "other"].contains(&p["db_error"]["class"].as_str().unwrap_or_default()),
+        "{status}"
+    );
+    assert!(
+        p["db_error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{status}"
     );
     server.start_server();
     wait_for("ready again", Duration::from_secs(60), || async {

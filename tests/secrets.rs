@@ -5,7 +5,7 @@
 //! the client, and a full run with debug logging, JSON logs, exported traces
 //! and metrics, a dead letter and shutdown. The sentinels appear nowhere: not
 //! in stdout or stderr (pretty and JSON logs, error chains), `/metrics`,
-//! `/readyz`, the OTLP exports (spans, their attributes, metrics), or the
+//! `/readyz`, the status page and its `/status`, the OTLP exports (spans, their attributes, metrics), or the
 //! dead letter's headers.
 
 mod common;
@@ -221,6 +221,13 @@ async fn a_run_with_debug_logs_traces_metrics_and_a_dead_letter_shows_no_secret(
         "/readyz answered: {ready:?}"
     );
     assert_clean("/readyz", &ready);
+    let status = get_raw(health_port, "/status").await;
+    assert!(
+        status.contains("\"dead_lettered\":1"),
+        "/status shows the dead letter: {status}"
+    );
+    assert_clean("/status", &status);
+    assert_clean("/", &get_raw(health_port, "/").await);
     assert!(process.terminate(), "{}", process.log_text());
     let log = process.log_text();
     assert!(

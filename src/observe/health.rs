@@ -1,11 +1,15 @@
-//! Health and metrics over HTTP for Kubernetes and Prometheus:
+//! Health and metrics over HTTP for Kubernetes, Prometheus and people:
 //! `/livez` (the poll loops are going round), `/readyz` (every pipeline has
 //! joined its group and its database is not failing), `/metrics` (Prometheus
-//! text format, rendered by [`crate::observe::metrics`]). A deliberately small
-//! HTTP/1.1 server: GET only, one response per connection.
+//! text format, rendered by [`crate::observe::metrics`]), and the status page
+//! `/` with the JSON it polls, `/status` ([`crate::observe::status`]), fed by
+//! the [`History`] this server samples every [`history::EVERY`]. A
+//! deliberately small HTTP/1.1 server: GET only, one response per connection.
 
+use crate::observe::history::{self, History};
 use crate::observe::metrics::metrics;
 use crate::observe::stats::{now_ms, Stats};
+use crate::observe::status::{status, PAGE};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,14 +33,20 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     info!(%addr, "health and metrics listening");
+    let history = Arc::new(History::default());
+    let mut sampling = tokio::time::interval(history::EVERY);
     loop {
         let (mut socket, _) = tokio::select! {
             // Shutdown first: stop accepting as soon as the process is asked to stop.
             biased;
             _ = shutdown.cancelled() => return Ok(()),
+            _ = sampling.tick() => {
+                history.sample(&registry, now_ms());
+                continue;
+            }
             accepted = listener.accept() => accepted?,
         };
-        let registry = Arc::clone(&registry);
+        let (registry, history) = (Arc::clone(&registry), Arc::clone(&history));
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let n = match socket.read(&mut buf).await {
@@ -44,10 +54,12 @@ pub async fn serve(
                 Err(_) => return,
             };
             let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, content_type, body) = respond(path, &registry);
+            let target = request.split_whitespace().nth(1).unwrap_or("/");
+            let path = target.split('?').next().unwrap_or("/");
+            let (status, content_type, body) = respond(path, &registry, &history);
             let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+                 cache-control: no-store\r\nconnection: close\r\n\r\n",
                 body.len()
             );
             if let Err(e) = socket.write_all(format!("{head}{body}").as_bytes()).await {
@@ -57,12 +69,22 @@ pub async fn serve(
     }
 }
 
-fn respond(path: &str, registry: &Registry) -> (&'static str, &'static str, String) {
+fn respond(
+    path: &str,
+    registry: &Registry,
+    history: &History,
+) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     match path {
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(registry)),
         "/livez" => verdict(registry.iter().map(|(name, s)| (name, alive(s)))),
         "/readyz" => verdict(registry.iter().map(|(name, s)| (name, ready(s)))),
+        "/" => ("200 OK", "text/html; charset=utf-8", PAGE.to_string()),
+        "/status" => (
+            "200 OK",
+            "application/json",
+            status(registry, history, now_ms(), ready),
+        ),
         _ => ("404 Not Found", TEXT, "not found\n".into()),
     }
 }

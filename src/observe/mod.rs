@@ -3,12 +3,16 @@
 //! [`stage`] names where a record's time goes,
 //! [`metrics`] renders those counts for Prometheus and OTLP, [`telemetry`]
 //! sets up logs and trace export, [`trace`] carries producers' trace context
-//! to the writer's spans, and [`health`] serves liveness, readiness and
-//! `/metrics` over HTTP. A failure to observe never stops a pipeline.
+//! to the writer's spans, and [`health`] serves liveness, readiness,
+//! `/metrics` and the status page ([`status`], fed by [`history`] and
+//! [`recent`]) over HTTP. A failure to observe never stops a pipeline.
 
 pub mod health;
+pub mod history;
 pub mod metrics;
+pub mod recent;
 pub mod stage;
 pub mod stats;
+pub mod status;
 pub mod telemetry;
 pub mod trace;

@@ -7,8 +7,9 @@
 //! for the life of the process; the hot path (one record) takes one
 //! uncontended lock to find its partition.
 
+pub use super::recent::Recent;
 pub use super::stage::{Stage, STAGE_BUCKETS};
-use crate::model::TopicPartition;
+use crate::model::{Origin, TopicPartition};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,8 @@ pub struct Stats {
     /// Assigned partitions librdkafka's statistics last showed not being
     /// fetched (fetch not active, or their leader's connection not up).
     pub unfetched: Unfetched,
+    /// The latest dead letters and database error, for the status page.
+    pub recent: Recent,
     partitions: Mutex<BTreeMap<TopicPartition, Arc<PartitionStats>>>,
 }
 
@@ -92,9 +95,40 @@ pub struct PartitionStats {
     pub committed_next: AtomicI64,
     /// Kafka timestamp (ms) of the newest record committed; 0 unknown.
     pub newest_committed_ms: AtomicI64,
+    /// When a batch of it last committed, ms since the epoch; 0 never.
+    pub committed_at_ms: AtomicI64,
     /// Whether this member owns the partition now (lag and freshness are
     /// reported for owned partitions only).
     pub owned: AtomicBool,
+}
+
+impl PartitionStats {
+    /// Whether this member owns the partition now.
+    pub fn is_owned(&self) -> bool {
+        self.owned.load(Ordering::Relaxed)
+    }
+
+    /// The next offset after the last committed batch, once known.
+    pub fn committed(&self) -> Option<i64> {
+        let next = self.committed_next.load(Ordering::Relaxed);
+        (next >= 0).then_some(next)
+    }
+
+    /// Records in Kafka not yet committed: the high watermark minus the
+    /// committed position, for an owned partition with both known.
+    pub fn lag(&self, high: Option<i64>) -> Option<i64> {
+        match (high, self.committed()) {
+            (Some(high), Some(next)) if self.is_owned() => Some((high - next).max(0)),
+            _ => None,
+        }
+    }
+
+    /// Age of the newest committed record's Kafka timestamp at `now_ms`,
+    /// in ms, for an owned partition that committed one.
+    pub fn freshness_ms(&self, now_ms: i64) -> Option<i64> {
+        let newest = self.newest_committed_ms.load(Ordering::Relaxed);
+        (self.is_owned() && newest > 0).then(|| (now_ms - newest).max(0))
+    }
 }
 
 /// Why a database write was retried, for `tidemill_db_retries_total{class}`.
@@ -274,6 +308,15 @@ impl Stats {
     /// Observes one value per record in `stage`.
     pub fn observe_stage_each(&self, stage: Stage, seconds: impl IntoIterator<Item = f64>) {
         self.stage_seconds[stage.index()].observe_in(&STAGE_BUCKETS, seconds);
+    }
+
+    /// Counts a dead letter the broker has, per pipeline and partition, and
+    /// notes it for the status page.
+    pub fn dead_letter_sent(&self, origin: &Origin, reason: &'static str, message: &str) {
+        Stats::add(&self.dead_lettered, 1);
+        let tp = TopicPartition::new(&origin.topic, origin.partition);
+        Stats::add(&self.partition(&tp).dead_lettered, 1);
+        self.recent.letter(now_ms(), origin, reason, message);
     }
 
     pub fn add_retry(&self, kind: RetryKind) {

@@ -52,6 +52,7 @@ pub fn committed(stats: &Stats, batch: &Batch, loaded: &Loaded, started: Instant
     for (tp, range) in &batch.offsets {
         let p = stats.partition(tp);
         p.committed_next.store(range.last + 1, Ordering::Relaxed);
+        p.committed_at_ms.store(committed_ms, Ordering::Relaxed);
         if let Some(newest) = batch.tally.get(tp).and_then(|t| t.newest_ms) {
             p.newest_committed_ms.fetch_max(newest, Ordering::Relaxed);
         }

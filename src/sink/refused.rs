@@ -11,7 +11,6 @@ use super::writer_context::{WriterContext, WriterError};
 use super::SinkError;
 use crate::dead_letter::{DeadLetters, Letter, Reason};
 use crate::model::{Batch, Origin, RawRecord, TopicPartition};
-use crate::observe::stats::Stats;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,11 +193,10 @@ async fn send_letters(
         let sent = tokio::task::spawn_blocking(move || dlq.send(&batch_letters)).await;
         match sent {
             Ok(Ok(())) => {
-                Stats::add(&ctx.stats.dead_lettered, letters.len() as u64);
                 for letter in letters.iter() {
-                    let origin = &letter.record.origin;
-                    let tp = TopicPartition::new(&origin.topic, origin.partition);
-                    Stats::add(&ctx.stats.partition(&tp).dead_lettered, 1);
+                    let reason = letter.reason.as_str();
+                    ctx.stats
+                        .dead_letter_sent(&letter.record.origin, reason, &letter.message);
                 }
                 return Ok(());
             }

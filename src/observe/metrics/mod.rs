@@ -136,42 +136,27 @@ const PARTITION_SERIES: [PartitionSeries; 7] = [
         "tidemill_partition_committed_offset",
         "gauge",
         "Next offset to read after the last batch the database committed.",
-        |p, _, _| committed(p),
+        |p, _, _| p.committed(),
     ),
     (
         "tidemill_partition_high_watermark",
         "gauge",
         "High watermark last reported by librdkafka's statistics.",
-        |p, high, _| high.filter(|_| owned(p)),
+        |p, high, _| high.filter(|_| p.is_owned()),
     ),
     (
         "tidemill_consumer_lag",
         "gauge",
         "Records in Kafka not yet committed to the database (high watermark minus committed offset).",
-        |p, high, _| match (high, committed(p)) {
-            (Some(high), Some(next)) if owned(p) => Some((high - next).max(0)),
-            _ => None,
-        },
+        |p, high, _| p.lag(high),
     ),
     (
         "tidemill_freshness_seconds",
         "gauge",
         "Age of the newest committed record's Kafka timestamp, in seconds (whole seconds).",
-        |p, _, now| {
-            let newest = p.newest_committed_ms.load(Ordering::Relaxed);
-            (owned(p) && newest > 0).then(|| (now - newest).max(0) / 1000)
-        },
+        |p, _, now| p.freshness_ms(now).map(|ms| ms / 1000),
     ),
 ];
-
-fn owned(p: &PartitionStats) -> bool {
-    p.owned.load(Ordering::Relaxed)
-}
-
-fn committed(p: &PartitionStats) -> Option<i64> {
-    let next = p.committed_next.load(Ordering::Relaxed);
-    (next >= 0).then_some(next)
-}
 
 /// How a family's points are to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

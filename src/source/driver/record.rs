@@ -102,10 +102,10 @@ impl Driver {
         loop {
             match dlq.send(&letter) {
                 Ok(()) => {
-                    Stats::add(&self.stats.dead_lettered, 1);
-                    let origin = &letter[0].record.origin;
-                    let tp = TopicPartition::new(&origin.topic, origin.partition);
-                    Stats::add(&self.stats.partition(&tp).dead_lettered, 1);
+                    let [letter] = &letter;
+                    let reason = letter.reason.as_str();
+                    self.stats
+                        .dead_letter_sent(&letter.record.origin, reason, &letter.message);
                     return Ok(());
                 }
                 Err(e) if !self.shutdown.is_cancelled() => {
