@@ -6,13 +6,9 @@
 mod common;
 
 use common::db::TestDb;
-use common::otlp::receiver;
+use common::otlp::{attr, latest_int, receiver, spans};
 use common::process::Tidemill;
 use common::{kafka, pipeline_toml, unique, wait_for};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message as _;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,38 +51,6 @@ async fn batch_spans_with_offsets_reach_the_otlp_endpoint() {
     let contains = |needle: &str| all.windows(needle.len()).any(|w| w == needle.as_bytes());
     for needle in ["batch", "offsets", "rows", "pipeline", topic.as_str()] {
         assert!(contains(needle), "exported spans lack `{needle}`");
-    }
-}
-
-/// Every span of every export received.
-fn spans(posts: &[(String, Vec<u8>)]) -> Vec<Span> {
-    posts
-        .iter()
-        .filter(|(path, _)| path == "/v1/traces")
-        .flat_map(|(_, body)| {
-            ExportTraceServiceRequest::decode(body.as_slice())
-                .expect("an OTLP/HTTP protobuf export")
-                .resource_spans
-        })
-        .flat_map(|r| r.scope_spans)
-        .flat_map(|s| s.spans)
-        .collect()
-}
-
-/// A span attribute as text (strings as is, integers in decimal).
-fn attr(span: &Span, key: &str) -> Option<String> {
-    let value = span
-        .attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?;
-    match value.value.as_ref()? {
-        Value::StringValue(s) => Some(s.clone()),
-        Value::IntValue(i) => Some(i.to_string()),
-        Value::BoolValue(b) => Some(b.to_string()),
-        Value::DoubleValue(d) => Some(d.to_string()),
-        _ => None,
     }
 }
 
@@ -269,44 +233,6 @@ async fn json_log_lines_carry_the_trace_and_span_ids_of_their_batch() {
         attr(batch, "messaging.destination.name").as_deref(),
         Some(topic.as_str())
     );
-}
-
-/// The latest value of an integer sum or gauge in the exports received, by name and labels.
-fn latest_int(posts: &[(String, Vec<u8>)], name: &str, labels: &[(&str, &str)]) -> Option<i64> {
-    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
-    let mut latest = None;
-    for (_, body) in posts.iter().filter(|(path, _)| path == "/v1/metrics") {
-        let req = ExportMetricsServiceRequest::decode(body.as_slice()).expect("OTLP metrics");
-        let metrics = req
-            .resource_metrics
-            .into_iter()
-            .flat_map(|r| r.scope_metrics)
-            .flat_map(|s| s.metrics)
-            .filter(|m| m.name == name);
-        for m in metrics {
-            let points = match m.data {
-                Some(Data::Sum(s)) => s.data_points,
-                Some(Data::Gauge(g)) => g.data_points,
-                _ => continue,
-            };
-            for p in points {
-                let has = |(k, v): &(&str, &str)| {
-                    p.attributes.iter().any(|kv| {
-                        kv.key == *k
-                            && matches!(kv.value.as_ref().and_then(|a| a.value.as_ref()),
-                                Some(Value::StringValue(s)) if s == v)
-                    })
-                };
-                if labels.iter().all(has) {
-                    if let Some(number_data_point::Value::AsInt(v)) = p.value {
-                        latest = Some(v);
-                    }
-                }
-            }
-        }
-    }
-    latest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

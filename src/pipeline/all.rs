@@ -126,7 +126,7 @@ pub async fn run_all_with(
     // Dropped when this function returns: one last export, then the thread ends.
     let _exporter = match otlp_metrics {
         Some(export) => {
-            tracing::info!(endpoint = %export.endpoint, interval_ms = export.interval.as_millis() as u64, "exporting metrics over OTLP");
+            tracing::info!(endpoint = %export.endpoint.url, protocol = ?export.endpoint.protocol, interval_ms = export.interval.as_millis() as u64, "exporting metrics over OTLP");
             Some(
                 crate::observe::metrics::otlp::spawn(export, metrics_registry.clone())
                     .map_err(|e| PipelineError::MetricsExport(e.to_string()))?,

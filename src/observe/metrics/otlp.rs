@@ -1,5 +1,6 @@
-//! Metrics over OTLP/HTTP (protobuf): the same [`Family`]s `/metrics` shows,
-//! pushed to a collector every `telemetry.metrics_interval`.
+//! Metrics over OTLP — HTTP (protobuf) or gRPC, as [`crate::observe::export`]
+//! resolves it: the same [`Family`]s `/metrics` shows, pushed to a collector
+//! every `telemetry.metrics_interval`.
 //!
 //! Contract: counters are cumulative monotonic sums (start time = process
 //! start), gauges are gauges, histograms are cumulative explicit-bucket
@@ -9,6 +10,8 @@
 //! At shutdown one last export is attempted.
 
 use super::{collect, Family, Kind, Registry, Value};
+use crate::observe::export::{Endpoint, Protocol};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -29,12 +32,22 @@ pub enum ExportError {
     },
     #[error("metrics export to {endpoint}: HTTP {status}")]
     Status { endpoint: String, status: u16 },
+    #[error("metrics export to {endpoint}: {source}")]
+    Grpc {
+        endpoint: String,
+        source: Box<tonic::Status>,
+    },
+    #[error("metrics export to {endpoint}: {source}")]
+    Channel {
+        endpoint: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Where, how often and as whom metrics are pushed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsExport {
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     pub interval: Duration,
     pub service_name: String,
 }
@@ -68,10 +81,7 @@ pub fn spawn(export: MetricsExport, registry: Registry) -> std::io::Result<Expor
 
 fn run(export: &MetricsExport, registry: &Registry, stopped: &mpsc::Receiver<()>) {
     let start = unix_nanos();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build();
-    let client = match client {
+    let mut client = match Client::new(&export.endpoint) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the OTLP metrics client; metrics export off");
@@ -89,13 +99,82 @@ fn run(export: &MetricsExport, registry: &Registry, stopped: &mpsc::Receiver<()>
             &export.service_name,
             start,
             unix_nanos(),
-        )
-        .encode_to_vec();
-        if let Err(e) = post(&client, &export.endpoint, body) {
+        );
+        if let Err(e) = client.send(&export.endpoint.url, body) {
             tracing::warn!(error = %e, "metrics export failed; the next one resends the totals");
         }
         if last {
             return;
+        }
+    }
+}
+
+/// How long one export may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The export thread's client: blocking HTTP, or a gRPC channel driven on a
+/// runtime of the thread's own.
+enum Client {
+    Http(reqwest::blocking::Client),
+    Grpc(Box<Grpc>),
+}
+
+/// A gRPC channel and the runtime that drives it.
+struct Grpc {
+    runtime: tokio::runtime::Runtime,
+    client: MetricsServiceClient<tonic::transport::Channel>,
+}
+
+impl Client {
+    fn new(endpoint: &Endpoint) -> Result<Self, ExportError> {
+        let channel_err = |source: Box<dyn std::error::Error + Send + Sync>| ExportError::Channel {
+            endpoint: endpoint.url.clone(),
+            source,
+        };
+        match endpoint.protocol {
+            Protocol::Http => reqwest::blocking::Client::builder()
+                .timeout(TIMEOUT)
+                .build()
+                .map(Client::Http)
+                .map_err(|source| ExportError::Http {
+                    endpoint: endpoint.url.clone(),
+                    source,
+                }),
+            Protocol::Grpc => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| channel_err(Box::new(e)))?;
+                let channel = {
+                    let _entered = runtime.enter();
+                    tonic::transport::Endpoint::from_shared(endpoint.url.clone())
+                        .map_err(|e| channel_err(Box::new(e)))?
+                        .timeout(TIMEOUT)
+                        .connect_lazy()
+                };
+                Ok(Client::Grpc(Box::new(Grpc {
+                    runtime,
+                    client: MetricsServiceClient::new(channel),
+                })))
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        endpoint: &str,
+        request: ExportMetricsServiceRequest,
+    ) -> Result<(), ExportError> {
+        match self {
+            Client::Http(client) => post(client, endpoint, request.encode_to_vec()),
+            Client::Grpc(grpc) => grpc
+                .runtime
+                .block_on(grpc.client.export(request))
+                .map(|_| ())
+                .map_err(|source| ExportError::Grpc {
+                    endpoint: endpoint.to_string(),
+                    source: Box::new(source),
+                }),
         }
     }
 }

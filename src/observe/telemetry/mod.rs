@@ -1,18 +1,19 @@
 //! Logging and tracing set-up: `tracing` everywhere, printed as human-readable
 //! or JSON lines (with the span's `trace_id`/`span_id` when tracing is on, see
-//! [`log_ids`]), and exported over OTLP/HTTP when an endpoint is configured
-//! (off by default, so the cost with tracing off is the `tracing` macros only).
+//! [`log_ids`]), and exported over OTLP when an endpoint is configured (off
+//! by default, so the cost with tracing off is the `tracing` macros only).
 //!
 //! Contract: config wins; what config leaves unset comes from the standard
 //! variables — `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is),
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended),
-//! `OTEL_TRACES_SAMPLER_ARG` (the ratio) and `OTEL_SERVICE_NAME`. Export is
-//! OTLP/HTTP (protobuf) only: gRPC would need tonic, a heavy build. Once an
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended over HTTP),
+//! the protocol variables ([`crate::observe::export`]: OTLP/HTTP or gRPC),
+//! `OTEL_TRACES_SAMPLER_ARG` (the ratio) and `OTEL_SERVICE_NAME`. Once an
 //! exporter is installed, [`crate::observe::trace::enabled`] turns true.
 
 mod log_ids;
 
 use crate::config::{LogFormat, TelemetryConfig};
+use crate::observe::export::{self, Endpoint, EndpointError, OnRuntime, Protocol, Signal};
 pub use crate::observe::metrics::otlp::MetricsExport;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
@@ -36,6 +37,8 @@ pub enum TelemetryError {
     SamplerArg { var: &'static str, value: String },
     #[error("{var}=`{value}`: expected a positive number of milliseconds")]
     Interval { var: &'static str, value: String },
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     #[error("a global tracing subscriber is already set: {0}")]
     Init(#[from] tracing_subscriber::util::TryInitError),
 }
@@ -98,7 +101,7 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
 /// Where and how spans are exported: config first, then `OTEL_*` variables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Export {
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Endpoint>,
     pub sampling_ratio: f64,
     pub service_name: String,
 }
@@ -109,12 +112,15 @@ impl Export {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, TelemetryError> {
         let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
-        let endpoint = set(cfg.otlp_endpoint.clone())
-            .or_else(|| set(env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")))
+        let given = set(cfg.otlp_endpoint.clone())
+            .map(|e| (e, "telemetry.otlp_endpoint"))
             .or_else(|| {
-                set(env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-                    .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+                set(env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+                    .map(|e| (e, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
             });
+        let asked = export::asked_protocol(Signal::Traces, &env)?;
+        let base = set(env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let endpoint = export::endpoint(given, base, Signal::Traces, asked)?;
         let sampling_ratio = match (cfg.sampling_ratio, set(env("OTEL_TRACES_SAMPLER_ARG"))) {
             (Some(ratio), _) => ratio,
             (None, Some(value)) => match value.trim().parse::<f64>() {
@@ -151,18 +157,29 @@ pub fn metrics_export(
     if set(env("OTEL_METRICS_EXPORTER")).is_some_and(|v| v.trim() == "none") {
         return Ok(None);
     }
-    let endpoint = set(cfg.otlp_metrics_endpoint.clone())
-        .or_else(|| set(env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")))
+    let given = set(cfg.otlp_metrics_endpoint.clone())
+        .map(|e| (e, "telemetry.otlp_metrics_endpoint"))
         .or_else(|| {
-            set(env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-                .map(|base| format!("{}/v1/metrics", base.trim_end_matches('/')))
-        })
-        .or_else(|| {
-            set(cfg.otlp_endpoint.clone()).and_then(|t| {
-                t.strip_suffix("/v1/traces")
-                    .map(|b| format!("{b}/v1/metrics"))
-            })
+            set(env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
+                .map(|e| (e, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
         });
+    let asked = export::asked_protocol(Signal::Metrics, &env)?;
+    let base = set(env("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let traces = Export::resolve(cfg, &env)?;
+    let endpoint = match export::endpoint(given, base, Signal::Metrics, asked)? {
+        Some(e) => Some(e),
+        // Next to the configured traces: the same gRPC server, or the HTTP sibling path.
+        None if set(cfg.otlp_endpoint.clone()).is_some() => {
+            traces.endpoint.and_then(|t| match t.protocol {
+                Protocol::Grpc => Some(t),
+                Protocol::Http => t.url.strip_suffix("/v1/traces").map(|b| Endpoint {
+                    url: format!("{b}/v1/metrics"),
+                    protocol: Protocol::Http,
+                }),
+            })
+        }
+        None => None,
+    };
     let Some(endpoint) = endpoint else {
         return Ok(None);
     };
@@ -182,21 +199,25 @@ pub fn metrics_export(
         },
         (None, None) => Duration::from_secs(60),
     };
-    let service_name = Export::resolve(cfg, &env)?.service_name;
     Ok(Some(MetricsExport {
         endpoint,
         interval,
-        service_name,
+        service_name: traces.service_name,
     }))
 }
 
-fn tracer_provider(cfg: &Export, endpoint: &str) -> Result<SdkTracerProvider, TelemetryError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(endpoint)
-        .build()?;
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+fn tracer_provider(cfg: &Export, endpoint: &Endpoint) -> Result<SdkTracerProvider, TelemetryError> {
+    let builder = SdkTracerProvider::builder();
+    let builder = match endpoint.protocol {
+        Protocol::Http => builder.with_batch_exporter(
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(&endpoint.url)
+                .build()?,
+        ),
+        Protocol::Grpc => builder.with_batch_exporter(OnRuntime::grpc(&endpoint.url)?),
+    };
+    Ok(builder
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
             cfg.sampling_ratio,
         ))))
@@ -231,7 +252,10 @@ mod tests {
         assert_eq!(
             export,
             Export {
-                endpoint: Some("http://collector:4318/v1/traces".into()),
+                endpoint: Some(Endpoint {
+                    url: "http://collector:4318/v1/traces".into(),
+                    protocol: Protocol::Http,
+                }),
                 sampling_ratio: 0.25,
                 service_name: "mill-7".into(),
             }
@@ -256,7 +280,7 @@ mod tests {
         ];
         let export = Export::resolve(&cfg, env(&vars)).expect("valid");
         assert_eq!(
-            export.endpoint.as_deref(),
+            export.endpoint.map(|e| e.url).as_deref(),
             Some("http://mine:4318/v1/traces")
         );
         assert_eq!(
@@ -272,7 +296,7 @@ mod tests {
             ..TelemetryConfig::default()
         };
         let m = metrics_export(&cfg, env(&[])).expect("valid").expect("on");
-        assert_eq!(m.endpoint, "http://c:4318/v1/metrics");
+        assert_eq!(m.endpoint.url, "http://c:4318/v1/metrics");
         assert_eq!(m.interval, Duration::from_secs(60));
         let vars = [
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m/v1/metrics"),
@@ -282,7 +306,7 @@ mod tests {
             .expect("valid")
             .expect("on");
         assert_eq!(
-            (m.endpoint.as_str(), m.interval),
+            (m.endpoint.url.as_str(), m.interval),
             ("http://m/v1/metrics", Duration::from_secs(5))
         );
         let off = metrics_export(&cfg, env(&[("OTEL_METRICS_EXPORTER", "none")]));
@@ -293,6 +317,38 @@ mod tests {
         );
         let bad = metrics_export(&cfg, env(&[("OTEL_METRIC_EXPORT_INTERVAL", "soon")]));
         assert!(matches!(bad, Err(TelemetryError::Interval { .. })));
+    }
+
+    #[test]
+    fn metrics_follow_a_grpc_traces_endpoint_to_the_same_server() {
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("grpc://collector:4317".into()),
+            ..TelemetryConfig::default()
+        };
+        let grpc = Endpoint {
+            url: "http://collector:4317".into(),
+            protocol: Protocol::Grpc,
+        };
+        let traces = Export::resolve(&cfg, env(&[])).expect("valid");
+        assert_eq!(traces.endpoint.as_ref(), Some(&grpc));
+        let m = metrics_export(&cfg, env(&[])).expect("valid").expect("on");
+        assert_eq!(m.endpoint, grpc);
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ];
+        let m = metrics_export(&TelemetryConfig::default(), env(&vars))
+            .expect("valid")
+            .expect("on");
+        assert_eq!(m.endpoint, grpc, "a gRPC base gets no path");
+        let bad = Export::resolve(
+            &TelemetryConfig::default(),
+            env(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")]),
+        );
+        assert!(
+            matches!(bad, Err(TelemetryError::Endpoint(_))),
+            "http/json is refused, not ignored"
+        );
     }
 
     #[test]
