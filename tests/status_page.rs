@@ -145,6 +145,10 @@ async fn the_status_page_renders_partitions_stages_and_dead_letters_in_a_browser
         );
     }
     assert!(dom.contains("<rect"), "the latency chart has bars:\n{dom}");
+    assert!(
+        dom.contains("<polyline"),
+        "the throughput chart has lines:\n{dom}"
+    );
     assert_eq!(
         count_class(&dom, "letter"),
         1,
