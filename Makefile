@@ -50,8 +50,9 @@ sbom: ## CycloneDX SBOM of the dependency graph in target/sbom/ (installs cargo-
 	$(CARGO) cyclonedx --format json --override-filename tidemill.cdx
 	mkdir -p target/sbom && mv tidemill.cdx.json target/sbom/
 
-services-up: deps-build ## Start Kafka, PostgreSQL and MariaDB on 127.0.0.1 (idempotent; installs missing packages)
+services-up: deps-build ## Start Kafka, PostgreSQL and MariaDB on 127.0.0.1 (idempotent; installs missing packages and builds the test OpenTelemetry Collector once)
 	scripts/install-deps.sh services tools
+	scripts/install-otelcol.sh >/dev/null
 	scripts/services-up.sh
 
 services-down: ## Stop the services started by services-up
