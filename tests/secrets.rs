@@ -1,7 +1,8 @@
 //! Secrets never leak. Pipelines whose database password (in the URL's
 //! userinfo or its query string) and Kafka SASL password are distinctive
 //! sentinels are driven through a config error, `tidemill check`, a database
-//! that refuses the password, a database that is down, a broker that refuses
+//! that refuses the password, a database that is down (which `run` waits
+//! for, saying why on its status page), a broker that refuses
 //! the client, and a full run with debug logging, JSON logs, exported traces
 //! and metrics, a dead letter and shutdown. The sentinels appear nowhere: not
 //! in stdout or stderr (pretty and JSON logs, error chains), `/metrics`,
@@ -112,26 +113,66 @@ async fn config_errors_name_the_key_and_show_no_secret() {
     }
 }
 
-#[tokio::test]
+/// `run` on the config at `path`, whose database is not there: it waits, its
+/// status page names the error (`says`), and neither the page, readiness nor
+/// its log shows a secret; SIGTERM ends the wait cleanly.
+async fn run_waits_without_the_secret(path: &str, says: &str) {
+    let health = free_port();
+    let mut process = Tidemill::start_with_env(
+        std::path::Path::new(path),
+        "waiting",
+        &[
+            ("RUST_LOG", "debug"),
+            ("TIDEMILL__HEALTH__LISTEN", &format!("127.0.0.1:{health}")),
+        ],
+    );
+    let log = || process.log_text();
+    wait_for_showing(
+        "the status page naming the error",
+        Duration::from_secs(60),
+        &log,
+        || async { get_raw(health, "/status").await.contains(says) },
+    )
+    .await;
+    assert_clean("/status", &get_raw(health, "/status").await);
+    assert_clean("/readyz", &get_raw(health, "/readyz").await);
+    let stopped = process.terminate();
+    assert!(
+        stopped,
+        "a clean stop while waiting:\n{}",
+        process.log_text()
+    );
+    assert_clean("run", &process.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_database_or_broker_is_reported_without_the_secret() {
     let (_db, url) = sentinel_db().await;
     let topic = unique("secrets");
     kafka::create_topic(&topic, 1).await;
     let closed_port = free_port();
+    // A refused password stops `run` as it stops `check`; a database that is
+    // not there (yet) is waited for by `run`, which says why meanwhile.
     let databases = [
         (
             url(&format!("{ROLE}:{WRONG_DB_PW}"), ""),
             "password authentication failed",
+            false,
         ),
         // The password in the query string, and nothing listening.
         (
             url(ROLE, &format!("password={DB_PW}")).replace(":5432/", &format!(":{closed_port}/")),
             "refused",
+            true,
         ),
     ];
-    for (db_url, says) in databases {
+    for (db_url, says, run_waits) in databases {
         let (_dir, path) = write_config(&toml_with_secrets(&topic, &db_url, "plaintext", ""));
         for command in ["check", "run"] {
+            if command == "run" && run_waits {
+                run_waits_without_the_secret(&path, says).await;
+                continue;
+            }
             let out = run_once(&[command, "--config", &path], &[("RUST_LOG", "debug")]);
             let text = output_text(&out);
             assert!(!out.status.success(), "{command} succeeded:\n{text}");

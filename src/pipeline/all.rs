@@ -1,60 +1,64 @@
 //! Every pipeline of a config, run together until shutdown: the health and
 //! metrics endpoints and the OTLP metrics export are started once for all of
-//! them; a fenced pipeline is prepared afresh and rejoins its group (its
-//! counters carry on; a database that is transiently away meanwhile is
-//! waited for, with backoff); the first pipeline to fail stops the others,
-//! and its error is returned once all have stopped.
+//! them, before any pipeline is prepared, so a pod whose database is not up
+//! yet is alive and says why it is not ready instead of exiting; each
+//! pipeline is prepared in its own task, waiting out a transiently absent
+//! database with backoff (a fatal error — a refused password, a missing
+//! table — still stops the process); a fenced pipeline is prepared afresh
+//! and rejoins its group (its counters carry on); the first pipeline to fail
+//! stops the others, and its error is returned once all have stopped.
 
 use super::{Pipeline, PipelineError};
 use crate::config::{PipelineConfig, Settings};
-use crate::observe::stats::Stats;
+use crate::observe::stats::{now_ms, Stats};
 use crate::sink::backoff::Backoff;
 use crate::sink::RetryClass;
 use crate::state::Registry;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Runs a pipeline; when it is fenced, prepares it afresh and rejoins the group.
+/// Prepares the pipeline (waiting for its database), runs it, and when it is
+/// fenced prepares it afresh and rejoins the group. Its counters are `stats`
+/// throughout: health and metrics read them before the first preparation.
 async fn run_rejoining(
-    first: Pipeline,
+    (name, cfg): (String, PipelineConfig),
+    registry: Arc<Registry>,
+    stats: Arc<Stats>,
+    statistics: Option<Duration>,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> Result<(), PipelineError> {
-    let (name, cfg, stats, registry, statistics) = (
-        first.name.clone(),
-        first.cfg.clone(),
-        Arc::clone(&first.stats),
-        Arc::clone(&first.registry),
-        first.statistics,
-    );
-    let mut pipeline = first;
+    let mut first = true;
     loop {
+        let Some(prepared) = prepare_again(&name, &cfg, &registry, &stats, &shutdown).await? else {
+            return Ok(()); // shut down while waiting for the database
+        };
+        let mut pipeline = prepared.with_statistics(statistics);
+        pipeline.stats = Arc::clone(&stats);
+        if !first {
+            stats
+                .assigned_partitions
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        first = false;
         match pipeline.run(shutdown.clone(), grace).await {
             Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
                 stats
                     .fenced
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
-                let Some(again) = prepare_again(&name, &cfg, &registry, &stats, &shutdown).await?
-                else {
-                    return Ok(()); // shut down while waiting for the database
-                };
-                pipeline = again.with_statistics(statistics);
-                // The counters go on across rejoins (health and metrics read them).
-                pipeline.stats = Arc::clone(&stats);
-                stats
-                    .assigned_partitions
-                    .store(0, std::sync::atomic::Ordering::Relaxed);
             }
             other => return other,
         }
     }
 }
 
-/// Prepares a fenced pipeline again. A transient database error (a restart,
-/// a refusal, a dropped connection) is retried with the sink's backoff
-/// rather than stopping the process; `None` when shutdown came first.
+/// Prepares a pipeline, at start-up or after it was fenced. A transient
+/// database error (not up yet, a restart, a dropped connection) is retried
+/// with the sink's backoff rather than stopping the process — readiness and
+/// the status page show it meanwhile; `None` when shutdown came first.
 async fn prepare_again(
     name: &str,
     cfg: &PipelineConfig,
@@ -76,16 +80,25 @@ async fn prepare_again(
                 if source.class(dialect) == RetryClass::Transient =>
             {
                 let wait = backoff.next_delay();
-                // Counted as the writer's retries are (tidemill_db_retries_total).
-                stats.add_retry(crate::sink::observe::retry_kind(&source, dialect));
-                tracing::warn!(pipeline = %name, error = %source, retry_in_ms = wait.as_millis() as u64, "database unavailable while rejoining; retrying");
+                // Counted and shown as the writer's retries are
+                // (tidemill_db_retries_total, /readyz, the status page).
+                let kind = crate::sink::observe::retry_kind(&source, dialect);
+                stats.add_retry(kind);
+                stats.sink_failing.store(true, Ordering::Relaxed);
+                stats
+                    .recent
+                    .db_error(now_ms(), kind.as_str(), &source.to_string());
+                tracing::warn!(pipeline = %name, error = %source, retry_in_ms = wait.as_millis() as u64, "database unavailable while preparing the pipeline; retrying");
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
-            other => return other.map(Some),
+            other => {
+                stats.sink_failing.store(false, Ordering::Relaxed);
+                return other.map(Some);
+            }
         }
     }
 }
@@ -105,7 +118,6 @@ pub async fn run_all_with(
     shutdown: CancellationToken,
     registry: Arc<Registry>,
 ) -> Result<(), PipelineError> {
-    let mut prepared = Vec::new();
     let otlp_metrics = crate::observe::telemetry::metrics_export(&settings.telemetry, |var| {
         std::env::var(var).ok()
     })
@@ -114,14 +126,12 @@ pub async fn run_all_with(
     // only worth their cost when someone reads the metrics.
     let statistics = (settings.health.listen.is_some() || otlp_metrics.is_some())
         .then_some(settings.health.statistics_interval);
-    for (name, cfg) in &settings.pipelines {
-        let p = Pipeline::prepare_with(name, cfg, Arc::clone(&registry)).await?;
-        prepared.push(p.with_statistics(statistics));
-    }
-    let grace = settings.shutdown.grace;
-    let metrics_registry: crate::observe::metrics::Registry = prepared
-        .iter()
-        .map(|p| (p.name.clone(), Arc::clone(&p.stats)))
+    // The counters exist before the pipelines, so health and metrics answer
+    // while a database is waited for.
+    let metrics_registry: crate::observe::metrics::Registry = settings
+        .pipelines
+        .keys()
+        .map(|name| (name.clone(), Arc::new(Stats::default())))
         .collect();
     // Dropped when this function returns: one last export, then the thread ends.
     let _exporter = match otlp_metrics {
@@ -135,7 +145,7 @@ pub async fn run_all_with(
         None => None,
     };
     if let Some(addr) = settings.health.listen {
-        let registry = metrics_registry;
+        let registry = metrics_registry.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::observe::health::serve(addr, Arc::new(registry), shutdown).await
@@ -144,10 +154,18 @@ pub async fn run_all_with(
             }
         });
     }
+    let grace = settings.shutdown.grace;
     let mut tasks = tokio::task::JoinSet::new();
-    for p in prepared {
-        let shutdown = shutdown.clone();
-        tasks.spawn(run_rejoining(p, shutdown, grace));
+    for (name, stats) in metrics_registry {
+        let cfg = settings.pipelines[&name].clone();
+        tasks.spawn(run_rejoining(
+            (name, cfg),
+            Arc::clone(&registry),
+            stats,
+            statistics,
+            shutdown.clone(),
+            grace,
+        ));
     }
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {

@@ -76,7 +76,6 @@ pub struct Pipeline {
     chain: Chain,
     /// The stateful tail of the transforms (run by the writer), if any.
     engine: Option<Engine>,
-    registry: Arc<Registry>,
     dead_letters: Option<Arc<DeadLetters>>,
     pub stats: Arc<Stats>,
     /// librdkafka statistics interval for the lag gauge (`health.listen` set).
@@ -156,7 +155,6 @@ impl Pipeline {
             sink,
             chain,
             engine,
-            registry,
             dead_letters,
             stats: Arc::new(Stats::default()),
             statistics: None,
@@ -182,7 +180,6 @@ impl Pipeline {
             sink,
             chain,
             engine,
-            registry: _,
             dead_letters,
             stats,
             statistics,
