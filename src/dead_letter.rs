@@ -8,6 +8,12 @@
 //! acknowledged every letter (`acks=all`, idempotent producer). Callers count a
 //! record's offset as done only after that, and retry — never drop — while the
 //! topic cannot be written. Delivery to the dead-letter topic is at least once.
+//! A letter larger than the topic (or the producer) accepts would be refused
+//! forever and stall the pipeline: it is sent once more as a stub — the
+//! headers saying why and where the record is (`tidemill.source.*`), without
+//! its key, value and own headers, whose sizes `tidemill.dropped.key_bytes`
+//! and `tidemill.dropped.value_bytes` give — so the pipeline keeps going and
+//! the record can be read again from its source offset.
 
 use crate::kafka_refusal::RefusalContext;
 use crate::model::RawRecord;
@@ -80,7 +86,7 @@ fn clipped(message: &str) -> String {
 /// refusing the producer (so a failed send can say why).
 #[derive(Default)]
 pub struct DeliveryLog {
-    failures: Mutex<Vec<String>>,
+    failures: Mutex<Vec<(usize, rdkafka::error::KafkaError)>>,
     refusal: RefusalContext,
 }
 
@@ -95,16 +101,23 @@ impl ClientContext for DeliveryLog {
 }
 
 impl ProducerContext for DeliveryLog {
-    type DeliveryOpaque = ();
+    /// The letter's index in the batch being sent.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, letter: usize) {
         if let Err((e, _)) = result {
             self.failures
                 .lock()
                 .expect("delivery log lock poisoned by a panic in a delivery callback")
-                .push(e.to_string());
+                .push((letter, e.clone()));
         }
     }
+}
+
+/// Whether Kafka refused a letter for its size (the producer's
+/// `message.max.bytes`, or the topic's `max.message.bytes`).
+fn too_large(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)
 }
 
 pub struct DeadLetters {
@@ -137,39 +150,53 @@ impl DeadLetters {
         &self.topic
     }
 
-    /// Produces every letter and waits until the broker acknowledged all of them.
+    /// Produces every letter and waits until the broker acknowledged all of
+    /// them; a letter too large for the topic goes as a stub (see the module).
     pub fn send(&self, letters: &[Letter]) -> Result<(), DeadLetterError> {
-        let fail = |message: String| DeadLetterError::Delivery {
-            topic: self.topic.clone(),
-            message: match self.producer.context().refusal.refusal() {
-                Some(refusal) => format!(
-                    "kafka refused this client: {}",
-                    refusal.message(&self.pipeline)
-                ),
-                None => message,
-            },
-        };
-        for letter in letters {
-            let headers = self.headers(letter);
+        let all: Vec<&Letter> = letters.iter().collect();
+        let large = self.produce(&all, false)?;
+        if large.is_empty() {
+            return Ok(());
+        }
+        let large: Vec<&Letter> = large.into_iter().map(|i| all[i]).collect();
+        for letter in &large {
+            let o = &letter.record.origin;
+            tracing::warn!(topic = %o.topic, partition = o.partition, offset = o.offset, dead_letter_topic = %self.topic, "dead letter too large for its topic; sending it without the record's key, value and headers");
+        }
+        match self.produce(&large, true)?.first() {
+            None => Ok(()),
+            Some(_) => Err(self.fail(
+                "a letter without the record's key, value and headers is still too large".into(),
+            )),
+        }
+    }
+
+    /// Produces `letters` (as stubs, with `stub`) and waits for the broker;
+    /// answers the indices of those refused for their size.
+    fn produce(&self, letters: &[&Letter], stub: bool) -> Result<Vec<usize>, DeadLetterError> {
+        let mut large = Vec::new();
+        for (i, letter) in letters.iter().enumerate() {
             let r = &letter.record;
-            let mut record: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(&self.topic).headers(headers);
-            if let Some(key) = &r.key {
+            let mut record: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&self.topic, i).headers(self.headers(letter, stub));
+            if let (Some(key), false) = (&r.key, stub) {
                 record = record.key(key.as_slice());
             }
-            if let Some(value) = &r.value {
+            if let (Some(value), false) = (&r.value, stub) {
                 record = record.payload(value.as_slice());
             }
             if let Some(ts) = r.origin.timestamp_ms {
                 record = record.timestamp(ts);
             }
-            self.producer
-                .send(record)
-                .map_err(|(e, _)| fail(e.to_string()))?;
+            match self.producer.send(record) {
+                Ok(()) => {}
+                Err((e, _)) if too_large(&e) => large.push(i),
+                Err((e, _)) => return Err(self.fail(e.to_string())),
+            }
         }
         self.producer
             .flush(self.timeout)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| self.fail(e.to_string()))?;
         let failures = std::mem::take(
             &mut *self
                 .producer
@@ -178,22 +205,39 @@ impl DeadLetters {
                 .lock()
                 .expect("delivery log lock poisoned by a panic in a delivery callback"),
         );
-        match failures.first() {
-            None => Ok(()),
-            Some(first) => Err(fail(format!(
-                "{} letter(s) not delivered: {first}",
-                failures.len()
-            ))),
+        let (refused, failed): (Vec<_>, Vec<_>) =
+            failures.into_iter().partition(|(_, e)| too_large(e));
+        if let Some((_, first)) = failed.first() {
+            return Err(self.fail(format!("{} letter(s) not delivered: {first}", failed.len())));
+        }
+        large.extend(refused.into_iter().map(|(i, _)| i));
+        Ok(large)
+    }
+
+    /// A delivery failure, saying so when the broker refuses this client.
+    fn fail(&self, message: String) -> DeadLetterError {
+        DeadLetterError::Delivery {
+            topic: self.topic.clone(),
+            message: match self.producer.context().refusal.refusal() {
+                Some(refusal) => format!(
+                    "kafka refused this client: {}",
+                    refusal.message(&self.pipeline)
+                ),
+                None => message,
+            },
         }
     }
 
-    fn headers(&self, letter: &Letter) -> OwnedHeaders {
-        let o = &letter.record.origin;
+    /// The record's own headers (not for a stub) and ours.
+    fn headers(&self, letter: &Letter, stub: bool) -> OwnedHeaders {
+        let r = &letter.record;
+        let o = &r.origin;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
-        let ours = [
+        let size = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(0, Vec::len).to_string();
+        let mut ours = vec![
             ("tidemill.error.class", letter.reason.as_str().to_string()),
             ("tidemill.error.message", clipped(&letter.message)),
             ("tidemill.pipeline", self.pipeline.clone()),
@@ -202,19 +246,22 @@ impl DeadLetters {
             ("tidemill.source.offset", o.offset.to_string()),
             ("tidemill.time", now_ms.to_string()),
         ];
-        let column = letter
-            .column
-            .as_ref()
-            .map(|c| ("tidemill.error.column", c.clone()));
-        let mut headers =
-            OwnedHeaders::new_with_capacity(letter.record.headers.len() + ours.len() + 1);
-        for (key, value) in &letter.record.headers {
+        if let Some(column) = &letter.column {
+            ours.push(("tidemill.error.column", column.clone()));
+        }
+        if stub {
+            ours.push(("tidemill.dropped.key_bytes", size(&r.key)));
+            ours.push(("tidemill.dropped.value_bytes", size(&r.value)));
+        }
+        let own = if stub { &[][..] } else { &r.headers[..] };
+        let mut headers = OwnedHeaders::new_with_capacity(own.len() + ours.len());
+        for (key, value) in own {
             headers = headers.insert(Header {
                 key,
                 value: value.as_deref(),
             });
         }
-        for (key, value) in ours.iter().chain(column.as_ref()) {
+        for (key, value) in &ours {
             headers = headers.insert(Header {
                 key,
                 value: Some(value.as_bytes()),
