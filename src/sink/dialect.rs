@@ -63,6 +63,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// failure, deadlock, lock wait, busy): the retries metric's `conflict`.
     fn is_conflict(&self, err: &dyn DatabaseError) -> bool;
 
+    /// Whether the database said it is ending or refusing the connection
+    /// (shutting down, the session killed): the retries metric's
+    /// `connection`, as a broken socket is.
+    fn is_connection_loss(&self, _err: &dyn DatabaseError) -> bool {
+        false
+    }
+
     /// Whether the database said the column exists already (another member
     /// added it first).
     fn is_duplicate_column(&self, err: &dyn DatabaseError) -> bool;

@@ -106,6 +106,9 @@ pub fn retry_kind(e: &SinkError, dialect: &dyn Dialect) -> RetryKind {
             | sqlx::Error::WorkerCrashed,
         ) => RetryKind::Connection,
         Some(sqlx::Error::Database(db)) if dialect.is_conflict(db.as_ref()) => RetryKind::Conflict,
+        Some(sqlx::Error::Database(db)) if dialect.is_connection_loss(db.as_ref()) => {
+            RetryKind::Connection
+        }
         _ => RetryKind::Other,
     }
 }

@@ -94,6 +94,11 @@ impl Dialect for MySql {
     fn is_duplicate_column(&self, err: &dyn DatabaseError) -> bool {
         number(err) == Some(1060)
     }
+
+    fn is_connection_loss(&self, err: &dyn DatabaseError) -> bool {
+        // Server shutdown in progress, connection killed.
+        matches!(number(err), Some(1053 | 1927))
+    }
 }
 
 fn number(err: &dyn DatabaseError) -> Option<u16> {

@@ -94,6 +94,13 @@ impl Dialect for Postgres {
         matches!(err.code().as_deref(), Some("40001" | "40P01"))
     }
 
+    fn is_connection_loss(&self, err: &dyn DatabaseError) -> bool {
+        // Administrator or crash shutdown, starting up; class 08: connection exceptions.
+        err.code().is_some_and(|c| {
+            matches!(c.as_ref(), "57P01" | "57P02" | "57P03") || c.starts_with("08")
+        })
+    }
+
     fn is_duplicate_column(&self, err: &dyn DatabaseError) -> bool {
         err.code().as_deref() == Some("42701")
     }
