@@ -10,7 +10,7 @@
 
 use super::{Pipeline, PipelineError};
 use crate::config::{PipelineConfig, Settings};
-use crate::observe::stats::{now_ms, Stats};
+use crate::observe::stats::Stats;
 use crate::sink::backoff::Backoff;
 use crate::sink::RetryClass;
 use crate::state::Registry;
@@ -30,24 +30,18 @@ async fn run_rejoining(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> Result<(), PipelineError> {
-    let mut first = true;
     loop {
-        let Some(prepared) = prepare_again(&name, &cfg, &registry, &stats, &shutdown).await? else {
+        let Some(prepared) = prepare_waiting(&name, &cfg, &registry, &stats, &shutdown).await?
+        else {
             return Ok(()); // shut down while waiting for the database
         };
         let mut pipeline = prepared.with_statistics(statistics);
         pipeline.stats = Arc::clone(&stats);
-        if !first {
-            stats
-                .assigned_partitions
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-        }
-        first = false;
+        // A rejoin starts with no partitions (at start-up there are none yet).
+        stats.assigned_partitions.store(0, Ordering::Relaxed);
         match pipeline.run(shutdown.clone(), grace).await {
             Err(e) if e.is_fenced() && !shutdown.is_cancelled() => {
-                stats
-                    .fenced
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.fenced.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(pipeline = %name, error = %e, "fenced by a newer owner; rejoining the group");
             }
             other => return other,
@@ -59,7 +53,7 @@ async fn run_rejoining(
 /// database error (not up yet, a restart, a dropped connection) is retried
 /// with the sink's backoff rather than stopping the process — readiness and
 /// the status page show it meanwhile; `None` when shutdown came first.
-async fn prepare_again(
+async fn prepare_waiting(
     name: &str,
     cfg: &PipelineConfig,
     registry: &Arc<Registry>,
@@ -80,14 +74,8 @@ async fn prepare_again(
                 if source.class(dialect) == RetryClass::Transient =>
             {
                 let wait = backoff.next_delay();
-                // Counted and shown as the writer's retries are
-                // (tidemill_db_retries_total, /readyz, the status page).
-                let kind = crate::sink::observe::retry_kind(&source, dialect);
-                stats.add_retry(kind);
-                stats.sink_failing.store(true, Ordering::Relaxed);
-                stats
-                    .recent
-                    .db_error(now_ms(), kind.as_str(), &source.to_string());
+                // Counted and shown as the writer's retries are.
+                crate::sink::observe::db_retry(stats, &source, dialect);
                 tracing::warn!(pipeline = %name, error = %source, retry_in_ms = wait.as_millis() as u64, "database unavailable while preparing the pipeline; retrying");
                 tokio::select! {
                     biased;

@@ -92,6 +92,18 @@ fn stages(stats: &Stats, batch: &Batch, loaded: &Loaded, started: Instant, took:
 /// Which kind of transient error a retry was for; `dialect` says which of
 /// the database's own errors are conflicts (serialization failure,
 /// deadlock, lock wait, busy).
+/// A transient database error about to be retried: counted by kind
+/// (`tidemill_db_retries_total`), readiness failing, and the error noted for
+/// the status page — the same for the writer and for a pipeline's preparation.
+pub fn db_retry(stats: &Stats, e: &SinkError, dialect: &dyn Dialect) {
+    let kind = retry_kind(e, dialect);
+    stats.add_retry(kind);
+    stats.sink_failing.store(true, Ordering::Relaxed);
+    stats
+        .recent
+        .db_error(now_ms(), kind.as_str(), &e.to_string());
+}
+
 pub fn retry_kind(e: &SinkError, dialect: &dyn Dialect) -> RetryKind {
     if matches!(e, SinkError::Connect { .. }) {
         return RetryKind::Connection;

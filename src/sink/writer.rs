@@ -22,7 +22,7 @@ pub use super::writer_context::{WriterContext, WriterError};
 use super::{prepare, with_deletes, RetryClass, Sink, SinkError, Written};
 use crate::dead_letter::Reason;
 use crate::model::{Batch, BatchAck, Row, Spent};
-use crate::observe::stats::{now_ms, Stats};
+use crate::observe::stats::Stats;
 use crate::observe::trace;
 use crate::state::{Engine, RowOrigin};
 use std::borrow::Cow;
@@ -349,12 +349,7 @@ async fn retry_wait(
     dialect: &dyn Dialect,
 ) -> Result<(), WriterError> {
     let delay = backoff.next_delay();
-    let kind = observe::retry_kind(e, dialect);
-    ctx.stats.add_retry(kind);
-    ctx.stats
-        .recent
-        .db_error(now_ms(), kind.as_str(), &e.to_string());
-    ctx.stats.sink_failing.store(true, Ordering::Relaxed);
+    observe::db_retry(&ctx.stats, e, dialect);
     warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "transient database error; retrying batch");
     tokio::select! {
         // Abort first: a database that stays away must not hold shutdown hostage.
