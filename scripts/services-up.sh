@@ -88,6 +88,28 @@ kafka_fetch_libs() {
     touch "$stamp"
 }
 
+# connect_fetch_libs: Kafka Connect and Debezium's PostgreSQL connector from
+# Maven Central into .services/connect/libs, once per version of the POM.
+# Tests and `make demo-cdc` start their own standalone workers from them
+# (tests/common/connect.rs, scripts/demo-cdc.sh).
+CONNECT_LIBS="$SERVICES_DIR/connect/libs"
+connect_fetch_libs() {
+    local pom="$REPO_ROOT/scripts/kafka/connect-pom.xml" stamp log="$SERVICES_DIR/connect/maven-fetch.log"
+    stamp="$CONNECT_LIBS/.complete-$(sha256sum "$pom" | cut -c1-16)"
+    [[ -f $stamp ]] && return
+    log "connect: fetching Kafka Connect and Debezium jars from Maven Central (first run only)..."
+    rm -rf "$CONNECT_LIBS"
+    mkdir -p "$CONNECT_LIBS"
+    if ! mvn -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$CONNECT_LIBS" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "connect: Maven could not fetch the Kafka Connect / Debezium jars (log above)"
+    fi
+    compgen -G "$CONNECT_LIBS/debezium-connector-postgres-*.jar" >/dev/null ||
+        die "connect: debezium-connector-postgres missing after the Maven fetch"
+    touch "$stamp"
+}
+
 # kafka_probe: end-to-end check — produce one record to an auto-created topic
 # and read it back through a consumer group (exercises topic auto-creation,
 # the group coordinator and __consumer_offsets, which tests rely on).
@@ -114,6 +136,7 @@ kafka_start() {
     # brokers of their own from them (tests/common/private_kafka.rs).
     mkdir -p "$KAFKA_DIR" "$KAFKA_LOGS"
     kafka_fetch_libs
+    connect_fetch_libs
 
     if kafka_answers; then
         if pid="$(read_pid "$KAFKA_PID_FILE" kafka.Kafka)"; then
@@ -279,6 +302,10 @@ ssl_ca_file = 'tls-ca.crt'
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# Change data capture tests run Debezium's PostgreSQL connector (pgoutput).
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
 EOF
     cp "$TLS_DIR/server.crt" "$data/tls-server.crt"
     cp "$TLS_DIR/server.key" "$data/tls-server.key"
@@ -337,12 +364,35 @@ pg_reuse_with_tls() {
     wait_for 30 "PostgreSQL to serve TLS" pg_tls_on || die "postgres: TLS still off after a reload"
 }
 
+# pg_logical: the server we reach keeps logical WAL (Debezium needs it).
+pg_logical() {
+    [[ $(PGCONNECT_TIMEOUT=3 psql "$PG_URL" -XAtqc 'show wal_level' 2>/dev/null) == logical ]]
+}
+
+# pg_reuse_with_logical_wal: a cluster of ours started before the change
+# data capture tests gets the current config and a restart (wal_level is
+# read at start only).
+pg_reuse_with_logical_wal() {
+    local bin data
+    pg_logical && return
+    data="$(readlink -f "$PG_LINK" 2>/dev/null || true)/data"
+    [[ -f $data/PG_VERSION ]] || die "postgres: the server on $HOST:$PG_PORT has wal_level below logical and is not ours to reconfigure (stop it, or set wal_level = logical)"
+    bin="$(pg_bin_dir)"
+    log "postgres: restarting the running cluster with wal_level = logical"
+    pg_write_config "$data"
+    as_pg_user "$bin/pg_ctl" -D "$data" -l "$(dirname "$data")/postgres.log" -w -t "$PG_START_TIMEOUT" restart >/dev/null 9>&- ||
+        die "postgres: pg_ctl restart failed; see $(dirname "$data")/postgres.log"
+    wait_for "$PG_START_TIMEOUT" "PostgreSQL on $HOST:$PG_PORT" pg_answers ||
+        die "postgres: not accepting $PG_USER logins after the restart"
+}
+
 pg_up() {
     local bin dir data pwfile
 
     if pg_answers; then
         log "postgres: already answers on $HOST:$PG_PORT as '$PG_USER', reusing it"
         pg_reuse_with_tls
+        pg_reuse_with_logical_wal
         pg_tls_roles || die "postgres: could not create the TLS test roles"
         return
     fi

@@ -26,6 +26,7 @@ macro_rules! per_backend {
     )*};
 }
 
+pub mod connect;
 pub mod db;
 pub mod events;
 pub mod http;
