@@ -171,6 +171,16 @@ impl Connect {
             .is_some_and(|tasks| !tasks.is_empty() && tasks.iter().all(|t| t["state"] == "RUNNING"))
     }
 
+    /// Whether the worker has written its source offsets since `t` (every
+    /// 500 ms while records flow). Killed before its first write after the
+    /// snapshot, Debezium would snapshot again on restart — and a snapshot
+    /// cannot say which rows were deleted meanwhile.
+    pub fn offsets_written_since(&self, t: std::time::SystemTime) -> bool {
+        std::fs::metadata(self.dir.join("offsets"))
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > t)
+    }
+
     /// SIGKILL: the worker loses what it had not flushed, and re-sends it
     /// after [`Connect::restart`] (Debezium is at-least-once).
     pub fn kill(&mut self) {
