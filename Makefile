@@ -12,7 +12,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import yaml' 2>/
 
 .DEFAULT_GOAL := help
 
-.PHONY: deps-build doc-check deny sbom chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
+.PHONY: demo-cdc deps-build doc-check deny sbom chaos chaos-quick fleet fleet-quick help build fmt fmt-check lint services-up services-down test test-consumer-protocol demo run check docker-check deploy-check bench bench-quick
 
 help: ## List the targets
 	@echo "Usage: make <target> [CONFIG=path/to/config.toml]"
@@ -92,6 +92,9 @@ chaos-quick: services-up build ## Chaos smoke run on each database: one fault of
 
 demo: deps-build ## Run the self-contained demo
 	$(CARGO) run --release -- demo
+
+demo-cdc: services-up build ## Database to database: PostgreSQL -> Debezium -> Kafka -> tidemill -> SQLite, end to end
+	bash scripts/demo-cdc.sh
 
 run: ## Run the pipeline (CONFIG=config/local.toml by default)
 	$(CARGO) run --release -- run --config $(CONFIG)

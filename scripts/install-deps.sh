@@ -15,7 +15,7 @@ set -euo pipefail
 
 declare -A GROUPS_OF=(
     [build]="build-essential pkg-config libssl-dev zlib1g-dev"
-    [services]="maven kcat postgresql postgresql-client mariadb-server mariadb-client openssl ca-certificates procps util-linux chromium"
+    [services]="maven kcat sqlite3 postgresql postgresql-client mariadb-server mariadb-client openssl ca-certificates procps util-linux chromium"
     [tools]="python3 python3-yaml python3-venv fonts-dejavu-core"
 )
 
