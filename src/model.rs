@@ -112,6 +112,10 @@ pub struct Batch {
     /// Owned partitions that had no record for a while: (partition, ms idle).
     /// Their watermarks advance; their checkpoints are fenced but not moved.
     pub idle: Vec<(TopicPartition, i64)>,
+    /// A change stream's truncate: the table is emptied before the batch's
+    /// rows from this index on are written (the rows and deletes before it
+    /// are superseded). The last truncate of the batch.
+    pub truncate_at: Option<usize>,
     /// Per partition: rows produced and the newest Kafka timestamp, for metrics.
     pub tally: BTreeMap<TopicPartition, PartitionTally>,
     /// Each record's Kafka timestamp (ms), for the end-to-end latency histogram.

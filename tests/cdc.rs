@@ -31,6 +31,7 @@ use tidemill::observe::stats::Stats;
 per_backend!(
     a_change_stream_leaves_the_target_as_the_source_is,
     lineage_columns_record_where_each_row_came_from,
+    a_truncate_on_request_empties_the_table_between_the_changes_around_it,
 );
 
 /// The key struct Debezium writes for a table keyed by `id`, wrapped in the
@@ -253,4 +254,56 @@ async fn lineage_columns_record_where_each_row_came_from(kind: Kind) {
     let second = "SELECT count(*) FROM orders WHERE id = 2 AND src_lsn = '200' \
                   AND src_committed = '2023-11-14T22:13:20.5Z'";
     assert_eq!(db.scalar(second).await, 1);
+}
+
+/// `sink.apply_truncate`: the rows before the truncate are gone, those after
+/// it stay — in batches of any size, committed with the offsets.
+async fn a_truncate_on_request_empties_the_table_between_the_changes_around_it(kind: Kind) {
+    let (topic, group) = (unique("cdc_truncate"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE orders (id BIGINT PRIMARY KEY, status VARCHAR(20), notes VARCHAR(200), amount DECIMAL(10,2))")
+        .await;
+    db.exec("INSERT INTO orders (id, status) VALUES (100, 'before the stream')")
+        .await;
+    let producer = TestProducer::new(&topic);
+    let create = |id: i64| {
+        let after = json!({"id": id, "status": "new", "notes": null, "amount": "1.00"});
+        event("c", Value::Null, after, false)
+    };
+    for id in 1..=3 {
+        producer.send(Some(&key(id, false)), Some(&create(id)));
+    }
+    let truncate = json!({"op": "t", "source": {"table": "orders"}, "ts_ms": 1}).to_string();
+    producer.send(None, Some(&truncate));
+    for id in 4..=5 {
+        producer.send(Some(&key(id, false)), Some(&create(id)));
+    }
+    producer.send(
+        Some(&key(4, false)),
+        Some(&event("d", json!({"id": 4}), Value::Null, false)),
+    );
+    producer.flush();
+
+    let toml = cdc_toml(&topic, &group, db.url(), "orders", "").replace(
+        "key_columns = [\"id\"]",
+        "key_columns = [\"id\"]\napply_truncate = true",
+    );
+    let running = Running::start(&toml).await;
+    wait_for(
+        "every change applied and committed",
+        Duration::from_secs(60),
+        || all_committed(&group, &topic, 1),
+    )
+    .await;
+    assert_eq!(Stats::get(&running.stats.dead_lettered), 0);
+    running.stop().await;
+    let rows = db
+        .pairs("SELECT id, CAST(amount * 100 AS BIGINT) FROM orders ORDER BY id")
+        .await;
+    assert_eq!(
+        rows,
+        [(5, 100)],
+        "emptied by the truncate, then 4 and 5 created and 4 deleted"
+    );
 }

@@ -184,6 +184,10 @@ pub struct SinkConfig {
     /// A tombstone deletes the row its Kafka key names (upsert mode only).
     #[serde(default)]
     pub delete: bool,
+    /// A change stream's truncate event empties the table (in the batch's
+    /// transaction, after the rows before it); off: it is dead-lettered.
+    #[serde(default)]
+    pub apply_truncate: bool,
     /// Create the table from `schema` at start-up if it does not exist.
     #[serde(default)]
     pub auto_create: bool,

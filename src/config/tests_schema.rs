@@ -170,3 +170,19 @@ fn lineage_columns_are_distinct_identifiers_and_the_sources_need_a_change_stream
         "{err}"
     );
 }
+
+#[test]
+fn applying_truncates_needs_a_change_stream() {
+    let err = with_sink("apply_truncate = true\n").expect_err("plain JSON has no truncates");
+    assert!(
+        err.contains("pipelines.orders.sink.apply_truncate: only a change stream"),
+        "{err}"
+    );
+    let cdc = BASE.replace(
+        "topics = [\"orders\"]",
+        "topics = [\"orders\"]\nformat = \"debezium\"",
+    );
+    let fine = format!("{cdc}mode = \"upsert\"\nkey_columns = [\"id\"]\napply_truncate = true\n");
+    let settings = super::validated_toml(&fine).expect("a change stream may apply truncates");
+    assert!(settings.pipelines["orders"].sink.apply_truncate);
+}

@@ -122,6 +122,12 @@ fn lineage(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)
 
 fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
     let key = |k: &str| format!("pipelines.{name}.sink.{k}");
+    if p.sink.apply_truncate && p.format != crate::config::DecodeFormat::Debezium {
+        push(
+            key("apply_truncate"),
+            "only a change stream (format = \"debezium\") has truncate events".into(),
+        );
+    }
     if p.sink.mode == SinkMode::Upsert && p.sink.key_columns.is_empty() {
         push(
             key("key_columns"),

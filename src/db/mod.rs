@@ -89,6 +89,22 @@ macro_rules! steps_impl {
                 self.mode
             }
 
+            async fn truncate(
+                &mut self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+            ) -> Result<u64, $crate::sink::SinkError> {
+                let table = self.schema.table.quoted_in(self.dialect.quoting());
+                let sql = format!("DELETE FROM {table}");
+                sqlx::query(&sql)
+                    .execute(&mut **tx)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(|source| $crate::sink::SinkError::Write {
+                        table: self.schema.table.to_string(),
+                        source,
+                    })
+            }
+
             async fn delete(
                 &mut self,
                 tx: &mut sqlx::Transaction<'static, $db>,

@@ -122,6 +122,19 @@ impl Batcher {
             .push(crate::model::Delete { key, after });
     }
 
+    /// Adds a change stream's truncate: its offset is accounted for like any
+    /// record's; the table is emptied after the rows before it.
+    pub fn push_truncate(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        bytes: usize,
+    ) {
+        self.account(tp, offset, timestamp_ms, bytes, 0);
+        self.current.truncate_at = Some(self.current.rows.len());
+    }
+
     pub fn is_empty(&self) -> bool {
         self.current.is_empty()
     }

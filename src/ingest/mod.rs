@@ -59,6 +59,9 @@ pub enum Pushed {
     Delete,
     /// A tombstone skipped (`delete` off): only its offset is in the batch.
     SkippedTombstone,
+    /// A change stream's truncate (`sink.apply_truncate` on): the table is
+    /// emptied in the batch's transaction.
+    Truncate,
 }
 
 /// Why a record cannot be ingested: dead-letter it with this reason.
@@ -78,6 +81,8 @@ pub struct Ingest {
     delete_keys: Option<Vec<String>>,
     /// Whether rows' metadata carries the Kafka key (for the stateful steps).
     kafka_keys: bool,
+    /// Whether a change stream's truncate empties the table.
+    truncates: bool,
     /// The current record's rows on their way into the batch (one buffer
     /// reused for every record).
     rows: Vec<Row>,
@@ -93,6 +98,7 @@ impl Ingest {
             batcher,
             delete_keys: None,
             kafka_keys: true,
+            truncates: false,
             rows: Vec::new(),
             lineage: None,
         }
@@ -101,6 +107,13 @@ impl Ingest {
     /// Stamps these lineage columns into every row.
     pub fn with_lineage(mut self, stamp: Option<lineage::Stamp>) -> Self {
         self.lineage = stamp;
+        self
+    }
+
+    /// A change stream's truncates empty the table instead of being
+    /// dead-lettered.
+    pub fn with_truncates(mut self, on: bool) -> Self {
+        self.truncates = on;
         self
     }
 
@@ -137,10 +150,18 @@ impl Ingest {
             DecodeFormat::Debezium => match debezium::event(value) {
                 Ok((Change::Upsert(row), source)) => (Value::Object(row), Some(source)),
                 Ok((Change::Delete, _)) => return self.push_delete(rec),
+                Ok((Change::Truncate, _)) if self.truncates => {
+                    let (tp, offset, ts, bytes) =
+                        (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
+                    self.batcher.push_truncate(tp, offset, ts, bytes);
+                    return Ok(Pushed::Truncate);
+                }
                 Ok((Change::Truncate, _)) => {
                     return Err(refuse(
                         Reason::Decode,
-                        "a truncate of the source table is not applied to the target".into(),
+                        "a truncate of the source table is not applied to the target \
+                         (sink.apply_truncate is off)"
+                            .into(),
                     ))
                 }
                 Err(e) => return Err(refuse(Reason::Decode, e.to_string())),

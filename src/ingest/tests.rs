@@ -190,3 +190,39 @@ fn a_change_streams_rows_carry_their_source_position_and_commit_time() {
                            "src_lsn": "28581784", "src_committed": "2023-11-14T22:13:20.123Z"})
     );
 }
+
+fn change_stream(truncates: bool) -> Ingest {
+    let chain = Chain::compile(&[]).expect("no steps");
+    let batcher = Batcher::new(&BatchConfig::default(), false, false);
+    Ingest::new(Decoder::new(DecodeFormat::Debezium, None), chain, batcher)
+        .with_deletes(Some(vec!["id".into()]))
+        .with_truncates(truncates)
+}
+
+const TRUNCATE: &str = r#"{"op":"t","source":{"table":"orders"},"ts_ms":1}"#;
+
+#[test]
+fn a_truncate_is_refused_unless_applying_truncates_is_on() {
+    let mut off = change_stream(false);
+    let refusal = push(&mut off, 0, None, Some(TRUNCATE)).expect_err("refused");
+    assert_eq!(refusal.reason, Reason::Decode);
+    assert!(
+        refusal.message.contains("sink.apply_truncate"),
+        "{refusal:?}"
+    );
+    assert!(off.batcher.is_empty(), "nothing of it in the batch");
+}
+
+#[test]
+fn a_truncate_marks_where_the_table_is_emptied_and_counts_its_offset() {
+    let mut on = change_stream(true);
+    let create = |id: i64| format!(r#"{{"before":null,"after":{{"id":{id}}},"op":"c"}}"#);
+    assert_eq!(push(&mut on, 0, None, Some(&create(1))), Ok(Pushed::Rows));
+    assert_eq!(push(&mut on, 1, None, Some(TRUNCATE)), Ok(Pushed::Truncate));
+    assert_eq!(push(&mut on, 2, None, Some(&create(2))), Ok(Pushed::Rows));
+    let batch = on.batcher.take().expect("a batch");
+    assert_eq!(batch.truncate_at, Some(1), "after the first row");
+    assert_eq!(batch.records, 3);
+    let range = batch.offsets.values().next().expect("one partition");
+    assert_eq!((range.first, range.last), (0, 2));
+}

@@ -11,7 +11,7 @@ use super::collapse::collapse;
 use super::refused::{partition_of, Refused, Source};
 use super::types::RowTypes;
 use crate::dead_letter::Reason;
-use crate::model::{Batch, Row, TopicPartition};
+use crate::model::{Batch, Delete, Row, TopicPartition};
 use crate::state::StateWrites;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,6 +27,8 @@ pub(super) struct Output<'a> {
     pub(super) by_partition: BTreeMap<TopicPartition, u64>,
     /// Keys of the rows to delete before the rows are written.
     pub(super) deletes: Vec<Row>,
+    /// Empty the table first (a change stream's truncate).
+    pub(super) truncate: bool,
 }
 
 impl Output<'_> {
@@ -102,7 +104,7 @@ pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> 
         .map(|(tp, t)| (tp.clone(), t.rows))
         .collect();
     let origins = batch.row_source.iter().map(|&i| Source::Raw(i));
-    if batch.deletes.is_empty() {
+    if batch.deletes.is_empty() && batch.truncate_at.is_none() {
         return Output {
             // Borrowed: no copy of the rows per batch.
             rows: Cow::Borrowed(&batch.rows),
@@ -110,15 +112,24 @@ pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> 
             writes: None,
             by_partition,
             deletes: Vec::new(),
+            truncate: false,
         };
     }
-    let collapsed = collapse(key_columns, &batch.rows, &batch.deletes);
+    // A truncate supersedes the rows and deletes before it.
+    let cut = batch.truncate_at.unwrap_or(0);
+    let deletes: Vec<Delete> = batch
+        .deletes
+        .iter()
+        .filter(|d| batch.truncate_at.is_none() || d.after > cut)
+        .cloned()
+        .collect();
+    let collapsed = collapse(key_columns, &batch.rows, &deletes);
     let mut rows = Vec::with_capacity(batch.rows.len());
     let mut kept_origins = Vec::with_capacity(batch.row_source.len());
     let mut origins = origins.map(Some).chain(std::iter::repeat(None));
-    for (row, keep) in batch.rows.iter().zip(&collapsed.keep) {
+    for (i, (row, keep)) in batch.rows.iter().zip(&collapsed.keep).enumerate() {
         let origin = origins.next().flatten();
-        if *keep {
+        if *keep && i >= cut {
             rows.push(row.clone());
             kept_origins.extend(origin);
         } else if let Some(origin) = origin {
@@ -133,5 +144,57 @@ pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> 
         writes: None,
         by_partition,
         deletes: collapsed.deletes,
+        truncate: batch.truncate_at.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64) -> Row {
+        serde_json::json!({ "id": id })
+            .as_object()
+            .expect("an object")
+            .clone()
+    }
+
+    #[test]
+    fn a_truncate_supersedes_the_rows_and_deletes_before_it() {
+        let keys = ["id".to_string()];
+        let batch = Batch {
+            rows: vec![row(1), row(2), row(3), row(4)],
+            deletes: vec![
+                Delete {
+                    key: row(1),
+                    after: 1,
+                },
+                Delete {
+                    key: row(3),
+                    after: 4,
+                },
+            ],
+            truncate_at: Some(2),
+            ..Batch::default()
+        };
+        let out = stateless_output(&keys, &batch);
+        assert!(out.truncate, "the table is emptied first");
+        assert_eq!(
+            *out.rows,
+            [row(4)],
+            "3 deleted after the truncate, 1 and 2 before it"
+        );
+        assert_eq!(out.deletes, [row(3)], "only the delete after the truncate");
+    }
+
+    #[test]
+    fn without_a_truncate_nothing_is_emptied() {
+        let batch = Batch {
+            rows: vec![row(1)],
+            ..Batch::default()
+        };
+        let out = stateless_output(&["id".to_string()], &batch);
+        assert!(!out.truncate);
+        assert_eq!(*out.rows, [row(1)]);
     }
 }

@@ -41,6 +41,9 @@ pub struct PreparedWrite<'r> {
     pub parts: Vec<PreparedBatch<'r>>,
     /// Keys of the rows to delete (`columns` are the key columns).
     pub deletes: Option<PreparedBatch<'r>>,
+    /// Empty the table before the deletes and rows (a change stream's
+    /// truncate).
+    pub truncate: bool,
 }
 
 impl PreparedWrite<'_> {
@@ -55,7 +58,7 @@ impl PreparedWrite<'_> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows() == 0 && self.deletes() == 0
+        self.rows() == 0 && self.deletes() == 0 && !self.truncate
     }
 }
 
@@ -128,6 +131,7 @@ pub fn prepare<'r>(
     Ok(PreparedWrite {
         parts,
         deletes: None,
+        truncate: false,
     })
 }
 

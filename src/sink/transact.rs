@@ -1,5 +1,5 @@
-//! One batch's transaction, the same shape on every backend: begin, the
-//! batch's deletes, its row parts in order, the keyed state's writes, then the
+//! One batch's transaction, the same shape on every backend: begin, a
+//! change stream's truncate, the batch's deletes, its row parts in order, the keyed state's writes, then the
 //! checkpoint; committed, or rolled back when the caller only asks whether it
 //! would pass (`commit = false`, the isolation of refused rows).
 //!
@@ -28,6 +28,13 @@ pub(crate) trait Steps: Send {
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
     fn table(&self) -> &TableName;
     fn mode(&self) -> SinkMode;
+
+    /// Empties the table (a change stream's truncate, as `DELETE`: it is
+    /// transactional everywhere); answers how many rows it removed.
+    fn truncate(
+        &mut self,
+        tx: &mut Transaction<'static, Self::Db>,
+    ) -> impl Future<Output = Result<u64, SinkError>> + Send;
 
     /// Runs the batch's deletes; answers how many rows they removed.
     fn delete(
@@ -84,8 +91,11 @@ pub(crate) async fn run<S: Steps>(
         .map_err(write_err)?;
     let deleted = async {
         let mut deleted = 0;
+        if batch.truncate {
+            deleted += steps.truncate(&mut tx).await?;
+        }
         if let Some(keys) = &batch.deletes {
-            deleted = steps.delete(&mut tx, keys).await?;
+            deleted += steps.delete(&mut tx, keys).await?;
         }
         for part in &batch.parts {
             steps.part(&mut tx, part).await?;

@@ -19,7 +19,7 @@ use super::output::{stateless_output, Output};
 use super::refused::{dead_letter, discount, drop_refused, Refused, Source};
 use super::types::RowTypes;
 pub use super::writer_context::{WriterContext, WriterError};
-use super::{prepare, with_deletes, RetryClass, Sink, SinkError, Written};
+use super::{prepare, with_deletes, PreparedWrite, RetryClass, Sink, SinkError, Written};
 use crate::dead_letter::Reason;
 use crate::model::{Batch, BatchAck, Row, Spent};
 use crate::observe::stats::Stats;
@@ -232,6 +232,7 @@ async fn apply_tail(
         writes: Some(applied.writes),
         by_partition: batch.partitions.iter().cloned().zip(per_part).collect(),
         deletes: Vec::new(),
+        truncate: false,
     })
 }
 
@@ -259,7 +260,10 @@ async fn write_rows<S: Sink + ?Sized>(
                 prepare(sink.schema(), mode, schema_keys, &kept)
             }
         }
-        .map(|p| with_deletes(schema_keys, p, &output.deletes));
+        .map(|p| PreparedWrite {
+            truncate: output.truncate,
+            ..with_deletes(schema_keys, p, &output.deletes)
+        });
         let started = std::time::Instant::now();
         let result = match prepared {
             Ok(p) => sink.write(&p, checkpoint, output.writes.as_ref()).await,

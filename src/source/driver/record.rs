@@ -65,7 +65,7 @@ impl Driver {
         };
         match self.ingest.push(&rec, || raw_record(msg)) {
             Ok(Pushed::SkippedTombstone) => Stats::add(&self.stats.tombstones_skipped, 1),
-            Ok(Pushed::Rows | Pushed::Delete) => {}
+            Ok(Pushed::Rows | Pushed::Delete | Pushed::Truncate) => {}
             Err(Refusal { reason, message }) => {
                 // The offset counts only once the letter is durable.
                 self.dead_letter(raw_record(msg), reason, message)?;
