@@ -5,8 +5,9 @@
 //! Contract:
 //! - [`Ingest::push`] either adds the record to the open batch — its rows
 //!   (none when the transforms filtered it), a delete (a tombstone, with the
-//!   sink's `delete` on) or nothing but its offset (a skipped tombstone) — or
-//!   refuses it and adds nothing ([`Refusal`] says why).
+//!   sink's `delete` on), a change stream's truncate (with
+//!   `sink.apply_truncate` on) or nothing but its offset (a skipped
+//!   tombstone) — or refuses it and adds nothing ([`Refusal`] says why).
 //! - A refused record's offset counts only after [`Ingest::push_refused`],
 //!   which the source calls once the record's dead letter is durable: a
 //!   record is never both out of the batch and out of the dead-letter topic.
