@@ -1,7 +1,7 @@
 //! A real Kafka Connect standalone worker running Debezium's PostgreSQL
 //! connector (the jars `make services-up` fetches into
 //! `.services/connect/libs`), on the test bed's broker and PostgreSQL, so a
-//! test can read a change stream Debezium itself wrote — and kill and
+//! test can read a change stream Debezium itself wrote — and stop and
 //! restart the worker mid-stream (its source offsets are kept in a file).
 
 use std::path::PathBuf;
@@ -171,18 +171,32 @@ impl Connect {
             .is_some_and(|tasks| !tasks.is_empty() && tasks.iter().all(|t| t["state"] == "RUNNING"))
     }
 
-    /// Whether the worker has written its source offsets since `t` (every
-    /// 500 ms while records flow). Killed before its first write after the
-    /// snapshot, Debezium would snapshot again on restart — and a snapshot
-    /// cannot say which rows were deleted meanwhile.
-    pub fn offsets_written_since(&self, t: std::time::SystemTime) -> bool {
-        std::fs::metadata(self.dir.join("offsets"))
-            .and_then(|m| m.modified())
-            .is_ok_and(|m| m > t)
+    /// SIGTERM, then waits (up to 60 s) for the worker to stop its tasks and
+    /// store their offsets, as an operator's restart does. Not SIGKILL: a
+    /// standalone worker killed while it rewrites its offsets file was seen
+    /// to come back with no offsets at all and snapshot again (docs/cdc.md,
+    /// "Known limits").
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "SIGTERM to Kafka Connect");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while matches!(child.try_wait(), Ok(None)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Kafka Connect still running 60 s after SIGTERM:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
-    /// SIGKILL: the worker loses what it had not flushed, and re-sends it
-    /// after [`Connect::restart`] (Debezium is at-least-once).
+    /// SIGKILL (also on drop).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL Kafka Connect");
