@@ -33,7 +33,9 @@ admin_sql() { psql "$PG_URL" -XAtqc "$1"; }
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    admin_sql "SELECT pg_drop_replication_slot('$SLOT') FROM pg_replication_slots WHERE slot_name = '$SLOT'" >/dev/null 2>&1 || true
+    # Every slot in the source database, this run's or an aborted one's:
+    # a slot keeps its WAL and stops the database from being dropped.
+    admin_sql "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC' AND NOT active" >/dev/null 2>&1 || true
     admin_sql "DROP DATABASE IF EXISTS $SRC WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -43,8 +45,7 @@ trap cleanup EXIT
 rm -rf "$DIR" && mkdir -p "$DIR"
 
 say "1. a source table in PostgreSQL ($SRC)"
-cleanup
-trap cleanup EXIT
+cleanup # what an aborted run left
 admin_sql "CREATE DATABASE $SRC"
 src_sql "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT, balance NUMERIC(10,2), updated TIMESTAMPTZ DEFAULT now())"
 src_sql "INSERT INTO customers (id, name, balance) VALUES (1, 'Ada', 10.50), (2, 'Grace', 99.99), (3, 'Linus', 0)"
@@ -82,10 +83,11 @@ java -Xmx384m -cp "$LIBS/*" -Dlog4j2.configurationFile="$DIR/log4j2.properties" 
     org.apache.kafka.connect.cli.ConnectStandalone "$DIR/worker.properties" "$DIR/connector.properties" \
     >"$DIR/connect.out" 2>&1 &
 PIDS+=($!)
-wait_for 120 "Debezium's snapshot in $TOPIC" \
-    bash -c "[[ \$(kcat -b $KAFKA_BOOTSTRAP -C -t $TOPIC -o beginning -e -q 2>/dev/null | wc -l) -ge 3 ]]" ||
+events() { kcat -b "$KAFKA_BOOTSTRAP" -C -t "$TOPIC" -o beginning -e -q 2>/dev/null | wc -l; }
+snapshot_published() { (($(events) >= 3)); }
+wait_for 120 "Debezium's snapshot in $TOPIC" snapshot_published ||
     die "no snapshot after 120 s; see $DIR/connect.log"
-echo "snapshot published: $(kcat -b "$KAFKA_BOOTSTRAP" -C -t "$TOPIC" -o beginning -e -q | wc -l) change events in $TOPIC"
+echo "snapshot published: $(events) change events in $TOPIC"
 
 say "3. tidemill applying the change stream to SQLite (${DIR#"$REPO_ROOT"/}/target.db)"
 cat >"$DIR/tidemill.toml" <<EOF
@@ -121,7 +123,8 @@ src_sql "UPDATE customers SET id = 20 WHERE id = 2"
 
 want="$(src_sql "SELECT string_agg(id || ':' || name || ':' || balance, ' ' ORDER BY id) FROM customers")"
 got() { sqlite3 "$DIR/target.db" "SELECT group_concat(id || ':' || name || ':' || printf('%.2f', balance), ' ') FROM (SELECT * FROM customers ORDER BY id)" 2>/dev/null || true; }
-wait_for 60 "the target to equal the source" bash -c "[[ \"\$(sqlite3 '$DIR/target.db' \"SELECT group_concat(id || ':' || name || ':' || printf('%.2f', balance), ' ') FROM (SELECT * FROM customers ORDER BY id)\" 2>/dev/null)\" == '$want' ]]" ||
+agree() { [[ "$(got)" == "$want" ]]; }
+wait_for 60 "the target to equal the source" agree ||
     die "the target did not reach the source's state: want '$want', got '$(got)'; see $DIR/tidemill.log"
 
 say "5. source (PostgreSQL) and target (SQLite) agree"

@@ -195,6 +195,18 @@ async fn drop_leftovers(admin: &PgPool) {
     }
 }
 
+/// Whether each topic (one partition) holds at least `n` events.
+async fn published(topics: &[String; 2], n: i64) -> bool {
+    let topics = topics.clone();
+    tokio::task::spawn_blocking(move || {
+        topics
+            .iter()
+            .all(|t| kafka::high_watermarks(t, 1).first() >= Some(&n))
+    })
+    .await
+    .expect("watermarks")
+}
+
 /// A fresh source database holding the snapshot's rows.
 async fn source_db() -> (String, PgPool) {
     let name = unique("cdc_src");
@@ -267,15 +279,7 @@ async fn a_real_debezium_stream_leaves_the_target_equal_to_the_source(kind: Kind
         "Debezium's snapshot of 30 rows in both topics",
         Duration::from_secs(180),
         &|| connect.log_tail(),
-        || async {
-            let t = topics.clone();
-            tokio::task::spawn_blocking(move || {
-                t.iter()
-                    .all(|t| kafka::high_watermarks(t, 1).first() >= Some(&30))
-            })
-            .await
-            .expect("watermarks")
-        },
+        || published(&topics, 30),
     )
     .await;
 
@@ -322,15 +326,7 @@ async fn a_real_debezium_stream_leaves_the_target_equal_to_the_source(kind: Kind
         "the first half's change events in both topics",
         Duration::from_secs(60),
         &|| connect.log_tail(),
-        || async {
-            let t = topics.clone();
-            tokio::task::spawn_blocking(move || {
-                t.iter()
-                    .all(|t| kafka::high_watermarks(t, 1).first() >= Some(&(30 + STREAM_1_EVENTS)))
-            })
-            .await
-            .expect("watermarks")
-        },
+        || published(&topics, 30 + STREAM_1_EVENTS),
     )
     .await;
     connect.stop().await;

@@ -117,12 +117,15 @@ pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> 
     }
     // A truncate supersedes the rows and deletes before it.
     let cut = batch.truncate_at.unwrap_or(0);
-    let deletes: Vec<Delete> = batch
-        .deletes
-        .iter()
-        .filter(|d| batch.truncate_at.is_none() || d.after > cut)
-        .cloned()
-        .collect();
+    let deletes: Cow<[Delete]> = match batch.truncate_at {
+        None => Cow::Borrowed(&batch.deletes),
+        Some(cut) => batch
+            .deletes
+            .iter()
+            .filter(|d| d.after > cut)
+            .cloned()
+            .collect(),
+    };
     let collapsed = collapse(key_columns, &batch.rows, &deletes);
     let mut rows = Vec::with_capacity(batch.rows.len());
     let mut kept_origins = Vec::with_capacity(batch.row_source.len());

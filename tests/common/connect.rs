@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 
 pub struct Connect {
     dir: PathBuf,
-    port: u16,
     child: Option<Child>,
 }
 
@@ -99,6 +98,8 @@ impl Connect {
     pub fn start(connectors: &[Connector]) -> Self {
         let dir = std::env::temp_dir().join(super::unique("tm_connect"));
         std::fs::create_dir_all(&dir).expect("connect dir");
+        // Its REST listener on a free port: workers of parallel tests must
+        // not meet on Connect's default 8083.
         let port = super::http::free_port();
         let worker = format!(
             "bootstrap.servers={brokers}\n\
@@ -123,11 +124,7 @@ impl Connect {
             std::fs::write(dir.join(format!("{}.properties", c.name)), c.file())
                 .expect("connector properties");
         }
-        let mut connect = Self {
-            dir,
-            port,
-            child: None,
-        };
+        let mut connect = Self { dir, child: None };
         connect.spawn();
         connect
     }
@@ -160,15 +157,6 @@ impl Connect {
             .spawn()
             .expect("start Kafka Connect (java)");
         self.child = Some(child);
-    }
-
-    /// Whether every task of `connector` reports RUNNING over the REST API.
-    pub async fn running(&self, connector: &str) -> bool {
-        let body = rest_get(self.port, &format!("/connectors/{connector}/status")).await;
-        serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["tasks"].as_array().cloned())
-            .is_some_and(|tasks| !tasks.is_empty() && tasks.iter().all(|t| t["state"] == "RUNNING"))
     }
 
     /// SIGTERM, then waits (up to 60 s) for the worker to stop its tasks and
@@ -219,24 +207,6 @@ impl Connect {
             .collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
-}
-
-/// The body of `GET path` on the worker's REST API ("" when it does not
-/// answer yet). HTTP/1.0: the worker answers unchunked and closes.
-async fn rest_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return String::new();
-    };
-    let request = format!("GET {path} HTTP/1.0\r\nhost: localhost\r\n\r\n");
-    if s.write_all(request.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text).await;
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }
 
 impl Drop for Connect {
