@@ -5,6 +5,8 @@
 //! truncate dead-lettered with its reason, never applied silently.
 
 mod common;
+#[path = "cdc/order.rs"]
+mod order;
 
 use common::db::{Kind, TestDb};
 use common::kafka::{self, TestProducer};

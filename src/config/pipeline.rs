@@ -188,6 +188,18 @@ pub struct SinkConfig {
     /// transaction, after the rows before it); off: it is dead-lettered.
     #[serde(default)]
     pub apply_truncate: bool,
+    /// Change streams: the column each row keeps its source position in.
+    /// With it, a change older than what the row already reflects is
+    /// skipped, and a delete leaves a marker (in `tidemill_deleted__<table>`)
+    /// so an older change cannot bring the row back (upsert mode only).
+    #[serde(default)]
+    pub order_column: Option<String>,
+    /// How long a delete's marker is kept (`order_column`): an older change
+    /// arriving later than this can bring the row back. Kafka's default
+    /// retention.
+    #[serde(default = "default_marker_retention", with = "duration")]
+    #[cfg_attr(test, schemars(with = "String"))]
+    pub marker_retention: Duration,
     /// Create the table from `schema` at start-up if it does not exist.
     #[serde(default)]
     pub auto_create: bool,
@@ -272,6 +284,10 @@ impl SinkConfig {
 
 fn default_retry_initial() -> Duration {
     Duration::from_millis(100)
+}
+
+fn default_marker_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 fn default_retry_max() -> Duration {

@@ -186,3 +186,36 @@ fn applying_truncates_needs_a_change_stream() {
     let settings = super::validated_toml(&fine).expect("a change stream may apply truncates");
     assert!(settings.pipelines["orders"].sink.apply_truncate);
 }
+
+#[test]
+fn the_ordering_guard_needs_a_change_stream_upserting_into_a_column_of_its_own() {
+    let err = with_sink("order_column = \"pos\"\n").expect_err("plain JSON has no positions");
+    assert!(
+        err.contains("pipelines.orders.sink.order_column: only a change stream"),
+        "{err}"
+    );
+    let cdc = BASE.replace(
+        "topics = [\"orders\"]",
+        "topics = [\"orders\"]\nformat = \"debezium\"",
+    );
+    let insert = format!("{cdc}order_column = \"pos\"\n");
+    let err = super::validated_toml(&insert)
+        .expect_err("insert mode")
+        .to_string();
+    assert!(
+        err.contains("pipelines.orders.sink.order_column: the ordering guard needs upsert mode"),
+        "{err}"
+    );
+    let on_key = format!("{cdc}mode = \"upsert\"\nkey_columns = [\"id\"]\norder_column = \"id\"\n");
+    let err = super::validated_toml(&on_key)
+        .expect_err("a key column")
+        .to_string();
+    assert!(err.contains("`id` is a key column"), "{err}");
+    let fine = format!(
+        "{cdc}mode = \"upsert\"\nkey_columns = [\"id\"]\norder_column = \"pos\"\nmarker_retention = \"1h\"\n"
+    );
+    let settings = super::validated_toml(&fine).expect("a guarded change stream");
+    let sink = &settings.pipelines["orders"].sink;
+    assert_eq!(sink.order_column.as_deref(), Some("pos"));
+    assert_eq!(sink.marker_retention, std::time::Duration::from_secs(3600));
+}

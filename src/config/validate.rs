@@ -128,6 +128,26 @@ fn sink(name: &str, p: &PipelineConfig, push: &mut impl FnMut(String, String)) {
             "only a change stream (format = \"debezium\") has truncate events".into(),
         );
     }
+    if let Some(column) = &p.sink.order_column {
+        if p.format != crate::config::DecodeFormat::Debezium {
+            push(
+                key("order_column"),
+                "only a change stream (format = \"debezium\") has source positions".into(),
+            );
+        } else if p.sink.mode != SinkMode::Upsert {
+            push(
+                key("order_column"),
+                "the ordering guard needs upsert mode (sink.mode = \"upsert\")".into(),
+            );
+        } else if p.sink.key_columns.contains(column) {
+            push(
+                key("order_column"),
+                format!("`{column}` is a key column; the position needs a column of its own"),
+            );
+        } else if let Err(e) = crate::ident::validate(column) {
+            push(key("order_column"), e.to_string());
+        }
+    }
     if p.sink.mode == SinkMode::Upsert && p.sink.key_columns.is_empty() {
         push(
             key("key_columns"),

@@ -121,6 +121,48 @@ macro_rules! steps_impl {
                 self.write_part(tx, part).await
             }
 
+            async fn mark(
+                &mut self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                markers: &$crate::sink::PreparedBatch<'_>,
+            ) -> Result<(), $crate::sink::SinkError> {
+                self.guarded(tx, markers, $crate::sink::order::GuardStep::Mark)
+                    .await
+            }
+
+            async fn unrevive(
+                &mut self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                keys: &$crate::sink::PreparedBatch<'_>,
+            ) -> Result<(), $crate::sink::SinkError> {
+                self.guarded(tx, keys, $crate::sink::order::GuardStep::Unrevive)
+                    .await
+            }
+
+            async fn prune(
+                &mut self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+            ) -> Result<(), $crate::sink::SinkError> {
+                let Some(guard) = &mut self.guard else {
+                    return Ok(());
+                };
+                let now_ms = $crate::sink::order::now_ms();
+                let Some(before_ms) = guard.prune_due(std::time::Instant::now(), now_ms) else {
+                    return Ok(());
+                };
+                let q = self.dialect.quoting();
+                let sql = guard.prune_sql(q, PARAM);
+                sqlx::query(&sql)
+                    .bind(before_ms)
+                    .execute(&mut **tx)
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| $crate::sink::SinkError::Write {
+                        table: guard.markers.to_string(),
+                        source,
+                    })
+            }
+
             async fn state(
                 &self,
                 tx: &mut sqlx::Transaction<'static, $db>,

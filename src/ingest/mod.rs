@@ -89,6 +89,9 @@ pub struct Ingest {
     rows: Vec<Row>,
     /// Lineage columns stamped into every row, when configured.
     lineage: Option<lineage::Stamp>,
+    /// The ordering guard's column (`sink.order_column`): each change's
+    /// source order is written into it, deletes' keys included.
+    order: Option<String>,
 }
 
 impl Ingest {
@@ -102,7 +105,16 @@ impl Ingest {
             truncates: false,
             rows: Vec::new(),
             lineage: None,
+            order: None,
         }
+    }
+
+    /// Writes each change's source order into this column (upserts and
+    /// deletes); tombstones are then only offsets (the delete before one
+    /// carries the order; the tombstone, replayed alone, would not).
+    pub fn with_order(mut self, column: Option<String>) -> Self {
+        self.order = column;
+        self
     }
 
     /// Stamps these lineage columns into every row.
@@ -150,7 +162,7 @@ impl Ingest {
             DecodeFormat::Json => (value, None),
             DecodeFormat::Debezium => match debezium::event(value) {
                 Ok((Change::Upsert(row), source)) => (Value::Object(row), Some(source)),
-                Ok((Change::Delete, _)) => return self.push_delete(rec),
+                Ok((Change::Delete, source)) => return self.push_delete(rec, source.order),
                 Ok((Change::Truncate, _)) if self.truncates => {
                     let (tp, offset, ts, bytes) =
                         (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
@@ -174,6 +186,14 @@ impl Ingest {
         if let Some(stamp) = &self.lineage {
             stamp.stamp(&mut self.rows, rec, source.as_ref());
         }
+        if let Some(column) = &self.order {
+            let order = source
+                .and_then(|s| s.order)
+                .map_or(Value::Null, Value::String);
+            for row in &mut self.rows {
+                row.insert(column.clone(), order.clone());
+            }
+        }
         self.push_rows(rec, raw);
         Ok(Pushed::Rows)
     }
@@ -192,15 +212,20 @@ impl Ingest {
         rec: &Incoming<'_>,
         raw: impl FnOnce() -> RawRecord,
     ) -> Result<Pushed, Refusal> {
-        if self.delete_keys.is_none() {
+        if self.delete_keys.is_none() || self.order.is_some() {
             self.push_rows(rec, raw);
             return Ok(Pushed::SkippedTombstone);
         }
-        self.push_delete(rec)
+        self.push_delete(rec, None)
     }
 
-    /// The row the record's key names, deleted (bypassing the transforms).
-    fn push_delete(&mut self, rec: &Incoming<'_>) -> Result<Pushed, Refusal> {
+    /// The row the record's key names, deleted (bypassing the transforms);
+    /// with the ordering guard, the key carries the change's `order`.
+    fn push_delete(
+        &mut self,
+        rec: &Incoming<'_>,
+        order: Option<String>,
+    ) -> Result<Pushed, Refusal> {
         let refuse = |message: String| Refusal {
             reason: Reason::Key,
             message,
@@ -215,7 +240,11 @@ impl Ingest {
             (DecodeFormat::Debezium, Some(bytes)) => debezium::key(bytes),
             _ => None,
         };
-        let key = tombstone::delete_key(keys, unwrapped.as_deref().or(rec.key)).map_err(refuse)?;
+        let mut key =
+            tombstone::delete_key(keys, unwrapped.as_deref().or(rec.key)).map_err(refuse)?;
+        if let Some(column) = &self.order {
+            key.insert(column.clone(), order.map_or(Value::Null, Value::String));
+        }
         let (tp, offset, ts, bytes) = (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
         self.batcher.push_delete(tp, offset, ts, bytes, key);
         Ok(Pushed::Delete)

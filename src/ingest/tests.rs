@@ -226,3 +226,44 @@ fn a_truncate_marks_where_the_table_is_emptied_and_counts_its_offset() {
     let range = batch.offsets.values().next().expect("one partition");
     assert_eq!((range.first, range.last), (0, 2));
 }
+
+#[test]
+fn the_ordering_guard_stamps_each_change_and_skips_tombstones() {
+    let mut guarded = change_stream(false).with_order(Some("pos".into()));
+    let seq = r#""sequence":"[\"100\",\"120\"]""#;
+    let update = format!(r#"{{"before":null,"after":{{"id":1}},"op":"u","source":{{{seq}}}}}"#);
+    let delete = format!(r#"{{"before":{{"id":2}},"after":null,"op":"d","source":{{{seq}}}}}"#);
+    let read = r#"{"before":null,"after":{"id":3},"op":"r","source":{"snapshot":"true","sequence":"[null,\"90\"]"}}"#;
+    let order = "0000000000000000010000000000000000000120";
+    assert_eq!(push(&mut guarded, 0, None, Some(&update)), Ok(Pushed::Rows));
+    assert_eq!(
+        push(&mut guarded, 1, Some(r#"{"id":2}"#), Some(&delete)),
+        Ok(Pushed::Delete)
+    );
+    assert_eq!(
+        push(&mut guarded, 2, Some(r#"{"id":2}"#), None),
+        Ok(Pushed::SkippedTombstone),
+        "the delete before it carried the order"
+    );
+    assert_eq!(push(&mut guarded, 3, None, Some(read)), Ok(Pushed::Rows));
+    let batch = guarded.batcher.take().expect("a batch");
+    let rows: Vec<serde_json::Value> = batch
+        .rows
+        .into_iter()
+        .map(serde_json::Value::Object)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"id": 1, "pos": order}),
+            serde_json::json!({"id": 3, "pos": null}),
+        ],
+        "a snapshot read has no order"
+    );
+    assert_eq!(batch.deletes.len(), 1);
+    assert_eq!(
+        serde_json::Value::Object(batch.deletes[0].key.clone()),
+        serde_json::json!({"id": 2, "pos": order})
+    );
+    assert_eq!(batch.records, 4);
+}

@@ -199,6 +199,7 @@ impl Pipeline {
         .with_kafka_keys(engine.as_ref().is_some_and(|e| e.reads_kafka_key()))
         .with_deletes(cfg.applies_deletes().then(|| cfg.sink.key_columns.clone()))
         .with_truncates(cfg.sink.apply_truncate)
+        .with_order(cfg.sink.order_column.clone())
         .with_lineage(crate::ingest::lineage::Stamp::new(cfg.lineage.clone()));
         let driver = Driver::new(
             ingest,

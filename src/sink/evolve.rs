@@ -10,6 +10,7 @@
 use super::ddl::{self, Inferred};
 use super::dialect::Dialect;
 use super::error::is_duplicate_column;
+use super::order::Guard;
 use super::schema::TableSchema;
 use super::SinkError;
 use crate::config::SinkConfig;
@@ -105,4 +106,58 @@ where
         }
     }
     Ok(())
+}
+
+/// With the ordering guard (`sink.order_column`): makes sure the target has
+/// the position column (`auto_evolve` adds it, as text, before the first
+/// row), then creates the markers table beside it (`IF NOT EXISTS`: racing
+/// members both succeed), its key columns typed as the target's. Answers the
+/// guard and the schema as it now is.
+pub async fn open_guard<D, DF, E, EF>(
+    cfg: &SinkConfig,
+    dialect: &dyn Dialect,
+    mut schema: TableSchema,
+    describe: D,
+    mut exec: E,
+) -> Result<(Option<Guard>, TableSchema), SinkError>
+where
+    D: Fn() -> DF,
+    DF: Future<Output = Result<TableSchema, SinkError>>,
+    E: FnMut(String) -> EF,
+    EF: Future<Output = Result<(), sqlx::Error>>,
+{
+    let Some(column) = &cfg.order_column else {
+        return Ok((None, schema));
+    };
+    if schema.column(column).is_none() && cfg.auto_evolve {
+        let field = [(column.clone(), Inferred::Text)];
+        add_columns(dialect, &schema.table, &field, &mut exec).await?;
+        schema = describe().await?;
+    }
+    let table = &schema.table;
+    let refuse = |message: String| SinkError::Schema {
+        table: table.to_string(),
+        message,
+    };
+    let Some(position) = schema.column(column) else {
+        return Err(refuse(format!(
+            "no column `{column}` for sink.order_column: add it (text), or turn on sink.auto_evolve"
+        )));
+    };
+    let keys = cfg
+        .key_columns
+        .iter()
+        .map(|k| match schema.column(k) {
+            Some(c) => Ok((k.clone(), c.data_type.clone())),
+            None => Err(refuse(format!("no key column `{k}` to mark deletes by"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let guard = Guard::new(column, table, cfg.marker_retention);
+    let ddl = guard.markers_ddl(dialect.quoting(), &keys, &position.data_type);
+    exec(ddl.clone()).await.map_err(|source| SinkError::Write {
+        table: guard.markers.to_string(),
+        source,
+    })?;
+    info!(table = %guard.markers, ddl, "ordering guard: markers table ready");
+    Ok((Some(guard), schema))
 }

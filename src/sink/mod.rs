@@ -36,6 +36,7 @@ pub mod error;
 pub(crate) mod evolve;
 pub mod isolate;
 pub mod observe;
+pub mod order;
 mod output;
 pub(crate) mod pool;
 mod prepare;

@@ -8,6 +8,7 @@
 //! the per-partition metrics count only rows loaded. Nothing here does I/O.
 
 use super::collapse::collapse;
+use super::order::{newest_only, Newest};
 use super::refused::{partition_of, Refused, Source};
 use super::types::RowTypes;
 use crate::dead_letter::Reason;
@@ -97,14 +98,23 @@ impl Output<'_> {
 
 /// The batch's rows as they are, with its deletes collapsed into them: a row
 /// followed by a delete of its key is not written (nor counted as loaded).
-pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> Output<'b> {
+/// With the ordering guard (`order`, its column), a change older than an
+/// earlier one of its key in the batch is dropped first ([`newest_only`]).
+pub(super) fn stateless_output<'b>(
+    key_columns: &[String],
+    order: Option<&str>,
+    batch: &'b Batch,
+) -> Output<'b> {
     let mut by_partition: BTreeMap<TopicPartition, u64> = batch
         .tally
         .iter()
         .map(|(tp, t)| (tp.clone(), t.rows))
         .collect();
     let origins = batch.row_source.iter().map(|&i| Source::Raw(i));
-    if batch.deletes.is_empty() && batch.truncate_at.is_none() {
+    let newest = order
+        .map(|column| newest_only(key_columns, column, &batch.rows, &batch.deletes))
+        .filter(Newest::drops);
+    if batch.deletes.is_empty() && batch.truncate_at.is_none() && newest.is_none() {
         return Output {
             // Borrowed: no copy of the rows per batch.
             rows: Cow::Borrowed(&batch.rows),
@@ -117,22 +127,28 @@ pub(super) fn stateless_output<'b>(key_columns: &[String], batch: &'b Batch) -> 
     }
     // A truncate supersedes the rows and deletes before it.
     let cut = batch.truncate_at.unwrap_or(0);
-    let deletes: Cow<[Delete]> = match batch.truncate_at {
-        None => Cow::Borrowed(&batch.deletes),
-        Some(cut) => batch
+    let newer = |i: usize, d: &Delete| {
+        newest.as_ref().is_none_or(|n| n.deletes[i])
+            && batch.truncate_at.is_none_or(|c| d.after > c)
+    };
+    let deletes: Cow<[Delete]> = if batch.truncate_at.is_none() && newest.is_none() {
+        Cow::Borrowed(&batch.deletes)
+    } else {
+        let kept = batch
             .deletes
             .iter()
-            .filter(|d| d.after > cut)
-            .cloned()
-            .collect(),
+            .enumerate()
+            .filter(|(i, d)| newer(*i, d));
+        kept.map(|(_, d)| d.clone()).collect()
     };
     let collapsed = collapse(key_columns, &batch.rows, &deletes);
+    let newest_row = |i: usize| newest.as_ref().is_none_or(|n| n.rows[i]);
     let mut rows = Vec::with_capacity(batch.rows.len());
     let mut kept_origins = Vec::with_capacity(batch.row_source.len());
     let mut origins = origins.map(Some).chain(std::iter::repeat(None));
     for (i, (row, keep)) in batch.rows.iter().zip(&collapsed.keep).enumerate() {
         let origin = origins.next().flatten();
-        if *keep && i >= cut {
+        if *keep && i >= cut && newest_row(i) {
             rows.push(row.clone());
             kept_origins.extend(origin);
         } else if let Some(origin) = origin {
@@ -180,7 +196,7 @@ mod tests {
             truncate_at: Some(2),
             ..Batch::default()
         };
-        let out = stateless_output(&keys, &batch);
+        let out = stateless_output(&keys, None, &batch);
         assert!(out.truncate, "the table is emptied first");
         assert_eq!(
             *out.rows,
@@ -196,7 +212,7 @@ mod tests {
             rows: vec![row(1)],
             ..Batch::default()
         };
-        let out = stateless_output(&["id".to_string()], &batch);
+        let out = stateless_output(&["id".to_string()], None, &batch);
         assert!(!out.truncate);
         assert_eq!(*out.rows, [row(1)]);
     }

@@ -44,6 +44,12 @@ pub struct PreparedWrite<'r> {
     /// Empty the table before the deletes and rows (a change stream's
     /// truncate).
     pub truncate: bool,
+    /// The ordering guard (`sink.order_column`): the markers the deletes
+    /// leave (key columns, position, `marked_at`), written after them.
+    pub markers: Option<PreparedBatch<'r>>,
+    /// The ordering guard: keys of the rows written, checked against the
+    /// markers after the rows (an older change does not revive a row).
+    pub revive: Option<PreparedBatch<'r>>,
 }
 
 impl PreparedWrite<'_> {
@@ -130,8 +136,7 @@ pub fn prepare<'r>(
         .collect();
     Ok(PreparedWrite {
         parts,
-        deletes: None,
-        truncate: false,
+        ..PreparedWrite::default()
     })
 }
 
@@ -148,7 +153,8 @@ pub fn with_deletes<'r>(
     write
 }
 
-fn part<'r>(columns: Vec<String>, rows: &[&'r Row]) -> PreparedBatch<'r> {
+/// `rows`' values of `columns`, as one part (keys, markers).
+pub fn part<'r>(columns: Vec<String>, rows: &[&'r Row]) -> PreparedBatch<'r> {
     PreparedBatch {
         data: Columnar::from_rows(&columns, rows),
         columns,

@@ -1,6 +1,8 @@
 //! One batch's transaction, the same shape on every backend: begin, a
-//! change stream's truncate, the batch's deletes, its row parts in order, the keyed state's writes, then the
-//! checkpoint; committed, or rolled back when the caller only asks whether it
+//! change stream's truncate, the batch's deletes (and with the ordering
+//! guard their markers), its row parts in order (then the guard's check of
+//! their keys against the markers, and now and then its pruning of old
+//! markers), the keyed state's writes, then the checkpoint; committed, or rolled back when the caller only asks whether it
 //! would pass (`commit = false`, the isolation of refused rows).
 //!
 //! Contract: nothing is visible until the commit, and the checkpoint is the
@@ -42,6 +44,28 @@ pub(crate) trait Steps: Send {
         tx: &mut Transaction<'static, Self::Db>,
         keys: &PreparedBatch<'_>,
     ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+
+    /// The ordering guard: writes the markers of the batch's deletes.
+    fn mark(
+        &mut self,
+        tx: &mut Transaction<'static, Self::Db>,
+        markers: &PreparedBatch<'_>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The ordering guard: deletes again the rows of these keys that a
+    /// marker says were deleted after the change that wrote them.
+    fn unrevive(
+        &mut self,
+        tx: &mut Transaction<'static, Self::Db>,
+        keys: &PreparedBatch<'_>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The ordering guard: forgets the markers older than its retention,
+    /// when that is due ([`super::order::Guard::prune_due`]).
+    fn prune(
+        &mut self,
+        tx: &mut Transaction<'static, Self::Db>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Writes one part of the batch's rows.
     fn part(
@@ -97,8 +121,17 @@ pub(crate) async fn run<S: Steps>(
         if let Some(keys) = &batch.deletes {
             deleted += steps.delete(&mut tx, keys).await?;
         }
+        if let Some(markers) = &batch.markers {
+            steps.mark(&mut tx, markers).await?;
+        }
         for part in &batch.parts {
             steps.part(&mut tx, part).await?;
+        }
+        if let Some(keys) = &batch.revive {
+            steps.unrevive(&mut tx, keys).await?;
+        }
+        if batch.markers.is_some() || batch.revive.is_some() {
+            steps.prune(&mut tx).await?;
         }
         if let Some(state) = state {
             steps.state(&mut tx, state).await?;

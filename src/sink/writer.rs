@@ -15,6 +15,7 @@ use super::ddl;
 use super::dialect::Dialect;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
+use super::order::{now_ms, BatchGuard};
 use super::output::{stateless_output, Output};
 use super::refused::{dead_letter, discount, drop_refused, Refused, Source};
 use super::types::RowTypes;
@@ -103,7 +104,8 @@ async fn write_batch<S: Sink + ?Sized>(
 ) -> Result<Loaded, WriterError> {
     let checkpoint = ctx.checkpoint_of(batch);
     let Some(engine) = engine else {
-        let output = stateless_output(&ctx.cfg.key_columns, batch);
+        let order = ctx.cfg.order_column.as_deref();
+        let output = stateless_output(&ctx.cfg.key_columns, order, batch);
         return write_rows(
             sink,
             ctx,
@@ -250,19 +252,24 @@ async fn write_rows<S: Sink + ?Sized>(
     fit_columns(sink, ctx, types, batch, &mut output, backoff).await?;
     let rows: &[Row] = &output.rows;
     let (schema_keys, mode) = (&ctx.cfg.key_columns, ctx.cfg.mode);
+    let order = ctx.cfg.order_column.as_deref();
+    let guard = BatchGuard::new(schema_keys, order, &output.deletes, now_ms());
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
         let kept: Vec<Row>;
-        let prepared = match &subset {
-            None => prepare(sink.schema(), mode, schema_keys, rows),
+        let written: &[Row] = match &subset {
+            None => rows,
             Some(keep) => {
                 kept = keep.iter().map(|&i| rows[i].clone()).collect();
-                prepare(sink.schema(), mode, schema_keys, &kept)
+                &kept
             }
-        }
-        .map(|p| PreparedWrite {
-            truncate: output.truncate,
-            ..with_deletes(schema_keys, p, &output.deletes)
+        };
+        let prepared = prepare(sink.schema(), mode, schema_keys, written).map(|p| {
+            let p = with_deletes(guard.delete_columns(), p, &output.deletes);
+            PreparedWrite {
+                truncate: output.truncate,
+                ..guard.attach(p, written)
+            }
         });
         let started = std::time::Instant::now();
         let result = match prepared {

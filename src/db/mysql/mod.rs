@@ -22,6 +22,7 @@
 
 pub mod checkpoint;
 pub mod dialect;
+mod guard;
 pub mod state;
 mod values;
 
@@ -29,6 +30,7 @@ use crate::config::{redact_url, SinkConfig, SinkMode};
 use crate::ident::{Quoting, TableName};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
+use crate::sink::order::{Guard, GuardStep};
 use crate::sink::schema::{Column, TableSchema};
 use crate::sink::types;
 use crate::sink::{PreparedBatch, SinkError};
@@ -58,6 +60,22 @@ pub struct MySqlSink {
     statements: HashMap<(Vec<String>, usize), String>,
     /// MariaDB's (has `ADD COLUMN IF NOT EXISTS`) or MySQL's.
     dialect: &'static dyn crate::sink::dialect::Dialect,
+    /// The ordering guard (`sink.order_column`).
+    guard: Option<Guard>,
+}
+
+/// The first bound parameter, as the guard's shared statements write it.
+const PARAM: &str = "?";
+
+/// What [`MySqlSink::run_part`] runs for a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Statement {
+    /// Insert or upsert the rows.
+    Rows,
+    /// Delete the keys (guarded with the ordering guard).
+    Delete,
+    /// One of the ordering guard's own.
+    Guard(GuardStep),
 }
 
 backend!(MySqlSink, &dialect::MYSQL, "mysql://", "mariadb://");
@@ -70,6 +88,14 @@ impl MySqlSink {
             cfg,
             &dialect::MYSQL,
             &table,
+            || describe(&pool, &table),
+            |ddl| exec(&pool, ddl),
+        )
+        .await?;
+        let (guard, schema) = evolve::open_guard(
+            cfg,
+            &dialect::MYSQL,
+            schema,
             || describe(&pool, &table),
             |ddl| exec(&pool, ddl),
         )
@@ -100,27 +126,24 @@ impl MySqlSink {
             } else {
                 &dialect::MYSQL
             },
+            guard,
         })
     }
 
-    /// Runs `part`'s rows (or keys, when `delete`) in as many statements as
+    /// Runs `part`'s rows (or keys) as `statement` in as many statements as
     /// the limits need; answers the rows affected.
     async fn run_part(
         &mut self,
         tx: &mut sqlx::MySqlConnection,
         part: &PreparedBatch<'_>,
-        delete: bool,
+        statement: Statement,
     ) -> Result<u64, SinkError> {
         let table = self.schema.table.to_string();
         let data = &part.data;
         let mut affected = 0;
         for chunk in chunks(data, self.packet_budget) {
             let rows = chunk.len() / data.width.max(1);
-            let sql = if delete {
-                delete_sql(&self.schema.table, &part.columns, rows)
-            } else {
-                self.statement(&part.columns, rows).to_string()
-            };
+            let sql = self.sql(statement, &part.columns, rows);
             let mut query = sqlx::query(&sql);
             for value in chunk {
                 query = push_value(query, value);
@@ -137,18 +160,53 @@ impl MySqlSink {
         Ok(affected)
     }
 
+    /// The text of `statement` for `rows` rows of `columns`.
+    fn sql(&mut self, statement: Statement, columns: &[String], rows: usize) -> String {
+        let (table, keys) = (&self.schema.table, &self.key_columns);
+        match (statement, &self.guard) {
+            (Statement::Rows, _) => self.statement(columns, rows).to_string(),
+            (Statement::Delete, None) => delete_sql(table, columns, rows),
+            (Statement::Delete, Some(g)) => guard::delete_sql(table, keys, g, rows),
+            (Statement::Guard(GuardStep::Unrevive), Some(g)) => {
+                guard::revived_sql(table, keys, g, rows)
+            }
+            (Statement::Guard(GuardStep::Mark), Some(g)) => {
+                let bytes = bytes_of(&self.schema, columns);
+                let newer = Some(g.column.as_str());
+                insert_sql(
+                    &g.markers,
+                    SinkMode::Upsert,
+                    keys,
+                    columns,
+                    &bytes,
+                    rows,
+                    newer,
+                )
+            }
+            (Statement::Guard(_), None) => {
+                unreachable!("the guard's statements run only with the guard")
+            }
+        }
+    }
+
     fn statement(&mut self, columns: &[String], rows: usize) -> &str {
         let (schema, mode, keys) = (&self.schema, self.mode, &self.key_columns);
+        let newer = self.guard.as_ref().map(|g| g.column.as_str());
         self.statements
             .entry((columns.to_vec(), rows))
             .or_insert_with(|| {
-                let bytes: Vec<bool> = columns
-                    .iter()
-                    .map(|c| types::is_bytes(schema, c, dialect::TARGET))
-                    .collect();
-                insert_sql(&schema.table, mode, keys, columns, &bytes, rows)
+                let bytes = bytes_of(schema, columns);
+                insert_sql(&schema.table, mode, keys, columns, &bytes, rows, newer)
             })
     }
+}
+
+/// Which of `columns` hold bytes (bound through `UNHEX`).
+fn bytes_of(schema: &TableSchema, columns: &[String]) -> Vec<bool> {
+    columns
+        .iter()
+        .map(|c| types::is_bytes(schema, c, dialect::TARGET))
+        .collect()
 }
 
 async fn connect(cfg: &SinkConfig) -> Result<MySqlPool, SinkError> {
@@ -198,6 +256,7 @@ pub fn insert_sql(
     columns: &[String],
     bytes: &[bool],
     rows: usize,
+    newer: Option<&str>,
 ) -> String {
     let placeholders: Vec<&str> = (0..columns.len())
         .map(|i| {
@@ -221,8 +280,12 @@ pub fn insert_sql(
         }
         sql.push_str(&tuple);
     }
-    if mode == SinkMode::Upsert {
-        sql.push_str(&on_duplicate_key(keys, columns));
+    match (mode, newer) {
+        (SinkMode::Upsert, Some(position)) => {
+            sql.push_str(&guard::on_duplicate_key_newer(keys, columns, position))
+        }
+        (SinkMode::Upsert, None) => sql.push_str(&on_duplicate_key(keys, columns)),
+        (SinkMode::Insert, _) => {}
     }
     sql
 }
@@ -303,7 +366,23 @@ impl MySqlSink {
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         keys: &PreparedBatch<'_>,
     ) -> Result<u64, SinkError> {
-        self.run_part(tx, keys, true).await
+        self.run_part(tx, keys, Statement::Delete).await
+    }
+
+    /// The ordering guard's markers (`Mark`) or its check of the written
+    /// rows against them (`Unrevive`).
+    async fn guarded(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+        part: &PreparedBatch<'_>,
+        step: GuardStep,
+    ) -> Result<(), SinkError> {
+        if self.guard.is_none() {
+            return Ok(());
+        }
+        self.run_part(tx, part, Statement::Guard(step))
+            .await
+            .map(|_| ())
     }
 
     /// One part of the batch's rows.
@@ -312,7 +391,7 @@ impl MySqlSink {
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         part: &PreparedBatch<'_>,
     ) -> Result<(), SinkError> {
-        self.run_part(tx, part, false).await.map(|_| ())
+        self.run_part(tx, part, Statement::Rows).await.map(|_| ())
     }
 }
 
@@ -338,7 +417,7 @@ mod tests {
     fn upsert_sql_updates_non_key_columns_from_values() {
         let t = TableName::parse("db.t", false).expect("valid");
         let cols = ["id".to_string(), "v`x".to_string()];
-        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &cols, &[], 2);
+        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &cols, &[], 2, None);
         assert_eq!(
             sql,
             "INSERT INTO `db`.`t` (`id`, `v``x`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `v``x` = VALUES(`v``x`)"
@@ -361,7 +440,15 @@ mod tests {
     #[test]
     fn upsert_of_key_only_rows_is_a_no_op_update() {
         let t = TableName::parse("t", false).expect("valid");
-        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &["id".into()], &[], 1);
+        let sql = insert_sql(
+            &t,
+            SinkMode::Upsert,
+            &["id".into()],
+            &["id".into()],
+            &[],
+            1,
+            None,
+        );
         assert!(
             sql.ends_with("ON DUPLICATE KEY UPDATE `id` = `id`"),
             "{sql}"

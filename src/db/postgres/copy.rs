@@ -55,13 +55,15 @@ pub fn payload(types: &[PgType], batch: &PreparedBatch) -> Result<Vec<u8>, Strin
     Ok(out)
 }
 
-/// Loads `data` (from [`payload`]) into the table inside the open transaction.
+/// Loads `data` (from [`payload`]) into the table inside the open
+/// transaction; `newer` is the ordering guard's condition on the merge.
 pub async fn load(
     conn: &mut PgConnection,
     table: &TableName,
     mode: SinkMode,
     keys: &[String],
     columns: &[String],
+    newer: &str,
     data: Vec<u8>,
 ) -> Result<(), SinkError> {
     let cols = column_list(columns);
@@ -88,7 +90,7 @@ pub async fn load(
     copy_in.finish().await.map_err(|e| copy_error(table, e))?;
     if mode == SinkMode::Upsert {
         let merge = format!(
-            "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE}{}",
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE}{}{newer}",
             table.quoted(),
             on_conflict(keys, columns)
         );

@@ -18,13 +18,15 @@ mod binary;
 pub mod checkpoint;
 mod copy;
 pub mod dialect;
+mod guard;
 pub mod layout;
 pub mod state;
 
 use crate::config::{redact_url, SinkConfig, SinkMode};
-use crate::ident::{column_list, on_conflict, quote, TableName};
+use crate::ident::{column_list, on_conflict, quote, Quoting, TableName};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
+use crate::sink::order::{Guard, GuardStep};
 use crate::sink::schema::{Column, TableSchema};
 use crate::sink::{PreparedBatch, PreparedWrite, SinkError};
 use binary::PgType;
@@ -46,7 +48,12 @@ pub struct PostgresSink {
     copy_threshold: usize,
     copy_types: HashMap<Vec<String>, Option<Vec<PgType>>>,
     dialect: &'static dyn crate::sink::dialect::Dialect,
+    /// The ordering guard (`sink.order_column`).
+    guard: Option<Guard>,
 }
+
+/// The first bound parameter, as the guard's shared statements write it.
+const PARAM: &str = "$1";
 
 backend!(
     PostgresSink,
@@ -67,6 +74,14 @@ impl PostgresSink {
             |ddl| exec(&pool, ddl),
         )
         .await?;
+        let (guard, schema) = evolve::open_guard(
+            cfg,
+            &dialect::DIALECT,
+            schema,
+            || describe(&pool, &table),
+            |ddl| exec(&pool, ddl),
+        )
+        .await?;
         Ok(Self {
             pool,
             schema,
@@ -76,6 +91,7 @@ impl PostgresSink {
             copy_threshold: cfg.copy_threshold(),
             copy_types: HashMap::new(),
             dialect: &dialect::DIALECT,
+            guard,
         })
     }
 
@@ -96,7 +112,8 @@ impl PostgresSink {
     ) -> Result<(), SinkError> {
         if let Some(data) = self.copy_payload(part)? {
             let (t, keys) = (&self.schema.table, &self.key_columns);
-            return copy::load(tx, t, self.mode, keys, &part.columns, data).await;
+            let newer = self.newer(t);
+            return copy::load(tx, t, self.mode, keys, &part.columns, &newer, data).await;
         }
         let sql = self.statement(&part.columns).to_string();
         sqlx::query(&sql)
@@ -133,10 +150,19 @@ impl PostgresSink {
     }
 
     fn statement(&mut self, columns: &[String]) -> &str {
+        let newer = self.newer(&self.schema.table);
         let (table, mode, keys) = (&self.schema.table, self.mode, &self.key_columns);
         self.statements
             .entry(columns.to_vec())
-            .or_insert_with(|| insert_sql(table, mode, keys, columns))
+            .or_insert_with(|| insert_sql(table, mode, keys, columns) + &newer)
+    }
+
+    /// The ordering guard's condition on an upsert of `table` (else empty).
+    fn newer(&self, table: &TableName) -> String {
+        match (&self.guard, self.mode) {
+            (Some(guard), SinkMode::Upsert) => guard.only_if_newer(Quoting::Ansi, table),
+            _ => String::new(),
+        }
     }
 }
 
@@ -245,13 +271,48 @@ impl PostgresSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         keys: &PreparedBatch<'_>,
     ) -> Result<u64, SinkError> {
-        let sql = delete_sql(&self.schema.table, &self.key_columns);
+        let sql = match &self.guard {
+            Some(guard) => guard::delete_sql(&self.schema.table, &self.key_columns, guard),
+            None => delete_sql(&self.schema.table, &self.key_columns),
+        };
         let done = sqlx::query(&sql).bind(keys.json()).execute(&mut **tx).await;
         done.map(|r| r.rows_affected())
             .map_err(|source| SinkError::Write {
                 table: self.schema.table.to_string(),
                 source,
             })
+    }
+}
+
+impl PostgresSink {
+    /// The ordering guard's markers (`Mark`) or its check of the written
+    /// rows against them (`Unrevive`).
+    async fn guarded(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        part: &PreparedBatch<'_>,
+        step: GuardStep,
+    ) -> Result<(), SinkError> {
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        let (table, keys) = (&self.schema.table, &self.key_columns);
+        let (sql, target) = match step {
+            GuardStep::Mark => {
+                let m = &guard.markers;
+                let newer = guard.only_if_newer(Quoting::Ansi, m);
+                (
+                    insert_sql(m, SinkMode::Upsert, keys, &part.columns) + &newer,
+                    m,
+                )
+            }
+            GuardStep::Unrevive => (guard::revived_sql(table, keys, guard), table),
+        };
+        let done = sqlx::query(&sql).bind(part.json()).execute(&mut **tx).await;
+        done.map(|_| ()).map_err(|source| SinkError::Write {
+            table: target.to_string(),
+            source,
+        })
     }
 }
 

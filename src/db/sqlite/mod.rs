@@ -12,12 +12,14 @@
 
 pub mod checkpoint;
 pub mod dialect;
+mod guard;
 pub mod state;
 
 use crate::config::{SinkConfig, SinkMode};
-use crate::ident::{column_list, on_conflict, TableName};
+use crate::ident::{column_list, on_conflict, Quoting, TableName};
 use crate::sink::ddl::Inferred;
 use crate::sink::evolve;
+use crate::sink::order::{Guard, GuardStep};
 use crate::sink::schema::{Column, TableSchema};
 use crate::sink::types;
 use crate::sink::{PreparedBatch, SinkError};
@@ -39,7 +41,12 @@ pub struct SqliteSink {
     key_columns: Vec<String>,
     statements: HashMap<Vec<String>, String>,
     dialect: &'static dyn crate::sink::dialect::Dialect,
+    /// The ordering guard (`sink.order_column`).
+    guard: Option<Guard>,
 }
+
+/// The first bound parameter, as the guard's shared statements write it.
+const PARAM: &str = "?1";
 
 backend!(SqliteSink, &dialect::DIALECT, "sqlite:");
 
@@ -53,15 +60,18 @@ impl SqliteSink {
 
     /// The statement for one set of columns, cached.
     fn statement(&mut self, columns: &[String]) -> String {
+        let newer = match (&self.guard, self.mode) {
+            (Some(guard), SinkMode::Upsert) => {
+                guard.only_if_newer(Quoting::Ansi, &self.schema.table)
+            }
+            _ => String::new(),
+        };
         let (schema, mode, keys) = (&self.schema, self.mode, &self.key_columns);
         self.statements
             .entry(columns.to_vec())
             .or_insert_with(|| {
-                let bytes: Vec<bool> = columns
-                    .iter()
-                    .map(|c| types::is_bytes(schema, c, dialect::TARGET))
-                    .collect();
-                insert_sql(&schema.table, mode, keys, columns, &bytes)
+                let bytes = bytes_of(schema, columns);
+                insert_sql(&schema.table, mode, keys, columns, &bytes) + &newer
             })
             .clone()
     }
@@ -77,6 +87,14 @@ impl SqliteSink {
             |ddl| exec(&pool, ddl),
         )
         .await?;
+        let (guard, schema) = evolve::open_guard(
+            cfg,
+            &dialect::DIALECT,
+            schema,
+            || describe(&pool, &table),
+            |ddl| exec(&pool, ddl),
+        )
+        .await?;
         Ok(Self {
             pool,
             schema,
@@ -84,8 +102,17 @@ impl SqliteSink {
             key_columns: cfg.key_columns.clone(),
             statements: HashMap::new(),
             dialect: &dialect::DIALECT,
+            guard,
         })
     }
+}
+
+/// Which of `columns` hold bytes (read through `unhex`).
+fn bytes_of(schema: &TableSchema, columns: &[String]) -> Vec<bool> {
+    columns
+        .iter()
+        .map(|c| types::is_bytes(schema, c, dialect::TARGET))
+        .collect()
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
@@ -147,23 +174,26 @@ fn value_exprs(columns: &[String], bytes: &[bool]) -> String {
     columns
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            let value = if path_safe(c) {
-                format!("json_extract(r.value, ?{})", i + 2)
-            } else {
-                format!(
-                    "(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?{})",
-                    i + 2
-                )
-            };
-            if bytes.get(i) == Some(&true) {
-                format!("unhex({value})")
-            } else {
-                value
-            }
-        })
+        .map(|(i, c)| value_expr(i, c, bytes.get(i) == Some(&true)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The expression that reads the `i`th column from the JSON row `r.value`.
+fn value_expr(i: usize, column: &str, bytes: bool) -> String {
+    let value = if path_safe(column) {
+        format!("json_extract(r.value, ?{})", i + 2)
+    } else {
+        format!(
+            "(SELECT e.value FROM json_each(r.value) AS e WHERE e.key = ?{})",
+            i + 2
+        )
+    };
+    if bytes {
+        format!("unhex({value})")
+    } else {
+        value
+    }
 }
 
 /// Deletes the rows whose key columns match one of the JSON array's objects;
@@ -260,7 +290,10 @@ impl SqliteSink {
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         keys: &PreparedBatch<'_>,
     ) -> Result<u64, SinkError> {
-        let sql = delete_sql(&self.schema.table, &self.key_columns);
+        let sql = match &self.guard {
+            Some(guard) => guard::delete_sql(&self.schema.table, &self.key_columns, guard),
+            None => delete_sql(&self.schema.table, &self.key_columns),
+        };
         let done = bind_part(sqlx::query(&sql), keys).execute(&mut **tx).await;
         done.map(|r| r.rows_affected())
             .map_err(|source| self.write_err(source))
@@ -275,6 +308,36 @@ impl SqliteSink {
         let sql = self.statement(&part.columns);
         let done = bind_part(sqlx::query(&sql), part).execute(&mut **tx).await;
         done.map(|_| ()).map_err(|source| self.write_err(source))
+    }
+}
+
+impl SqliteSink {
+    /// The ordering guard's markers (`Mark`) or its check of the written
+    /// rows against them (`Unrevive`).
+    async fn guarded(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        part: &PreparedBatch<'_>,
+        step: GuardStep,
+    ) -> Result<(), SinkError> {
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        let (table, keys) = (&self.schema.table, &self.key_columns);
+        let (sql, target) = match step {
+            GuardStep::Mark => {
+                let (m, bytes) = (&guard.markers, bytes_of(&self.schema, &part.columns));
+                let newer = guard.only_if_newer(Quoting::Ansi, m);
+                let sql = insert_sql(m, SinkMode::Upsert, keys, &part.columns, &bytes) + &newer;
+                (sql, m)
+            }
+            GuardStep::Unrevive => (guard::revived_sql(table, keys, guard), table),
+        };
+        let done = bind_part(sqlx::query(&sql), part).execute(&mut **tx).await;
+        done.map(|_| ()).map_err(|source| SinkError::Write {
+            table: target.to_string(),
+            source,
+        })
     }
 }
 

@@ -41,6 +41,11 @@ pub struct Source {
     pub position: Option<String>,
     /// When the source committed the change (ms since the epoch).
     pub committed_ms: Option<i64>,
+    /// Where the change is in the source's commit order, as text that
+    /// sorts in that order ([`order_of`]); `None` when the event does not
+    /// say (a snapshot read, PostgreSQL's first transactions after the
+    /// connector starts).
+    pub order: Option<String>,
 }
 
 impl Source {
@@ -64,8 +69,38 @@ impl Source {
             table,
             position,
             committed_ms: s.get("ts_ms").and_then(Value::as_i64),
+            order: order_of(s),
         }
     }
+}
+
+/// A change's place in its source's commit order, as fixed-width digits
+/// (so text comparison is numeric comparison on every database):
+/// - PostgreSQL: `sequence`'s `[last committed LSN, this change's LSN]`.
+///   Transactions stream in commit order and each names the end of the one
+///   committed before it; within one, the changes' LSNs rise. A change whose
+///   predecessor is unknown (`null`: the first transactions after the
+///   connector starts) has no order — its own LSN can be older than a
+///   snapshot taken while its transaction was open.
+/// - MySQL / MariaDB: binlog file number, position and row (the binlog is
+///   written in commit order).
+///
+/// Snapshot reads are left without order by the caller: a snapshot is newer
+/// than the changes before it but cannot be placed among them.
+fn order_of(s: &Value) -> Option<String> {
+    if let Some(Value::String(sequence)) = s.get("sequence") {
+        let pair: Vec<Option<String>> = serde_json::from_str(sequence).ok()?;
+        let number = |v: &Option<String>| v.as_deref()?.parse::<u64>().ok();
+        return match pair.as_slice() {
+            [committed, lsn] => Some(format!("{:020}{:020}", number(committed)?, number(lsn)?)),
+            _ => None,
+        };
+    }
+    let file = s.get("file")?.as_str()?;
+    let number: u64 = file.rsplit('.').next()?.parse().ok()?;
+    let pos = s.get("pos")?.as_u64()?;
+    let row = s.get("row").and_then(Value::as_u64).unwrap_or(0);
+    Some(format!("{number:020}{pos:020}{row:010}"))
 }
 
 /// What a change event asks of the target table.
@@ -90,7 +125,10 @@ pub enum ChangeError {
 /// Reads one change event's value, and where in its source it happened.
 pub fn event(value: Value) -> Result<(Change, Source), ChangeError> {
     let (envelope, schema) = unwrap(value);
-    let source = Source::of(envelope.get("source"));
+    let mut source = Source::of(envelope.get("source"));
+    if envelope.get("op").and_then(Value::as_str) == Some("r") {
+        source.order = None;
+    }
     Ok((change_of(envelope, schema)?, source))
 }
 

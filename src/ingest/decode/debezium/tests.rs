@@ -163,3 +163,55 @@ fn decimals_of_any_sign_and_scale() {
     assert_eq!(logical::decimal(vec![0x80], 1), "-12.8");
     assert_eq!(logical::decimal(Vec::new(), 0), "0");
 }
+
+fn order(op: &str, source: Value) -> Option<String> {
+    let value = json!({"op": op, "before": {"id": 1}, "after": {"id": 1}, "source": source});
+    super::event(value).expect("an event").1.order
+}
+
+#[test]
+fn postgres_changes_order_by_the_last_commit_then_their_own_lsn() {
+    // Captured from Debezium 3.6's PostgreSQL connector: transaction 752
+    // began first, committed after 753 (whose commit ends at 31025176).
+    let t753 = order(
+        "u",
+        json!({"lsn": 31025032, "sequence": "[\"31025100\",\"31025032\"]"}),
+    );
+    let t752a = order(
+        "u",
+        json!({"lsn": 31024936, "sequence": "[\"31025176\",\"31024936\"]"}),
+    );
+    let t752b = order(
+        "u",
+        json!({"lsn": 31025272, "sequence": "[\"31025176\",\"31025272\"]"}),
+    );
+    assert_eq!(
+        t752a.as_deref(),
+        Some("0000000000003102517600000000000031024936")
+    );
+    assert!(
+        t753 < t752a && t752a < t752b,
+        "{t753:?} {t752a:?} {t752b:?}"
+    );
+}
+
+#[test]
+fn a_change_with_no_known_predecessor_and_a_snapshot_read_have_no_order() {
+    let first = json!({"lsn": 31025032, "sequence": "[null,\"31025032\"]"});
+    assert_eq!(order("u", first), None);
+    let snapshot =
+        json!({"lsn": 31024896, "sequence": "[\"31024000\",\"31024896\"]", "snapshot": "true"});
+    assert_eq!(order("r", snapshot), None);
+}
+
+#[test]
+fn mysql_changes_order_by_binlog_file_position_and_row() {
+    let a = order(
+        "u",
+        json!({"file": "mysql-bin.000009", "pos": 9999, "row": 3}),
+    );
+    let b = order("u", json!({"file": "mysql-bin.000010", "pos": 4, "row": 0}));
+    let c = order("u", json!({"file": "mysql-bin.000010", "pos": 4, "row": 1}));
+    assert!(a < b && b < c, "{a:?} {b:?} {c:?}");
+    assert_eq!(order("u", json!({"file": "x"})), None, "no position");
+}

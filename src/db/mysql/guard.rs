@@ -1,0 +1,103 @@
+//! MySQL's and MariaDB's statements of the ordering guard
+//! ([`crate::sink::order`]); `?` placeholders bound row by row, each value
+//! once, as the batch's other statements are.
+//!
+//! - An upsert updates a row unless the change is older than the row
+//!   ([`on_duplicate_key_newer`]); the markers table is upserted the same way.
+//! - A delete removes a row only when it is not older than the row
+//!   ([`delete_sql`]).
+//! - After the upserts, a row that a marker says was deleted later than the
+//!   change that wrote it goes again ([`revived_sql`]).
+
+use super::Q;
+use crate::ident::TableName;
+use crate::sink::order::Guard;
+
+/// `ON DUPLICATE KEY UPDATE c = IF(newer, VALUES(c), c), …` with the
+/// position assigned last: MySQL assigns left to right, and each condition
+/// must read the row's position before the change.
+pub fn on_duplicate_key_newer(keys: &[String], columns: &[String], position: &str) -> String {
+    let p = Q.quote(position);
+    let newer = format!("({p} IS NULL OR VALUES({p}) IS NULL OR {p} <= VALUES({p}))");
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c) && c.as_str() != position)
+        .chain(std::iter::once(&position.to_string()))
+        .map(|c| format!("{q} = IF({newer}, VALUES({q}), {q})", q = Q.quote(c)))
+        .collect();
+    format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+}
+
+/// Deletes `rows` keys (each bound as its key columns, then its position)
+/// from the rows that are not newer than the delete; an unknown position on
+/// either side deletes.
+pub fn delete_sql(table: &TableName, keys: &[String], guard: &Guard, rows: usize) -> String {
+    let p = Q.quote(&guard.column);
+    let mut one: Vec<String> = keys.iter().map(|k| format!("{} = ?", Q.quote(k))).collect();
+    one.push(format!("({p} IS NULL OR {p} <= COALESCE(?, {p}))"));
+    let one = format!("({})", one.join(" AND "));
+    format!(
+        "DELETE FROM {} WHERE {}",
+        table.quoted_in(Q),
+        vec![one; rows].join(" OR ")
+    )
+}
+
+/// Deletes the rows of `rows` keys whose marker is as new as or newer than
+/// the row.
+pub fn revived_sql(table: &TableName, keys: &[String], guard: &Guard, rows: usize) -> String {
+    let t = table.quoted_in(Q);
+    let p = Q.quote(&guard.column);
+    let on: Vec<String> = keys
+        .iter()
+        .map(|k| format!("m.{q} = {t}.{q}", q = Q.quote(k)))
+        .collect();
+    format!(
+        "{} AND EXISTS (SELECT 1 FROM {} AS m WHERE {} AND m.{p} >= {t}.{p})",
+        super::delete_sql(table, keys, rows),
+        guard.markers.quoted_in(Q),
+        on.join(" AND ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> (TableName, Guard) {
+        let t = TableName::parse("db.t", false).expect("valid");
+        let g = Guard::new("pos", &t, std::time::Duration::from_secs(60));
+        (t, g)
+    }
+
+    #[test]
+    fn an_upsert_assigns_the_position_last_and_only_when_not_older() {
+        let cols = ["id".to_string(), "pos".to_string(), "v".to_string()];
+        assert_eq!(
+            on_duplicate_key_newer(&["id".into()], &cols, "pos"),
+            " ON DUPLICATE KEY UPDATE \
+             `v` = IF((`pos` IS NULL OR VALUES(`pos`) IS NULL OR `pos` <= VALUES(`pos`)), VALUES(`v`), `v`), \
+             `pos` = IF((`pos` IS NULL OR VALUES(`pos`) IS NULL OR `pos` <= VALUES(`pos`)), VALUES(`pos`), `pos`)"
+        );
+    }
+
+    #[test]
+    fn a_guarded_delete_binds_each_key_then_its_position() {
+        let (t, g) = guard();
+        assert_eq!(
+            delete_sql(&t, &["id".into()], &g, 2),
+            "DELETE FROM `db`.`t` WHERE (`id` = ? AND (`pos` IS NULL OR `pos` <= COALESCE(?, `pos`))) \
+             OR (`id` = ? AND (`pos` IS NULL OR `pos` <= COALESCE(?, `pos`)))"
+        );
+    }
+
+    #[test]
+    fn a_row_no_newer_than_its_marker_is_deleted_again() {
+        let (t, g) = guard();
+        assert_eq!(
+            revived_sql(&t, &["id".into()], &g, 1),
+            "DELETE FROM `db`.`t` WHERE `id` IN (?) AND EXISTS (SELECT 1 FROM `db`.`tidemill_deleted__t` AS m \
+             WHERE m.`id` = `db`.`t`.`id` AND m.`pos` >= `db`.`t`.`pos`)"
+        );
+    }
+}
