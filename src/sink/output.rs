@@ -105,7 +105,7 @@ pub(super) fn stateless_output<'b>(
     order: Option<&str>,
     batch: &'b Batch,
 ) -> Output<'b> {
-    let mut by_partition: BTreeMap<TopicPartition, u64> = batch
+    let by_partition: BTreeMap<TopicPartition, u64> = batch
         .tally
         .iter()
         .map(|(tp, t)| (tp.clone(), t.rows))
@@ -125,11 +125,21 @@ pub(super) fn stateless_output<'b>(
             truncate: false,
         };
     }
+    collapsed_output(key_columns, batch, newest.as_ref(), by_partition)
+}
+
+/// [`stateless_output`] of a batch with deletes, a truncate or changes the
+/// ordering guard drops: the rows kept are copied out of it.
+fn collapsed_output<'b>(
+    key_columns: &[String],
+    batch: &'b Batch,
+    newest: Option<&Newest>,
+    mut by_partition: BTreeMap<TopicPartition, u64>,
+) -> Output<'b> {
     // A truncate supersedes the rows and deletes before it.
     let cut = batch.truncate_at.unwrap_or(0);
     let newer = |i: usize, d: &Delete| {
-        newest.as_ref().is_none_or(|n| n.deletes[i])
-            && batch.truncate_at.is_none_or(|c| d.after > c)
+        newest.is_none_or(|n| n.deletes[i]) && batch.truncate_at.is_none_or(|c| d.after > c)
     };
     let deletes: Cow<[Delete]> = if batch.truncate_at.is_none() && newest.is_none() {
         Cow::Borrowed(&batch.deletes)
@@ -142,9 +152,10 @@ pub(super) fn stateless_output<'b>(
         kept.map(|(_, d)| d.clone()).collect()
     };
     let collapsed = collapse(key_columns, &batch.rows, &deletes);
-    let newest_row = |i: usize| newest.as_ref().is_none_or(|n| n.rows[i]);
+    let newest_row = |i: usize| newest.is_none_or(|n| n.rows[i]);
     let mut rows = Vec::with_capacity(batch.rows.len());
     let mut kept_origins = Vec::with_capacity(batch.row_source.len());
+    let origins = batch.row_source.iter().map(|&i| Source::Raw(i));
     let mut origins = origins.map(Some).chain(std::iter::repeat(None));
     for (i, (row, keep)) in batch.rows.iter().zip(&collapsed.keep).enumerate() {
         let origin = origins.next().flatten();
@@ -204,6 +215,34 @@ mod tests {
             "3 deleted after the truncate, 1 and 2 before it"
         );
         assert_eq!(out.deletes, [row(3)], "only the delete after the truncate");
+    }
+
+    #[test]
+    fn the_ordering_guard_drops_a_change_older_than_one_before_it_in_the_batch() {
+        let at = |id: i64, pos: &str| {
+            serde_json::json!({ "id": id, "pos": pos })
+                .as_object()
+                .expect("an object")
+                .clone()
+        };
+        let batch = Batch {
+            rows: vec![at(1, "09"), at(1, "05"), at(2, "01")],
+            deletes: vec![Delete {
+                key: at(2, "00"),
+                after: 3,
+            }],
+            ..Batch::default()
+        };
+        let out = stateless_output(&["id".to_string()], Some("pos"), &batch);
+        assert_eq!(
+            *out.rows,
+            [at(1, "09"), at(2, "01")],
+            "1@05 is older than 1@09"
+        );
+        assert!(
+            out.deletes.is_empty(),
+            "the delete of 2 is older than its row"
+        );
     }
 
     #[test]

@@ -113,36 +113,9 @@ pub(crate) async fn run<S: Steps>(
         .instrument(span.clone())
         .await
         .map_err(write_err)?;
-    let deleted = async {
-        let mut deleted = 0;
-        if batch.truncate {
-            deleted += steps.truncate(&mut tx).await?;
-        }
-        if let Some(keys) = &batch.deletes {
-            deleted += steps.delete(&mut tx, keys).await?;
-        }
-        if let Some(markers) = &batch.markers {
-            steps.mark(&mut tx, markers).await?;
-        }
-        for part in &batch.parts {
-            steps.part(&mut tx, part).await?;
-        }
-        if let Some(keys) = &batch.revive {
-            steps.unrevive(&mut tx, keys).await?;
-        }
-        if batch.markers.is_some() || batch.revive.is_some() {
-            steps.prune(&mut tx).await?;
-        }
-        if let Some(state) = state {
-            steps.state(&mut tx, state).await?;
-        }
-        if let Some(checkpoint) = checkpoint {
-            steps.checkpoint(&mut tx, checkpoint).await?;
-        }
-        Ok::<u64, SinkError>(deleted)
-    }
-    .instrument(span)
-    .await?;
+    let deleted = statements(steps, &mut tx, batch, checkpoint, state)
+        .instrument(span)
+        .await?;
     let started = std::time::Instant::now();
     if commit {
         let span = trace::db_commit_span(S::SYSTEM, &table);
@@ -158,4 +131,41 @@ pub(crate) async fn run<S: Steps>(
         deleted,
         commit: started.elapsed(),
     })
+}
+
+/// The statements of one batch inside its open transaction, in the
+/// contract's order; answers the rows the truncate and deletes removed.
+async fn statements<S: Steps>(
+    steps: &mut S,
+    tx: &mut Transaction<'static, S::Db>,
+    batch: &PreparedWrite<'_>,
+    checkpoint: Option<&Checkpoint>,
+    state: Option<&StateWrites>,
+) -> Result<u64, SinkError> {
+    let mut deleted = 0;
+    if batch.truncate {
+        deleted += steps.truncate(tx).await?;
+    }
+    if let Some(keys) = &batch.deletes {
+        deleted += steps.delete(tx, keys).await?;
+    }
+    if let Some(markers) = &batch.markers {
+        steps.mark(tx, markers).await?;
+    }
+    for part in &batch.parts {
+        steps.part(tx, part).await?;
+    }
+    if let Some(keys) = &batch.revive {
+        steps.unrevive(tx, keys).await?;
+    }
+    if batch.markers.is_some() || batch.revive.is_some() {
+        steps.prune(tx).await?;
+    }
+    if let Some(state) = state {
+        steps.state(tx, state).await?;
+    }
+    if let Some(checkpoint) = checkpoint {
+        steps.checkpoint(tx, checkpoint).await?;
+    }
+    Ok(deleted)
 }

@@ -251,9 +251,8 @@ async fn write_rows<S: Sink + ?Sized>(
 ) -> Result<Loaded, WriterError> {
     fit_columns(sink, ctx, types, batch, &mut output, backoff).await?;
     let rows: &[Row] = &output.rows;
-    let (schema_keys, mode) = (&ctx.cfg.key_columns, ctx.cfg.mode);
     let order = ctx.cfg.order_column.as_deref();
-    let guard = BatchGuard::new(schema_keys, order, &output.deletes, now_ms());
+    let guard = BatchGuard::new(&ctx.cfg.key_columns, order, &output.deletes, now_ms());
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
         let kept: Vec<Row>;
@@ -264,21 +263,11 @@ async fn write_rows<S: Sink + ?Sized>(
                 &kept
             }
         };
-        let prepared = prepare(sink.schema(), mode, schema_keys, written).map(|p| {
-            let p = with_deletes(guard.delete_columns(), p, &output.deletes);
-            PreparedWrite {
-                truncate: output.truncate,
-                ..guard.attach(p, written)
-            }
-        });
         let started = std::time::Instant::now();
-        let result = match prepared {
-            Ok(p) => sink.write(&p, checkpoint, output.writes.as_ref()).await,
-            Err(e) => Err(e),
-        };
-        // An earlier attempt committed; its answer was lost with the
-        // connection: the batch is written (its deletes were counted then).
+        let result = attempt(sink, ctx, &guard, &output, written, checkpoint).await;
         let result = match result {
+            // An earlier attempt committed; its answer was lost with the
+            // connection: the batch is written (its deletes were counted then).
             Err(SinkError::AlreadyCommitted { partitions }) => {
                 warn!(batch = batch.id, %partitions, "batch already committed; not writing it again");
                 Ok(Written::default())
@@ -325,6 +314,27 @@ async fn write_rows<S: Sink + ?Sized>(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// One attempt at the batch's transaction with `written` (every row, or
+/// those isolation kept): its deletes, rows, the ordering guard's markers
+/// and checks, its state and checkpoint.
+async fn attempt<S: Sink + ?Sized>(
+    sink: &mut S,
+    ctx: &WriterContext,
+    guard: &BatchGuard,
+    output: &Output<'_>,
+    written: &[Row],
+    checkpoint: Option<&Checkpoint>,
+) -> Result<Written, SinkError> {
+    let (keys, mode) = (&ctx.cfg.key_columns, ctx.cfg.mode);
+    let prepared = prepare(sink.schema(), mode, keys, written)?;
+    let prepared = with_deletes(guard.delete_columns(), prepared, &output.deletes);
+    let write = PreparedWrite {
+        truncate: output.truncate,
+        ..guard.attach(prepared, written)
+    };
+    sink.write(&write, checkpoint, output.writes.as_ref()).await
 }
 
 /// Adds the columns new fields need (`auto_evolve`), converts the rows to

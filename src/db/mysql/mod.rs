@@ -23,6 +23,7 @@
 pub mod checkpoint;
 pub mod dialect;
 mod guard;
+mod sql;
 pub mod state;
 mod values;
 
@@ -34,6 +35,7 @@ use crate::sink::order::{Guard, GuardStep};
 use crate::sink::schema::{Column, TableSchema};
 use crate::sink::types;
 use crate::sink::{PreparedBatch, SinkError};
+pub use sql::{delete_sql, insert_sql};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor as _, Row as _};
 use std::collections::{BTreeMap, HashMap};
@@ -229,86 +231,6 @@ async fn exec(pool: &MySqlPool, ddl: String) -> Result<(), sqlx::Error> {
     sqlx::query(&ddl).execute(pool).await.map(|_| ())
 }
 
-/// `DELETE FROM t WHERE k IN (?, …)` for `rows` keys (`(k1, k2) IN ((?, ?), …)`
-/// for a composite key).
-pub fn delete_sql(table: &TableName, keys: &[String], rows: usize) -> String {
-    let (target, tuple) = match keys {
-        [one] => (Q.quote(one), "?".to_string()),
-        _ => (
-            format!("({})", Q.column_list(keys)),
-            format!("({})", vec!["?"; keys.len()].join(", ")),
-        ),
-    };
-    format!(
-        "DELETE FROM {} WHERE {target} IN ({})",
-        table.quoted_in(Q),
-        vec![tuple; rows].join(", ")
-    )
-}
-
-/// `INSERT INTO t (cols) VALUES (?, ?), …` for `rows` rows, plus the upsert
-/// clause; the placeholder of a column flagged in `bytes` is `UNHEX(?)` (its
-/// values arrive as hex, [`types`]).
-pub fn insert_sql(
-    table: &TableName,
-    mode: SinkMode,
-    keys: &[String],
-    columns: &[String],
-    bytes: &[bool],
-    rows: usize,
-    newer: Option<&str>,
-) -> String {
-    let placeholders: Vec<&str> = (0..columns.len())
-        .map(|i| {
-            if bytes.get(i) == Some(&true) {
-                "UNHEX(?)"
-            } else {
-                "?"
-            }
-        })
-        .collect();
-    let tuple = format!("({})", placeholders.join(", "));
-    let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        table.quoted_in(Q),
-        Q.column_list(columns)
-    );
-    sql.reserve(rows * (tuple.len() + 2) + 64);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&tuple);
-    }
-    match (mode, newer) {
-        (SinkMode::Upsert, Some(position)) => {
-            sql.push_str(&guard::on_duplicate_key_newer(keys, columns, position))
-        }
-        (SinkMode::Upsert, None) => sql.push_str(&on_duplicate_key(keys, columns)),
-        (SinkMode::Insert, _) => {}
-    }
-    sql
-}
-
-/// Updates every non-key column from the proposed row; with only key columns
-/// written, a no-op assignment (never `INSERT IGNORE`, which would also turn
-/// every other error into a warning).
-fn on_duplicate_key(keys: &[String], columns: &[String]) -> String {
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !keys.contains(c))
-        .map(|c| format!("{q} = VALUES({q})", q = Q.quote(c)))
-        .collect();
-    let updates = if updates.is_empty() {
-        keys.iter()
-            .map(|k| format!("{q} = {q}", q = Q.quote(k)))
-            .collect()
-    } else {
-        updates
-    };
-    format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
-}
-
 async fn describe(pool: &MySqlPool, table: &TableName) -> Result<TableSchema, SinkError> {
     let describe_err = |source| SinkError::Describe {
         table: table.to_string(),
@@ -406,52 +328,5 @@ impl MySqlSink {
         self.schema = describe(&self.pool, &self.schema.table).await?;
         self.statements.clear();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upsert_sql_updates_non_key_columns_from_values() {
-        let t = TableName::parse("db.t", false).expect("valid");
-        let cols = ["id".to_string(), "v`x".to_string()];
-        let sql = insert_sql(&t, SinkMode::Upsert, &["id".into()], &cols, &[], 2, None);
-        assert_eq!(
-            sql,
-            "INSERT INTO `db`.`t` (`id`, `v``x`) VALUES (?, ?), (?, ?) ON DUPLICATE KEY UPDATE `v``x` = VALUES(`v``x`)"
-        );
-    }
-
-    #[test]
-    fn delete_sql_lists_one_key_or_rows_of_keys() {
-        let t = TableName::parse("t", false).expect("valid");
-        assert_eq!(
-            delete_sql(&t, &["i`d".into()], 2),
-            "DELETE FROM `t` WHERE `i``d` IN (?, ?)"
-        );
-        assert_eq!(
-            delete_sql(&t, &["a".into(), "b".into()], 2),
-            "DELETE FROM `t` WHERE (`a`, `b`) IN ((?, ?), (?, ?))"
-        );
-    }
-
-    #[test]
-    fn upsert_of_key_only_rows_is_a_no_op_update() {
-        let t = TableName::parse("t", false).expect("valid");
-        let sql = insert_sql(
-            &t,
-            SinkMode::Upsert,
-            &["id".into()],
-            &["id".into()],
-            &[],
-            1,
-            None,
-        );
-        assert!(
-            sql.ends_with("ON DUPLICATE KEY UPDATE `id` = `id`"),
-            "{sql}"
-        );
     }
 }

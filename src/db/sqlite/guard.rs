@@ -11,7 +11,7 @@
 //! Both look the batch's keys up through the key's index (`json_each`
 //! joined to the table), never by scanning the table.
 
-use super::value_expr;
+use super::sql::value_expr;
 use crate::ident::{column_list, quote, TableName};
 use crate::sink::order::Guard;
 
