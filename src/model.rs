@@ -134,6 +134,10 @@ pub struct Batch {
     pub links_dropped: u32,
     /// Rows to delete (from tombstones), in arrival order among the rows.
     pub deletes: Vec<Delete>,
+    /// A change stream's primary-key changes: each row copied to its new key
+    /// before anything else of the batch (a batch holds one only as its
+    /// first change; its delete of the old key is in `deletes`).
+    pub moves: Vec<Move>,
     /// One of the source's `batch.max_in_flight` slots, freed by the writer
     /// just after it sent the batch's ack: bounds the rows held in memory.
     pub slot: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -147,6 +151,17 @@ pub struct Delete {
     /// How many of the batch's rows arrived before it: it applies after
     /// `rows[..after]` and before `rows[after..]`.
     pub after: usize,
+}
+
+/// A primary-key change (Debezium's delete of the old key, naming the new
+/// one): the row is copied to the new key, so a value the change's create
+/// does not carry (an unchanged out-of-line value) is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Move {
+    /// The old key's columns (and, with the ordering guard, its position).
+    pub from: Row,
+    /// The new key's columns.
+    pub to: Row,
 }
 
 /// What one partition contributed to a batch.

@@ -5,6 +5,8 @@
 //! truncate dead-lettered with its reason, never applied silently.
 
 mod common;
+#[path = "cdc/key_change.rs"]
+mod key_change;
 #[path = "cdc/order.rs"]
 mod order;
 

@@ -121,6 +121,17 @@ macro_rules! steps_impl {
                 self.write_part(tx, part).await
             }
 
+            async fn moves(
+                &mut self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                moves: &[$crate::model::Move],
+            ) -> Result<(), $crate::sink::SinkError> {
+                for m in moves {
+                    self.move_row(tx, m).await?;
+                }
+                Ok(())
+            }
+
             async fn mark(
                 &mut self,
                 tx: &mut sqlx::Transaction<'static, $db>,

@@ -25,6 +25,8 @@ pub struct Batcher {
     /// Keep each row's origin (partition, offset, timestamp, Kafka key), for
     /// the stateful transforms that run in the writer.
     keep_meta: bool,
+    /// Batches closed early (before a key change), handed on first.
+    sealed: std::collections::VecDeque<Batch>,
 }
 
 impl Batcher {
@@ -41,7 +43,35 @@ impl Batcher {
             next_id: 2,
             keep_raw,
             keep_meta,
+            sealed: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Adds a primary-key change: the delete of the old key `from`, which
+    /// also copies the row to `to` first. A key change is the first change
+    /// of its batch (the open one is closed before it when it holds any), so
+    /// the copy sees every change before it committed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_move(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        bytes: usize,
+        from: Row,
+        to: Row,
+    ) {
+        let c = &self.current;
+        if !(c.rows.is_empty() && c.deletes.is_empty() && c.truncate_at.is_none()) {
+            if let Some(batch) = self.close() {
+                self.sealed.push_back(batch);
+            }
+        }
+        self.current.moves.push(crate::model::Move {
+            from: from.clone(),
+            to,
+        });
+        self.push_delete(tp, offset, timestamp_ms, bytes, from);
     }
 
     /// Adds one consumed record: its offset, Kafka timestamp, payload size and
@@ -136,7 +166,7 @@ impl Batcher {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.current.is_empty()
+        self.current.is_empty() && self.sealed.is_empty()
     }
 
     /// Counts a record's rows and timestamp for the metrics.
@@ -196,9 +226,11 @@ impl Batcher {
         self.current.bytes
     }
 
-    /// Full by size: hand it on now.
+    /// Full by size (or a batch closed early waits): hand it on now.
     pub fn is_full(&self) -> bool {
-        self.current.records >= self.max_rows || self.current.bytes >= self.max_bytes
+        !self.sealed.is_empty()
+            || self.current.records >= self.max_rows
+            || self.current.bytes >= self.max_bytes
     }
 
     /// When the open batch must be handed on at the latest.
@@ -210,8 +242,17 @@ impl Batcher {
         self.is_full() || self.deadline().is_some_and(|d| now >= d)
     }
 
-    /// Takes the open batch, if it holds anything, and opens the next one.
+    /// Takes a batch closed early, else the open batch if it holds
+    /// anything (and opens the next one).
     pub fn take(&mut self) -> Option<Batch> {
+        if let Some(sealed) = self.sealed.pop_front() {
+            return Some(sealed);
+        }
+        self.close()
+    }
+
+    /// Closes the open batch, if it holds anything, and opens the next one.
+    fn close(&mut self) -> Option<Batch> {
         if self.current.is_empty() {
             return None;
         }
@@ -245,150 +286,4 @@ impl Batcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn raw() -> RawRecord {
-        RawRecord {
-            origin: crate::model::Origin {
-                topic: "t".into(),
-                partition: 0,
-                offset: 0,
-                timestamp_ms: None,
-            },
-            key: None,
-            value: Some(b"{}".to_vec()),
-            headers: vec![],
-        }
-    }
-
-    fn no_meta() -> (Option<i64>, serde_json::Value) {
-        (None, serde_json::Value::Null)
-    }
-
-    fn cfg(max_rows: usize) -> BatchConfig {
-        BatchConfig {
-            max_rows,
-            max_bytes: 1000,
-            max_linger: Duration::from_secs(60),
-            ..BatchConfig::default()
-        }
-    }
-
-    #[test]
-    fn batch_is_full_at_max_rows_and_ids_increase() {
-        let mut b = Batcher::new(&cfg(2), true, false);
-        let tp = TopicPartition::new("t", 0);
-        b.push(&tp, 0, None, 10, vec![Row::new()], raw, no_meta);
-        assert!(!b.is_full());
-        b.push(&tp, 1, None, 10, vec![], raw, no_meta);
-        assert!(b.is_full());
-        let first = b.take().expect("two records pushed");
-        assert_eq!((first.id, first.records, first.rows.len()), (1, 2, 1));
-        assert_eq!((first.raw.len(), first.row_source.clone()), (1, vec![0]));
-        assert!(b.take().is_none());
-        b.push(&tp, 2, None, 10, vec![], raw, no_meta);
-        assert_eq!(b.take().expect("one record").id, 2);
-    }
-
-    #[test]
-    fn original_bytes_are_kept_only_when_asked() {
-        let mut b = Batcher::new(&cfg(10), false, false);
-        b.push(
-            &TopicPartition::new("t", 0),
-            0,
-            None,
-            10,
-            vec![Row::new()],
-            raw,
-            no_meta,
-        );
-        let batch = b.take().expect("one record");
-        assert_eq!(
-            (batch.rows.len(), batch.raw.len(), batch.row_source.len()),
-            (1, 0, 0)
-        );
-    }
-
-    #[test]
-    fn meta_follows_each_row_when_kept() {
-        let mut b = Batcher::new(&cfg(10), true, true);
-        let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
-        b.push(&t1, 7, None, 1, vec![Row::new(), Row::new()], raw, || {
-            (Some(5), "k".into())
-        });
-        b.push(&t0, 3, None, 1, vec![Row::new()], raw, no_meta);
-        let batch = b.take().expect("records");
-        assert_eq!(batch.partitions, vec![t1, t0]);
-        let parts: Vec<(u32, i64, Option<u32>)> = batch
-            .meta
-            .iter()
-            .map(|m| (m.part, m.offset, m.raw))
-            .collect();
-        assert_eq!(
-            parts,
-            vec![(0, 7, Some(0)), (0, 7, Some(0)), (1, 3, Some(1))]
-        );
-        assert_eq!(batch.meta[0].key, serde_json::json!("k"));
-    }
-
-    #[test]
-    fn batch_is_full_at_max_bytes() {
-        let mut b = Batcher::new(&cfg(100), true, false);
-        b.push(
-            &TopicPartition::new("t", 0),
-            0,
-            None,
-            1000,
-            vec![],
-            raw,
-            no_meta,
-        );
-        assert!(b.is_full());
-    }
-
-    #[test]
-    fn rows_and_newest_timestamp_are_tallied_per_partition() {
-        let mut b = Batcher::new(&cfg(100), false, false);
-        let (t0, t1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
-        b.push(
-            &t0,
-            0,
-            Some(7),
-            1,
-            vec![Row::new(), Row::new()],
-            raw,
-            no_meta,
-        );
-        b.push(&t0, 1, Some(5), 1, vec![], raw, no_meta);
-        b.push(&t1, 0, None, 1, vec![Row::new()], raw, no_meta);
-        let batch = b.take().expect("records");
-        assert_eq!(batch.timestamps, vec![7, 5]);
-        assert_eq!(
-            (batch.tally[&t0].rows, batch.tally[&t0].newest_ms),
-            (2, Some(7))
-        );
-        assert_eq!(
-            (batch.tally[&t1].rows, batch.tally[&t1].newest_ms),
-            (1, None)
-        );
-    }
-
-    #[test]
-    fn linger_deadline_starts_with_first_record() {
-        let mut b = Batcher::new(&cfg(100), true, false);
-        assert!(b.deadline().is_none());
-        b.push(
-            &TopicPartition::new("t", 0),
-            0,
-            None,
-            1,
-            vec![],
-            raw,
-            no_meta,
-        );
-        let deadline = b.deadline().expect("open batch has a deadline");
-        assert!(!b.is_due(deadline - Duration::from_millis(1)));
-        assert!(b.is_due(deadline));
-    }
-}
+mod tests;

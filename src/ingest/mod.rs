@@ -42,6 +42,9 @@ pub struct Incoming<'a> {
     pub timestamp_ms: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
+    /// A change stream's delete that is a primary-key change: the new key
+    /// (Debezium's `__debezium.newkey` header).
+    pub new_key: Option<&'a [u8]>,
 }
 
 impl Incoming<'_> {
@@ -144,6 +147,12 @@ impl Ingest {
         self
     }
 
+    /// Whether records' primary-key changes matter (a change stream with
+    /// deletes): the source then reads the new key from the headers.
+    pub fn reads_key_changes(&self) -> bool {
+        self.decoder.format() == DecodeFormat::Debezium && self.delete_keys.is_some()
+    }
+
     /// Decodes and transforms one record into the open batch; on a refusal
     /// nothing of it is there. `raw` is the record as it arrived (kept with
     /// its rows when the batch keeps originals, for dead letters).
@@ -162,7 +171,9 @@ impl Ingest {
             DecodeFormat::Json => (value, None),
             DecodeFormat::Debezium => match debezium::event(value) {
                 Ok((Change::Upsert(row), source)) => (Value::Object(row), Some(source)),
-                Ok((Change::Delete, source)) => return self.push_delete(rec, source.order),
+                Ok((Change::Delete, source)) => {
+                    return self.push_delete(rec, source.order, rec.new_key)
+                }
                 Ok((Change::Truncate, _)) if self.truncates => {
                     let (tp, offset, ts, bytes) =
                         (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
@@ -216,15 +227,17 @@ impl Ingest {
             self.push_rows(rec, raw);
             return Ok(Pushed::SkippedTombstone);
         }
-        self.push_delete(rec, None)
+        self.push_delete(rec, None, None)
     }
 
     /// The row the record's key names, deleted (bypassing the transforms);
-    /// with the ordering guard, the key carries the change's `order`.
+    /// with the ordering guard, the key carries the change's `order`. A
+    /// primary-key change (`new_key`) copies the row to its new key first.
     fn push_delete(
         &mut self,
         rec: &Incoming<'_>,
         order: Option<String>,
+        new_key: Option<&[u8]>,
     ) -> Result<Pushed, Refusal> {
         let refuse = |message: String| Refusal {
             reason: Reason::Key,
@@ -246,7 +259,15 @@ impl Ingest {
             key.insert(column.clone(), order.map_or(Value::Null, Value::String));
         }
         let (tp, offset, ts, bytes) = (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
-        self.batcher.push_delete(tp, offset, ts, bytes, key);
+        match new_key {
+            Some(bytes_of_new) => {
+                let unwrapped = debezium::key(bytes_of_new);
+                let to = tombstone::delete_key(keys, unwrapped.as_deref().or(Some(bytes_of_new)))
+                    .map_err(|e| refuse(format!("the key change's new key: {e}")))?;
+                self.batcher.push_move(tp, offset, ts, bytes, key, to);
+            }
+            None => self.batcher.push_delete(tp, offset, ts, bytes, key),
+        }
         Ok(Pushed::Delete)
     }
 

@@ -38,6 +38,27 @@ fn push(
         timestamp_ms: Some(1_000),
         key: key.map(str::as_bytes),
         payload: payload.map(str::as_bytes),
+        new_key: None,
+    };
+    i.push(&rec, || raw(offset))
+}
+
+/// A Debezium delete that is a primary-key change to `new_key`.
+fn push_key_change(
+    i: &mut Ingest,
+    offset: i64,
+    key: &str,
+    new_key: &str,
+    payload: &str,
+) -> Result<Pushed, Refusal> {
+    let tp = TopicPartition::new("t", 0);
+    let rec = Incoming {
+        tp: &tp,
+        offset,
+        timestamp_ms: Some(1_000),
+        key: Some(key.as_bytes()),
+        payload: Some(payload.as_bytes()),
+        new_key: Some(new_key.as_bytes()),
     };
     i.push(&rec, || raw(offset))
 }
@@ -82,6 +103,7 @@ fn a_refused_record_adds_nothing_until_its_letter_is_durable() {
         timestamp_ms: None,
         key: None,
         payload: Some(b"{not json"),
+        new_key: None,
     };
     i.push_refused(&rec, || raw(3));
     let batch = i.batcher.take().expect("its offset");
@@ -266,4 +288,49 @@ fn the_ordering_guard_stamps_each_change_and_skips_tombstones() {
         serde_json::json!({"id": 2, "pos": order})
     );
     assert_eq!(batch.records, 4);
+}
+
+#[test]
+fn a_key_change_starts_a_batch_and_copies_the_row_to_its_new_key() {
+    let mut cdc = change_stream(false);
+    let create = |id: i64| format!(r#"{{"before":null,"after":{{"id":{id}}},"op":"c"}}"#);
+    assert_eq!(push(&mut cdc, 0, None, Some(&create(1))), Ok(Pushed::Rows));
+    let delete = r#"{"before":{"id":8},"after":null,"op":"d"}"#;
+    assert_eq!(
+        push_key_change(&mut cdc, 1, r#"{"id":8}"#, r#"{"id":1000}"#, delete),
+        Ok(Pushed::Delete)
+    );
+    assert_eq!(
+        push(&mut cdc, 2, None, Some(&create(1000))),
+        Ok(Pushed::Rows)
+    );
+    assert!(
+        cdc.batcher.is_full(),
+        "the batch before the key change waits"
+    );
+    let before = cdc.batcher.take().expect("the batch before");
+    assert_eq!((before.records, before.moves.len()), (1, 0));
+    let with = cdc.batcher.take().expect("the key change's batch");
+    assert_eq!(with.records, 2);
+    assert_eq!(
+        with.moves,
+        [tidemill_move(
+            serde_json::json!({"id": 8}),
+            serde_json::json!({"id": 1000})
+        )]
+    );
+    assert_eq!(
+        with.deletes.len(),
+        1,
+        "the old key is deleted after the copy"
+    );
+    assert_eq!(with.rows.len(), 1, "the create of the new key");
+}
+
+fn tidemill_move(from: serde_json::Value, to: serde_json::Value) -> crate::model::Move {
+    let row = |v: serde_json::Value| v.as_object().expect("an object").clone();
+    crate::model::Move {
+        from: row(from),
+        to: row(to),
+    }
 }

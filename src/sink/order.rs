@@ -14,7 +14,7 @@
 
 use super::prepare::{part, PreparedWrite};
 use crate::ident::{Quoting, TableName};
-use crate::model::{Delete, Row};
+use crate::model::{Delete, Move, Row};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -89,12 +89,13 @@ impl BatchGuard {
         &self.delete_columns
     }
 
-    /// Adds the markers and the written rows' keys (to check against the
-    /// markers) to a guarded write.
+    /// Adds the markers and the keys of the rows written and moved (to
+    /// check against the markers) to a guarded write.
     pub fn attach<'r>(
         &'r self,
         mut write: PreparedWrite<'r>,
         rows: &'r [Row],
+        moves: &'r [Move],
     ) -> PreparedWrite<'r> {
         if !self.on {
             return write;
@@ -103,8 +104,8 @@ impl BatchGuard {
             let refs: Vec<&Row> = self.markers.iter().collect();
             write.markers = Some(part(self.marker_columns.clone(), &refs));
         }
-        if !rows.is_empty() {
-            let refs: Vec<&Row> = rows.iter().collect();
+        let refs: Vec<&Row> = rows.iter().chain(moves.iter().map(|m| &m.to)).collect();
+        if !refs.is_empty() {
             write.revive = Some(part(self.key_columns.clone(), &refs));
         }
         write

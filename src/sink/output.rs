@@ -12,7 +12,7 @@ use super::order::{newest_only, Newest};
 use super::refused::{partition_of, Refused, Source};
 use super::types::RowTypes;
 use crate::dead_letter::Reason;
-use crate::model::{Batch, Delete, Row, TopicPartition};
+use crate::model::{Batch, Delete, Move, Row, TopicPartition};
 use crate::state::StateWrites;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,6 +30,8 @@ pub(super) struct Output<'a> {
     pub(super) deletes: Vec<Row>,
     /// Empty the table first (a change stream's truncate).
     pub(super) truncate: bool,
+    /// Primary-key changes: rows copied to their new keys before the deletes.
+    pub(super) moves: &'a [Move],
 }
 
 impl Output<'_> {
@@ -123,6 +125,7 @@ pub(super) fn stateless_output<'b>(
             by_partition,
             deletes: Vec::new(),
             truncate: false,
+            moves: &[],
         };
     }
     collapsed_output(key_columns, batch, newest.as_ref(), by_partition)
@@ -175,6 +178,12 @@ fn collapsed_output<'b>(
         by_partition,
         deletes: collapsed.deletes,
         truncate: batch.truncate_at.is_some(),
+        // A truncate after a key change (always its batch's first) supersedes it.
+        moves: if batch.truncate_at.is_some() {
+            &[]
+        } else {
+            &batch.moves
+        },
     }
 }
 

@@ -44,6 +44,9 @@ pub struct PreparedWrite<'r> {
     /// Empty the table before the deletes and rows (a change stream's
     /// truncate).
     pub truncate: bool,
+    /// Primary-key changes: each row copied to its new key, before the
+    /// deletes (which remove the old key).
+    pub moves: &'r [crate::model::Move],
     /// The ordering guard (`sink.order_column`): the markers the deletes
     /// leave (key columns, position, `marked_at`), written after them.
     pub markers: Option<PreparedBatch<'r>>,
@@ -64,7 +67,7 @@ impl PreparedWrite<'_> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows() == 0 && self.deletes() == 0 && !self.truncate
+        self.rows() == 0 && self.deletes() == 0 && !self.truncate && self.moves.is_empty()
     }
 }
 

@@ -1,5 +1,5 @@
 //! One batch's transaction, the same shape on every backend: begin, a
-//! change stream's truncate, the batch's deletes (and with the ordering
+//! change stream's truncate, its key changes' copies, the batch's deletes (and with the ordering
 //! guard their markers), its row parts in order (then the guard's check of
 //! their keys against the markers, and now and then its pruning of old
 //! markers), the keyed state's writes, then the checkpoint; committed, or rolled back when the caller only asks whether it
@@ -15,6 +15,7 @@ use super::checkpoint::Checkpoint;
 use super::{PreparedBatch, PreparedWrite, SinkError, Written};
 use crate::config::SinkMode;
 use crate::ident::TableName;
+use crate::model::Move;
 use crate::observe::trace;
 use crate::state::store::StateWrites;
 use sqlx::Transaction;
@@ -37,6 +38,15 @@ pub(crate) trait Steps: Send {
         &mut self,
         tx: &mut Transaction<'static, Self::Db>,
     ) -> impl Future<Output = Result<u64, SinkError>> + Send;
+
+    /// Copies each moved row to its new key (a primary-key change), unless
+    /// a row has that key already (with the ordering guard: unless the row
+    /// is newer than the change).
+    fn moves(
+        &mut self,
+        tx: &mut Transaction<'static, Self::Db>,
+        moves: &[Move],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 
     /// Runs the batch's deletes; answers how many rows they removed.
     fn delete(
@@ -145,6 +155,9 @@ async fn statements<S: Steps>(
     let mut deleted = 0;
     if batch.truncate {
         deleted += steps.truncate(tx).await?;
+    }
+    if !batch.moves.is_empty() {
+        steps.moves(tx, batch.moves).await?;
     }
     if let Some(keys) = &batch.deletes {
         deleted += steps.delete(tx, keys).await?;

@@ -235,6 +235,7 @@ async fn apply_tail(
         by_partition: batch.partitions.iter().cloned().zip(per_part).collect(),
         deletes: Vec::new(),
         truncate: false,
+        moves: &[],
     })
 }
 
@@ -332,7 +333,8 @@ async fn attempt<S: Sink + ?Sized>(
     let prepared = with_deletes(guard.delete_columns(), prepared, &output.deletes);
     let write = PreparedWrite {
         truncate: output.truncate,
-        ..guard.attach(prepared, written)
+        moves: output.moves,
+        ..guard.attach(prepared, written, output.moves)
     };
     sink.write(&write, checkpoint, output.writes.as_ref()).await
 }

@@ -23,6 +23,7 @@
 pub mod checkpoint;
 pub mod dialect;
 mod guard;
+mod key_change;
 mod sql;
 pub mod state;
 mod values;
@@ -289,6 +290,22 @@ impl MySqlSink {
         keys: &PreparedBatch<'_>,
     ) -> Result<u64, SinkError> {
         self.run_part(tx, keys, Statement::Delete).await
+    }
+
+    /// Copies the row of a primary-key change to its new key.
+    async fn move_row(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+        m: &crate::model::Move,
+    ) -> Result<(), SinkError> {
+        let (keys, guard) = (&self.key_columns, self.guard.as_ref());
+        let sql = key_change::move_sql(&self.schema, keys, guard);
+        let query = key_change::bind_move(sqlx::query(&sql), m, keys, guard);
+        let done = query.execute(&mut **tx).await;
+        done.map(|_| ()).map_err(|source| SinkError::Write {
+            table: self.schema.table.to_string(),
+            source,
+        })
     }
 
     /// The ordering guard's markers (`Mark`) or its check of the written

@@ -14,7 +14,7 @@ use sqlx::query::Query;
 /// The most placeholders one prepared statement may carry.
 pub const MAX_PLACEHOLDERS: usize = 65_535;
 
-type MyQuery<'q> = Query<'q, MySql, MySqlArguments>;
+pub(super) type MyQuery<'q> = Query<'q, MySql, MySqlArguments>;
 
 /// Splits the rows into consecutive statements (each slice holds whole rows,
 /// `width` values each). Each statement's row count is a power of two, so a

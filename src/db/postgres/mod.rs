@@ -19,6 +19,7 @@ pub mod checkpoint;
 mod copy;
 pub mod dialect;
 mod guard;
+mod key_change;
 pub mod layout;
 pub mod state;
 
@@ -285,6 +286,25 @@ impl PostgresSink {
 }
 
 impl PostgresSink {
+    /// Copies the row of a primary-key change to its new key.
+    async fn move_row(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        m: &crate::model::Move,
+    ) -> Result<(), SinkError> {
+        let sql = key_change::move_sql(&self.schema, &self.key_columns, self.guard.as_ref());
+        let json = |row| serde_json::Value::Object(row).to_string();
+        let done = sqlx::query(&sql)
+            .bind(json(m.from.clone()))
+            .bind(json(m.to.clone()))
+            .execute(&mut **tx)
+            .await;
+        done.map(|_| ()).map_err(|source| SinkError::Write {
+            table: self.schema.table.to_string(),
+            source,
+        })
+    }
+
     /// The ordering guard's markers (`Mark`) or its check of the written
     /// rows against them (`Unrevive`).
     async fn guarded(

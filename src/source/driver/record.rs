@@ -62,6 +62,11 @@ impl Driver {
             timestamp_ms: msg.timestamp().to_millis(),
             key: msg.key(),
             payload: msg.payload(),
+            new_key: self
+                .ingest
+                .reads_key_changes()
+                .then(|| new_key(msg))
+                .flatten(),
         };
         match self.ingest.push(&rec, || raw_record(msg)) {
             Ok(Pushed::SkippedTombstone) => Stats::add(&self.stats.tombstones_skipped, 1),
@@ -165,4 +170,14 @@ pub(super) fn raw_record(msg: &BorrowedMessage<'_>) -> RawRecord {
         value: msg.payload().map(<[u8]>::to_vec),
         headers,
     }
+}
+
+/// Debezium's `__debezium.newkey` header: the record is the delete half of a
+/// primary-key change.
+fn new_key<'m>(msg: &'m BorrowedMessage<'_>) -> Option<&'m [u8]> {
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == "__debezium.newkey")
+        .and_then(|h| h.value)
 }
