@@ -169,7 +169,9 @@ impl MySqlSink {
         match (statement, &self.guard) {
             (Statement::Rows, _) => self.statement(columns, rows).to_string(),
             (Statement::Delete, None) => delete_sql(table, columns, rows),
-            (Statement::Delete, Some(g)) => guard::delete_sql(table, keys, g, rows),
+            (Statement::Delete, Some(_)) => {
+                unreachable!("a guarded delete is one statement (guarded_delete)")
+            }
             (Statement::Guard(GuardStep::Unrevive), Some(g)) => {
                 guard::revived_sql(table, keys, g, rows)
             }
@@ -289,7 +291,16 @@ impl MySqlSink {
         tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
         keys: &PreparedBatch<'_>,
     ) -> Result<u64, SinkError> {
-        self.run_part(tx, keys, Statement::Delete).await
+        let Some(guard) = &self.guard else {
+            return self.run_part(tx, keys, Statement::Delete).await;
+        };
+        let sql = guard::delete_sql(&self.schema, &self.key_columns, guard);
+        let done = sqlx::query(&sql).bind(keys.json()).execute(&mut **tx).await;
+        done.map(|r| r.rows_affected())
+            .map_err(|source| SinkError::Write {
+                table: self.schema.table.to_string(),
+                source,
+            })
     }
 
     /// Copies the row of a primary-key change to its new key.
