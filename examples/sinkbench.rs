@@ -129,7 +129,9 @@ async fn main() -> anyhow::Result<()> {
     let guarded = arg.ends_with("-guarded");
     // The rows carry positions, without the guard: what the column costs.
     let positioned = guarded || arg.ends_with("-positioned");
-    let arg = arg.trim_end_matches("-guarded").trim_end_matches("-positioned");
+    let arg = arg
+        .trim_end_matches("-guarded")
+        .trim_end_matches("-positioned");
     anyhow::ensure!(
         !positioned || matches!(arg, "update" | "delete"),
         "-guarded and -positioned go with update or delete"
