@@ -222,8 +222,9 @@ impl Batcher {
     }
 
     /// Payload bytes in the open batch.
+    /// Payload bytes held: the open batch's and those closed early.
     pub fn bytes(&self) -> usize {
-        self.current.bytes
+        self.current.bytes + self.sealed.iter().map(|b| b.bytes).sum::<usize>()
     }
 
     /// Full by size (or a batch closed early waits): hand it on now.

@@ -32,6 +32,7 @@ use batch::Batcher;
 use decode::debezium::{self, Change};
 use decode::Decoder;
 use serde_json::Value;
+use tracing::warn;
 use transform::Chain;
 
 /// One consumed record, as ingest reads it (borrowed from the consumer).
@@ -259,13 +260,16 @@ impl Ingest {
             key.insert(column.clone(), order.map_or(Value::Null, Value::String));
         }
         let (tp, offset, ts, bytes) = (rec.tp, rec.offset, rec.timestamp_ms, rec.bytes());
-        match new_key {
-            Some(bytes_of_new) => {
-                let unwrapped = debezium::key(bytes_of_new);
-                let to = tombstone::delete_key(keys, unwrapped.as_deref().or(Some(bytes_of_new)))
-                    .map_err(|e| refuse(format!("the key change's new key: {e}")))?;
-                self.batcher.push_move(tp, offset, ts, bytes, key, to);
-            }
+        // A new key that names no row is a plain delete: the old key must
+        // go whatever the header says (its tombstone may be skipped).
+        let to = new_key.and_then(|b| {
+            let unwrapped = debezium::key(b);
+            tombstone::delete_key(keys, unwrapped.as_deref().or(Some(b)))
+                .inspect_err(|e| warn!(error = %e, "a key change's new key names no row; deleting the old key only"))
+                .ok()
+        });
+        match to {
+            Some(to) => self.batcher.push_move(tp, offset, ts, bytes, key, to),
             None => self.batcher.push_delete(tp, offset, ts, bytes, key),
         }
         Ok(Pushed::Delete)

@@ -1,7 +1,8 @@
 //! Keeping the order of upserts and deletes per key within one batch.
 //!
-//! Guarantee: after [`collapse`], running every returned delete and then
-//! every kept row leaves each key as the batch's last operation on it left
+//! Guarantee: after [`collapse`], running every returned delete (each key's
+//! last, as it arrived: with the ordering guard its position is the newest)
+//! and then every kept row leaves each key as the batch's last operation on it left
 //! it — gone when its last operation is a delete, the last row's values when
 //! it is an upsert (a delete before that upsert still runs, so the row starts
 //! afresh with its defaults). Keys compare by their text (`42` and `"42"` are
@@ -19,16 +20,23 @@ pub struct Collapsed {
 }
 
 pub fn collapse(key_columns: &[String], rows: &[Row], deletes: &[Delete]) -> Collapsed {
-    let mut last_delete: HashMap<Vec<String>, usize> = HashMap::with_capacity(deletes.len());
+    // Per key: where its last delete is, and which of `keys` holds it.
+    let mut last_delete: HashMap<Vec<String>, (usize, usize)> =
+        HashMap::with_capacity(deletes.len());
     let mut keys = Vec::with_capacity(deletes.len());
     for d in deletes {
         let Some(key) = text_key(key_columns, &d.key) else {
             continue;
         };
         match last_delete.get_mut(&key) {
-            Some(after) => *after = (*after).max(d.after),
+            // The last delete's key row: with the ordering guard it carries
+            // the position the delete and its marker compare.
+            Some((after, at)) => {
+                *after = (*after).max(d.after);
+                keys[*at] = d.key.clone();
+            }
             None => {
-                last_delete.insert(key, d.after);
+                last_delete.insert(key, (d.after, keys.len()));
                 keys.push(d.key.clone());
             }
         }
@@ -39,7 +47,7 @@ pub fn collapse(key_columns: &[String], rows: &[Row], deletes: &[Delete]) -> Col
         .map(|(i, row)| {
             text_key(key_columns, row)
                 .and_then(|k| last_delete.get(&k))
-                .is_none_or(|&after| after <= i)
+                .is_none_or(|&(after, _)| after <= i)
         })
         .collect();
     Collapsed {
@@ -91,6 +99,19 @@ mod tests {
             c.deletes,
             vec![row(json!({"id": "1"})), row(json!({"id": "2"}))]
         );
+    }
+
+    #[test]
+    fn a_key_deleted_twice_is_deleted_once_as_its_last_delete_says() {
+        let keys = ["id".to_string()];
+        let at = |pos: &str, after| Delete {
+            key: row(json!({"id": 1, "pos": pos})),
+            after,
+        };
+        let rows = vec![row(json!({"id": 1, "pos": "10"}))];
+        let c = collapse(&keys, &rows, &[at("05", 0), at("20", 1)]);
+        assert_eq!(c.deletes, vec![row(json!({"id": 1, "pos": "20"}))]);
+        assert_eq!(c.keep, vec![false]);
     }
 
     #[test]

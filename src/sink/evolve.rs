@@ -153,6 +153,15 @@ where
         })
         .collect::<Result<Vec<_>, _>>()?;
     let guard = Guard::new(column, table, cfg.marker_retention);
+    // PostgreSQL would cut a longer name (two tables could share markers);
+    // MySQL allows 64 characters, SQLite any.
+    if guard.markers.name.len() > 63 {
+        return Err(refuse(format!(
+            "the ordering guard's markers table `{}` would be longer than 63 bytes: \
+             use a shorter table name",
+            guard.markers.name
+        )));
+    }
     let ddl = guard.markers_ddl(dialect.quoting(), &keys, &position.data_type);
     exec(ddl.clone()).await.map_err(|source| SinkError::Write {
         table: guard.markers.to_string(),

@@ -31,7 +31,7 @@ pub(super) struct Output<'a> {
     /// Empty the table first (a change stream's truncate).
     pub(super) truncate: bool,
     /// Primary-key changes: rows copied to their new keys before the deletes.
-    pub(super) moves: &'a [Move],
+    pub(super) moves: Cow<'a, [Move]>,
 }
 
 impl Output<'_> {
@@ -96,6 +96,25 @@ impl Output<'_> {
         });
         (before - self.deletes.len()) as u64
     }
+
+    /// Converts the key changes' keys as the deletes' are; a key change
+    /// whose key cannot be a value of its column copies nothing (its
+    /// delete is dropped the same way): left out, logged.
+    pub(super) fn convert_moves(&mut self, types: &RowTypes) {
+        if self.moves.is_empty() {
+            return;
+        }
+        self.moves.to_mut().retain_mut(|m| {
+            let converted = types.convert_key(&mut m.from);
+            match converted.and_then(|()| types.convert_key(&mut m.to)) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    warn!(column = %refusal.column, reason = %refusal.reason, "a key change's key does not fit its column; the row is not copied");
+                    false
+                }
+            }
+        });
+    }
 }
 
 /// The batch's rows as they are, with its deletes collapsed into them: a row
@@ -125,7 +144,7 @@ pub(super) fn stateless_output<'b>(
             by_partition,
             deletes: Vec::new(),
             truncate: false,
-            moves: &[],
+            moves: Cow::Borrowed(&[]),
         };
     }
     collapsed_output(key_columns, batch, newest.as_ref(), by_partition)
@@ -180,9 +199,9 @@ fn collapsed_output<'b>(
         truncate: batch.truncate_at.is_some(),
         // A truncate after a key change (always its batch's first) supersedes it.
         moves: if batch.truncate_at.is_some() {
-            &[]
+            Cow::Borrowed(&[])
         } else {
-            &batch.moves
+            Cow::Borrowed(&batch.moves)
         },
     }
 }

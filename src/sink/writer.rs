@@ -235,7 +235,7 @@ async fn apply_tail(
         by_partition: batch.partitions.iter().cloned().zip(per_part).collect(),
         deletes: Vec::new(),
         truncate: false,
-        moves: &[],
+        moves: Cow::Borrowed(&[]),
     })
 }
 
@@ -333,8 +333,8 @@ async fn attempt<S: Sink + ?Sized>(
     let prepared = with_deletes(guard.delete_columns(), prepared, &output.deletes);
     let write = PreparedWrite {
         truncate: output.truncate,
-        moves: output.moves,
-        ..guard.attach(prepared, written, output.moves)
+        moves: &output.moves,
+        ..guard.attach(prepared, written, &output.moves)
     };
     sink.write(&write, checkpoint, output.writes.as_ref()).await
 }
@@ -356,6 +356,7 @@ async fn fit_columns<S: Sink + ?Sized>(
     }
     let unfit = output.convert(types);
     Stats::add(&ctx.stats.tombstones_skipped, output.convert_deletes(types));
+    output.convert_moves(types);
     if let Some(first) = unfit.first() {
         warn!(rows = unfit.len(), first = %first.message, "values do not fit their columns; dead-lettering the rows");
     }

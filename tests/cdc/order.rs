@@ -6,16 +6,23 @@
 
 use super::*;
 
-per_backend!(the_ordering_guard_applies_only_changes_not_older_than_the_row,);
+per_backend!(
+    the_ordering_guard_applies_only_changes_not_older_than_the_row,
+    a_guarded_key_change_into_a_deleted_key_keeps_the_moved_row,
+);
 
 /// A schemaless change to `orders` at PostgreSQL's `sequence` `[commit,
 /// lsn]`; `None`: a snapshot read (op `r`, no order).
 fn change(op: &str, id: i64, status: &str, at: Option<(u64, u64)>) -> String {
+    change_notes(op, id, status, Value::Null, at)
+}
+
+fn change_notes(op: &str, id: i64, status: &str, notes: Value, at: Option<(u64, u64)>) -> String {
     let (op, snapshot, sequence) = match at {
         Some((commit, lsn)) => (op, "false", format!("[\"{commit}\",\"{lsn}\"]")),
         None => ("r", "true", "[null,\"1\"]".to_string()),
     };
-    let row = json!({"id": id, "status": status, "notes": null, "amount": "1.00"});
+    let row = json!({"id": id, "status": status, "notes": notes, "amount": "1.00"});
     let (before, after) = if op == "d" {
         (json!({"id": id}), Value::Null)
     } else {
@@ -114,12 +121,75 @@ async fn the_ordering_guard_applies_only_changes_not_older_than_the_row(kind: Ki
     )
     .await;
     send("u", 4, "newest", Some((10, 90)));
+    send("d", 1, "", Some((10, 5))); // older than the row: in a batch of its own key
     producer.flush();
     applied(kind, &db, &topic, &group, "1s").await;
-    let all_markers = "SELECT count(*) FROM tidemill_deleted__orders";
-    assert_eq!(db.scalar(all_markers).await, 0, "{kind:?}: pruned");
+    assert_eq!(
+        db.texts("SELECT status FROM orders WHERE id = 1").await,
+        ["v2"],
+        "{kind:?}: a delete older than its row leaves it"
+    );
+    let old_markers = "SELECT count(*) FROM tidemill_deleted__orders WHERE id IN (2, 3)";
+    assert_eq!(db.scalar(old_markers).await, 0, "{kind:?}: pruned");
     assert_eq!(
         db.texts("SELECT status FROM orders WHERE id = 4").await,
         ["newest"]
+    );
+}
+
+/// A key change into a key deleted earlier: the moved row takes the change's
+/// position, newer than the old delete's marker, so it stays; the create
+/// that follows in a later batch updates it.
+async fn a_guarded_key_change_into_a_deleted_key_keeps_the_moved_row(kind: Kind) {
+    let (topic, group) = (unique("cdc_order_move"), unique("g"));
+    kafka::create_topic(&topic, 1).await;
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE orders (id BIGINT PRIMARY KEY, status VARCHAR(20), notes VARCHAR(200), amount DECIMAL(10,2), pos VARCHAR(64))")
+        .await;
+    let producer = TestProducer::new(&topic);
+    let send = |op: &str, id: i64, notes: Value, at: (u64, u64), headers: &[(&str, &str)]| {
+        let value = change_notes(op, id, op, notes, Some(at));
+        producer.send_with_headers(0, &key(id, false), &value, headers);
+    };
+    send("c", 1, json!("a"), (10, 10), &[]);
+    send("c", 2, json!("b"), (10, 20), &[]);
+    send("d", 1, Value::Null, (10, 30), &[]);
+    producer.flush();
+    applied(kind, &db, &topic, &group, "7d").await;
+
+    // 2 → 1: the delete of 2 names the new key; its create comes later.
+    send(
+        "d",
+        2,
+        Value::Null,
+        (10, 40),
+        &[("__debezium.newkey", r#"{"id":1}"#)],
+    );
+    producer.flush();
+    applied(kind, &db, &topic, &group, "7d").await;
+    let rows = "SELECT notes FROM orders ORDER BY id";
+    assert_eq!(
+        db.texts(rows).await,
+        ["b"],
+        "{kind:?}: moved, not deleted again"
+    );
+    send(
+        "c",
+        1,
+        json!("__debezium_unavailable_value"),
+        (10, 40),
+        &[("__debezium.oldkey", r#"{"id":2}"#)],
+    );
+    producer.flush();
+    applied(kind, &db, &topic, &group, "7d").await;
+    assert_eq!(
+        db.texts(rows).await,
+        ["b"],
+        "{kind:?}: the value the create lacked"
+    );
+    assert_eq!(
+        db.texts("SELECT status FROM orders").await,
+        ["c"],
+        "{kind:?}: the create's own"
     );
 }

@@ -3,7 +3,8 @@
 //! once, as the batch's other statements are.
 //!
 //! - An upsert updates a row unless the change is older than the row
-//!   ([`on_duplicate_key_newer`]); the markers table is upserted the same way.
+//!   ([`super::sql::on_duplicate_key_newer`]); the markers table is upserted
+//!   the same way.
 //! - A delete removes a row only when it is not older than the row
 //!   ([`delete_sql`], its keys one JSON document read by `JSON_TABLE`).
 //! - After the upserts, a row that a marker says was deleted later than the
@@ -13,21 +14,6 @@ use super::Q;
 use crate::ident::TableName;
 use crate::sink::order::Guard;
 use crate::sink::schema::TableSchema;
-
-/// `ON DUPLICATE KEY UPDATE c = IF(newer, VALUES(c), c), …` with the
-/// position assigned last: MySQL assigns left to right, and each condition
-/// must read the row's position before the change.
-pub fn on_duplicate_key_newer(keys: &[String], columns: &[String], position: &str) -> String {
-    let p = Q.quote(position);
-    let newer = format!("({p} IS NULL OR VALUES({p}) IS NULL OR {p} <= VALUES({p}))");
-    let updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !keys.contains(c) && c.as_str() != position)
-        .chain(std::iter::once(&position.to_string()))
-        .map(|c| format!("{q} = IF({newer}, VALUES({q}), {q})", q = Q.quote(c)))
-        .collect();
-    format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
-}
 
 /// Deletes the rows the JSON array's keys name (each object: its key
 /// columns and its position) that are not newer than the delete; an
@@ -96,17 +82,6 @@ mod tests {
         let t = TableName::parse("db.t", false).expect("valid");
         let g = Guard::new("pos", &t, std::time::Duration::from_secs(60));
         (t, g)
-    }
-
-    #[test]
-    fn an_upsert_assigns_the_position_last_and_only_when_not_older() {
-        let cols = ["id".to_string(), "pos".to_string(), "v".to_string()];
-        assert_eq!(
-            on_duplicate_key_newer(&["id".into()], &cols, "pos"),
-            " ON DUPLICATE KEY UPDATE \
-             `v` = IF((`pos` IS NULL OR VALUES(`pos`) IS NULL OR `pos` <= VALUES(`pos`)), VALUES(`v`), `v`), \
-             `pos` = IF((`pos` IS NULL OR VALUES(`pos`) IS NULL OR `pos` <= VALUES(`pos`)), VALUES(`pos`), `pos`)"
-        );
     }
 
     #[test]

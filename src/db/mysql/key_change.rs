@@ -3,7 +3,9 @@
 //! from the old row, in one `INSERT … SELECT`, before the batch's delete of
 //! the old key. A row that has the new key already is left as it is
 //! (`NOT EXISTS`: no `INSERT IGNORE`, which would turn every error into a
-//! warning); with the ordering guard, so is an old row newer than the change.
+//! warning); with the ordering guard, so is an old row newer than the change,
+//! and the moved row takes the change's position (a marker older than it
+//! must not delete it again).
 
 use super::values::{push_value, MyQuery};
 use super::Q;
@@ -12,8 +14,9 @@ use crate::sink::order::Guard;
 use crate::sink::schema::TableSchema;
 use serde_json::Value;
 
-/// Parameters, in order: the new key's values, the old key's, with the
-/// guard the change's position, and the new key's again.
+/// Parameters, in order: the new key's values, with the guard the change's
+/// position (the moved row's), the old key's values, with the guard the
+/// change's position again, and the new key's values again.
 pub fn move_sql(schema: &TableSchema, keys: &[String], guard: Option<&Guard>) -> String {
     let t = schema.table.quoted_in(Q);
     let rest: Vec<String> = schema
@@ -23,10 +26,15 @@ pub fn move_sql(schema: &TableSchema, keys: &[String], guard: Option<&Guard>) ->
         .filter(|c| !keys.contains(c))
         .collect();
     let columns: Vec<String> = keys.iter().chain(&rest).cloned().collect();
+    // With the guard the moved row is as new as the change that moved it.
+    let from = |c: &String| match guard {
+        Some(g) if *c == g.column => "?".to_string(),
+        _ => format!("o.{}", Q.quote(c)),
+    };
     let select: Vec<String> = keys
         .iter()
         .map(|_| "?".to_string())
-        .chain(rest.iter().map(|c| format!("o.{}", Q.quote(c))))
+        .chain(rest.iter().map(from))
         .collect();
     let equal = |alias: &str| -> String {
         let m: Vec<String> = keys
@@ -59,6 +67,9 @@ pub fn bind_move<'q>(
     let value = |row: &'q crate::model::Row, k: &str| row.get(k).unwrap_or(&Value::Null);
     for k in keys {
         query = push_value(query, value(&m.to, k));
+    }
+    if let Some(g) = guard {
+        query = push_value(query, value(&m.from, &g.column));
     }
     for k in keys {
         query = push_value(query, value(&m.from, k));
@@ -95,7 +106,7 @@ mod tests {
         let guard = Guard::new("pos", &t, std::time::Duration::from_secs(60));
         assert_eq!(
             move_sql(&schema, &["id".into()], Some(&guard)),
-            "INSERT INTO `db`.`t` (`id`, `memo`, `pos`) SELECT ?, o.`memo`, o.`pos` FROM `db`.`t` AS o \
+            "INSERT INTO `db`.`t` (`id`, `memo`, `pos`) SELECT ?, o.`memo`, ? FROM `db`.`t` AS o \
              WHERE o.`id` = ? AND (o.`pos` IS NULL OR o.`pos` <= COALESCE(?, o.`pos`)) \
              AND NOT EXISTS (SELECT 1 FROM `db`.`t` AS x WHERE x.`id` = ?)"
         );

@@ -2,7 +2,7 @@
 //! with the upsert clause, and `DELETE … WHERE key IN (…)`; `?` placeholders
 //! bound row by row (see the backend's contract in [`super`]).
 
-use super::{guard, Q};
+use super::Q;
 use crate::config::SinkMode;
 use crate::ident::TableName;
 
@@ -59,7 +59,7 @@ pub fn insert_sql(
     }
     match (mode, newer) {
         (SinkMode::Upsert, Some(position)) => {
-            sql.push_str(&guard::on_duplicate_key_newer(keys, columns, position))
+            sql.push_str(&on_duplicate_key_newer(keys, columns, position))
         }
         (SinkMode::Upsert, None) => sql.push_str(&on_duplicate_key(keys, columns)),
         (SinkMode::Insert, _) => {}
@@ -83,6 +83,21 @@ fn on_duplicate_key(keys: &[String], columns: &[String]) -> String {
     } else {
         updates
     };
+    format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+}
+
+/// `ON DUPLICATE KEY UPDATE c = IF(newer, VALUES(c), c), …` with the
+/// position assigned last: MySQL assigns left to right, and each condition
+/// must read the row's position before the change.
+pub fn on_duplicate_key_newer(keys: &[String], columns: &[String], position: &str) -> String {
+    let p = Q.quote(position);
+    let newer = format!("({p} IS NULL OR VALUES({p}) IS NULL OR {p} <= VALUES({p}))");
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c) && c.as_str() != position)
+        .chain(std::iter::once(&position.to_string()))
+        .map(|c| format!("{q} = IF({newer}, VALUES({q}), {q})", q = Q.quote(c)))
+        .collect();
     format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
 }
 
@@ -129,6 +144,17 @@ mod tests {
         assert!(
             sql.ends_with("ON DUPLICATE KEY UPDATE `id` = `id`"),
             "{sql}"
+        );
+    }
+
+    #[test]
+    fn an_upsert_assigns_the_position_last_and_only_when_not_older() {
+        let cols = ["id".to_string(), "pos".to_string(), "v".to_string()];
+        assert_eq!(
+            on_duplicate_key_newer(&["id".into()], &cols, "pos"),
+            " ON DUPLICATE KEY UPDATE \
+             `v` = IF((`pos` IS NULL OR VALUES(`pos`) IS NULL OR `pos` <= VALUES(`pos`)), VALUES(`v`), `v`), \
+             `pos` = IF((`pos` IS NULL OR VALUES(`pos`) IS NULL OR `pos` <= VALUES(`pos`)), VALUES(`pos`), `pos`)"
         );
     }
 }

@@ -2,7 +2,8 @@
 //! change, [`crate::model::Move`]): every column but the key's from the old
 //! row, in one `INSERT … SELECT`, before the batch's delete of the old key.
 //! A row that has the new key already is left as it is; with the ordering
-//! guard, so is an old row newer than the change. Both keys travel as JSON
+//! guard, so is an old row newer than the change, and the moved row takes
+//! the change's position (a marker older than it must not delete it again). Both keys travel as JSON
 //! objects that the table's own column types read (`json_populate_record`).
 
 use crate::ident::{column_list, quote};
@@ -19,10 +20,15 @@ pub fn move_sql(schema: &TableSchema, keys: &[String], guard: Option<&Guard>) ->
         .filter(|c| !keys.contains(c))
         .collect();
     let columns: Vec<String> = keys.iter().chain(&rest).cloned().collect();
+    // With the guard the moved row is as new as the change that moved it.
+    let from = |c: &String| match guard {
+        Some(g) if *c == g.column => format!("f.{}", quote(c)),
+        _ => format!("o.{}", quote(c)),
+    };
     let select: Vec<String> = keys
         .iter()
         .map(|k| format!("n.{}", quote(k)))
-        .chain(rest.iter().map(|c| format!("o.{}", quote(c))))
+        .chain(rest.iter().map(from))
         .collect();
     let on: Vec<String> = keys
         .iter()
@@ -81,6 +87,10 @@ mod tests {
                 r#"AND (o."pos" IS NULL OR f."pos" IS NULL OR o."pos" <= f."pos") ON CONFLICT"#
             ),
             "{sql}"
+        );
+        assert!(
+            sql.contains(r#"SELECT n."id", o."memo", f."pos" FROM"#),
+            "the moved row takes the change's position: {sql}"
         );
     }
 }

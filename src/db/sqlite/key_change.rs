@@ -2,7 +2,8 @@
 //! change, [`crate::model::Move`]): every column but the key's from the old
 //! row, in one `INSERT … SELECT`, before the batch's delete of the old key.
 //! A row that has the new key already is left as it is; with the ordering
-//! guard, so is an old row newer than the change.
+//! guard, so is an old row newer than the change, and the moved row takes
+//! the change's position (a marker older than it must not delete it again).
 
 use super::SqliteQuery;
 use crate::ident::{column_list, quote};
@@ -23,9 +24,14 @@ pub fn move_sql(schema: &TableSchema, keys: &[String], guard: Option<&Guard>) ->
         .filter(|c| !keys.contains(c))
         .collect();
     let columns: Vec<String> = keys.iter().chain(&rest).cloned().collect();
+    // With the guard the moved row is as new as the change that moved it.
+    let from = |c: &String| match guard {
+        Some(g) if *c == g.column => format!("?{}", 2 * n + 1),
+        _ => format!("o.{}", quote(c)),
+    };
     let select: Vec<String> = (0..n)
         .map(|i| format!("?{}", n + i + 1))
-        .chain(rest.iter().map(|c| format!("o.{}", quote(c))))
+        .chain(rest.iter().map(from))
         .collect();
     let on: Vec<String> = keys
         .iter()
@@ -96,7 +102,7 @@ mod tests {
         let guard = Guard::new("memo", &t, std::time::Duration::from_secs(60));
         assert_eq!(
             move_sql(&schema, &["a".into(), "b".into()], Some(&guard)),
-            r#"INSERT INTO "t" ("a", "b", "memo") SELECT ?3, ?4, o."memo" FROM "t" AS o WHERE o."a" = ?1 AND o."b" = ?2 AND (o."memo" IS NULL OR ?5 IS NULL OR o."memo" <= ?5) ON CONFLICT ("a", "b") DO NOTHING"#
+            r#"INSERT INTO "t" ("a", "b", "memo") SELECT ?3, ?4, ?5 FROM "t" AS o WHERE o."a" = ?1 AND o."b" = ?2 AND (o."memo" IS NULL OR ?5 IS NULL OR o."memo" <= ?5) ON CONFLICT ("a", "b") DO NOTHING"#
         );
     }
 }
