@@ -242,12 +242,7 @@ impl Pipeline {
         info!(parent: &span, topics = ?cfg.topics, table = %cfg.sink.table, "pipeline started");
         let (source_result, writer_result) = supervise(source, writer, &shutdown, &abort).await;
         grace_timer.abort();
-        let pipeline = name.clone();
-        writer_result.map_err(|source| PipelineError::Writer {
-            pipeline: pipeline.clone(),
-            source,
-        })?;
-        source_result.map_err(|source| PipelineError::Source { pipeline, source })?;
+        supervise::cause(name.clone(), source_result, writer_result)?;
         info!(parent: &span, "pipeline stopped");
         Ok(())
     }

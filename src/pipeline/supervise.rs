@@ -3,6 +3,7 @@
 //! shutdown token, the writer by `abort` — and both results are returned, so
 //! a failing stage never leaves the other running unsupervised.
 
+use super::PipelineError;
 use crate::sink::writer::WriterError;
 use crate::source::SourceError;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,24 @@ pub(super) async fn supervise(
     }
 }
 
+/// The error a pipeline stops with: the source's when it failed and the
+/// writer was only aborted because of it (the writer stops at once when its
+/// abort fires, so its `Aborted` would hide the cause: a fenced static
+/// member, a fatal Kafka error); otherwise the writer's, then the source's.
+pub(super) fn cause(
+    pipeline: String,
+    source: Result<(), SourceError>,
+    writer: Result<(), WriterError>,
+) -> Result<(), PipelineError> {
+    match (source, writer) {
+        (Err(source), Ok(()) | Err(WriterError::Aborted)) => {
+            Err(PipelineError::Source { pipeline, source })
+        }
+        (_, Err(source)) => Err(PipelineError::Writer { pipeline, source }),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
 fn panicked_source(e: &tokio::task::JoinError) -> SourceError {
     tracing::error!(error = %e, "source thread panicked");
     SourceError::Panicked
@@ -47,4 +66,36 @@ fn panicked_source(e: &tokio::task::JoinError) -> SourceError {
 fn panicked_writer(e: &tokio::task::JoinError) -> WriterError {
     tracing::error!(error = %e, "writer task panicked");
     WriterError::Aborted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_aborted_because_the_source_failed_reports_the_source() {
+        let stopped = cause(
+            "p".into(),
+            Err(SourceError::Panicked),
+            Err(WriterError::Aborted),
+        );
+        assert!(
+            matches!(stopped, Err(PipelineError::Source { .. })),
+            "{stopped:?}"
+        );
+    }
+
+    #[test]
+    fn a_writer_that_failed_on_its_own_is_reported_before_the_source() {
+        let poison = WriterError::Poison {
+            reason: "data",
+            message: "bad".into(),
+        };
+        let stopped = cause("p".into(), Err(SourceError::Panicked), Err(poison));
+        assert!(
+            matches!(stopped, Err(PipelineError::Writer { .. })),
+            "{stopped:?}"
+        );
+        assert!(cause("p".into(), Ok(()), Ok(())).is_ok());
+    }
 }
