@@ -22,9 +22,10 @@ use serde_json::{json, Map, Value};
 use sqlx::Connection;
 use std::time::Instant;
 use tidemill::config::SinkConfig;
-use tidemill::sink::order::{now_ms, BatchGuard};
+use tidemill::sink::order::BatchGuard;
 use tidemill::sink::types::RowTypes;
 use tidemill::sink::{prepare, with_deletes, PreparedWrite, Sink};
+use tidemill::state::time::now_ms;
 
 const TYPES: [&str; 4] = ["view", "click", "purchase", "refund"];
 

@@ -157,7 +157,7 @@ macro_rules! steps_impl {
                 let Some(guard) = &mut self.guard else {
                     return Ok(());
                 };
-                let now_ms = $crate::sink::order::now_ms();
+                let now_ms = $crate::state::time::now_ms();
                 let Some(before_ms) = guard.prune_due(std::time::Instant::now(), now_ms) else {
                     return Ok(());
                 };

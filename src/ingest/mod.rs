@@ -250,12 +250,12 @@ impl Ingest {
             ));
         };
         // A change stream's key is Debezium's key struct, maybe wrapped.
-        let unwrapped = match (self.decoder.format(), rec.key) {
-            (DecodeFormat::Debezium, Some(bytes)) => debezium::key(bytes),
-            _ => None,
+        let change_stream = self.decoder.format() == DecodeFormat::Debezium;
+        let key_of = |bytes: Option<&[u8]>| {
+            let unwrapped = bytes.filter(|_| change_stream).and_then(debezium::key);
+            tombstone::delete_key(keys, unwrapped.as_deref().or(bytes))
         };
-        let mut key =
-            tombstone::delete_key(keys, unwrapped.as_deref().or(rec.key)).map_err(refuse)?;
+        let mut key = key_of(rec.key).map_err(refuse)?;
         if let Some(column) = &self.order {
             key.insert(column.clone(), order.map_or(Value::Null, Value::String));
         }
@@ -263,8 +263,7 @@ impl Ingest {
         // A new key that names no row is a plain delete: the old key must
         // go whatever the header says (its tombstone may be skipped).
         let to = new_key.and_then(|b| {
-            let unwrapped = debezium::key(b);
-            tombstone::delete_key(keys, unwrapped.as_deref().or(Some(b)))
+            key_of(Some(b))
                 .inspect_err(|e| warn!(error = %e, "a key change's new key names no row; deleting the old key only"))
                 .ok()
         });

@@ -57,7 +57,7 @@ pub fn collapse(key_columns: &[String], rows: &[Row], deletes: &[Delete]) -> Col
 }
 
 /// The key's values as text; `None` when a key column is missing or null.
-fn text_key(key_columns: &[String], row: &Row) -> Option<Vec<String>> {
+pub(super) fn text_key(key_columns: &[String], row: &Row) -> Option<Vec<String>> {
     key_columns
         .iter()
         .map(|k| match row.get(k)? {

@@ -12,6 +12,7 @@
 //! [`crate::ingest::decode::debezium`]) is kept, and applies over whatever
 //! came before it, as the database's guarded statements do.
 
+use super::collapse::text_key;
 use super::prepare::{part, PreparedWrite};
 use crate::ident::{Quoting, TableName};
 use crate::model::{Delete, Move, Row};
@@ -51,7 +52,6 @@ pub struct BatchGuard {
     marker_columns: Vec<String>,
     /// Each delete of known position: its key, position and `marked_at`.
     markers: Vec<Row>,
-    on: bool,
 }
 
 impl BatchGuard {
@@ -80,7 +80,6 @@ impl BatchGuard {
             key_columns: key_columns.to_vec(),
             marker_columns,
             markers,
-            on: true,
         }
     }
 
@@ -97,7 +96,8 @@ impl BatchGuard {
         rows: &'r [Row],
         moves: &'r [Move],
     ) -> PreparedWrite<'r> {
-        if !self.on {
+        // Unguarded: no markers' columns.
+        if self.marker_columns.is_empty() {
             return write;
         }
         if !self.markers.is_empty() {
@@ -110,13 +110,6 @@ impl BatchGuard {
         }
         write
     }
-}
-
-/// Wall-clock milliseconds since the epoch (when markers are marked).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Names of the markers' own columns besides the key's.
@@ -150,14 +143,6 @@ impl Guard {
         self.pruned_at = Some(now);
         let retention = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
         Some(now_ms.saturating_sub(retention))
-    }
-
-    /// The markers' columns: the key's, the position, when it was marked.
-    pub fn marker_columns(&self, keys: &[String]) -> Vec<String> {
-        let mut columns = keys.to_vec();
-        columns.push(self.column.clone());
-        columns.push(MARKED_AT.to_string());
-        columns
     }
 
     /// `CREATE TABLE IF NOT EXISTS` of the markers: each key column with
@@ -257,18 +242,6 @@ pub fn newest_only(
         kept.deletes.push(keep_newer(&d.key));
     }
     kept
-}
-
-/// The key's values as text (as [`super::collapse`] compares them).
-fn text_key(key_columns: &[String], row: &Row) -> Option<Vec<String>> {
-    key_columns
-        .iter()
-        .map(|k| match row.get(k)? {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            v => Some(v.to_string()),
-        })
-        .collect()
 }
 
 #[cfg(test)]

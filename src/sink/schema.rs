@@ -43,6 +43,15 @@ impl TableSchema {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// The columns not in `keys`, in table order.
+    pub fn other_columns(&self, keys: &[String]) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|c| !keys.contains(c))
+            .collect()
+    }
+
     /// Problems that make the table unusable for the given mode and key; empty when usable.
     pub fn check(&self, mode: SinkMode, key_columns: &[String]) -> Vec<String> {
         let mut problems = Vec::new();

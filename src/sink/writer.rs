@@ -15,7 +15,7 @@ use super::ddl;
 use super::dialect::Dialect;
 use super::isolate::isolate;
 use super::observe::{self, Loaded};
-use super::order::{now_ms, BatchGuard};
+use super::order::BatchGuard;
 use super::output::{stateless_output, Output};
 use super::refused::{dead_letter, discount, drop_refused, Refused, Source};
 use super::types::RowTypes;
@@ -253,7 +253,12 @@ async fn write_rows<S: Sink + ?Sized>(
     fit_columns(sink, ctx, types, batch, &mut output, backoff).await?;
     let rows: &[Row] = &output.rows;
     let order = ctx.cfg.order_column.as_deref();
-    let guard = BatchGuard::new(&ctx.cfg.key_columns, order, &output.deletes, now_ms());
+    let guard = BatchGuard::new(
+        &ctx.cfg.key_columns,
+        order,
+        &output.deletes,
+        crate::state::time::now_ms(),
+    );
     let mut subset: Option<Vec<usize>> = None; // None: every row
     loop {
         let kept: Vec<Row>;

@@ -13,12 +13,7 @@ use crate::sink::schema::TableSchema;
 /// Parameter 1: the old key (with the guard, and its position); 2: the new key.
 pub fn move_sql(schema: &TableSchema, keys: &[String], guard: Option<&Guard>) -> String {
     let t = schema.table.quoted();
-    let rest: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| c.name.clone())
-        .filter(|c| !keys.contains(c))
-        .collect();
+    let rest = schema.other_columns(keys);
     let columns: Vec<String> = keys.iter().chain(&rest).cloned().collect();
     // With the guard the moved row is as new as the change that moved it.
     let from = |c: &String| match guard {

@@ -17,12 +17,7 @@ use serde_json::Value;
 pub fn move_sql(schema: &TableSchema, keys: &[String], guard: Option<&Guard>) -> String {
     let t = schema.table.quoted();
     let n = keys.len();
-    let rest: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| c.name.clone())
-        .filter(|c| !keys.contains(c))
-        .collect();
+    let rest = schema.other_columns(keys);
     let columns: Vec<String> = keys.iter().chain(&rest).cloned().collect();
     // With the guard the moved row is as new as the change that moved it.
     let from = |c: &String| match guard {
